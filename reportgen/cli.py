@@ -1,0 +1,75 @@
+"""The `reportgen` command line: a lazy registry of subcommands.
+
+Each subcommand lives in ``reportgen/commands/<name>.py`` with ``add_arguments(parser)``
+and ``run(args) -> int``. Modules are imported only when their command runs, so
+``reportgen check`` never imports torch and ``reportgen --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from reportgen.errors import ReportgenError
+
+# name -> (module, one-line help). Names and flags are public contracts: extend, never rename.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("reportgen.commands.demo", "check a sample of the real IU reports and print a verdict table"),
+    "check": ("reportgen.commands.check", "check every claim of reports (JSONL) against evidence"),
+    "extract": ("reportgen.commands.extract", "print entity graphs (RadGraph schema) for text"),
+    "label": ("reportgen.commands.label", "CheXpert 14-observation labels for reports (JSONL)"),
+    "eval": ("reportgen.commands.eval", "hallucination and report-generation metrics"),
+    "train": ("reportgen.commands.train", "LoRA fine-tuning of a vision-language model"),
+    "draft": ("reportgen.commands.draft", "draft reports for studies (JSONL) with a backend"),
+    "serve": ("reportgen.commands.serve", "start a vLLM OpenAI-compatible server with LoRA adapters"),
+    "train-clip": ("reportgen.commands.train_clip", "contrastive fine-tuning of an open_clip model"),
+}
+
+
+def _load(name: str):
+    module, _ = COMMANDS[name]
+    return importlib.import_module(module)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    from reportgen import __version__
+
+    parser = argparse.ArgumentParser(prog="reportgen", description="Draft chest X-ray reports and check every claim.")
+    parser.add_argument("--version", action="version", version=f"reportgen {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen command's module is imported (its arguments are needed to parse).
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            _load(name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(args.command).run(args) or 0)
+    except ReportgenError as e:
+        print(f"reportgen {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"reportgen {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

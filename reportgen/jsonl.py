@@ -1,0 +1,185 @@
+"""JSONL input and output that never lose work.
+
+Reading yields one ``Record`` per line: either the parsed object or the problem with it
+(malformed JSON, non-UTF-8 bytes, a missing id, an oversized line), so one bad line
+never stops a batch. Writing is either atomic (``atomic_writer``: a temporary file renamed
+over the target when done, so a crash never leaves a half-written file) or append-and-
+flush (``AppendWriter``: each record is on disk as soon as it is written, for resumable
+batches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from reportgen.errors import InputError
+
+# A report of a few kB is normal; 1 MB of text is not a radiology report. Records longer
+# than this are refused by default (users can raise it) so one runaway line cannot stall
+# a batch.
+MAX_RECORD_CHARS = 200_000
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input line: ``data`` when it parsed, else ``error``; ``line`` is 1-based."""
+
+    path: str
+    line: int
+    data: Mapping[str, Any] | None
+    error: str | None = None
+
+    @property
+    def id(self) -> str | None:
+        """The record's id when it has a usable one."""
+        if self.data is not None and isinstance(self.data.get("id"), str) and self.data["id"]:
+            return self.data["id"]
+        return None
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def fallback_id(self) -> str:
+        """An id for error records of lines without one: ``line:N``."""
+        return self.id or f"line:{self.line}"
+
+
+def read_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    require: tuple[str, ...] = ("id",),
+    max_chars: int = MAX_RECORD_CHARS,
+    text_fields: tuple[str, ...] = (),
+) -> Iterator[Record]:
+    """Yield a Record per non-blank line of ``path``; problems become ``Record.error``.
+
+    ``require`` names keys that must be present; ``id`` must be a non-empty string.
+    ``text_fields`` must be strings and no longer than ``max_chars``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError("E101", f"input file {str(p)!r} does not exist", fix="check the path")
+    with p.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            yield _parse_line(str(p), lineno, raw, require, max_chars, text_fields)
+
+
+def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], max_chars: int, text_fields: tuple[str, ...]) -> Record:
+    def bad(msg: str, data: Mapping[str, Any] | None = None) -> Record:
+        return Record(path, lineno, data, f"{path}:{lineno}: {msg}")
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return bad(f"E102 line is not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        return bad(f"E103 malformed JSON ({e.msg} at column {e.colno})")
+    if not isinstance(data, dict):
+        return bad(f"E104 a record must be a JSON object, got {type(data).__name__}")
+    for key in require:
+        if key not in data or data[key] is None:
+            return bad(f"E105 record has no {key!r}", data)
+    if "id" in require and (not isinstance(data["id"], str) or not data["id"].strip()):
+        return bad("E106 'id' must be a non-empty string", data)
+    for key in text_fields:
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return bad(f"E107 {key!r} must be a string, got {type(value).__name__}", data)
+        if len(value) > max_chars:
+            return bad(f"E108 {key!r} has {len(value):,} characters, over the limit of {max_chars:,}", data)
+        if not value.strip():
+            return bad(f"E109 {key!r} is empty", data)
+    return Record(path, lineno, data)
+
+
+def dumps(obj: Any) -> str:
+    """One JSONL line (no trailing newline); non-ASCII kept as is."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
+
+    On an exception the temporary file is removed and an existing ``path`` is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+class AppendWriter:
+    """Append JSONL records, flushing and fsyncing each, for crash-safe resumable batches.
+
+    ``done_ids()`` reads the ids already in the file (a torn last line from a crash is
+    ignored and truncated away before appending).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def _repair_tail(self) -> None:
+        # A crash mid-write can leave a last line without its newline; drop it so the
+        # next record starts on a fresh line and the torn one is redone.
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        with self.path.open("r+b") as fh:
+            fh.truncate(cut)
+
+    def done_ids(self) -> set[str]:
+        ids: set[str] = set()
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+                if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                    ids.add(rec["id"])
+        return ids
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._fh.write(dumps(record) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "AppendWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

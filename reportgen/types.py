@@ -1,0 +1,388 @@
+"""Core result types: frozen dataclasses with a JSON round trip.
+
+Data flows one way: Study -> Report -> Claim -> EntityGraph / Finding -> Verdict.
+Every type here is immutable and serialises with ``to_dict`` / ``from_dict`` to plain
+JSON values, so results can be cached, diffed and passed between processes.
+Pydantic is kept for JSON/LLM boundaries; these are the in-process values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+from reportgen.errors import ReportgenError
+
+# The RadGraph schema (Jain et al. 2021): an entity is anatomy or an observation, and an
+# observation is definitely present, uncertain or definitely absent.
+ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
+RELATION_TYPES = ("located_at", "modify", "suggestive_of")
+VERDICT_STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
+PRESENCE = ("present", "absent", "uncertain")
+
+
+def _check_choice(kind: str, value: str, options: Sequence[str]) -> None:
+    if value not in options:
+        raise ReportgenError("E001", f"invalid {kind} {value!r}", fix=f"use one of {', '.join(options)}")
+
+
+def _check_span(kind: str, start: int, end: int) -> None:
+    if not (isinstance(start, int) and isinstance(end, int)) or start < 0 or end < start:
+        raise ReportgenError("E002", f"invalid {kind} span [{start}, {end})", fix="use 0 <= start <= end")
+
+
+class _Json:
+    """Mixin: a flat to_dict/from_dict for dataclasses whose fields are JSON values."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = _to_json(value)
+        return out
+
+
+def _to_json(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Section(_Json):
+    """A named section of a report; ``text == report.text[start:end]``."""
+
+    name: str
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        _check_span("section", self.start, self.end)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Section":
+        return cls(name=d["name"], start=d["start"], end=d["end"])
+
+
+@dataclass(frozen=True)
+class Report(_Json):
+    """A radiology report: its full text and the sections found in it.
+
+    Section names are lower case ("findings", "impression", "indication", ...);
+    text outside any heading is the section "text".
+    """
+
+    text: str
+    sections: tuple[Section, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sections", tuple(self.sections))
+        for s in self.sections:
+            if s.end > len(self.text):
+                raise ReportgenError("E002", f"section {s.name!r} ends at {s.end}, past the text ({len(self.text)} chars)")
+
+    def section_text(self, name: str) -> str | None:
+        """Text of the first section called ``name``, or None."""
+        for s in self.sections:
+            if s.name == name:
+                return self.text[s.start : s.end]
+        return None
+
+    @property
+    def findings(self) -> str | None:
+        return self.section_text("findings")
+
+    @property
+    def impression(self) -> str | None:
+        return self.section_text("impression")
+
+    @classmethod
+    def from_sections(cls, sections: Mapping[str, str | None]) -> "Report":
+        """Build "FINDINGS: ...\\n\\nIMPRESSION: ..." text with exact section offsets."""
+        parts: list[str] = []
+        spans: list[Section] = []
+        pos = 0
+        for name, body in sections.items():
+            if not body:
+                continue
+            if parts:
+                parts.append("\n\n")
+                pos += 2
+            head = f"{name.upper()}: "
+            parts.append(head + body)
+            spans.append(Section(name.lower(), pos + len(head), pos + len(head) + len(body)))
+            pos += len(head) + len(body)
+        return cls("".join(parts), tuple(spans))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Report":
+        return cls(text=d["text"], sections=tuple(Section.from_dict(s) for s in d.get("sections", ())))
+
+
+@dataclass(frozen=True)
+class Study(_Json):
+    """One imaging study: images (paths), their views, clinical context, optional reference."""
+
+    id: str
+    images: tuple[str, ...] = ()
+    views: tuple[str | None, ...] = ()
+    indication: str | None = None
+    comparison: str | None = None
+    reference: Report | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ReportgenError("E003", "a study needs a non-empty string id")
+        object.__setattr__(self, "images", tuple(self.images))
+        object.__setattr__(self, "views", tuple(self.views))
+        if self.views and len(self.views) != len(self.images):
+            raise ReportgenError(
+                "E004", f"study {self.id!r}: {len(self.views)} views for {len(self.images)} images",
+                fix="give one view per image, or none",
+            )
+
+    @property
+    def view(self) -> str | None:
+        """View of the first image (e.g. "PA", "AP", "LATERAL"), if known."""
+        return self.views[0] if self.views else None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Study":
+        images = d.get("images", ())
+        if isinstance(images, str):
+            images = (images,)
+        views = d.get("views", ())
+        if not views and d.get("view"):
+            views = (d["view"],) * len(images)
+        ref = d.get("reference")
+        if isinstance(ref, str):
+            ref = Report(ref)
+        elif isinstance(ref, Mapping):
+            ref = Report.from_dict(ref)
+        known = {"id", "images", "views", "view", "indication", "comparison", "reference", "meta"}
+        meta = dict(d.get("meta", {}))
+        meta.update({k: v for k, v in d.items() if k not in known})
+        return cls(
+            id=d["id"], images=tuple(images), views=tuple(views), indication=d.get("indication"),
+            comparison=d.get("comparison"), reference=ref, meta=meta,
+        )
+
+
+@dataclass(frozen=True)
+class Claim(_Json):
+    """An atomic statement of a report.
+
+    ``report[start:end]`` is the claim's source span. ``text`` is the claim as a standalone
+    statement: equal to the span, except for claims split from a coordination, where it is
+    rewritten ("No pleural effusion or pneumothorax." -> "No pneumothorax." with the span
+    on "pneumothorax"). ``sentence_start``/``sentence_end`` give the whole source sentence.
+    """
+
+    text: str
+    section: str
+    start: int
+    end: int
+    sentence_start: int | None = None
+    sentence_end: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_span("claim", self.start, self.end)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Claim":
+        return cls(
+            text=d["text"], section=d["section"], start=d["start"], end=d["end"],
+            sentence_start=d.get("sentence_start"), sentence_end=d.get("sentence_end"),
+        )
+
+
+@dataclass(frozen=True)
+class Entity(_Json):
+    """A RadGraph entity. ``start``/``end`` are character offsets into the text that was
+    given to the extractor (the pipeline gives the whole report, so report offsets).
+    ``norm`` is the lexicon's normal form ("pleural fluid" -> "pleural effusion") or None.
+    """
+
+    id: str
+    text: str
+    start: int
+    end: int
+    label: str
+    norm: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("entity label", self.label, ENTITY_LABELS)
+        _check_span("entity", self.start, self.end)
+
+    @property
+    def is_observation(self) -> bool:
+        return self.label.startswith("OBS")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Entity":
+        return cls(id=str(d["id"]), text=d["text"], start=d["start"], end=d["end"], label=d["label"], norm=d.get("norm"))
+
+
+@dataclass(frozen=True)
+class Relation(_Json):
+    """A directed RadGraph relation ``source -[type]-> target`` between entity ids."""
+
+    type: str
+    source: str
+    target: str
+
+    def __post_init__(self) -> None:
+        _check_choice("relation type", self.type, RELATION_TYPES)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Relation":
+        return cls(type=d["type"], source=str(d["source"]), target=str(d["target"]))
+
+
+@dataclass(frozen=True)
+class EntityGraph(_Json):
+    """Entities and relations of one text in the RadGraph schema."""
+
+    entities: tuple[Entity, ...] = ()
+    relations: tuple[Relation, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entities", tuple(self.entities))
+        object.__setattr__(self, "relations", tuple(self.relations))
+        ids = {e.id for e in self.entities}
+        if len(ids) != len(self.entities):
+            raise ReportgenError("E005", "entity ids in a graph must be unique")
+        for r in self.relations:
+            if r.source not in ids or r.target not in ids:
+                raise ReportgenError("E005", f"relation {r.type} {r.source}->{r.target} names an unknown entity")
+
+    def entity(self, entity_id: str) -> Entity:
+        for e in self.entities:
+            if e.id == entity_id:
+                return e
+        raise KeyError(entity_id)
+
+    def related(self, entity_id: str, rel_type: str | None = None) -> tuple[Entity, ...]:
+        """Targets of relations going out of ``entity_id`` (optionally of one type)."""
+        return tuple(
+            self.entity(r.target) for r in self.relations
+            if r.source == entity_id and (rel_type is None or r.type == rel_type)
+        )
+
+    def within(self, start: int, end: int) -> "EntityGraph":
+        """The subgraph of entities whose spans lie inside [start, end)."""
+        keep = tuple(e for e in self.entities if e.start >= start and e.end <= end)
+        ids = {e.id for e in keep}
+        rels = tuple(r for r in self.relations if r.source in ids and r.target in ids)
+        return EntityGraph(keep, rels)
+
+    def shifted(self, offset: int) -> "EntityGraph":
+        """The same graph with every span moved by ``offset`` characters."""
+        ents = tuple(
+            Entity(e.id, e.text, e.start + offset, e.end + offset, e.label, e.norm) for e in self.entities
+        )
+        return EntityGraph(ents, self.relations)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EntityGraph":
+        return cls(
+            entities=tuple(Entity.from_dict(e) for e in d.get("entities", ())),
+            relations=tuple(Relation.from_dict(r) for r in d.get("relations", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Finding(_Json):
+    """A normalised finding read off an EntityGraph: what is (not) seen, where, how much.
+
+    This is what checkers compare. ``observation`` and ``anatomy`` are lexicon normal
+    forms; ``locations`` are normalised zone words ("upper lobe", "base", "apex", ...).
+    ``start``/``end`` locate the observation entity in the same coordinates as the graph.
+    """
+
+    observation: str
+    presence: str
+    laterality: str | None = None
+    locations: tuple[str, ...] = ()
+    anatomy: str | None = None
+    severity: str | None = None
+    change: str | None = None
+    text: str = ""
+    start: int = 0
+    end: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("presence", self.presence, PRESENCE)
+        if self.laterality is not None:
+            _check_choice("laterality", self.laterality, ("right", "left", "bilateral"))
+        object.__setattr__(self, "locations", tuple(self.locations))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
+        return cls(**{f.name: (tuple(d[f.name]) if f.name == "locations" else d[f.name]) for f in fields(cls) if f.name in d})
+
+
+@dataclass(frozen=True)
+class EvidenceItem(_Json):
+    """One piece of evidence a claim can be compared with.
+
+    ``source`` says where it comes from: "reference" (a reference report), "self" (another
+    section of the same report), "image" (an image-derived region map or box), or any
+    other name a checker uses. ``text``/``start``/``end`` locate it in its own document
+    (for image evidence: a description, and 0/0). ``meta`` carries source-specific data
+    (zone, boxes, similarity statistics, ...), JSON values only.
+    """
+
+    source: str
+    text: str
+    start: int = 0
+    end: int = 0
+    findings: tuple[Finding, ...] = ()
+    score: float | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "findings", tuple(self.findings))
+
+    def describe(self) -> str:
+        """How a reason names this evidence: source, span and text."""
+        where = f"[{self.start}:{self.end}]" if self.end > self.start else ""
+        return f"{self.source}{where} {self.text!r}"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "EvidenceItem":
+        return cls(
+            source=d["source"], text=d["text"], start=d.get("start", 0), end=d.get("end", 0),
+            findings=tuple(Finding.from_dict(f) for f in d.get("findings", ())),
+            score=d.get("score"), meta=dict(d.get("meta", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict(_Json):
+    """A checker's judgement of one claim, with the reasons and the evidence it used."""
+
+    claim: Claim
+    status: str
+    reasons: tuple[str, ...] = ()
+    evidence: tuple[EvidenceItem, ...] = ()
+    checker: str = ""
+    score: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("verdict status", self.status, VERDICT_STATUSES)
+        object.__setattr__(self, "reasons", tuple(self.reasons))
+        object.__setattr__(self, "evidence", tuple(self.evidence))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":
+        return cls(
+            claim=Claim.from_dict(d["claim"]), status=d["status"], reasons=tuple(d.get("reasons", ())),
+            evidence=tuple(EvidenceItem.from_dict(e) for e in d.get("evidence", ())),
+            checker=d.get("checker", ""), score=d.get("score"),
+        )
