@@ -1,0 +1,324 @@
+"""Verdict logic of the graph checker, on hand-made findings and on real IU sentences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from checkers import graph_checker as gc
+from checkers.graph_checker import CheckingRules, GraphChecker, describe_finding, is_abstention
+from reportgen.errors import ReportgenError
+from reportgen.protocols import CheckedClaim
+from reportgen.types import Claim, EntityGraph, EvidenceItem, Finding
+
+F = Finding
+
+
+def claim(text: str, *findings: Finding, start: int = 0, section: str = "findings") -> CheckedClaim:
+    return CheckedClaim(Claim(text, section, start, start + len(text)), EntityGraph(), tuple(findings))
+
+
+def ev(text: str, *findings: Finding, source: str = "reference", start: int = 500) -> EvidenceItem:
+    return EvidenceItem(source, text, start, start + len(text), tuple(findings))
+
+
+@pytest.fixture(scope="module")
+def checker() -> GraphChecker:
+    return GraphChecker()
+
+
+def one(checker: GraphChecker, c: CheckedClaim, *items: EvidenceItem):
+    (v,) = checker.check([c], list(items))
+    assert v.checker == "graph"
+    return v
+
+
+NO_EFFUSION = ev("No pleural effusion.", F("pleural effusion", "absent"))
+LEFT_LLL_PNEUMONIA = ev("Left lower lobe pneumonia.", F("pneumonia", "present", "left", ("lower lobe",)), start=600)
+MILD_CARDIOMEGALY = ev("Mild cardiomegaly.", F("cardiomegaly", "present", severity="mild"), start=700)
+NO_ACUTE = ev("No acute cardiopulmonary abnormality.", F("acute abnormality", "absent", anatomy="cardiopulmonary"), start=800)
+
+
+# --- contradictions -----------------------------------------------------------------
+
+
+def test_presence_flip_present_claim_vs_absent_evidence(checker):
+    v = one(checker, claim("Small right pleural effusion.", F("pleural effusion", "present", "right", severity="small")), NO_EFFUSION)
+    assert v.status == "contradicted" and v.score == 0.0
+    assert "presence flipped" in v.reasons[0]
+    assert NO_EFFUSION.describe() in v.reasons[0]
+    assert v.evidence == (NO_EFFUSION,)
+
+
+def test_presence_flip_absent_claim_vs_present_evidence(checker):
+    v = one(checker, claim("No pneumonia.", F("pneumonia", "absent")), LEFT_LLL_PNEUMONIA)
+    assert v.status == "contradicted"
+    assert LEFT_LLL_PNEUMONIA.describe() in v.reasons[0]
+
+
+def test_a_denial_of_the_other_side_is_no_flip(checker):
+    no_left = ev("No left effusion.", F("pleural effusion", "absent", "left"))
+    v = one(checker, claim("Right effusion.", F("pleural effusion", "present", "right")), no_left)
+    assert v.status == "unsupported"  # nothing about the right side in the reference
+    v = one(checker, claim("Bilateral effusions.", F("pleural effusion", "present", "bilateral")), no_left)
+    assert v.status == "contradicted"  # the left half is denied
+
+
+def test_no_large_effusion_does_not_deny_a_small_one(checker):
+    no_large = ev("No large pleural effusion.", F("pleural effusion", "absent", severity="large"))
+    assert one(checker, claim("Small effusion.", F("pleural effusion", "present", severity="small")), no_large).status == "unsupported"
+    assert one(checker, claim("Large effusion.", F("pleural effusion", "present", severity="large")), no_large).status == "contradicted"
+
+
+def test_laterality_mismatch(checker):
+    v = one(checker, claim("Right lower lobe pneumonia.", F("pneumonia", "present", "right", ("lower lobe",))), LEFT_LLL_PNEUMONIA)
+    assert v.status == "contradicted"
+    assert "laterality mismatch (claim right, evidence left)" in v.reasons[0]
+    assert "'Left lower lobe pneumonia.'" in v.reasons[0]
+
+
+def test_bilateral_claim_vs_one_sided_evidence_is_a_mismatch_but_not_the_reverse(checker):
+    right = ev("Right effusion.", F("pleural effusion", "present", "right"))
+    both = ev("Bilateral effusions.", F("pleural effusion", "present", "bilateral"))
+    assert one(checker, claim("Bilateral effusions.", F("pleural effusion", "present", "bilateral")), right).status == "contradicted"
+    assert one(checker, claim("Right effusion.", F("pleural effusion", "present", "right")), both).status == "supported"
+
+
+def test_location_mismatch_and_compatible_zones(checker):
+    v = one(checker, claim("Left upper lobe pneumonia.", F("pneumonia", "present", "left", ("upper lobe",))), LEFT_LLL_PNEUMONIA)
+    assert v.status == "contradicted" and "location mismatch" in v.reasons[0]
+    # "base" and "lower lobe" lie in the same band: no mismatch.
+    v = one(checker, claim("Left basilar pneumonia.", F("pneumonia", "present", "left", ("base",))), LEFT_LLL_PNEUMONIA)
+    assert v.status == "supported"
+    # Zones the rules do not place never contradict.
+    v = one(checker, claim("Left perihilar pneumonia.", F("pneumonia", "present", "left", ("perihilar",))), LEFT_LLL_PNEUMONIA)
+    assert v.status == "supported"
+
+
+def test_severity_mismatch_and_synonyms(checker):
+    v = one(checker, claim("Severe cardiomegaly.", F("cardiomegaly", "present", severity="severe")), MILD_CARDIOMEGALY)
+    assert v.status == "contradicted" and "severity mismatch (claim severe, evidence mild)" in v.reasons[0]
+    # small and mild share a level
+    small = ev("Small effusion.", F("pleural effusion", "present", severity="small"))
+    assert one(checker, claim("Mild effusion.", F("pleural effusion", "present", severity="mild")), small).status == "supported"
+
+
+def test_change_mismatch(checker):
+    worse = ev("Increased effusion.", F("pleural effusion", "present", change="increased"))
+    v = one(checker, claim("Improved effusion.", F("pleural effusion", "present", change="improved")), worse)
+    assert v.status == "contradicted" and "change mismatch" in v.reasons[0]
+
+
+# --- support ------------------------------------------------------------------------
+
+
+def test_exact_match_is_supported_with_full_score(checker):
+    v = one(checker, claim("Left lower lobe pneumonia.", F("pneumonia", "present", "left", ("lower lobe",))), LEFT_LLL_PNEUMONIA)
+    assert v.status == "supported" and v.score == 1.0
+    assert v.reasons[0].startswith("supported:") and LEFT_LLL_PNEUMONIA.describe() in v.reasons[0]
+
+
+def test_claim_more_specific_than_evidence_is_supported_with_a_lower_score(checker):
+    v = one(checker, claim("Small right effusion.", F("pleural effusion", "present", "right", severity="small")),
+            ev("Effusion.", F("pleural effusion", "present")))
+    assert v.status == "supported" and v.score < 1.0
+    assert "does not give the side, severity" in v.reasons[0]
+
+
+def test_normal_statement_supports_a_specific_negative(checker):
+    v = one(checker, claim("No pneumothorax.", F("pneumothorax", "absent")), NO_ACUTE)
+    assert v.status == "supported"
+    assert NO_ACUTE.describe() in v.reasons[0]
+
+
+# --- unsupported and the no-evidence policy -----------------------------------------
+
+
+def test_positive_claim_without_reference_evidence_is_unsupported(checker):
+    v = one(checker, claim("Right upper lobe nodule.", F("nodule", "present", "right", ("upper lobe",))), NO_EFFUSION)
+    assert v.status == "unsupported" and v.score == 0.0
+    assert "no reference evidence mentions" in v.reasons[0]
+
+
+def test_negative_claim_without_reference_evidence_is_supported_by_default(checker):
+    v = one(checker, claim("No pneumothorax.", F("pneumothorax", "absent")), MILD_CARDIOMEGALY)
+    assert v.status == "supported"
+    assert v.score == checker.rules.scores["supported_by_default"] < 1.0
+    assert "supported by default" in v.reasons[0]
+
+
+def test_self_evidence_abstains_when_nothing_matches(checker):
+    v = one(checker, claim("Right upper lobe nodule.", F("nodule", "present", "right")),
+            ev("No pneumothorax.", F("pneumothorax", "absent"), source="self"))
+    assert is_abstention(v) and "not checked" in v.reasons[0]
+
+
+def test_claim_without_findings_abstains(checker):
+    v = one(checker, claim("Comparison made to prior study."), NO_EFFUSION)
+    assert v.status == "uncertain" and v.score is None and is_abstention(v)
+    assert "no finding could be read" in v.reasons[0]
+
+
+def test_no_evidence_at_all_abstains(checker):
+    assert is_abstention(one(checker, claim("Right effusion.", F("pleural effusion", "present", "right"))))
+
+
+# --- hedging ------------------------------------------------------------------------
+
+
+def test_hedged_claim_is_uncertain_and_says_what_the_evidence_says(checker):
+    v = one(checker, claim("Possible pneumonia.", F("pneumonia", "uncertain")), LEFT_LLL_PNEUMONIA)
+    assert v.status == "uncertain" and v.score == 0.5
+    assert "hedged claim" in v.reasons[0] and LEFT_LLL_PNEUMONIA.describe() in v.reasons[0]
+    denied = one(checker, claim("Possible effusion.", F("pleural effusion", "uncertain")), NO_EFFUSION)
+    assert denied.status == "uncertain" and denied.score < v.score
+    alone = one(checker, claim("Possible effusion.", F("pleural effusion", "uncertain")), MILD_CARDIOMEGALY)
+    assert alone.status == "uncertain" and "no reference evidence mentions" in alone.reasons[0]
+
+
+def test_hedged_evidence_makes_a_definite_claim_uncertain(checker):
+    maybe = ev("Possible right lower lobe pneumonia.", F("pneumonia", "uncertain", "right", ("lower lobe",)))
+    v = one(checker, claim("Right lower lobe pneumonia.", F("pneumonia", "present", "right", ("lower lobe",))), maybe)
+    assert v.status == "uncertain" and "hedged evidence" in v.reasons[0] and maybe.describe() in v.reasons[0]
+
+
+# --- normal statements and the hierarchy --------------------------------------------
+
+
+def test_normal_impression_vs_effusion_in_findings_is_contradicted(checker):
+    effusion = ev("Small left pleural effusion.", F("pleural effusion", "present", "left", severity="small"), source="self", start=0)
+    normal = claim("Normal chest.", F("abnormality", "absent", anatomy="chest"), start=100, section="impression")
+    v = one(checker, normal, effusion)
+    assert v.status == "contradicted" and effusion.describe() in v.reasons[0]
+
+
+def test_no_acute_disease_does_not_deny_chronic_findings(checker):
+    granuloma = claim("Calcified granuloma.", F("calcified granuloma", "present"))
+    v = one(checker, granuloma, ev("No acute disease.", F("acute abnormality", "absent"), source="self"))
+    assert is_abstention(v)
+    v = one(checker, claim("Left effusion.", F("pleural effusion", "present", "left")), NO_ACUTE)
+    assert v.status == "contradicted"
+
+
+def test_normal_statement_with_anatomy_speaks_only_for_its_region(checker):
+    lungs_clear = ev("The lungs are clear.", F("abnormality", "absent", anatomy="lung"))
+    assert one(checker, claim("Cardiomegaly.", F("cardiomegaly", "present")), lungs_clear).status == "unsupported"
+    assert one(checker, claim("Consolidation.", F("consolidation", "present")), lungs_clear).status == "contradicted"
+
+
+def test_specific_match_beats_a_normal_statement_elsewhere(checker):
+    effusion = ev("Left effusion.", F("pleural effusion", "present", "left"))
+    v = one(checker, claim("Left effusion.", F("pleural effusion", "present", "left")), NO_ACUTE, effusion)
+    assert v.status == "supported" and v.evidence == (effusion,)
+
+
+def test_broader_claim_supported_by_narrower_evidence_but_not_the_reverse(checker):
+    consolidation = ev("Right lower lobe consolidation.", F("consolidation", "present", "right", ("lower lobe",)))
+    assert one(checker, claim("Right basilar opacity.", F("opacity", "present", "right", ("base",))), consolidation).status == "supported"
+    opacity = ev("Right basilar opacity.", F("opacity", "present", "right", ("base",)))
+    v = one(checker, claim("Right lower lobe pneumonia.", F("pneumonia", "present", "right", ("lower lobe",))), opacity)
+    assert v.status == "uncertain" and "less specific" in v.reasons[0]
+
+
+# --- several findings, sources; self evidence ---------------------------------------
+
+
+def test_worst_finding_decides_the_claim(checker):
+    c = claim("Mild cardiomegaly and small right effusion.", F("cardiomegaly", "present", severity="mild"),
+              F("pleural effusion", "present", "right", severity="small"))
+    v = one(checker, c, MILD_CARDIOMEGALY, NO_EFFUSION)
+    assert v.status == "contradicted"
+    assert v.reasons[0].startswith("contradicted: small right pleural effusion")
+    assert any(r.startswith("supported: mild cardiomegaly") for r in v.reasons[1:])
+
+
+def test_reference_support_and_self_contradiction_combine_to_contradicted(checker):
+    c = claim("Left effusion.", F("pleural effusion", "present", "left"), start=0)
+    ref = ev("Left effusion.", F("pleural effusion", "present", "left"))
+    own = ev("No pleural effusion.", F("pleural effusion", "absent"), source="self", start=50)
+    v = one(checker, c, ref, own)
+    assert v.status == "contradicted"
+    assert any(own.describe() in r for r in v.reasons) and any(ref.describe() in r for r in v.reasons)
+
+
+def test_self_evidence_from_the_claims_own_sentence_is_skipped(checker):
+    text = "No pleural effusion or pneumothorax."
+    c = CheckedClaim(Claim("No pleural effusion.", "findings", 3, 19, 0, len(text)), EntityGraph(), (F("pleural effusion", "absent"),))
+    same_sentence = EvidenceItem("self", "No pleural effusion.", 3, 19, (F("pleural effusion", "absent"),),
+                                 meta={"sentence_start": 0, "sentence_end": len(text)})
+    later = EvidenceItem("self", "No pleural effusion.", 60, 80, (F("pleural effusion", "absent"),),
+                         meta={"sentence_start": 57, "sentence_end": 80})
+    assert is_abstention(one(checker, c, same_sentence))
+    assert one(checker, c, same_sentence, later).status == "supported"
+
+
+def test_image_evidence_plugs_in_as_another_source(checker):
+    img = EvidenceItem("image", "region map: right lower zone", findings=(F("opacity", "present", "right", ("lower lobe",)),), score=2.5,
+                       meta={"zone": "right lower"})
+    v = one(checker, claim("Left lower lobe opacity.", F("opacity", "present", "left", ("lower lobe",))), img)
+    assert v.status == "contradicted" and "image 'region map: right lower zone'" in v.reasons[0]
+    # Image evidence that says nothing about a claim abstains rather than flags it.
+    assert is_abstention(one(checker, claim("Cardiomegaly.", F("cardiomegaly", "present")), img))
+
+
+def test_a_failing_claim_gives_an_error_verdict_and_the_rest_are_checked(checker, monkeypatch):
+    real = gc._judge_finding
+
+    def flaky(rules, source, c, pairs):
+        if c.observation == "boom":
+            raise ValueError("broken finding")
+        return real(rules, source, c, pairs)
+
+    monkeypatch.setattr(gc, "_judge_finding", flaky)
+    bad = claim("Boom.", F("boom", "present"))
+    good = claim("Left lower lobe pneumonia.", F("pneumonia", "present", "left", ("lower lobe",)))
+    v_bad, v_good = checker.check([bad, good], [LEFT_LLL_PNEUMONIA])
+    assert v_bad.status == "error" and v_bad.reasons[0].startswith("E310") and "ValueError" in v_bad.reasons[0]
+    assert v_good.status == "supported"
+
+
+def test_verdicts_round_trip_json(checker):
+    from reportgen.types import Verdict
+
+    v = one(checker, claim("Right lower lobe pneumonia.", F("pneumonia", "present", "right", ("lower lobe",))), LEFT_LLL_PNEUMONIA)
+    assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+
+
+def test_describe_finding():
+    assert describe_finding(F("pleural effusion", "present", "right", ("base",), severity="small")) == "small right base pleural effusion (present)"
+
+
+# --- the rules file ----------------------------------------------------------------
+
+
+def test_rules_file_is_versioned_and_bad_files_give_e330(tmp_path):
+    rules = CheckingRules.load()
+    assert rules.version and "acute abnormality" in rules.ancestors["pleural effusion"]
+    assert "abnormality" in rules.ancestors["calcified granuloma"]
+    bad = tmp_path / "rules.json"
+    bad.write_text("{}")
+    with pytest.raises(ReportgenError) as e:
+        CheckingRules.load(bad)
+    assert e.value.code == "E330"
+    raw = json.loads(gc.RULES_PATH.read_text())
+    raw["hierarchy"]["parents"]["abnormality"] = ["opacity"]
+    cyc = tmp_path / "cycle.json"
+    cyc.write_text(json.dumps(raw))
+    with pytest.raises(ReportgenError, match="cycle"):
+        CheckingRules.load(cyc)
+    raw = json.loads(gc.RULES_PATH.read_text())
+    raw["no_evidence"]["reference"]["present"] = "maybe"
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps(raw))
+    with pytest.raises(ReportgenError, match="no_evidence"):
+        CheckingRules.load(pol)
+
+
+def test_policy_is_read_from_the_rules_file(tmp_path):
+    raw = json.loads(gc.RULES_PATH.read_text())
+    raw["no_evidence"]["reference"]["absent"] = "abstain"
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(raw))
+    strict = GraphChecker(p)
+    assert is_abstention(one(strict, claim("No pneumothorax.", F("pneumothorax", "absent")), MILD_CARDIOMEGALY))
