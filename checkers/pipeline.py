@@ -1,0 +1,282 @@
+"""The checking pipeline: report text -> claims -> graphs -> findings -> verdicts.
+
+``Pipeline.check(id, report_text, reference_text=None, study=None)`` reads the report
+(claims, graphs and findings via ``checkers.read.read_report``), builds the evidence
+(the reference report's claims, the report's own claims for internal consistency, and
+image evidence when a region checker and a study with images are given), runs every
+checker, and combines their verdicts into one status per claim.
+
+Combining verdicts of several checkers (and of several sources inside one checker):
+
+1. ``error`` verdicts are dropped when another checker gave a real verdict; a claim is
+   ``error`` only when every checker failed on it.
+2. Abstentions (``uncertain`` with score None: "nothing to compare") are dropped when
+   another checker gave a real verdict.
+3. The worst remaining status wins: contradicted > unsupported > uncertain > supported.
+   One checker flagging a claim is enough to flag it; that is the conservative choice
+   for hallucination detection.
+4. The claim's score is the lowest score of the remaining verdicts; its reasons are the
+   deciding verdicts' reasons first, then the others'. Every verdict is kept in the
+   record under ``"verdicts"``.
+
+``ReportResult.to_record()`` is the JSONL output contract of ``reportgen check``:
+``{"id", "error", "claims": [{"text", "section", "start", "end", "status", "reasons",
+"entities", ...}], "summary": {...}}`` with ``start``/``end`` offsets into the input text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+from checkers.evidence import IMAGE, reference_evidence, self_evidence
+from checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
+from reportgen.errors import ReportgenError
+from reportgen.jsonl import MAX_RECORD_CHARS
+from reportgen.protocols import CheckedClaim, Checker
+from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict
+
+log = logging.getLogger(__name__)
+
+_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+CHECKERS: dict[str, Callable[[], Checker]] = {"graph": GraphChecker}
+
+
+class RegionCheckerLike(Protocol):
+    """What the pipeline needs of the region checker (issue 5)."""
+
+    name: str
+
+    def check_images(self, images: Sequence[str], views: Sequence[str | None], claims: Sequence[CheckedClaim]) -> list[Verdict]: ...
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """One claim with what was read off it and the combined verdict of all checkers."""
+
+    claim: Claim
+    graph: EntityGraph
+    findings: tuple[Finding, ...]
+    status: str
+    verdicts: tuple[Verdict, ...] = ()
+    reasons: tuple[str, ...] = ()
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.claim
+        return {
+            "text": c.text, "section": c.section, "start": c.start, "end": c.end,
+            "status": self.status, "reasons": list(self.reasons),
+            "entities": [e.to_dict() for e in self.graph.entities],
+            "relations": [r.to_dict() for r in self.graph.relations],
+            "findings": [f.to_dict() for f in self.findings],
+            "score": self.score,
+            "sentence_start": c.sentence_start, "sentence_end": c.sentence_end,
+            "verdicts": [
+                {
+                    "checker": v.checker, "status": v.status, "score": v.score, "reasons": list(v.reasons),
+                    "evidence": [e.describe() for e in v.evidence],
+                }
+                for v in self.verdicts
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """The checked report: its claims with verdicts, or the error that stopped it."""
+
+    id: str
+    report: Report | None
+    claims: tuple[ClaimResult, ...] = ()
+    error: str | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        """The output record of `reportgen check` (extend, never rename)."""
+        return {
+            "id": self.id,
+            "error": self.error,
+            "claims": [c.to_dict() for c in self.claims],
+            "summary": dict(self.summary),
+        }
+
+
+def empty_summary(**extra: Any) -> dict[str, Any]:
+    """The summary of a report with no claims (also used for error records)."""
+    out: dict[str, Any] = {"claims": 0, **{s: 0 for s in VERDICT_STATUSES}, "not_checked": 0, "flagged": 0}
+    out.update(extra)
+    return out
+
+
+def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tuple[str, ...]]:
+    """One status, score and reasons for a claim from several checkers' verdicts."""
+    if not verdicts:
+        return "uncertain", None, ("not checked: no checker gave a verdict",)
+    several = len({v.checker for v in verdicts}) > 1
+
+    def reasons_of(vs: Iterable[Verdict]) -> list[str]:
+        return [f"{v.checker}: {r}" if several else r for v in vs for r in v.reasons]
+
+    ok = [v for v in verdicts if v.status != "error"]
+    if not ok:
+        return "error", None, tuple(reasons_of(verdicts))
+    real = [v for v in ok if not is_abstention(v)] or ok
+    worst = min(_RANK[v.status] for v in real)
+    deciding = [v for v in real if _RANK[v.status] == worst]
+    rest = [v for v in verdicts if all(v is not d for d in deciding)]
+    scores = [v.score for v in real if v.score is not None]
+    return STATUS_ORDER[worst], (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest)))
+
+
+def _validate_text(kind: str, text: Any) -> str | None:
+    """A problem with a report text, or None."""
+    if not isinstance(text, str):
+        return f"E302 {kind} must be a string, got {type(text).__name__}"
+    if not text.strip():
+        return f"E301 {kind} is empty"
+    if len(text) > MAX_RECORD_CHARS:
+        return f"E303 {kind} has {len(text):,} characters, over the limit of {MAX_RECORD_CHARS:,}"
+    return None
+
+
+class Pipeline:
+    """Claims -> graphs -> findings -> verdicts for one report at a time.
+
+    ``extractor``: graph backend name for ``read_report`` ("rules" or "radgraph").
+    ``checkers``: names (``"graph"``) or Checker objects. ``self_check``: add the report's
+    own claims as evidence (internal consistency). ``region``: an optional region
+    checker (``check_images(images, views, claims)``), called for studies with images.
+    ``reader``: replaces ``checkers.read.read_report`` (text -> object with ``report``
+    and ``claims``), e.g. for another claim splitter.
+    """
+
+    def __init__(
+        self,
+        extractor: str = "rules",
+        checkers: Sequence[str | Checker] = ("graph",),
+        self_check: bool = True,
+        region: RegionCheckerLike | None = None,
+        *,
+        reader: Callable[[str], Any] | None = None,
+    ):
+        self.extractor = extractor
+        self.self_check = self_check
+        self.region = region
+        self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c) for c in checkers)
+        if reader is None:
+            from checkers.read import read_report
+
+            def reader(text: str, _read=read_report, _ex=extractor) -> Any:
+                return _read(text, extractor=_ex)
+        self._read = reader
+
+    @staticmethod
+    def _make_checker(c: str | Checker) -> Checker:
+        if isinstance(c, str):
+            if c not in CHECKERS:
+                raise ReportgenError("E311", f"unknown checker {c!r}", fix=f"use one of {', '.join(CHECKERS)}")
+            return CHECKERS[c]()
+        return c
+
+    @property
+    def checker_names(self) -> list[str]:
+        return [c.name for c in self.checkers] + ([self.region.name] if self.region is not None else [])
+
+    def check(self, id: str, report_text: str, reference_text: str | None = None, study: Study | None = None) -> ReportResult:
+        """Check one report; problems become ``ReportResult.error``, never exceptions."""
+        base = {"checkers": self.checker_names, "extractor": self.extractor}
+        problem = _validate_text("report", report_text)
+        if problem:
+            return ReportResult(id, None, (), problem, empty_summary(**base))
+        if reference_text is None and study is not None and study.reference is not None:
+            reference_text = study.reference.text
+        try:
+            read = self._read(report_text)
+        except ReportgenError as e:
+            return ReportResult(id, None, (), str(e), empty_summary(**base))
+        except Exception as e:  # a bug in a backend must not stop the batch
+            log.warning("record %s: reading failed with %s", id, type(e).__name__)
+            return ReportResult(id, None, (), f"E399 reading the report failed: {type(e).__name__}: {e}", empty_summary(**base))
+
+        evidence: list[EvidenceItem] = []
+        notes: dict[str, Any] = {}
+        if reference_text is not None:
+            ref_problem = _validate_text("reference", reference_text)
+            if ref_problem:
+                notes["reference_error"] = ref_problem
+            else:
+                try:
+                    evidence.extend(reference_evidence(self._read(reference_text)))
+                except ReportgenError as e:
+                    notes["reference_error"] = str(e)
+        if self.self_check:
+            evidence.extend(self_evidence(read))
+
+        claims: tuple[CheckedClaim, ...] = tuple(read.claims)
+        per_claim: list[list[Verdict]] = [[] for _ in claims]
+        for checker in self.checkers:
+            for i, v in enumerate(self._run_checker(checker, claims, evidence)):
+                per_claim[i].append(v)
+        sources = {e.source for e in evidence}
+        if self.region is not None and study is not None and study.images:
+            for i, v in enumerate(self._run_region(study, claims)):
+                if v is not None:
+                    per_claim[i].append(v)
+                    sources.add(IMAGE)
+
+        results = []
+        for cc, vs in zip(claims, per_claim):
+            status, score, reasons = combine_verdicts(vs)
+            results.append(ClaimResult(cc.claim, cc.graph, tuple(cc.findings), status, tuple(vs), reasons, score))
+        summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
+        summary.update(notes)
+        return ReportResult(id, read.report, tuple(results), None, summary)
+
+    def check_many(self, items: Iterable[tuple[str, str, str | None]]) -> Iterator[ReportResult]:
+        """Check ``(id, report_text, reference_text_or_None)`` items, one result each."""
+        for id, text, ref in items:
+            yield self.check(id, text, ref)
+
+    def _run_checker(self, checker: Checker, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
+        try:
+            verdicts = list(checker.check(claims, evidence))
+            if len(verdicts) != len(claims):
+                raise ReportgenError("E312", f"checker {checker.name!r} gave {len(verdicts)} verdicts for {len(claims)} claims")
+            return verdicts
+        except Exception as e:
+            msg = str(e) if isinstance(e, ReportgenError) else f"E313 checker {checker.name!r} failed: {type(e).__name__}: {e}"
+            return [Verdict(cc.claim, "error", (msg,), (), checker.name, None) for cc in claims]
+
+    def _run_region(self, study: Study, claims: Sequence[CheckedClaim]) -> list[Verdict | None]:
+        """Region verdicts aligned with the claims (None where it gave none)."""
+        name = getattr(self.region, "name", "region")
+        try:
+            verdicts = self.region.check_images(study.images, study.views, claims)  # type: ignore[union-attr]
+        except Exception as e:
+            msg = str(e) if isinstance(e, ReportgenError) else f"E320 region checker failed: {type(e).__name__}: {e}"
+            return [Verdict(cc.claim, "error", (msg,), (), name, None) for cc in claims]
+        by_claim: dict[Claim, Verdict] = {}
+        for v in verdicts:
+            by_claim.setdefault(v.claim, v)
+        return [by_claim.get(cc.claim) for cc in claims]
+
+
+def _reference_state(reference_text: str | None, notes: Mapping[str, Any]) -> str:
+    if reference_text is None:
+        return "none"
+    return "invalid" if "reference_error" in notes else "given"
+
+
+def summarise(results: Sequence[ClaimResult], **extra: Any) -> dict[str, Any]:
+    """Counts per status, claims nobody could check, and flagged claims."""
+    out = empty_summary()
+    out["claims"] = len(results)
+    for r in results:
+        out[r.status] += 1
+        if r.verdicts and all(is_abstention(v) or v.status == "error" for v in r.verdicts) and r.status == "uncertain":
+            out["not_checked"] += 1
+    out["flagged"] = out["contradicted"] + out["unsupported"]
+    out.update(extra)
+    return out
