@@ -165,12 +165,7 @@ class Pipeline:
         self.self_check = self_check
         self.region = region
         self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c) for c in checkers)
-        if reader is None:
-            from checkers.read import read_report
-
-            def reader(text: str, _read=read_report, _ex=extractor) -> Any:
-                return _read(text, extractor=_ex)
-        self._read = reader
+        self._read = reader if reader is not None else default_reader(extractor)
 
     @staticmethod
     def _make_checker(c: str | Checker) -> Checker:
@@ -261,6 +256,16 @@ class Pipeline:
         for v in verdicts:
             by_claim.setdefault(v.claim, v)
         return [by_claim.get(cc.claim) for cc in claims]
+
+
+def default_reader(extractor: str) -> Callable[[str], Any]:
+    """``checkers.read.read_report`` bound to one extractor backend."""
+    from checkers.read import read_report
+
+    def read(text: str) -> Any:
+        return read_report(text, extractor=extractor)
+
+    return read
 
 
 def _reference_state(reference_text: str | None, notes: Mapping[str, Any]) -> str:

@@ -1,0 +1,151 @@
+"""`reportgen check`: JSONL in and out, bad input, reference matching, atomic output.
+
+Most tests replace the claim reader with the keyword stand-in of test_pipeline (the
+command's I/O does not depend on the lexicon); the end-to-end tests use the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import checkers.pipeline as pipeline_mod
+from reportgen.cli import main
+from tests.test_pipeline import fake_reader
+
+
+@pytest.fixture
+def fake_read(monkeypatch):
+    monkeypatch.setattr(pipeline_mod, "default_reader", lambda extractor: fake_reader)
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    with path.open("wb") as fh:
+        for row in rows:
+            fh.write(row if isinstance(row, bytes) else (json.dumps(row) + "\n").encode())
+    return path
+
+
+def read_out(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_one_record_per_input_with_extras_passed_through(tmp_path, fake_read, capsys):
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "a", "report": "Right effusion. Normal chest.", "model": "m1", "meta": {"k": 1}},
+        {"id": "b", "report": "No effusion.", "summary": "theirs"},
+    ])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet"]) == 0
+    recs = read_out(out)
+    assert [r["id"] for r in recs] == ["a", "b"]
+    a, b = recs
+    assert a["error"] is None and a["model"] == "m1" and a["meta"] == {"k": 1}
+    assert "report" not in a  # the input text is not copied
+    assert [c["status"] for c in a["claims"]] == ["contradicted", "contradicted"]
+    assert a["summary"]["contradicted"] == 2 and a["summary"]["evidence"] == ["self"]
+    # an extra key that clashes with the contract is kept, never overwrites it
+    assert isinstance(b["summary"], dict) and b["input"] == {"summary": "theirs"}
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_input_lines_give_error_records_and_the_rest_is_checked(tmp_path, fake_read, capsys):
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "ok1", "report": "No effusion."},
+        {"id": "empty", "report": ""},
+        {"id": "huge", "report": "No effusion. " * 80_000},  # over 1 MB
+        b'{"id": "latin", "report": "caf\xe9 effusion"}\n',
+        b'{"id": "broken", "report": \n',
+        {"report": "No effusion."},
+        {"id": "notext"},
+        {"id": "ok2", "report": "Left effusion."},
+    ])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet"]) == 0
+    recs = read_out(out)
+    assert [r["id"] for r in recs] == ["ok1", "empty", "huge", "line:4", "line:5", "line:6", "notext", "ok2"]
+    errors = {r["id"]: r["error"] for r in recs}
+    assert errors["ok1"] is None and errors["ok2"] is None
+    expect = {"empty": ":2: E109", "huge": ":3: E108", "line:4": ":4: E102", "line:5": ":5: E103", "line:6": ":6: E105", "notext": ":7: E105"}
+    for rid, fragment in expect.items():
+        assert str(reports) + fragment in errors[rid], (rid, errors[rid])
+    for r in recs:
+        assert set(r) >= {"id", "error", "claims", "summary"}
+        if r["error"]:
+            assert r["claims"] == [] and r["summary"]["claims"] == 0
+    assert recs[-1]["claims"][0]["status"] == "uncertain"  # self-check: nothing to compare
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet", "--strict"]) == 1
+
+
+def test_reference_matching_and_missing_ids(tmp_path, fake_read, capsys):
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "a", "report": "Left effusion."},
+        {"id": "b", "report": "No pneumothorax."},
+        {"id": "c", "report": "No effusion."},
+    ])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [
+        {"id": "a", "report": "No effusion."},
+        {"id": "c", "report": ""},
+        {"id": "z", "report": "No effusion."},
+    ])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out)]) == 0
+    a, b, c = read_out(out)
+    assert a["claims"][0]["status"] == "contradicted" and a["summary"]["reference"] == "given"
+    assert b["summary"]["reference"] == "missing" and b["error"] is None and b["claims"]
+    assert c["summary"]["reference"] == "invalid" and "E109" in c["summary"]["reference_error"]
+    err = capsys.readouterr().err
+    assert "E307 2 report id(s) have no usable reference" in err and "b, c" in err
+    assert "E304 1 reference id(s) have no report: z" in err
+    assert "ref.jsonl:2: E109" in err
+
+
+def test_a_crash_mid_batch_leaves_the_previous_output_intact(tmp_path, fake_read, monkeypatch):
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": f"r{i}", "report": "No effusion."} for i in range(5)])
+    out = tmp_path / "v.jsonl"
+    out.write_text('{"id": "previous"}\n')
+    calls = {"n": 0}
+    real = pipeline_mod.Pipeline.check
+
+    def crash_on_third(self, id, text, ref=None, study=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, id, text, ref, study)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "check", crash_on_third)
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet"]) == 130
+    assert out.read_text() == '{"id": "previous"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "v.jsonl"]  # no temp file left
+
+
+def test_stdout_jsonl_without_out_and_table_format(tmp_path, fake_read, capsys):
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": "Right effusion. Normal chest."}, {"id": "b", "report": ""}])
+    assert main(["check", "--reports", str(reports), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["a", "b"]
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--format", "table", "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "== a: 2 claims (2 contradicted) ==" in table
+    assert "contradicted" in table and "Normal chest." in table and "presence flipped" in table
+    assert "== b: 0 claims ==" in table and "E109" in table
+    assert len(read_out(out)) == 2
+
+
+def test_missing_input_file_is_a_clear_error(tmp_path, fake_read, capsys):
+    assert main(["check", "--reports", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "v.jsonl")]) == 1
+    assert "E101" in capsys.readouterr().err
+    assert not (tmp_path / "v.jsonl").exists()
+
+
+def test_report_text_is_never_logged(tmp_path, fake_read, capsys, caplog):
+    secret = "Zebra-patient-Smith right effusion."
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": secret}, {"id": "b", "report": "x" * 300_000 + secret}])
+    with caplog.at_level(logging.DEBUG):
+        assert main(["-vv", "check", "--reports", str(reports), "--out", str(tmp_path / "v.jsonl")]) == 0
+    captured = capsys.readouterr()
+    assert "Zebra" not in caplog.text and "Zebra" not in captured.err and "Zebra" not in captured.out
