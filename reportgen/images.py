@@ -1,0 +1,211 @@
+"""Load radiographs as PIL images: PNG, JPEG and DICOM.
+
+Every backend sees the same pixels: the in-process ``hf`` backend and the ``vllm`` backend
+(which sends the image as a PNG data URL) both call :func:`load_image`.
+
+DICOM follows the standard's display pipeline, in floating point until the very end so
+12-16-bit precision is not lost before the final 8-bit conversion:
+
+1. stored values -> Modality LUT (a Modality LUT Sequence, or Rescale Slope/Intercept);
+2. VOI: the first Window Center/Width (LINEAR, LINEAR_EXACT or SIGMOID per VOI LUT
+   Function), else a VOI LUT Sequence, else the data range (min..max) of the image;
+3. MONOCHROME1 (white = low values) is inverted so bone is bright in every output;
+4. one rounding to 8 bits. Colour DICOMs (RGB, YBR) come back as RGB.
+
+Only the first frame of a multi-frame DICOM is used. pydicom and Pillow are imported
+lazily (the ``draft`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import InputError, ReportgenError
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+
+# ViewPosition (0018,5101) values and what we call them. LL/RL are left/right lateral.
+VIEW_NAMES = {
+    "PA": "PA", "AP": "AP", "LL": "LATERAL", "RL": "LATERAL", "LAT": "LATERAL", "LATERAL": "LATERAL",
+    "LLD": "DECUBITUS", "RLD": "DECUBITUS", "LAO": "OBLIQUE", "RAO": "OBLIQUE", "LPO": "OBLIQUE", "RPO": "OBLIQUE",
+}
+
+
+def is_dicom(path: str | os.PathLike[str]) -> bool:
+    """True for a DICOM file: by suffix, else by the ``DICM`` magic at byte 128."""
+    p = Path(path)
+    if p.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def load_image(path: str | os.PathLike[str]):
+    """Read ``path`` (PNG, JPEG, other Pillow formats, or DICOM) as an 8-bit PIL image.
+
+    Grey-scale images come back in mode ``L``, colour ones in ``RGB``. Raises
+    ``InputError`` E500 (missing file), E501 (unreadable) or E502 (unsupported pixels).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("E500", f"image {str(p)!r} does not exist", fix="check the study's image paths")
+    if is_dicom(p):
+        return _load_dicom(p)
+    return _load_raster(p)
+
+
+def _load_raster(p: Path):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError("E501", f"cannot read image {str(p)!r}: {e}", fix="use PNG, JPEG or DICOM") from e
+    if im.mode in ("L", "RGB"):
+        return im
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        import numpy as np
+
+        return _to_uint8_image(_window_range(np.asarray(im, dtype=np.float64)))
+    if im.mode in ("1", "LA", "La"):
+        return im.convert("L")
+    if im.mode == "P":
+        return im.convert("RGBA").convert("RGB") if "transparency" in im.info else im.convert("RGB")
+    try:
+        return im.convert("RGB")
+    except (ValueError, OSError) as e:  # CMYK, YCbCr, ... convert; anything else is refused
+        raise InputError("E502", f"image {str(p)!r} has unsupported mode {im.mode}", fix="save it as 8-bit PNG") from e
+
+
+def _window_range(x):
+    """Scale to [0, 1] by the data range (a constant image becomes all zeros)."""
+    import numpy as np
+
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if hi <= lo:
+        return np.zeros_like(x, dtype=np.float64)
+    return (x - lo) / (hi - lo)
+
+
+def _to_uint8_image(unit, mode: str | None = None):
+    """[0, 1] floats -> an 8-bit PIL image (the one rounding of the pipeline)."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.clip(np.rint(np.asarray(unit, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr, mode=mode) if mode else Image.fromarray(arr)
+
+
+def _first_number(value: Any) -> float | None:
+    """Window Center/Width can be multi-valued: the first value is the default window."""
+    if value is None:
+        return None
+    try:
+        return float(value[0]) if not isinstance(value, (str, bytes)) and hasattr(value, "__len__") else float(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _read_dicom(p: Path, stop_before_pixels: bool = False):
+    try:
+        import pydicom
+    except ImportError as e:  # pragma: no cover - pydicom is in the draft extra
+        raise ReportgenError("E503", "reading DICOM needs pydicom", fix="pip install 'reportgen[draft]'") from e
+    try:
+        return pydicom.dcmread(str(p), stop_before_pixels=stop_before_pixels)
+    except Exception as e:  # pydicom raises many types for bad files
+        raise InputError("E501", f"cannot read DICOM {str(p)!r}: {e}", fix="check that the file is a valid DICOM") from e
+
+
+def _load_dicom(p: Path):
+    import numpy as np
+
+    ds = _read_dicom(p)
+    try:
+        arr = ds.pixel_array
+    except Exception as e:  # missing pixel data or an undecodable transfer syntax
+        raise InputError(
+            "E502", f"cannot decode the pixels of DICOM {str(p)!r}: {e}",
+            fix="install the decoder pydicom names (e.g. pylibjpeg, gdcm) or convert the file",
+        ) from e
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    if frames > 1:
+        arr = arr[0]
+    if samples == 3:
+        # pydicom returns RGB (YBR converted); scale higher bit depths to 8 bits once.
+        bits = int(getattr(ds, "BitsStored", 8) or 8)
+        unit = arr.astype(np.float64) / float((1 << bits) - 1)
+        return _to_uint8_image(unit, "RGB")
+    if arr.ndim != 2:
+        raise InputError("E502", f"DICOM {str(p)!r} has pixel shape {arr.shape}", fix="use a 2-D grey-scale or RGB image")
+    unit = dicom_to_unit(ds, arr)
+    return _to_uint8_image(unit, "L")
+
+
+def dicom_to_unit(ds, arr):
+    """Modality LUT, VOI and MONOCHROME1 inversion of a 2-D frame -> floats in [0, 1]."""
+    import numpy as np
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if "ModalityLUTSequence" in ds:
+        x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+    else:
+        slope = _first_number(ds.get("RescaleSlope")) or 1.0
+        intercept = _first_number(ds.get("RescaleIntercept")) or 0.0
+        x = arr.astype(np.float64) * slope + intercept
+    center = _first_number(ds.get("WindowCenter"))
+    width = _first_number(ds.get("WindowWidth"))
+    if center is not None and width is not None and width > 0:
+        func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+        unit = window(x, center, width, func)
+    elif "VOILUTSequence" in ds:
+        unit = _window_range(np.asarray(apply_voi_lut(x, ds, prefer_lut=True), dtype=np.float64))
+    else:
+        unit = _window_range(x)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        unit = 1.0 - unit
+    return unit
+
+
+def window(x, center: float, width: float, function: str = "LINEAR"):
+    """The DICOM VOI functions (PS3.3 C.11.2.1.2) scaled to [0, 1] output."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    if function == "LINEAR_EXACT":
+        return np.clip((x - (center - width / 2.0)) / width, 0.0, 1.0)
+    if width <= 1:  # LINEAR with width 1 is a threshold
+        return (x > center - 0.5).astype(np.float64)
+    return np.clip((x - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def view_from_dicom(path: str | os.PathLike[str]) -> str | None:
+    """The view of a DICOM radiograph: "PA", "AP", "LATERAL", ... or None when unknown.
+
+    Reads only the header: ViewPosition (0018,5101), else the View Code Sequence's meaning.
+    """
+    ds = _read_dicom(Path(path), stop_before_pixels=True)
+    raw = str(ds.get("ViewPosition", "") or "").strip().upper()
+    if raw:
+        return VIEW_NAMES.get(raw, raw)
+    seq = ds.get("ViewCodeSequence")
+    if seq:
+        meaning = str(getattr(seq[0], "CodeMeaning", "") or "").lower()
+        if "lateral" in meaning:
+            return "LATERAL"
+        if "postero-anterior" in meaning or "posteroanterior" in meaning:
+            return "PA"
+        if "antero-posterior" in meaning or "anteroposterior" in meaning:
+            return "AP"
+    return None

@@ -1,0 +1,209 @@
+"""Load a Hugging Face vision-language model (hub id or local folder), optionally with a
+peft LoRA adapter, and know its family's defaults.
+
+Nothing is imported or downloaded at import time: torch, transformers and peft are
+imported by :func:`load_model`. A hub id is fetched by transformers' own cache logic
+(``HF_HUB_OFFLINE=1`` makes it local-only).
+
+Families come first when vLLM serves them with LoRA adapters, so a model tuned with
+``reportgen train`` can be served by ``reportgen serve`` unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reportgen.errors import BackendUnavailable, ReportgenError
+
+log = logging.getLogger(__name__)
+
+# A small instruct VLM that drafts reasonable text out of the box and that vLLM serves
+# with LoRA; about 4.5 GB in bfloat16. Needs network access (or a populated HF cache).
+DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+
+# The decoder's linear layers (attention and MLP). The vision tower is excluded by name:
+# vLLM applies LoRA to the language model only, so vision-tower weights would be ignored
+# there and the served model would differ from the trained one.
+LM_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+VISION_MARKERS = ("visual", "vision", "image_tower", "vit", "multi_modal_projector", "merger", "connector")
+
+
+def lm_target_regex(projections: tuple[str, ...] = LM_PROJECTIONS, lm_prefix: str = r"(?:language_model|text_model)") -> str:
+    """A peft ``target_modules`` regex (full match) for the text decoder's projections."""
+    names = "|".join(projections)
+    return rf"^(?!.*(?:visual|vision))(?:.*\.)?{lm_prefix}\.(?:model\.)?layers\.\d+\.(?:self_attn|mlp)\.(?:{names})$"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What reportgen knows about a model family."""
+
+    name: str
+    model_types: tuple[str, ...]
+    example: str
+    vllm_lora: bool
+    target_modules: str
+    notes: str = ""
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("Qwen2-VL", ("qwen2_vl",), "Qwen/Qwen2-VL-2B-Instruct", True, lm_target_regex(),
+           "the default; dynamic resolution (min/max pixels), several images per prompt"),
+    Family("Qwen2.5-VL", ("qwen2_5_vl",), "Qwen/Qwen2.5-VL-3B-Instruct", True, lm_target_regex()),
+    Family("Gemma 3 / MedGemma", ("gemma3",), "google/medgemma-4b-it", True, lm_target_regex(),
+           "MedGemma is gated on the hub: accept its licence first; 896x896 images"),
+    Family("Idefics3 / SmolVLM", ("idefics3", "smolvlm"), "HuggingFaceTB/SmolVLM-256M-Instruct", True,
+           lm_target_regex(lm_prefix="text_model"), "image splitting; a very small option"),
+    Family("LLaVA-1.5", ("llava",), "llava-hf/llava-1.5-7b-hf", True, lm_target_regex(),
+           "one image per prompt works best"),
+    Family("PaliGemma", ("paligemma",), "google/paligemma-3b-mix-224", True, lm_target_regex(),
+           "gated on the hub; trained for short prefixes rather than chat"),
+)
+
+
+def family_of(model_type: str | None) -> Family | None:
+    """The family of a ``config.model_type`` (None for an unknown one)."""
+    for fam in FAMILIES:
+        if model_type in fam.model_types:
+            return fam
+    return None
+
+
+def default_target_modules(model_type: str | None) -> str:
+    fam = family_of(model_type)
+    return fam.target_modules if fam else lm_target_regex()
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` as given, else "cuda" when available, else "cpu"."""
+    if device:
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16", "half": "float16"}
+
+
+def pick_dtype(dtype: Any = None, device: str = "cpu"):
+    """A torch dtype: as given ("bfloat16", "float32", ...), else bfloat16 on a GPU that
+    supports it (float16 on one that does not) and float32 on CPU."""
+    import torch
+
+    if dtype is not None and not isinstance(dtype, str):
+        return dtype
+    if isinstance(dtype, str):
+        name = _DTYPES.get(dtype.lower().replace("torch.", ""))
+        if name is None:
+            raise ReportgenError("E505", f"unknown dtype {dtype!r}", fix="use float32, bfloat16 or float16")
+        return getattr(torch, name)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: ``model`` (a PeftModel when an adapter was given), its
+    ``processor``, the resolved ``device``/``dtype``, and the family (None if unknown)."""
+
+    model: Any
+    processor: Any
+    name: str
+    adapter: str | None
+    device: str
+    dtype: Any
+    family: Family | None
+
+    @property
+    def tokenizer(self):
+        return getattr(self.processor, "tokenizer", self.processor)
+
+
+def _check_source(name_or_path: str, what: str) -> None:
+    p = Path(os.path.expanduser(str(name_or_path)))
+    looks_local = str(name_or_path).startswith((".", "/", "~")) or p.exists() or str(name_or_path).count("/") > 1
+    if looks_local and not p.is_dir():
+        raise ReportgenError("E504", f"{what} folder {str(name_or_path)!r} does not exist", fix="give an existing folder or a hub id such as " + DEFAULT_MODEL)
+
+
+def load_processor(name_or_path: str):
+    """The model's processor (tokenizer + image processor + chat template)."""
+    from transformers import AutoProcessor
+
+    _check_source(name_or_path, "model")
+    try:
+        return AutoProcessor.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as e:
+        raise BackendUnavailable("E506", f"cannot load the processor of {str(name_or_path)!r}: {e}", fix=_hub_fix()) from e
+
+
+def _hub_fix() -> str:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1":
+        return "offline mode is on (HF_HUB_OFFLINE=1): download the model once with network access, or give a local folder"
+    return "check the hub id or folder; with network access the model is downloaded into the Hugging Face cache"
+
+
+def load_base_model(name_or_path: str, *, device: str | None = None, dtype: Any = None):
+    """The base model in eval mode on ``device``: AutoModelForImageTextToText, falling
+    back to the class its config names (``architectures``)."""
+    import transformers
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    _check_source(name_or_path, "model")
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    try:
+        config = AutoConfig.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as e:
+        raise BackendUnavailable("E506", f"cannot load the config of {str(name_or_path)!r}: {e}", fix=_hub_fix()) from e
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=torch_dtype)
+    except ValueError:
+        arch = (getattr(config, "architectures", None) or [None])[0]
+        cls = getattr(transformers, arch, None) if arch else None
+        if cls is None:
+            raise ReportgenError(
+                "E507", f"{str(name_or_path)!r} (model_type {config.model_type!r}) is not a vision-language model transformers can load",
+                fix="use an image-text-to-text model, e.g. " + ", ".join(f.example for f in FAMILIES[:3]),
+            ) from None
+        model = cls.from_pretrained(str(name_or_path), dtype=torch_dtype)
+    model.to(device)
+    model.eval()
+    return model
+
+
+def load_model(
+    name_or_path: str, adapter: str | None = None, *, device: str | None = None, dtype: Any = None,
+) -> LoadedModel:
+    """Load ``name_or_path`` (hub id or folder) with its processor and an optional LoRA
+    ``adapter`` folder (``PeftModel.from_pretrained``), ready for generation."""
+    device = pick_device(device)
+    torch_dtype = pick_dtype(dtype, device)
+    processor = load_processor(name_or_path)
+    model = load_base_model(name_or_path, device=device, dtype=torch_dtype)
+    if adapter:
+        model = load_adapter(model, adapter)
+    fam = family_of(getattr(model.config, "model_type", None))
+    if fam is None:
+        log.info("model type %r is not a known family; using generic defaults", getattr(model.config, "model_type", None))
+    return LoadedModel(model, processor, str(name_or_path), str(adapter) if adapter else None, device, torch_dtype, fam)
+
+
+def load_adapter(model, adapter: str):
+    """Wrap ``model`` with the LoRA adapter saved in folder ``adapter`` (inference mode)."""
+    from peft import PeftModel
+
+    p = Path(os.path.expanduser(str(adapter)))
+    if not (p / "adapter_config.json").is_file():
+        raise ReportgenError("E508", f"{str(adapter)!r} is not a LoRA adapter folder (no adapter_config.json)",
+                             fix="give the --out folder of `reportgen train` or another peft adapter folder")
+    wrapped = PeftModel.from_pretrained(model, str(p), is_trainable=False)
+    wrapped.eval()
+    return wrapped
