@@ -1,0 +1,170 @@
+"""GREEN-style error counts from finding differences, and the hallucination rate.
+
+GREEN (Ostmeier et al. 2024) asks an LLM to count clinically significant errors of a
+candidate report against its reference in six categories, and scores
+``matched / (matched + errors)`` (0 when nothing matched). Here the counts are derived
+deterministically from the two reports' findings (lexicon normal forms):
+
+- false finding: a positive (present or hedged) candidate finding whose observation the
+  reference does not state as positive;
+- missed finding: a positive reference finding whose observation the candidate does not
+  state as positive;
+- wrong location: both positive, but no reference mention agrees on side and zone
+  (a side or zone on one side only is no error);
+- wrong severity: side and zone agree, severities differ (both given);
+- false comparison: a candidate finding with a change ("new", "improved", "unchanged")
+  where the matched reference finding states no change or another one;
+- missed comparison: a matched reference finding with a change the candidate does not state.
+
+Matched findings are candidate findings (positive or negative) agreeing with a reference
+finding on observation and presence with no location or severity error, so two normal
+reports match on their negatives ("no pneumothorax" = "no pneumothorax"). Findings are
+de-duplicated first (the same finding in findings and impression counts once).
+
+Hallucination rate: (unsupported + contradicted claims) / all claims with a verdict
+(claims the checker failed on, status "error", are left out), per report, pooled over the
+corpus (``hallucination_rate`` on all statuses) and as the mean of per-report rates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from reportgen.errors import ReportgenError
+from reportgen.types import Finding
+
+DATA_PATH = Path(__file__).resolve().parents[1] / "data" / "green.json"
+
+GREEN_CATEGORIES = ("false_finding", "missed_finding", "wrong_location", "wrong_severity", "false_comparison", "missed_comparison")
+FLAGGED = ("unsupported", "contradicted")
+
+
+@dataclass(frozen=True)
+class GreenCounts:
+    false_finding: int = 0
+    missed_finding: int = 0
+    wrong_location: int = 0
+    wrong_severity: int = 0
+    false_comparison: int = 0
+    missed_comparison: int = 0
+    matched: int = 0
+
+    @property
+    def errors(self) -> int:
+        return sum(getattr(self, c) for c in GREEN_CATEGORIES)
+
+    @property
+    def score(self) -> float:
+        """GREEN: matched / (matched + errors); 0 when nothing matched."""
+        return self.matched / (self.matched + self.errors) if self.matched else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["errors"] = self.errors
+        out["green"] = self.score
+        return out
+
+    def __add__(self, other: "GreenCounts") -> "GreenCounts":
+        return GreenCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+def _positive(f: Finding) -> bool:
+    return f.presence != "absent"
+
+
+def _dedupe(findings: Iterable[Finding]) -> list[Finding]:
+    seen: dict[tuple, Finding] = {}
+    for f in findings:
+        key = (f.observation, _positive(f), f.presence, f.laterality, tuple(sorted(f.locations)), f.severity, f.change)
+        seen.setdefault(key, f)
+    return list(seen.values())
+
+
+def _same_place(a: Finding, b: Finding) -> bool:
+    if a.laterality and b.laterality and a.laterality != b.laterality and "bilateral" not in (a.laterality, b.laterality):
+        return False
+    if a.locations and b.locations and not set(a.locations) & set(b.locations):
+        return False
+    return True
+
+
+def green_counts(candidate: Sequence[Finding], reference: Sequence[Finding]) -> GreenCounts:
+    """GREEN-style error counts of a candidate report's findings against the reference's."""
+    cand, ref = _dedupe(candidate), _dedupe(reference)
+    n = dict.fromkeys(GREEN_CATEGORIES, 0)
+    matched = 0
+    for c in cand:
+        same = [(i, r) for i, r in enumerate(ref) if r.observation == c.observation and _positive(r) == _positive(c)]
+        if not _positive(c):
+            if same:
+                matched += 1
+                _comparison(c, [r for _, r in same], n)
+            continue
+        if not same:
+            n["false_finding"] += 1
+            continue
+        placed = [(i, r) for i, r in same if _same_place(c, r)]
+        if not placed:
+            n["wrong_location"] += 1
+            continue
+        sized = [(i, r) for i, r in placed if not (c.severity and r.severity and c.severity != r.severity)]
+        if not sized:
+            n["wrong_severity"] += 1
+            continue
+        matched += 1
+        _comparison(c, [r for _, r in sized], n)
+    cand_positive = {c.observation for c in cand if _positive(c)}
+    n["missed_finding"] = sum(1 for r in ref if _positive(r) and r.observation not in cand_positive)
+    return GreenCounts(**n, matched=matched)
+
+
+@lru_cache(maxsize=4)
+def change_groups(path: str | None = None) -> Mapping[str, str]:
+    """Change word -> its group, from ``evals/data/green.json``."""
+    p = Path(path) if path else DATA_PATH
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportgenError("E430", f"cannot read {p}: {exc}", fix="check the file is valid JSON") from None
+    return {w.lower(): g for g, words in data.get("change_groups", {}).items() for w in words}
+
+
+def _same_change(a: str | None, b: str | None) -> bool:
+    groups = change_groups()
+    return a == b or (a is not None and b is not None and groups.get(a.lower(), a) == groups.get(b.lower(), b))
+
+
+def _comparison(c: Finding, refs: Sequence[Finding], n: dict[str, int]) -> None:
+    """Comparison errors of a matched candidate finding against its reference mentions."""
+    if c.change and not any(_same_change(r.change, c.change) for r in refs):
+        n["false_comparison"] += 1
+    elif not c.change and any(r.change for r in refs):
+        n["missed_comparison"] += 1
+
+
+@dataclass(frozen=True)
+class HallucinationRate:
+    flagged: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.flagged / self.total if self.total else float("nan")
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"flagged": self.flagged, "total": self.total, "rate": None if not self.total else self.rate}
+
+
+def hallucination_rate(statuses: Iterable[str]) -> HallucinationRate:
+    """(unsupported + contradicted) / claims with a verdict, over the given claim statuses."""
+    flagged = total = 0
+    for s in statuses:
+        if s == "error":
+            continue
+        total += 1
+        flagged += s in FLAGGED
+    return HallucinationRate(flagged, total)

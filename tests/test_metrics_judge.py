@@ -1,0 +1,93 @@
+"""The LLM judge with mocked chat models (no endpoint): prompts, structured output,
+evidence indices, and failed calls counted as errors, never as "not entailed"."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from evals.metrics.judge import EntailmentDecision, EntailmentPrompt, LLMJudge
+from evals.metrics.radfact import Judged, logical_score
+
+PREMISES = ["Heart size is mildly enlarged.", "Small left pleural effusion.", "No pneumothorax."]
+
+
+def _fake_reply(messages) -> str:
+    """A deterministic stand-in for the LLM: looks at the last user message."""
+    last = messages[-1][1]
+    hyp = last.split("HYPOTHESIS:")[1].strip()
+    if "boom" in hyp:
+        raise ConnectionError("endpoint down")
+    if "garbage" in hyp:
+        return "I think it is entailed."
+    if "bad status" in hyp:
+        return '{"status": "maybe", "evidence": []}'
+    if "effusion" in hyp and "left" in hyp:
+        return 'Sure: {"status": "entailment", "evidence": [2, 2, 9], "reason": "same side"}'
+    return json.dumps({"status": "not_entailment", "evidence": [], "reason": "not stated"})
+
+
+def _lambda_judge():
+    from langchain_core.runnables import RunnableLambda
+
+    return LLMJudge(RunnableLambda(_fake_reply), max_concurrency=2)
+
+
+def test_prompt_file_renders_few_shot_messages():
+    p = EntailmentPrompt.load()
+    assert p.version and "entail" in p.system
+    msgs = p.messages("Mild cardiomegaly.", PREMISES)
+    assert msgs[0][0] == "system" and msgs[-1][0] == "human"
+    assert "1. Heart size is mildly enlarged.\n2. Small left pleural effusion." in msgs[-1][1]
+    assert msgs[-1][1].rstrip().endswith("HYPOTHESIS: Mild cardiomegaly.")
+    assert len(msgs) == 2 + 2 * len(p.examples) and len(p.examples) >= 2
+    for ex in p.examples:  # the few-shot answers validate against the schema themselves
+        EntailmentDecision.model_validate_json(ex["output"])
+
+
+def test_text_path_parses_and_counts_failures():
+    judge = _lambda_judge()
+    assert not judge.structured
+    hyps = ["Small left pleural effusion.", "Right lower lobe pneumonia.", "boom", "garbage", "bad status"]
+    out = judge.judge(hyps, PREMISES)
+    assert out[0] == Judged(True, (1,))  # 1-based 2 -> 0-based 1; duplicate and out-of-range dropped
+    assert out[1] == Judged(False, ())
+    assert out[2].entailed is None and "E444" in out[2].error and "ConnectionError" in out[2].error
+    assert out[3].entailed is None and "E445" in out[3].error
+    assert out[4].entailed is None and "E445" in out[4].error
+    # Errors are excluded from the fractions, not counted as "not entailed".
+    s = logical_score(out, [Judged(True)])
+    assert s.logical_precision == 0.5 and s.n_errors == 3
+
+
+def test_structured_output_path_and_batches():
+    from langchain_core.runnables import RunnableLambda
+
+    calls = {}
+
+    class FakeStructuredModel:
+        def with_structured_output(self, schema, method):
+            calls["schema"], calls["method"] = schema, method
+            return RunnableLambda(lambda msgs: EntailmentDecision(status="entailment", evidence=[3]))
+
+    judge = LLMJudge(FakeStructuredModel())
+    assert judge.structured and calls == {"schema": EntailmentDecision, "method": "json_schema"}
+    out = judge.judge_many([(["No pneumothorax."], PREMISES), (["a", "b"], ["x"]), ([], PREMISES)])
+    assert out[0] == [Judged(True, (2,))]
+    assert out[1] == [Judged(True, ()), Judged(True, ())]  # premise 3 does not exist there
+    assert out[2] == []
+
+
+def test_from_endpoint_is_greedy_and_lazy():
+    judge = LLMJudge.from_endpoint("http://127.0.0.1:9/v1", "tiny-model", structured="text")
+    llm = judge.runnable
+    assert llm.temperature == 0 and llm.model_name == "tiny-model"
+    assert str(llm.openai_api_base).startswith("http://127.0.0.1:9/v1")
+    # Nothing listens on port 9: the call fails and is reported as an error.
+    out = LLMJudge.from_endpoint("http://127.0.0.1:9/v1", "tiny-model", structured="text", max_retries=0, timeout=2).judge(["x"], ["y"])
+    assert out[0].entailed is None and out[0].error.startswith("E444")
+    code = "import sys, evals.metrics.judge, evals.metrics; print(any(m.startswith('langchain') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
