@@ -1,0 +1,280 @@
+"""Contrastive fine-tuning of an open_clip model on (image, sentence) pairs
+(``reportgen train-clip``), saved as an open_clip ``local-dir`` checkpoint.
+
+Manifest (JSONL), one of per line:
+- ``{"image": "a.png", "text": "Right upper lobe opacity.", "view": "PA"}`` -- one pair;
+- ``{"id": "s1", "images": ["a.png", ...], "report": "FINDINGS: ..."}`` (or ``findings`` /
+  ``impression`` keys) -- a study: each sentence of the report becomes a pair with the
+  study's first image (its frontal one when ``views`` say which).
+Relative image paths are resolved against the manifest's folder. Bad lines (not JSON, no
+image, no text, unreadable image) are skipped with a warning naming ``file:line``.
+
+Loss: the symmetric InfoNCE of CLIP with the model's learnable temperature; identical
+sentences in a batch are treated as positives of each other (soft targets), since
+radiology reports repeat sentences ("No pneumothorax.") a lot.
+
+The checkpoint folder: ``open_clip_config.json`` ({"model_cfg", "preprocess_cfg"}),
+``open_clip_model.safetensors``, tokenizer files for HF tokenizers, ``reportgen_train.json``
+(what was trained on, losses) and, when calibrated, ``reportgen_region.json``. It loads back
+with ``local-dir:OUT`` in open_clip and the region checker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from reportgen.errors import ReportgenError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair: an image path (or in-memory pixels) and a sentence."""
+
+    image: Any
+    text: str
+    view: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    n_pairs: int
+    epochs: int
+    losses: tuple[float, ...]  # mean loss per epoch
+    skipped: tuple[str, ...] = ()  # "file:line: problem"
+    seconds: float = 0.0
+    calibration: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+_HEAD = re.compile(r"^\s*[A-Z][A-Z /]{2,30}:\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Report -> sentences for training: the claims of ``checkers.read`` when that module
+    is installed, else a plain sentence split (section headings dropped)."""
+    try:
+        from checkers.read import read_report  # type: ignore[import-not-found]
+
+        return [c.claim.text.strip() for c in read_report(text).claims if c.claim.text.strip()]
+    except ImportError:
+        pass
+    out = []
+    for part in re.split(r"\n\s*\n|\n(?=[A-Z][A-Z /]{2,30}:)", text):
+        part = _HEAD.sub("", part.strip())
+        out += [s.strip() for s in _SENT.split(part) if len(s.strip()) > 2]
+    return out
+
+
+def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
+    """Pairs from a manifest, and the skipped lines (``file:line: problem``)."""
+    from reportgen.jsonl import read_jsonl
+
+    base = Path(manifest).resolve().parent
+    pairs: list[Pair] = []
+    skipped: list[str] = []
+    for rec in read_jsonl(manifest, require=()):
+        if rec.error:
+            skipped.append(rec.error if rec.error.startswith(rec.where) else f"{rec.where}: {rec.error}")
+            continue
+        d = rec.data or {}
+        if "image" in d and "text" in d:
+            imgs, views, texts = [d["image"]], [d.get("view")], [d["text"]]
+        elif "images" in d or "image" in d:
+            imgs = d.get("images") or [d.get("image")]
+            imgs = [imgs] if isinstance(imgs, str) else list(imgs)
+            views = list(d.get("views") or [d.get("view")] * len(imgs))
+            report = d.get("report") or " ".join(str(d[k]) for k in ("findings", "impression") if d.get(k))
+            if not isinstance(report, str) or not report.strip():
+                skipped.append(f"{rec.where}: no 'text', 'report', 'findings' or 'impression'")
+                continue
+            texts = split_sentences(report)
+        else:
+            skipped.append(f"{rec.where}: needs 'image' and 'text', or 'images' and 'report'")
+            continue
+        if not imgs or not all(isinstance(i, str) and i for i in imgs) or not all(isinstance(t, str) for t in texts):
+            skipped.append(f"{rec.where}: image paths and texts must be non-empty strings")
+            continue
+        if len(views) != len(imgs):
+            views = [None] * len(imgs)
+        from checkers.region.zones import normalise_view
+
+        k = next((i for i, v in enumerate(views) if normalise_view(v) in ("PA", "AP")), 0)
+        path = Path(imgs[k])
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            skipped.append(f"{rec.where}: image {path} not found")
+            continue
+        pairs += [Pair(str(path), t.strip(), views[k]) for t in texts if t.strip()]
+    return pairs, skipped
+
+
+def model_config(spec: str) -> tuple[str, dict]:
+    """(open_clip name, model_cfg) for a model spec, registering config files."""
+    from checkers.region.model import _import, register_config_file, resolve_model_spec
+
+    _, open_clip = _import()
+    kind, ident = resolve_model_spec(spec)
+    name = register_config_file(ident) if kind == "config-file" else spec
+    cfg = open_clip.get_model_config(name)
+    if cfg is None:
+        raise ReportgenError("E600", f"no open_clip config for {spec!r}", fix="use a built-in name, hf-hub:, local-dir: or a config JSON")
+    return name, json.loads(json.dumps(cfg))
+
+
+def save_local_dir(model: Any, model_cfg: dict, out: str | Path, *, tokenizer: Any = None, extra: dict | None = None) -> Path:
+    """Write an open_clip local-dir checkpoint (config + safetensors weights)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pp = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
+    pp = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pp.items()}
+    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": pp}, indent=2) + "\n")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "open_clip_model.safetensors"))
+    hf_tok = getattr(tokenizer, "tokenizer", None)
+    if hf_tok is not None and hasattr(hf_tok, "save_pretrained"):
+        hf_tok.save_pretrained(str(out))
+    if extra is not None:
+        (out / "reportgen_train.json").write_text(json.dumps(extra, indent=2) + "\n")
+    return out
+
+
+def _soft_targets(texts: Sequence[str]):
+    import torch
+
+    same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)
+    return same / same.sum(dim=1, keepdim=True)
+
+
+def clip_loss(img, txt, logit_scale, texts: Sequence[str]):
+    """Symmetric InfoNCE with soft targets for repeated texts (img, txt normalised)."""
+    import torch.nn.functional as F
+
+    logits = logit_scale.exp().clamp(max=100) * img @ txt.T
+    target = _soft_targets(texts).to(logits.device)
+    li = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    lt = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    return (li + lt) / 2
+
+
+def train_clip(
+    pairs: Sequence[Pair] | str | Path, model: str, out: str | Path, *, epochs: int = 5, lr: float = 1e-4,
+    batch_size: int = 32, seed: int = 0, pretrained: str | None = None, device: str = "cpu",
+    weight_decay: float = 0.01, augment: Callable[[np.ndarray, Pair, np.random.Generator], tuple[np.ndarray, str]] | None = None,
+    calibrate_labels: str | Path | None = None, progress: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``model`` on ``pairs`` (or a manifest path) and save a local-dir checkpoint.
+
+    ``augment(pixels, pair, rng) -> (pixels, text)`` may rewrite each pair per step (the
+    semi-synthetic evaluation inserts lesions this way). ``calibrate_labels`` runs
+    ``checkers.region.calibrate.calibrate`` on the saved checkpoint.
+    """
+    from checkers.region.images import load_radiograph
+    from checkers.region.model import ClipBackend
+
+    t0 = time.perf_counter()
+    skipped: list[str] = []
+    source = None
+    if isinstance(pairs, (str, Path)):
+        source = str(pairs)
+        pairs, skipped = read_pairs(pairs)
+        for s in skipped:
+            log.warning("train-clip: skipped %s", s)
+    pairs = list(pairs)
+    if not pairs:
+        raise ReportgenError("E608", "no usable (image, text) pairs" + (f" in {source}" if source else ""),
+                             fix="give records {'image': PATH, 'text': SENTENCE} or studies with 'images' and 'report'")
+    for name, v, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 2)):
+        if int(v) < lo:
+            raise ReportgenError("E608", f"{name} must be >= {lo}, not {v}")
+    if not lr > 0:
+        raise ReportgenError("E608", f"lr must be > 0, not {lr}")
+
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    name, cfg = model_config(model)
+    backend = ClipBackend(model, pretrained=pretrained, device=device, warn_random=False)
+    backend.load()
+    net = backend.model
+    net.train()
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+    pixel_cache: dict[str, np.ndarray] = {}
+
+    def pixels_of(p: Pair) -> np.ndarray | None:
+        if not isinstance(p.image, (str, Path)):
+            return np.asarray(p.image, dtype=np.float32)
+        key = str(p.image)
+        if key not in pixel_cache:
+            try:
+                pixel_cache[key] = load_radiograph(key).pixels
+            except ReportgenError as e:
+                skipped.append(f"{key}: {e}")
+                log.warning("train-clip: skipped image %s", e)
+                pixel_cache[key] = None  # type: ignore[assignment]
+        return pixel_cache[key]
+
+    losses: list[float] = []
+    bs = min(int(batch_size), len(pairs))
+    for epoch in range(int(epochs)):
+        order = rng.permutation(len(pairs))
+        total, n = 0.0, 0
+        for s in range(0, len(order), bs):
+            batch = [pairs[i] for i in order[s:s + bs]]
+            imgs, texts = [], []
+            for p in batch:
+                px = pixels_of(p)
+                if px is None:
+                    continue
+                text = p.text
+                if augment is not None:
+                    px, text = augment(px, p, rng)
+                imgs.append(backend.prepare(px))
+                texts.append(text)
+            if len(imgs) < 2:
+                continue
+            x = torch.stack(imgs).to(device)
+            tok = backend.tokenizer(texts).to(device)
+            img_f = torch.nn.functional.normalize(net.encode_image(x), dim=-1)
+            txt_f = torch.nn.functional.normalize(net.encode_text(tok), dim=-1)
+            loss = clip_loss(img_f, txt_f, net.logit_scale, texts)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(texts)
+            n += len(texts)
+        losses.append(total / max(n, 1))
+        if progress is not None:
+            progress(epoch, losses[-1])
+        log.info("train-clip epoch %d loss %.4f", epoch + 1, losses[-1])
+    net.eval()
+    extra = {
+        "version": 1, "base_model": model, "pretrained": pretrained, "open_clip_name": name,
+        "n_pairs": len(pairs), "epochs": int(epochs), "lr": lr, "batch_size": bs, "seed": seed,
+        "losses": losses, "manifest": source,
+        "manifest_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None,
+        "skipped": len(skipped),
+    }
+    out = save_local_dir(net, cfg, Path(out).resolve(), tokenizer=backend.tokenizer, extra=extra)
+    calib = None
+    if calibrate_labels is not None:
+        from checkers.region.calibrate import calibrate
+
+        calib = calibrate(f"local-dir:{out}", calibrate_labels, save=True)
+    return TrainResult(out, len(pairs), int(epochs), tuple(losses), tuple(skipped), time.perf_counter() - t0, calib, extra)

@@ -1,0 +1,67 @@
+"""`reportgen train-clip`: contrastive fine-tuning of an open_clip model on (image,
+sentence) pairs; saves a local-dir checkpoint for the region checker.
+
+    reportgen train-clip --manifest pairs.jsonl --model local-dir:base --out runs/clip \\
+        [--epochs 5 --lr 1e-4 --batch-size 32 --seed 0] [--calibrate labels.jsonl]
+
+Manifest records: {"image": PATH, "text": SENTENCE} or studies {"id", "images": [...],
+"report": TEXT}; see checkers/region/train.py and docs/region.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from reportgen.errors import ReportgenError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", required=True, help="JSONL of {image, text} pairs or studies with images and a report")
+    p.add_argument("--model", required=True,
+                   help="open_clip model: hf-hub:ORG/REPO, local-dir:PATH, a built-in name (ViT-B-16) or a config .json")
+    p.add_argument("--pretrained", default=None, help="pretrained tag or weights file for a built-in name / config file")
+    p.add_argument("--out", required=True, help="output folder (a local-dir checkpoint)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--calibrate", metavar="LABELS.jsonl", default=None,
+                   help="calibrate the region thresholds on labelled claims and save reportgen_region.json")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="summary format on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from checkers.region.train import train_clip
+
+    def progress(epoch: int, loss: float) -> None:
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}", file=sys.stderr)
+
+    res = train_clip(
+        args.manifest, args.model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+        seed=args.seed, pretrained=args.pretrained, device=args.device, calibrate_labels=args.calibrate,
+        progress=progress,
+    )
+    summary = {
+        "out": str(res.out), "model": f"local-dir:{res.out}", "pairs": res.n_pairs, "epochs": res.epochs,
+        "loss_first": res.losses[0], "loss_last": res.losses[-1], "skipped": len(res.skipped),
+        "seconds": round(res.seconds, 1),
+        "calibration": res.calibration.to_dict() if res.calibration is not None else None,
+    }
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        for k, v in summary.items():
+            if k != "calibration":
+                print(f"{k:12} {v}")
+        if res.calibration is not None:
+            c = res.calibration
+            print(f"{'calibration':12} cnr_threshold={c.cnr_threshold:.3f} side_margin={c.side_margin:.3f} "
+                  f"absence_threshold={c.absence_threshold}")
+        for s in res.skipped[:20]:
+            print(f"skipped: {s}", file=sys.stderr)
+    if not res.losses:
+        raise ReportgenError("E608", "training ran no step")
+    return 0
