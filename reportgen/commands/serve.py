@@ -1,0 +1,100 @@
+"""`reportgen serve`: start a vLLM OpenAI-compatible server with LoRA adapters.
+
+    reportgen serve --model Qwen/Qwen2-VL-2B-Instruct --adapter cxr=runs/lora/adapter
+    reportgen serve --model DIR --adapter a=A --adapter b=B --port 8001 -- --max-num-seqs 8
+
+Waits until the server is healthy, prints its URL and served model names (base model and
+adapters; use an adapter's NAME as `--backend vllm:URL?model=NAME`), then runs until
+Ctrl-C or SIGTERM and stops the server's whole process group cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from reportgen.errors import ReportgenError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="base model: hub id or local directory")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
+                   help="a LoRA adapter directory served under NAME (repeatable)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--max-lora-rank", type=int, default=16, help="largest LoRA rank to serve (default 16)")
+    p.add_argument("--max-loras", type=int, default=None, help="adapters active in one batch (default: the number of adapters)")
+    p.add_argument("--limit-mm-per-prompt", default='{"image": 2, "video": 0}',
+                   help='images per prompt, JSON (default \'{"image": 2, "video": 0}\': frontal + lateral)')
+    p.add_argument("--dtype", default=None, help="vLLM --dtype (default: vLLM's auto)")
+    p.add_argument("--max-model-len", type=int, default=None, help="vLLM --max-model-len (default: the model's)")
+    p.add_argument("--python", default=None, metavar="PATH",
+                   help="python of the environment that has vLLM (default: $REPORTGEN_VLLM_PYTHON, `vllm` on PATH, this python, .venv-vllm)")
+    p.add_argument("--startup-timeout", type=float, default=900.0, help="seconds to wait for the server to be healthy (default 900)")
+    p.add_argument("--log", default=None, metavar="FILE", help="server log file (default: a file in the temp folder, printed at start)")
+    p.add_argument("--print-command", action="store_true", help="print the vLLM command line and exit")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="after `--`: further vLLM arguments, passed as they are")
+
+
+def _config(args: argparse.Namespace):
+    from reportgen.serve import ServeConfig, parse_adapter
+
+    extra = list(args.extra or [])
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    return ServeConfig(
+        model=args.model, adapters=tuple(parse_adapter(a) for a in args.adapter), host=args.host, port=args.port,
+        max_lora_rank=args.max_lora_rank, max_loras=args.max_loras, limit_mm_per_prompt=args.limit_mm_per_prompt,
+        dtype=args.dtype, max_model_len=args.max_model_len, python=args.python, extra_args=tuple(extra),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from reportgen.serve import VLLMServer, build_command, find_launcher, log_tail
+
+    cfg = _config(args)
+    server = VLLMServer(cfg, log_path=args.log)
+    if args.print_command:
+        print(" ".join(build_command(server.cfg, find_launcher(cfg.python))))
+        return 0
+    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"reportgen serve: warning: binding to {cfg.host} exposes the server beyond this machine; "
+              "pass `-- --api-key KEY` to require a key", file=sys.stderr)
+
+    def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: stop the server cleanly
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        print(f"reportgen serve: starting vLLM for {cfg.model} (log: {server.log_path})", file=sys.stderr, flush=True)
+        try:
+            server.start(timeout_s=args.startup_timeout)
+        except KeyboardInterrupt:
+            server.stop()
+            print("reportgen serve: stopped before it was ready", file=sys.stderr)
+            return 130
+        adapters = [n for n, _ in server.cfg.adapters]
+        print(f"vLLM server ready at {server.url}", flush=True)
+        print(f"models: {', '.join(server.model_names)}", flush=True)
+        for name in adapters:
+            print(f"  draft with: reportgen draft --backend 'vllm:{server.url}?model={name}' ...", flush=True)
+        print("Press Ctrl-C to stop.", file=sys.stderr, flush=True)
+        try:
+            while server.alive():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("reportgen serve: stopping ...", file=sys.stderr, flush=True)
+            rc = server.stop()
+            print(f"reportgen serve: stopped (exit status {rc})", file=sys.stderr, flush=True)
+            return 0
+        rc = server.proc.returncode if server.proc else None
+        raise ReportgenError(
+            "E558", f"the vLLM server exited with status {rc}; last lines of {server.log_path}:\n{log_tail(server.log_path)}\n",
+            fix="read the log above",
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.alive():
+            server.stop()
