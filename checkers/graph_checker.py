@@ -67,10 +67,12 @@ class CheckingRules:
     zone_bands: Mapping[str, frozenset[str]]
     change_groups: Mapping[str, str]
     ancestors: Mapping[str, frozenset[str]]
-    regions: Mapping[str, str]
+    regions: Mapping[str, frozenset[str]]
     scopes: Mapping[str, frozenset[str] | None]
     no_evidence: Mapping[str, Mapping[str, str]]
     scores: Mapping[str, float]
+    acute: str | None = None
+    not_acute_changes: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "CheckingRules":
@@ -88,14 +90,18 @@ class CheckingRules:
         return broad in self.ancestors.get(narrow, ())
 
     def in_scope(self, broad: Finding, narrow: Finding) -> bool:
-        """Whether ``broad`` (a normal statement with an anatomy) speaks for ``narrow``."""
+        """Whether a broader finding (a normal statement, often with an anatomy) speaks
+        for a narrower one: "the lungs are clear" says nothing about the heart, and "no
+        acute abnormality" nothing about a "stable" or "chronic" finding."""
+        if broad.observation == self.acute and narrow.change in self.not_acute_changes:
+            return False
         if broad.anatomy is None:
             return True
         scope = self.scopes.get(broad.anatomy, frozenset({broad.anatomy}))
         if scope is None:
             return True
-        region = self.regions.get(narrow.observation) or narrow.anatomy
-        return region is not None and region in scope
+        regions = self.regions.get(narrow.observation, frozenset())
+        return bool(scope & regions) or narrow.anatomy in scope
 
 
 @lru_cache(maxsize=4)
@@ -144,10 +150,12 @@ def _load_rules(path: str) -> CheckingRules:
             zone_bands={k: frozenset(v) for k, v in raw["zones"]["bands"].items()},
             change_groups=groups,
             ancestors=ancestors,
-            regions={k: v for k, v in raw["regions"]["observations"].items()},
+            regions={k: frozenset(v) for k, v in raw["regions"]["observations"].items()},
             scopes=scopes,
             no_evidence=no_ev,
             scores={k: float(v) for k, v in raw["scores"].items() if k != "comment"},
+            acute=raw["hierarchy"].get("acute"),
+            not_acute_changes=frozenset(raw["hierarchy"].get("not_acute_changes", {}).get("words", ())),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise bad(f"missing or malformed entry ({e!r})") from e

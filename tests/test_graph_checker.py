@@ -322,3 +322,15 @@ def test_policy_is_read_from_the_rules_file(tmp_path):
     p.write_text(json.dumps(raw))
     strict = GraphChecker(p)
     assert is_abstention(one(strict, claim("No pneumothorax.", F("pneumothorax", "absent")), MILD_CARDIOMEGALY))
+
+
+def test_no_acute_abnormality_does_not_deny_stable_or_chronic_findings(checker):
+    stable = claim("Stable small left effusion.", F("pleural effusion", "present", "left", severity="small", change="stable"))
+    assert one(checker, stable, NO_ACUTE).status == "unsupported"  # not denied, and nothing else mentions it
+    assert one(checker, claim("Small left effusion.", F("pleural effusion", "present", "left")), NO_ACUTE).status == "contradicted"
+
+
+def test_a_narrow_normal_statement_covers_only_its_own_region(checker):
+    volumes = ev("Lung volumes are normal.", F("abnormality", "absent", anatomy="lung volume"))
+    assert one(checker, claim("Hyperinflated lungs.", F("hyperinflation", "present")), volumes).status == "contradicted"
+    assert one(checker, claim("Right upper lobe nodule.", F("nodule", "present", "right", ("upper lobe",))), volumes).status == "unsupported"
