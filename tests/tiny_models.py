@@ -189,3 +189,37 @@ def write_tiny_manifest(folder: str | os.PathLike[str], n: int = 6) -> Path:
     path = folder / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+# What the tiny adapter is trained to write for every study (the base model never does).
+ADAPTER_TARGET = "The lungs are clear. No pleural effusion or pneumothorax."
+
+
+def build_tiny_adapter(
+    model_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], manifest: str | os.PathLike[str],
+    *, target: str = ADAPTER_TARGET, steps: int = 40, max_rounds: int = 4,
+) -> Path:
+    """Train a rank-8 LoRA adapter (text-decoder modules only) with ``reportgen.train`` on
+    ``manifest``'s studies, every report replaced by ``target``, until the adapter's greedy
+    findings draft of the first study is ``target``. Returns the adapter folder."""
+    from reportgen.backends.hf import HFDrafter
+    from reportgen.train import TrainConfig, train
+    from reportgen.types import Study
+
+    out = Path(out_dir)
+    rows = [json.loads(line) for line in Path(manifest).read_text(encoding="utf-8").splitlines() if line.strip()]
+    fixed = out.parent / f"{out.name}_manifest.jsonl"
+    fixed.write_text("".join(json.dumps({**r, "report": target}) + "\n" for r in rows), encoding="utf-8")
+    first = Study.from_dict({k: v for k, v in rows[0].items() if k != "report"})
+    for round_ in range(max_rounds):
+        run_dir = out / f"round{round_}" if round_ else out
+        cfg = TrainConfig(
+            manifest=str(fixed), model=str(model_dir), out=str(run_dir), epochs=1, max_steps=steps * (round_ + 1),
+            lr=1e-2, batch_size=2, grad_accum=1, rank=8, alpha=16, dropout=0.0, val_fraction=0.0,
+            eval_every=0, save_every=0, keep_checkpoints=1, eval_examples=0, warmup_ratio=0.0, seed=SEED,
+        )
+        train(cfg)
+        drafter = HFDrafter(str(model_dir), adapter=str(run_dir), max_new_tokens=32, batch_size=1)
+        if drafter.draft([first])[0].report == target:
+            return run_dir
+    raise RuntimeError(f"the tiny adapter did not learn {target!r} in {max_rounds} rounds")
