@@ -1,0 +1,339 @@
+"""Reports -> sections -> sentences -> atomic claims, with exact character offsets.
+
+``split_sections`` finds headings (FINDINGS:, IMPRESSION:, INDICATION:, ... in any case,
+followed by a colon, or alone on a line); text before or without headings is the section
+"text". ``split_claims`` cuts each section into sentences (spaCy's blank English tokenizer
+with radiology abbreviations as special cases, so "approx.", "A.P.", "e.g.", "vs.",
+"Dr.", "2.5 cm" never end a sentence; numbered list items "1. ... 2. ..." are separate
+sentences without their marker) and each sentence into atomic claims: coordinated findings
+are split ("No pleural effusion or pneumothorax." -> "No pleural effusion." and
+"No pneumothorax.") with the shared negation, hedge or predicate repeated in each claim's
+text, while each claim's span covers only its own part of the source.
+
+Offsets are always into ``report.text``: ``report.text[c.start:c.end]`` is the claim's
+source span, ``report.text[c.sentence_start:c.sentence_end]`` its sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from typing import Iterable, Iterator
+
+from checkers.lexicon import DATA, COP, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
+from reportgen.types import Claim, Report, Section
+
+ABBREVIATIONS = DATA / "abbreviations.json"
+_SPLIT_COORDS = frozenset({",", "and", "or", "nor", "and/or", ";", "as well as", "/", "along with", "plus", "without",
+                           "but", "however", "although", "though", "whereas", "while", "with no"})
+
+
+@lru_cache(maxsize=1)
+def text_rules() -> dict:
+    return json.loads(ABBREVIATIONS.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _heading_re() -> re.Pattern:
+    names = sorted(text_rules()["section_headings"], key=len, reverse=True)
+    alt = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names)
+    # A heading starts the text, a line, or follows a sentence end; it ends with ":" or
+    # (upper case only) with the end of its line.
+    return re.compile(
+        rf"(?:(?<=^)|(?<=\n)|(?<=[.!?]\s)|(?<=[.!?]\s\s))[ \t]*(?P<name>{alt})[ \t]*(?::|(?=[ \t]*\n))",
+        re.IGNORECASE,
+    )
+
+
+def split_sections(text: str) -> Report:
+    """The Report with its sections found by headings (see module doc)."""
+    rules = text_rules()["section_headings"]
+    sections: list[Section] = []
+    heads = []
+    for m in _heading_re().finditer(text):
+        name = m.group("name")
+        if not m.group(0).rstrip().endswith(":") and name != name.upper():
+            continue  # a bare heading must be in capitals ("FINDINGS\n")
+        heads.append((m.start(), m.end(), rules[re.sub(r"\s+", " ", name.lower())]))
+    if not heads:
+        s, e = _strip(text, 0, len(text))
+        return Report(text, (Section("text", s, e),) if e > s else ())
+    s, e = _strip(text, 0, heads[0][0])
+    if e > s:
+        sections.append(Section("text", s, e))
+    for k, (hs, he, name) in enumerate(heads):
+        end = heads[k + 1][0] if k + 1 < len(heads) else len(text)
+        s, e = _strip(text, he, end)
+        if e > s:
+            sections.append(Section(name, s, e))
+    return Report(text, tuple(sections))
+
+
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+# ---- sentences ----------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def nlp():
+    """spaCy blank English tokenizer with the abbreviations of abbreviations.json."""
+    import spacy
+    from spacy.symbols import ORTH
+
+    model = spacy.blank("en")
+    for abbr in text_rules()["abbreviations"]:
+        if " " in abbr:
+            continue
+        for form in {abbr, abbr.upper(), abbr[:1].upper() + abbr[1:]}:
+            model.tokenizer.add_special_case(form, [{ORTH: form}])
+    return model
+
+
+_LIST_MARKER = re.compile(r"(?:(?<=^)|(?<=\s)|(?<=[.:;]))(\d{1,2})[.)](?=\s+\S)")
+
+
+def _list_items(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    """Cut [s, e) at numbered list markers "1." "2)" (in sequence); drop the markers."""
+    out: list[tuple[int, int]] = []
+    pos, last = s, 0
+    for m in _LIST_MARKER.finditer(text, s, e):
+        n = int(m.group(1))
+        before = text[s : m.start()].rstrip()
+        at_start = not before or before[-1] in ".:;!?" or "\n" in text[max(s, m.start() - 3) : m.start()]
+        if not ((n == 1 and at_start) or (n == last + 1 and last > 0)):
+            continue
+        if m.start() > pos:
+            out.append((pos, m.start()))
+        pos, last = m.end(), n
+    out.append((pos, e))
+    return [x for x in (_strip(text, a, b) for a, b in out) if x[1] > x[0]]
+
+
+def sentences(text: str, s: int = 0, e: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans of text[s:e] (offsets into ``text``)."""
+    e = len(text) if e is None else e
+    out: list[tuple[int, int]] = []
+    for a, b in _list_items(text, s, e):
+        doc = nlp().tokenizer(text[a:b])
+        start = 0
+        n = len(doc)
+        k = 0
+        while k < n:
+            tok = doc[k]
+            t = tok.text
+            brk = False
+            if t and all(ch in ".!?" for ch in t):
+                # absorb following sentence-final marks and closing brackets/quotes
+                while k + 1 < n and (all(ch in ".!?)]\"'" for ch in doc[k + 1].text) and doc[k + 1].text):
+                    k += 1
+                brk = True
+            elif tok.is_space and "\n\n" in t.replace("\r", "").replace(" ", "").replace("\t", ""):
+                brk = True
+            if brk:
+                end = doc[k].idx + len(doc[k].text) if not tok.is_space else tok.idx
+                ss, ee = _strip(text, a + start, a + end)
+                if ee > ss:
+                    out.append((ss, ee))
+                start = end if not tok.is_space else tok.idx + len(t)
+            k += 1
+        ss, ee = _strip(text, a + start, b)
+        if ee > ss:
+            out.append((ss, ee))
+    # a "sentence" without a letter or digit (". .") is dropped
+    return [(x, y) for x, y in out if any(ch.isalnum() for ch in text[x:y])]
+
+
+# ---- claims -------------------------------------------------------------------------------
+def context_sections() -> frozenset[str]:
+    return frozenset(text_rules().get("context_sections", ()))
+
+
+def split_claims(report: Report, *, include_context: bool = False, extractor=None) -> tuple[Claim, ...]:
+    """Atomic claims of every section (context sections such as INDICATION and COMPARISON
+    only with ``include_context``). ``extractor``: the RulesExtractor whose lexicon finds
+    coordinated findings (default lexicon if None)."""
+    rules = extractor if extractor is not None and hasattr(extractor, "analyze") else _default_rules()
+    skip = frozenset() if include_context else context_sections()
+    sections = report.sections or ((Section("text", *_strip(report.text, 0, len(report.text))),) if report.text.strip() else ())
+    out: list[Claim] = []
+    for sec in sections:
+        if sec.name in skip:
+            continue
+        for ss, se in sentences(report.text, sec.start, sec.end):
+            out.extend(sentence_claims(report.text, ss, se, sec.name, rules))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _default_rules():
+    from checkers.graphs.rules import RulesExtractor
+
+    return RulesExtractor()
+
+
+def sentence_claims(text: str, ss: int, se: int, section: str, rules) -> list[Claim]:
+    sent = text[ss:se]
+    parts = _coordination(sent, rules)
+    if len(parts) <= 1:
+        return [Claim(sent, section, ss, se, ss, se)]
+    return [Claim(t, section, ss + a, ss + b, ss, se) for t, a, b in parts]
+
+
+@lru_cache(maxsize=65536)
+def _coordination_cached(sent: str, rules) -> tuple[tuple[str, int, int], ...]:
+    return tuple(_coordination_uncached(sent, rules))
+
+
+def _coordination(sent: str, rules) -> tuple[tuple[str, int, int], ...]:
+    return _coordination_cached(sent, rules)
+
+
+def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
+    """(text, start, end) of each atomic claim of one sentence (offsets into ``sent``);
+    one entry or none means: do not split."""
+    from checkers.graphs.rules import R_ANAT, R_CUE, R_NORMAL, R_OBS, _cue_has
+
+    a = rules.analyze(sent)
+    ms = a.mentions
+    heads_roles = (R_OBS, R_ANAT, R_NORMAL)
+    # items: mention groups between split coordinators
+    items: list[list] = [[]]
+    for m in ms:
+        if m.coord in _SPLIT_COORDS or (m.term and m.coord is None and m.role != R_CUE and _is_split_term(sent, m)):
+            if items[-1]:
+                items.append([])
+            if m.role == R_CUE:  # "without", "nor", "with no" open the next item
+                items[-1].append(m)
+            continue
+        items[-1].append(m)
+    items = [it for it in items if it]
+    if len(items) <= 1:
+        return []
+
+    def has_head(it) -> bool:
+        return any(m.role in heads_roles for m in it)
+
+    merged: list[list] = []
+    pending: list = []
+    for it in items:
+        if not has_head(it):
+            if merged:
+                merged[-1].extend(it)
+            else:
+                pending.extend(it)
+            continue
+        merged.append(pending + it)
+        pending = []
+    if pending and merged:
+        merged[-1].extend(pending)
+    items = merged
+    if len(items) <= 1:
+        return []
+    # shared prefix: cues (negation / hedge) or a normal predicate before the first head
+    first = items[0]
+    prefix_end = 0
+    first_head = next(m for m in first if m.role in heads_roles and m.role != R_NORMAL) if any(
+        m.role in (R_OBS, R_ANAT) for m in first) else None
+    if first_head is not None:
+        for m in first:
+            if m.i >= first_head.i:
+                break
+            if (m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE))) or m.role == R_NORMAL:
+                prefix_end = m.end
+    # shared suffix: from the copula / post-cue / predicate after the last item's first head
+    last = items[-1]
+    suffix_start = None
+    lh = next((m for m in last if m.role in (R_OBS, R_ANAT)), None)
+    if lh is not None:
+        for m in last:
+            if m.i <= lh.i:
+                continue
+            if m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST))):
+                suffix_start = m.start
+                break
+    # spans of items
+    spans = [(it[0].start, it[-1].end) for it in items]
+
+    def item_of(pos: int) -> int:
+        for k, (s, e) in enumerate(spans):
+            if s <= pos < e:
+                return k
+        return -1
+
+    def shared(pos: int) -> bool:
+        return pos < prefix_end or (suffix_start is not None and pos >= suffix_start)
+
+    # items joined by a relation (outside the shared prefix / suffix) stay together
+    parent = list(range(len(items)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    ents = {e.id: e for e in a.graph.entities}
+    for r in a.graph.relations:
+        s, d = ents[r.source], ents[r.target]
+        if shared(s.start) or shared(d.start):
+            continue
+        ks, kd = item_of(s.start), item_of(d.start)
+        if ks >= 0 and kd >= 0 and ks != kd:
+            lo, hi = sorted((ks, kd))
+            for k in range(lo, hi):  # keep groups contiguous
+                parent[find(k + 1)] = find(lo)
+    groups: list[list[int]] = []
+    for k in range(len(items)):
+        if groups and find(k) == find(groups[-1][0]):
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    if len(groups) <= 1:
+        return []
+    n = len(sent.rstrip())
+    prefix = sent[:prefix_end].strip()
+    suffix = sent[suffix_start:].strip() if suffix_start is not None else ""
+    suffix_core = suffix.rstrip(".!? ")
+    out = []
+    for g, ks in enumerate(groups):
+        its = [m for k in ks for m in items[k]]
+        start = 0 if g == 0 else spans[ks[0]][0]
+        end = n if g == len(groups) - 1 else spans[ks[-1]][1]
+        if suffix_start is not None and g < len(groups) - 1:
+            end = min(end, suffix_start)
+        body = sent[start:end].strip().rstrip(",;:").strip()
+        own_pre = any(m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE)) for m in its)
+        own_pred = any(m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST))) for m in its)
+        parts = []
+        if g > 0 and prefix and not own_pre:
+            parts.append(prefix)
+        parts.append(body)
+        if g < len(groups) - 1 and suffix_core and not own_pred:
+            parts.append(suffix_core)
+        claim_text = " ".join(p for p in parts if p)
+        claim_text = claim_text[:1].upper() + claim_text[1:]
+        if claim_text and claim_text[-1] not in ".!?":
+            claim_text += "."
+        s2, e2 = _strip(sent, start, end)
+        while e2 > s2 and sent[e2 - 1] in ".!?;,":  # the span ends at its own words
+            e2 -= 1
+        s2, e2 = _strip(sent, s2, e2)
+        out.append((claim_text, s2, e2))
+    return out
+
+
+def _is_split_term(sent: str, m) -> bool:
+    return sent[m.start : m.end].lower() in _SPLIT_COORDS
+
+
+def iter_claims(reports: Iterable[Report]) -> Iterator[tuple[Claim, ...]]:
+    for r in reports:
+        yield split_claims(r)
+
+
+__all__ = ["split_sections", "split_claims", "sentences", "nlp", "context_sections", "iter_claims"]

@@ -1,0 +1,631 @@
+"""The ``rules`` graph extractor: lexicon matching + NegEx-style scopes -> RadGraph graphs.
+
+Offline, no model weights, pure Python. For each sentence:
+
+1. tokenize (letters / numbers / single marks) and match lexicon phrases, longest first;
+2. give each match a role: observation, anatomy, laterality, modifier (severity, change,
+   descriptor), normal predicate ("clear", "within normal limits"), cue (negation,
+   uncertainty, suggestive connector), or structure (coordinator, terminator, copula);
+3. cut the sentence into chunks at coordinators (",", "and", "or", "with", ...) and
+   terminators ("but", "however", ";", ...);
+4. scope the cues: a pre-cue ("no", "without", "possible") covers the observations after
+   it up to a terminator or a new clause; a post-cue ("is not seen", "cannot be
+   excluded") covers the observations before it back to the clause start;
+5. relate: modifiers -modify-> their observation, laterality -modify-> its anatomy,
+   observations -located_at-> the anatomy of their chunk (or of a coordinated anatomy list:
+   "heart and mediastinum are normal"), "A suggestive of / likely B" -> A -suggestive_of-> B;
+6. normal statements ("the lungs are clear") get, beside the RadGraph-style "clear"
+   (OBS-DP, norm "normal") located_at "lungs", the findings they deny: OBS-DA entities on
+   the same span with the umbrella norm "abnormality" and the lexicon's implied findings
+   (opacity, consolidation, ...) located_at the same anatomy. A denied generic finding
+   ("no acute cardiopulmonary abnormality") gets the same implied findings.
+
+Sentences are analysed once and cached by text (reports repeat many sentences).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+from checkers.lexicon import (
+    ANAT, CHG, COORD, COP, DESC, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
+    TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
+)
+from reportgen.types import Entity, EntityGraph, Relation
+
+# Role of a mention after disambiguation.
+R_OBS, R_ANAT, R_LAT, R_MOD, R_NORMAL, R_CUE, R_STRUCT, R_NONE = "obs", "anat", "lat", "mod", "normal", "cue", "struct", "none"
+OR_WORDS = frozenset({"or", "/", "and/or", "versus", "vs", "vs."})
+CLAUSE_START_WORDS = frozenset({"the", "there", "this", "these", "it", "they", "he", "she", "patient", "that", "which"})
+SENT_END = frozenset({".", "!", "?"})
+
+
+@dataclass
+class Mention:
+    """One matched phrase of a sentence (token range [i, j), char span [start, end))."""
+
+    i: int
+    j: int
+    start: int
+    end: int
+    entries: list[Entry]
+    role: str = R_NONE
+    norm: str = ""
+    kind: str = ""  # modifier kind (sev/chg/tmp/desc/low) or cue kind
+    coord: str | None = None  # coordinator text if this mention is (also) a coordinator
+    term: bool = False
+    cop: bool = False
+    chunk: int = -1
+    label: str = "OBS-DP"
+    head: "Mention | None" = None  # for modifiers / laterality: what they modify
+    laterality: str | None = None
+    split: tuple[int, str, str] | None = None
+    cue_dist: int = 10**6
+
+    def cats(self) -> set[str]:
+        return {e.cat for e in self.entries}
+
+    def entry(self, cat: str) -> Entry | None:
+        for e in self.entries:
+            if e.cat == cat:
+                return e
+        return None
+
+
+@dataclass
+class Analysis:
+    """What the rules read in one sentence: tokens, mentions, chunks, graph."""
+
+    text: str
+    tokens: list[tuple[int, int, str]]
+    mentions: list[Mention]
+    chunks: list[list[Mention]]
+    graph: EntityGraph
+    # entity id -> mention index (None for implied/split entities)
+    heads: tuple[int, ...]  # indices of head mentions (observations, normal predicates, anatomy)
+
+
+class RulesExtractor:
+    """Lexicon + rules graph extractor (RadGraph schema). ``lexicon``: a user lexicon JSON
+    path (or paths) merged into the default one, or replacing it with ``lexicon_mode="replace"``."""
+
+    name = "rules"
+
+    def __init__(self, lexicon: str | Path | Sequence[str | Path] | Lexicon | None = None, lexicon_mode: str = "merge",
+                 cache_size: int = 65536):
+        self.lexicon = lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon, lexicon_mode)
+        self._analyze = lru_cache(maxsize=cache_size)(self._analyze_uncached)
+
+    def __repr__(self) -> str:
+        return f"RulesExtractor(lexicon={self.lexicon.version!r})"
+
+    # ---- protocol ---------------------------------------------------------------------
+    def extract(self, text: str) -> EntityGraph:
+        """Graph of ``text`` (any length); offsets into ``text``."""
+        spans = list(sentence_spans(text))
+        if len(spans) == 1 and spans[0] == (0, len(text)):
+            return self._analyze(text).graph
+        graphs = []
+        for k, (s, e) in enumerate(spans):
+            g = self._analyze(text[s:e]).graph
+            if g.entities:
+                graphs.append(renumber(g.shifted(s), f"s{k}."))
+        return merge_graphs(graphs)
+
+    def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]:
+        return [self.extract(t) for t in texts]
+
+    def analyze(self, sentence: str) -> Analysis:
+        """The cached analysis of one sentence (used by the claim splitter)."""
+        return self._analyze(sentence)
+
+    # ---- analysis -----------------------------------------------------------------------
+    def _analyze_uncached(self, text: str) -> Analysis:
+        lex = self.lexicon
+        tokens = tokenize(text)
+        words = [t[2] for t in tokens]
+        mentions = [Mention(i, j, tokens[i][0], tokens[j - 1][1], entries) for i, j, entries in lex.match(words)]
+        _roles(mentions, words)
+        chunks = _chunks(mentions)
+        _resolve_ambiguous(mentions, chunks, lex)
+        _absorb_generic(chunks, lex)
+        _promote(chunks, lex)
+        _scope(mentions, chunks, words)
+        rels = _relate(mentions, chunks, lex)
+        graph, heads = _build_graph(text, mentions, chunks, rels, lex)
+        return Analysis(text, tokens, mentions, chunks, graph, heads)
+
+
+# ---------------------------------------------------------------------------------------
+def sentence_spans(text: str):
+    """Cheap sentence spans for scoping inside ``extract`` (the claim splitter has the
+    real sentence splitter): breaks after . ! ? followed by space, and at blank lines."""
+    start = 0
+    for m in re.finditer(r"(?<!\d)[.!?](?=\s|$)|\n\s*\n", text):
+        end = m.end()
+        if text[start:end].strip():
+            yield (start, end)
+        start = end
+    if text[start:].strip() or start == 0:
+        yield (start, len(text))
+
+
+def renumber(graph: EntityGraph, prefix: str) -> EntityGraph:
+    ids = {e.id: prefix + e.id for e in graph.entities}
+    ents = tuple(Entity(ids[e.id], e.text, e.start, e.end, e.label, e.norm) for e in graph.entities)
+    rels = tuple(Relation(r.type, ids[r.source], ids[r.target]) for r in graph.relations)
+    return EntityGraph(ents, rels)
+
+
+def merge_graphs(graphs: Sequence[EntityGraph]) -> EntityGraph:
+    if len(graphs) == 1:
+        return graphs[0]
+    return EntityGraph(tuple(e for g in graphs for e in g.entities), tuple(r for g in graphs for r in g.relations))
+
+
+def _roles(mentions: list[Mention], words: list[str]) -> None:
+    """First, context-free role of each mention."""
+    for m in mentions:
+        cats = m.cats()
+        phrase = " ".join(words[m.i : m.j])
+        if COORD in cats:
+            m.coord = phrase
+        if TERM in cats:
+            m.term = True
+        if COP in cats:
+            m.cop = True
+        if PSEUDO in cats:
+            e = m.entry(CHG)
+            if e:
+                m.role, m.norm, m.kind = R_MOD, e.norm, CHG
+            else:
+                m.role = R_NONE
+            continue
+        cue_kinds = [c for c in (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, SUGG) if c in cats]
+        if cue_kinds:
+            m.role, m.kind = R_CUE, "|".join(cue_kinds)
+            if SUGG_DEF in cats:
+                m.kind += "|def"
+            continue
+        if OBS in cats:
+            e = m.entry(OBS)
+            m.role, m.norm, m.laterality, m.split = R_OBS, e.norm, e.laterality, e.split
+        elif ANAT in cats:
+            e = m.entry(ANAT)
+            m.role, m.norm, m.laterality = R_ANAT, e.norm, e.laterality
+        elif NORMAL in cats:
+            m.role, m.norm = R_NORMAL, "normal"
+        elif LAT in cats:
+            e = m.entry(LAT)
+            m.role, m.norm, m.laterality = R_LAT, e.norm, e.norm
+        else:
+            for cat in (SEV, CHG, TMP, DESC, LOW):
+                e = m.entry(cat)
+                if e:
+                    m.role, m.norm, m.kind = R_MOD, e.norm, cat
+                    break
+            else:
+                m.role = R_STRUCT if (m.coord or m.term or m.cop) else R_NONE
+
+
+def _chunks(mentions: list[Mention]) -> list[list[Mention]]:
+    """Cut at coordinators and terminators; the boundary mention opens the next chunk
+    only when it is also a cue ("without", "nor")."""
+    chunks: list[list[Mention]] = [[]]
+    for m in mentions:
+        if m.coord or m.term:
+            if chunks[-1]:
+                chunks.append([])
+            if m.role == R_CUE:
+                m.chunk = len(chunks) - 1
+                chunks[-1].append(m)
+            continue
+        m.chunk = len(chunks) - 1
+        chunks[-1].append(m)
+    if not chunks[-1] and len(chunks) > 1:
+        chunks.pop()
+    for k, ch in enumerate(chunks):
+        for m in ch:
+            m.chunk = k
+    return chunks
+
+
+def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon) -> None:
+    """Words that are both a modifier and an observation ("calcified", "prominent"): a
+    modifier when an observation follows in the chunk, else the observation."""
+    for ch in chunks:
+        for k, m in enumerate(ch):
+            if m.role == R_OBS:
+                other = next((e for e in m.entries if e.cat in (DESC, SEV, CHG, TMP)), None)
+                if other is None:
+                    continue
+                nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_ANAT, R_NORMAL)), None)
+                if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 3:
+                    m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
+
+
+def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon) -> None:
+    """"emphysematous lung changes": a generic "changes" right after an observation is part
+    of it, not a second finding."""
+    for ch in chunks:
+        prev = None
+        for m in ch:
+            if m.role == R_OBS:
+                if m.norm == lex.umbrella and prev is not None and m.i - prev.j <= 3 and prev.norm != lex.umbrella:
+                    m.role = R_NONE
+                    continue
+                prev = m
+
+
+def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
+    """A modifier becomes the observation of a chunk that has none, when a contextual rule
+    says what it means there ("lung volumes are low", "the heart is large")."""
+    for ch in chunks:
+        if any(m.role in (R_OBS, R_NORMAL) for m in ch):
+            continue
+        anats = [m for m in ch if m.role == R_ANAT]
+        if not anats:
+            continue
+        for m in ch:
+            if m.role != R_MOD:
+                continue
+            for a in anats:
+                spec = lex.contextual.get((m.norm, a.norm))
+                if spec:
+                    m.role, m.norm, m.kind = R_OBS, spec, ""
+                    break
+            if m.role == R_OBS:
+                break
+
+
+def _cue_has(m: Mention, kind: str) -> bool:
+    return kind in m.kind.split("|")
+
+
+def _has_copula_before_head(ch: list[Mention]) -> bool:
+    for m in ch:
+        if m.role == R_OBS:
+            return False
+        if m.cop:
+            return True
+    return False
+
+
+def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str]) -> None:
+    """Negation / uncertainty labels of observations, NegEx style (nearest cue wins)."""
+    obs = [m for m in mentions if m.role == R_OBS]
+    if not obs:
+        return
+    nchunks = len(chunks)
+
+    def clause_break_before(k: int) -> bool:
+        """Does chunk k start a new clause (so a pre-cue before it stops)?"""
+        ch = chunks[k]
+        if not ch:
+            return False
+        first_tok = ch[0].i
+        # the word right after the boundary
+        prev_end = max((m.j for m in chunks[k - 1]), default=0) if k > 0 else 0
+        nxt = words[prev_end:first_tok + 1]
+        if any(w in CLAUSE_START_WORDS for w in nxt[:3]):
+            return True
+        if any(m.term for m in mentions if prev_end <= m.i < first_tok):
+            return True
+        return _has_copula_before_head(ch) or any(m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE)) for m in ch)
+
+    def apply(m: Mention, label: str, dist: int) -> None:
+        if dist < m.cue_dist:
+            m.cue_dist, m.label = dist, label
+
+    for c in mentions:
+        if c.role != R_CUE:
+            continue
+        kinds = c.kind.split("|")
+        pre_label = "OBS-DA" if NEG_PRE in kinds else ("OBS-U" if UNC_PRE in kinds else None)
+        post_label = "OBS-DA" if NEG_POST in kinds else ("OBS-U" if UNC_POST in kinds else None)
+        later_obs = [m for m in chunks[c.chunk] if m.role == R_OBS and m.i >= c.j]
+        earlier_obs = [m for m in chunks[c.chunk] if m.role == R_OBS and m.j <= c.i]
+        # A suggestive connector between two observations ("A, likely B") is handled by
+        # _relate; here it only hedges what follows.
+        if pre_label and (later_obs or not post_label):
+            # forward over this chunk and following coordinated chunks
+            for m in later_obs:
+                apply(m, pre_label, m.i - c.j)
+            k = c.chunk + 1
+            while k < nchunks and not clause_break_before(k):
+                for m in chunks[k]:
+                    if m.role == R_OBS:
+                        apply(m, pre_label, m.i - c.j)
+                k += 1
+        elif post_label:
+            for m in earlier_obs:
+                apply(m, post_label, c.i - m.j)
+            k = c.chunk - 1
+            # earlier chunks joined by coordinators without their own predicate
+            own = chunks[c.chunk]
+            if not any(x.cop for x in own if x.j <= c.i and x is not c) or True:
+                while k >= 0:
+                    ch = chunks[k]
+                    if any(x.cop or x.role == R_NORMAL or x.role == R_CUE for x in ch) or not ch:
+                        break
+                    if clause_break_before(k + 1) and any(w in CLAUSE_START_WORDS for w in words[max(ch[-1].j, 0):own[0].i if own else 0]):
+                        break
+                    for m in ch:
+                        if m.role == R_OBS:
+                            apply(m, post_label, c.i - m.j)
+                    k -= 1
+        elif SUGG in kinds:
+            for m in later_obs:
+                if "def" not in kinds:
+                    apply(m, "OBS-U", m.i - c.j)
+            if c.chunk + 1 < nchunks and not later_obs and not earlier_obs:
+                pass
+    # "A or B" between positive observations: both uncertain (RadGraph convention).
+    for k in range(1, nchunks):
+        boundary = [m for m in mentions if m.coord in OR_WORDS and chunks[k - 1] and chunks[k]
+                    and chunks[k - 1][-1].j <= m.i < chunks[k][0].i]
+        if not boundary:
+            continue
+        a = [m for m in chunks[k - 1] if m.role == R_OBS]
+        b = [m for m in chunks[k] if m.role == R_OBS]
+        if a and b and a[-1].label != "OBS-DA" and b[0].label != "OBS-DA":
+            a[-1].label = "OBS-U"
+            b[0].label = "OBS-U"
+
+
+def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon) -> list[tuple[str, Mention, Mention]]:
+    rels: list[tuple[str, Mention, Mention]] = []
+    nchunks = len(chunks)
+    # anatomy groups: consecutive anatomy mentions -> earlier modify the last (head)
+    anat_heads: list[list[Mention]] = []
+    for ch in chunks:
+        heads: list[Mention] = []
+        run: list[Mention] = []
+        for m in ch:
+            if m.role == R_ANAT:
+                if run and m.i - run[-1].j <= 2 and not _between_has(ch, run[-1], m):
+                    run.append(m)
+                else:
+                    if run:
+                        heads.append(_close_run(run, rels))
+                    run = [m]
+            elif m.role == R_LAT:
+                continue
+            elif run and m.role in (R_OBS, R_NORMAL, R_CUE):
+                heads.append(_close_run(run, rels))
+                run = []
+        if run:
+            heads.append(_close_run(run, rels))
+        anat_heads.append(heads)
+    # laterality: modifies the next anatomy in its chunk, else becomes an anatomy head
+    for k, ch in enumerate(chunks):
+        for idx, m in enumerate(ch):
+            if m.role != R_LAT:
+                continue
+            nxt = next((x for x in ch[idx + 1 :] if x.role in (R_ANAT, R_OBS, R_NORMAL)), None)
+            if nxt is not None and nxt.role == R_ANAT:
+                target = _head_of(nxt, anat_heads[k])
+                m.head = target
+                rels.append(("modify", m, target))
+            elif nxt is not None and nxt.role == R_OBS and nxt.split and nxt.split[2] == "pre":
+                m.head = nxt  # "left pleural effusion": resolved to the split anatomy later
+                rels.append(("modify_split", m, nxt))
+            else:
+                m.role = R_ANAT
+                anat_heads[k].append(m)
+    # observations / normal predicates located_at anatomy heads of their chunk
+    preds: dict[int, list[Mention]] = {}
+    for k, ch in enumerate(chunks):
+        ps = [m for m in ch if m.role in (R_OBS, R_NORMAL)]
+        preds[k] = ps
+        for p in ps:
+            for a in anat_heads[k]:
+                rels.append(("located_at", p, a))
+    # anatomy-only chunks share the predicate of a coordinated chunk
+    for k, ch in enumerate(chunks):
+        if preds[k] or not anat_heads[k]:
+            continue
+        target = None
+        for j in range(k + 1, nchunks):
+            if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
+                target = preds[j][0]
+                break
+            if preds[j] or not anat_heads[j]:
+                break
+        if target is None:
+            for j in range(k - 1, -1, -1):
+                if preds[j]:
+                    if not anat_heads[j] or preds[j][-1].i < anat_heads[j][0].i:
+                        target = preds[j][-1]
+                    break
+                if not anat_heads[j]:
+                    break
+        if target is not None:
+            for a in anat_heads[k]:
+                rels.append(("located_at", target, a))
+    # modifiers -> nearest observation in the chunk (following first), else the next
+    # chunk's first observation when the modifier's chunk has no head at all
+    for k, ch in enumerate(chunks):
+        for idx, m in enumerate(ch):
+            if m.role != R_MOD:
+                continue
+            after = next((x for x in ch[idx + 1 :] if x.role == R_OBS), None)
+            before = next((x for x in reversed(ch[:idx]) if x.role == R_OBS), None)
+            target = after or before
+            if target is None and idx == len(ch) - 1 and not any(x.role in (R_ANAT, R_NORMAL) for x in ch) and k + 1 < nchunks:
+                nxt = next((x for x in chunks[k + 1] if x.role == R_OBS), None)
+                if nxt is not None and nxt.i - m.j <= 3:
+                    target = nxt
+            if target is not None:
+                m.head = target
+                rels.append(("modify", m, target))
+    # suggestive_of: "A suggestive of B", "A, likely B", "A may represent B"
+    for c in mentions:
+        if c.role != R_CUE or not _cue_has(c, SUGG):
+            continue
+        later = [m for m in chunks[c.chunk] if m.role == R_OBS and m.i >= c.j]
+        if not later:
+            continue
+        earlier = [m for m in chunks[c.chunk] if m.role == R_OBS and m.j <= c.i]
+        if not earlier and c.chunk > 0 and chunks[c.chunk][0] is c:
+            earlier = [m for m in chunks[c.chunk - 1] if m.role == R_OBS]
+        if earlier:
+            src = earlier[-1]
+            for dst in later[:1]:
+                rels.append(("suggestive_of", src, dst))
+                if "def" not in c.kind and dst.label == "OBS-DP":
+                    dst.label = "OBS-U"
+    # "A or B": B without its own anatomy shares A's
+    for k in range(1, nchunks):
+        if anat_heads[k] or not preds[k] or not preds[k - 1]:
+            continue
+        prev_end = chunks[k - 1][-1].j
+        if any(m.coord in OR_WORDS for m in mentions if prev_end <= m.i < chunks[k][0].i):
+            a = preds[k - 1][-1]
+            for r in list(rels):
+                if r[0] == "located_at" and r[1] is a:
+                    rels.append(("located_at", preds[k][0], r[2]))
+    return rels
+
+
+def _between_has(ch: list[Mention], a: Mention, b: Mention) -> bool:
+    return any(x is not a and x is not b and a.j <= x.i < b.i and x.role in (R_OBS, R_NORMAL, R_CUE) for x in ch)
+
+
+def _close_run(run: list[Mention], rels: list) -> Mention:
+    head = run[-1]
+    for m in run[:-1]:
+        m.head = head
+        rels.append(("modify", m, head))
+    return head
+
+
+def _head_of(m: Mention, heads: list[Mention]) -> Mention:
+    return m if m.head is None or m in heads else m.head
+
+
+def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]], rels: list, lex: Lexicon):
+    """Entities (ids e1, e2, ... by position), relations, implied normal-statement findings."""
+    ents: list[tuple[int, int, str, str, str | None, object]] = []  # (start, end, text, label, norm, key)
+    key_of: dict[int, int] = {}  # id(mention) -> index in ents
+    anat_of_split: dict[int, int] = {}
+    relations: list[tuple[str, int, int]] = []
+
+    def add(start: int, end: int, label: str, norm: str | None) -> int:
+        ents.append((start, end, text[start:end], label, norm))
+        return len(ents) - 1
+
+    modifiers = {id(r[1]) for r in rels if r[0] in ("modify", "modify_split") and r[1].role in (R_MOD,)}
+    attached_lat = {id(r[1]) for r in rels if r[0] in ("modify", "modify_split") and r[1].role == R_LAT}
+    for m in mentions:
+        if m.role == R_OBS:
+            if m.split:
+                n, anat_norm, side = m.split
+                sub = _tokens_span(text, m, n, side)
+                if sub is not None:
+                    (a_s, a_e), (o_s, o_e) = sub
+                    o = add(o_s, o_e, m.label, m.norm)
+                    a = add(a_s, a_e, "ANAT-DP", anat_norm)
+                    key_of[id(m)] = o
+                    anat_of_split[id(m)] = a
+                    relations.append(("located_at", o, a))
+                    continue
+            key_of[id(m)] = add(m.start, m.end, m.label, m.norm)
+        elif m.role == R_ANAT:
+            key_of[id(m)] = add(m.start, m.end, "ANAT-DP", m.norm)
+        elif m.role == R_LAT and id(m) in attached_lat:
+            key_of[id(m)] = add(m.start, m.end, "ANAT-DP", m.norm)
+        elif m.role == R_NORMAL:
+            key_of[id(m)] = add(m.start, m.end, "OBS-DP", "normal")
+        elif m.role == R_MOD and id(m) in modifiers:
+            key_of[id(m)] = add(m.start, m.end, (m.head.label if m.head else "OBS-DP"), m.norm)
+    seen = set()
+    for typ, a, b in rels:
+        if typ == "modify_split":
+            if id(a) in key_of and id(b) in anat_of_split:
+                typ, src, dst = "modify", key_of[id(a)], anat_of_split[id(b)]
+            else:
+                continue
+        else:
+            if id(a) not in key_of or id(b) not in key_of:
+                continue
+            src, dst = key_of[id(a)], key_of[id(b)]
+        if src == dst or (typ, src, dst) in seen:
+            continue
+        seen.add((typ, src, dst))
+        relations.append((typ, src, dst))
+    # contextual norms ("enlarged" at the heart -> cardiomegaly) and acute umbrella
+    located: dict[int, list[int]] = {}
+    for typ, s, d in relations:
+        if typ == "located_at":
+            located.setdefault(s, []).append(d)
+    modifiers_of: dict[int, list[int]] = {}
+    for typ, s, d in relations:
+        if typ == "modify":
+            modifiers_of.setdefault(d, []).append(s)
+    for idx, (s, e, t, label, norm) in enumerate(ents):
+        if label.startswith("OBS") and norm:
+            for a in located.get(idx, ()):
+                spec = lex.contextual.get((norm, ents[a][4]))
+                if spec:
+                    ents[idx] = (s, e, t, label, spec)
+                    break
+    # implied findings of normal statements and of denied generic findings
+    umbrella = lex.umbrella
+    for idx in range(len(ents)):
+        s, e, t, label, norm = ents[idx]
+        is_normal = norm == "normal" and label == "OBS-DP"
+        is_generic = norm == umbrella and label == "OBS-DA"
+        if not (is_normal or is_generic):
+            continue
+        acute = any(ents[mm][4] == "acute" for mm in modifiers_of.get(idx, ()))
+        if is_generic and acute:
+            ents[idx] = (s, e, t, label, lex.acute_umbrella)
+        anats = located.get(idx, [])
+        if is_normal and not anats:
+            # "Normal." / "Negative." speak for the chest; "tube in appropriate position" not
+            chunk_has_obs = any(m.role == R_OBS for m in mentions)
+            if chunk_has_obs:
+                continue
+        targets = anats or [None]
+        for a in targets:
+            anat_norm = ents[a][4] if a is not None else lex.default_anatomy
+            names = ([lex.acute_umbrella if acute else umbrella] if is_normal else []) + list(lex.implied(anat_norm))
+            for f in names:
+                if f == norm:
+                    continue
+                k = add(s, e, "OBS-DA", f)
+                if a is not None:
+                    relations.append(("located_at", k, a))
+    order = sorted(range(len(ents)), key=lambda k: (ents[k][0], ents[k][1], k))
+    new_id = {k: f"e{n + 1}" for n, k in enumerate(order)}
+    entities = tuple(Entity(new_id[k], ents[k][2], ents[k][0], ents[k][1], ents[k][3], ents[k][4]) for k in order)
+    rel_objs = tuple(Relation(t, new_id[s], new_id[d]) for t, s, d in relations)
+    heads = tuple(i for i, m in enumerate(mentions) if m.role in (R_OBS, R_NORMAL, R_ANAT))
+    return EntityGraph(entities, rel_objs), heads
+
+
+def _tokens_span(text: str, m: Mention, n: int, side: str):
+    """Char spans (anatomy, observation) of a split observation phrase, trimming small words
+    between them ("widening of the mediastinum")."""
+    from checkers.lexicon import TOKEN_RE, lower_text
+
+    toks = [(x.start() + m.start, x.end() + m.start) for x in TOKEN_RE.finditer(lower_text(text[m.start : m.end]))]
+    if len(toks) <= n:
+        return None
+    if side == "pre":
+        anat, obs = toks[:n], toks[n:]
+    else:
+        anat, obs = toks[-n:], toks[:-n]
+    small = {"of", "the", "in", "a", "an", "at", "on", "to", "-"}
+    while obs and text[obs[0][0] : obs[0][1]].lower() in small:
+        obs = obs[1:]
+    while obs and text[obs[-1][0] : obs[-1][1]].lower() in small:
+        obs = obs[:-1]
+    if not obs:
+        return None
+    return (anat[0][0], anat[-1][1]), (obs[0][0], obs[-1][1])

@@ -1,0 +1,288 @@
+"""The chest X-ray lexicon: phrases -> categories and normal forms, loaded from JSON.
+
+The default lexicon is ``checkers/data/lexicon.json`` (format: docs/lexicon.md). A user
+lexicon file is merged into it (``mode="merge"``: synonyms, cues and rules are added,
+entries with the same key are extended) or replaces it (``mode="replace"``).
+
+Matching works on word tokens of lower-cased text (``tokenize``): runs of letters, numbers
+with an optional decimal part, and single other characters. Phrases in the lexicon are
+tokenized the same way, so "left-sided" matches "Left-sided" and "left - sided".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from reportgen.errors import ReportgenError
+
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_LEXICON = DATA / "lexicon.json"
+
+TOKEN_RE = re.compile(r"[a-z]+|\d+(?:\.\d+)?|[^\sa-z\d]")
+
+# Categories a phrase can belong to (a phrase may have several).
+OBS, ANAT, LAT, SEV, CHG, TMP, DESC, LOW, NORMAL = "obs", "anat", "lat", "sev", "chg", "tmp", "desc", "low", "normal"
+NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, PSEUDO = "neg_pre", "neg_post", "unc_pre", "unc_post", "pseudo"
+SUGG, SUGG_DEF, TERM, COP, COORD = "sugg", "sugg_def", "term", "cop", "coord"
+MODIFIER_CATS = (SEV, CHG, TMP, DESC, LOW)
+CUE_CATS = (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, SUGG)
+
+_CUE_KEYS = {
+    "negation_pre": NEG_PRE, "negation_post": NEG_POST, "uncertainty_pre": UNC_PRE,
+    "uncertainty_post": UNC_POST, "pseudo": PSEUDO, "suggestive": SUGG, "suggestive_definite": SUGG_DEF,
+    "terminators": TERM, "copulas": COP, "coordinators": COORD,
+}
+
+
+def lower_text(text: str) -> str:
+    """Lower-cased text of the SAME length (offsets stay valid for any input)."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
+def tokenize(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, lower-cased token) for each word token of ``text``."""
+    return [(m.start(), m.end(), m.group()) for m in TOKEN_RE.finditer(lower_text(text))]
+
+
+def phrase_tokens(phrase: str) -> tuple[str, ...]:
+    return tuple(m.group() for m in TOKEN_RE.finditer(lower_text(phrase)))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a phrase means: category, normal form, and extras (laterality, anatomy split)."""
+
+    cat: str
+    norm: str
+    laterality: str | None = None
+    # For observation phrases that contain an anatomy phrase at their start ("pleural
+    # effusion") or end ("enlarged heart"): (n anatomy tokens, anatomy norm, "pre"|"post").
+    split: tuple[int, str, str] | None = None
+
+
+@dataclass
+class Lexicon:
+    """A loaded lexicon with a phrase trie. Build with :func:`load_lexicon`."""
+
+    data: dict[str, Any]
+    version: str
+    sources: tuple[str, ...]
+    phrases: dict[tuple[str, ...], list[Entry]] = field(default_factory=dict)
+    by_first: dict[str, list[tuple[tuple[str, ...], list[Entry]]]] = field(default_factory=dict)
+    contextual: dict[tuple[str, str], str] = field(default_factory=dict)
+    organ: dict[str, str] = field(default_factory=dict)
+    zone: dict[str, str] = field(default_factory=dict)
+    implies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    umbrella: str = "abnormality"
+    acute_umbrella: str = "acute abnormality"
+    default_anatomy: str = "chest"
+    change_norms: frozenset[str] = frozenset()
+    severity_norms: frozenset[str] = frozenset()
+
+    # ---- building -------------------------------------------------------------------
+    def _add(self, phrase: str, entry: Entry) -> None:
+        toks = phrase_tokens(phrase)
+        if not toks:
+            return
+        entries = self.phrases.setdefault(toks, [])
+        if entry not in entries:
+            entries.append(entry)
+
+    def _build(self) -> None:
+        d = self.data
+        for norm, spec in d.get("anatomy", {}).items():
+            spec = _spec(spec, "anatomy", norm)
+            lat = spec.get("laterality", {})
+            self.organ[norm] = spec.get("organ", norm)
+            if spec.get("zone"):
+                self.zone[norm] = spec["zone"]
+            for syn in [norm, *spec.get("synonyms", ())]:
+                self._add(syn, Entry(ANAT, norm, lat.get(syn)))
+        for norm, spec in d.get("observations", {}).items():
+            spec = _spec(spec, "observations", norm)
+            lat = spec.get("laterality", {})
+            for syn in [norm, *spec.get("synonyms", ())]:
+                self._add(syn, Entry(OBS, norm, lat.get(syn)))
+        for side, syns in d.get("laterality", {}).items():
+            for syn in [side, *syns]:
+                self._add(syn, Entry(LAT, side))
+        for key, cat in (("severity", SEV), ("change", CHG), ("temporal", TMP), ("descriptors", DESC)):
+            for norm, syns in d.get(key, {}).items():
+                if norm == "comment":
+                    continue
+                for syn in [norm, *syns]:
+                    self._add(syn, Entry(cat, norm))
+        for norm, syns in d.get("contextual", {}).get("promotable", {}).items():
+            if norm != "comment":
+                for syn in [norm, *syns]:
+                    self._add(syn, Entry(LOW, norm))
+        normal = d.get("normal", {})
+        for syn in normal.get("predicates", ()):
+            self._add(syn, Entry(NORMAL, "normal"))
+        for key, cat in _CUE_KEYS.items():
+            for syn in d.get("cues", {}).get(key, ()):
+                self._add(syn, Entry(cat, syn))
+        for rule in d.get("contextual", {}).get("rules", ()):
+            if len(rule) != 3:
+                raise ReportgenError("E211", f"contextual rule {rule!r} must be [observation, anatomy, result]", fix="see docs/lexicon.md")
+            self.contextual[(rule[0], rule[1])] = rule[2]
+        self.implies = {k: tuple(v) for k, v in normal.get("implies", {}).items() if k != "comment"}
+        self.scopes = {k: tuple(v) for k, v in normal.get("scopes", {}).items() if k != "comment"}
+        self.umbrella = normal.get("umbrella", self.umbrella)
+        self.acute_umbrella = normal.get("acute_umbrella", self.acute_umbrella)
+        self.default_anatomy = normal.get("default_anatomy", self.default_anatomy)
+        self.change_norms = frozenset(k for k in d.get("change", {}) if k != "comment")
+        self.severity_norms = frozenset(k for k in d.get("severity", {}) if k != "comment")
+        # Observation phrases that begin or end with an anatomy phrase are split in two.
+        anat = {toks: [e for e in es if e.cat == ANAT] for toks, es in self.phrases.items()}
+        for toks, entries in self.phrases.items():
+            for k, e in enumerate(entries):
+                if e.cat != OBS or len(toks) < 2:
+                    continue
+                split = None
+                for n in range(len(toks) - 1, 0, -1):
+                    if anat.get(toks[:n]):
+                        split = (n, anat[toks[:n]][0].norm, "pre")
+                        break
+                    if anat.get(toks[-n:]):
+                        split = (n, anat[toks[-n:]][0].norm, "post")
+                        break
+                if split:
+                    entries[k] = Entry(e.cat, e.norm, e.laterality, split)
+        by_first: dict[str, list[tuple[tuple[str, ...], list[Entry]]]] = {}
+        for toks, entries in self.phrases.items():
+            by_first.setdefault(toks[0], []).append((toks, entries))
+        for lst in by_first.values():
+            lst.sort(key=lambda x: -len(x[0]))
+        self.by_first = by_first
+
+    # ---- lookups ----------------------------------------------------------------------
+    def match(self, words: Sequence[str]) -> list[tuple[int, int, list[Entry]]]:
+        """Greedy longest-match of lexicon phrases over ``words``: (i, j, entries)."""
+        out = []
+        i, n = 0, len(words)
+        by_first = self.by_first
+        while i < n:
+            cands = by_first.get(words[i])
+            hit = None
+            if cands:
+                for toks, entries in cands:
+                    k = len(toks)
+                    if k == 1 or tuple(words[i : i + k]) == toks:
+                        hit = (i, i + k, entries)
+                        break
+            if hit:
+                out.append(hit)
+                i = hit[1]
+            else:
+                i += 1
+        return out
+
+    def lookup(self, text: str, cat: str | None = None) -> Entry | None:
+        """The entry of a whole phrase (e.g. an entity text from another extractor)."""
+        toks = phrase_tokens(text)
+        entries = self.phrases.get(toks, ())
+        for e in entries:
+            if cat is None or e.cat == cat:
+                return e
+        return None
+
+    def normalize(self, text: str, cat: str | None = None) -> str | None:
+        """Normal form of a phrase; tries the last word too ("large effusion" -> pleural effusion)."""
+        e = self.lookup(text, cat)
+        if e is None:
+            toks = phrase_tokens(text)
+            if len(toks) > 1:
+                for m in reversed(self.match(toks)):
+                    for cand in m[2]:
+                        if cat is None or cand.cat == cat:
+                            return cand.norm
+        return e.norm if e else None
+
+    def specific(self, observation: str, anatomy: str | None) -> str:
+        """The contextual observation ('enlargement' at 'heart' -> 'cardiomegaly')."""
+        if anatomy is None:
+            return observation
+        return self.contextual.get((observation, anatomy), observation)
+
+    def implied(self, anatomy: str) -> tuple[str, ...]:
+        """Specific findings a normal statement about ``anatomy`` denies."""
+        return self.implies.get(anatomy, ())
+
+    def scope(self, anatomy: str | None) -> tuple[str | None, ...]:
+        """Anatomy scopes of the umbrella finding of a normal statement about ``anatomy``."""
+        if anatomy is None:
+            return (None,)
+        if anatomy in self.scopes:
+            return self.scopes[anatomy]
+        return (self.organ.get(anatomy, anatomy),)
+
+
+def _spec(spec: Any, section: str, key: str) -> Mapping[str, Any]:
+    if isinstance(spec, list):
+        return {"synonyms": spec}
+    if not isinstance(spec, Mapping):
+        raise ReportgenError("E211", f"lexicon {section}[{key!r}] must be an object or a list of synonyms", fix="see docs/lexicon.md")
+    return spec
+
+
+def _merge(base: Any, extra: Any) -> Any:
+    if isinstance(base, dict) and isinstance(extra, dict):
+        out = dict(base)
+        for k, v in extra.items():
+            out[k] = _merge(base[k], v) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(extra, list):
+        if base and isinstance(base[0], list):  # contextual rules: later ones win
+            return base + [x for x in extra if x not in base]
+        return base + [x for x in extra if x not in base]
+    return extra
+
+
+def read_lexicon_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportgenError("E210", f"lexicon file {p} not found", fix="give the path of a JSON lexicon (docs/lexicon.md)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReportgenError("E211", f"lexicon file {p} is not valid JSON: {e}", fix="fix the file (docs/lexicon.md)") from None
+    if not isinstance(data, dict) or "version" not in data:
+        raise ReportgenError("E211", f"lexicon file {p} must be a JSON object with a \"version\" key", fix="see docs/lexicon.md")
+    return data
+
+
+@lru_cache(maxsize=16)
+def _load(paths: tuple[str, ...], mode: str) -> Lexicon:
+    if mode not in ("merge", "replace"):
+        raise ReportgenError("E212", f"unknown lexicon mode {mode!r}", fix="use 'merge' or 'replace'")
+    files = list(paths)
+    if mode == "merge" or not files:
+        files = [str(DEFAULT_LEXICON), *files]
+    data: dict[str, Any] = {}
+    for f in files:
+        data = _merge(data, read_lexicon_file(f)) if data else read_lexicon_file(f)
+    versions = [str(read_lexicon_file(f)["version"]) for f in files] if len(files) > 1 else [str(data["version"])]
+    lex = Lexicon(data=data, version="+".join(versions), sources=tuple(files))
+    lex._build()
+    return lex
+
+
+def load_lexicon(path: str | Path | Iterable[str | Path] | None = None, mode: str = "merge") -> Lexicon:
+    """The default lexicon, with user lexicon file(s) merged in or replacing it. Cached."""
+    if path is None:
+        paths: tuple[str, ...] = ()
+    elif isinstance(path, (str, Path)):
+        paths = (str(Path(path).resolve()),)
+    else:
+        paths = tuple(str(Path(p).resolve()) for p in path)
+    return _load(paths, mode)
