@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"models: {', '.join(server.model_names)}", flush=True)
         for name in adapters:
             print(f"  draft with: reportgen draft --backend 'vllm:{server.url}?model={name}' ...", flush=True)
-        print("Press Ctrl-C to stop.", file=sys.stderr, flush=True)
+        print(f"Press Ctrl-C to stop (vLLM pid {server.proc.pid}, log: {server.log_path}).", file=sys.stderr, flush=True)
         try:
             while server.alive():
                 time.sleep(0.5)
