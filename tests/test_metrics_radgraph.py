@@ -177,3 +177,16 @@ def test_import_errors_name_the_problem():
         from_radgraph({"text": "a b", "entities": {"1": {"tokens": "c", "label": "OBS-DP", "start_ix": 5, "end_ix": 5, "relations": []}}})
     with pytest.raises(ReportgenError, match="E402"):
         from_radgraph({"text": "a", "entities": {"1": {"tokens": "a", "label": "Thing", "start_ix": 0, "end_ix": 0, "relations": []}}})
+
+
+def test_merge_claim_graphs():
+    from evals.metrics.radgraph_f1 import merge_graphs
+
+    text = "No pleural effusion or pneumothorax."
+    a = EntityGraph((Entity("e1", "pleural effusion", 3, 19, "OBS-DA"),), ())
+    b = EntityGraph((Entity("e1", "pneumothorax", 23, 35, "OBS-DA"), Entity("e2", "pleural effusion", 3, 19, "OBS-DA")),
+                    (Relation("modify", "e1", "e2"),))
+    m = merge_graphs([a, b])
+    assert [(e.id, e.text) for e in m.entities] == [("1", "pleural effusion"), ("2", "pneumothorax")]
+    assert m.relations == (Relation("modify", "2", "1"),)
+    assert to_radgraph(m, text)["entities"]["2"]["relations"] == [["modify", "1"]]

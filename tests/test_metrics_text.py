@@ -78,3 +78,30 @@ def test_bootstrap_shared_indices_ratio_and_statistic():
     s = bootstrap_statistic(lambda rows: corpus_bleu4(counts, rows), len(counts), indices=idx)
     assert s.estimate == pytest.approx(corpus_bleu4(counts))
     assert s.low <= s.estimate <= s.high
+
+
+def test_rouge_l_equals_rouge_score_on_varied_pairs():
+    from rouge_score import rouge_scorer
+
+    import random
+
+    rng = random.Random(0)
+    words = "no pleural effusion or pneumothorax mild cardiomegaly the lungs are clear right left base".split()
+    hyps, refs = list(HYPS), list(REFS)
+    for _ in range(200):
+        ref = " ".join(rng.choice(words) for _ in range(rng.randrange(0, 25)))
+        toks = ref.split()
+        for _ in range(rng.randrange(0, 4)):  # edits: replace, insert, delete
+            k = rng.randrange(0, len(toks) + 1)
+            op = rng.choice("rid")
+            if op == "i" or not toks:
+                toks.insert(k, rng.choice(words))
+            elif op == "r":
+                toks[min(k, len(toks) - 1)] = rng.choice(words)
+            else:
+                del toks[min(k, len(toks) - 1)]
+        hyps.append(" ".join(toks))
+        refs.append(ref)
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    expected = [scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)]
+    assert rouge_l(hyps, refs).tolist() == expected  # identical, not approximately

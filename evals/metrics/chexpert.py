@@ -1,8 +1,8 @@
 """CheXpert 14-observation labels from findings, and label F1 as users compare it.
 
 Labels (``chexpert_labels``): each finding maps to at most one of the 14 CheXpert
-observations through the versioned data file ``evals/data/chexpert_map.json`` (lexicon
-normal form -> name, then observation + anatomy rules). Presence gives the mention value:
+observations through the versioned data file ``evals/data/chexpert_map.json`` (observation
++ anatomy rules first, then lexicon normal form -> name). Presence gives the mention value:
 present 1, uncertain -1, absent 0. Mentions of one observation aggregate as CheXpert's
 labeler does: positive if any mention is positive, else uncertain if any is uncertain,
 else negative if any is negative, else blank (None). "No Finding" is 1 when no other
@@ -58,14 +58,11 @@ class ChexpertMap:
 
     def label_of(self, finding: Finding) -> str | None:
         obs = finding.observation.lower()
-        label = self.observations.get(obs)
-        if label is not None:
-            return label
         anat = (finding.anatomy or "").lower()
         for observations, anatomy, name in self.anatomy_rules:
             if obs in observations and anat in anatomy:
                 return name
-        return None
+        return self.observations.get(obs)
 
 
 @lru_cache(maxsize=4)

@@ -212,3 +212,26 @@ def radgraph_f1(hyps: Sequence[Annotation], refs: Sequence[Annotation]) -> RadGr
     # np.mean (pairwise summation), as F1RadGraph computes it, for identical corpus values.
     mean = RadGraphScore(*(float(np.mean([getattr(s, lv) for s in per])) for lv in LEVELS))
     return RadGraphF1(mean, per)
+
+
+def merge_graphs(graphs: Sequence[EntityGraph]) -> EntityGraph:
+    """One graph from several graphs in the same coordinates (e.g. the claims of a report).
+
+    Entities with the same span and label are one entity (claims split from a coordination
+    share words); relations are kept once each. Ids become "1", "2", ... in text order.
+    """
+    key_of: dict[tuple[int, str], tuple[int, int, str]] = {}
+    first: dict[tuple[int, int, str], Entity] = {}
+    for gi, g in enumerate(graphs):
+        for e in g.entities:
+            k = (e.start, e.end, e.label)
+            key_of[(gi, e.id)] = k
+            first.setdefault(k, e)
+    order = sorted(first)
+    ids = {k: str(i + 1) for i, k in enumerate(order)}
+    ents = tuple(Entity(ids[k], first[k].text, k[0], k[1], k[2], first[k].norm) for k in order)
+    rels = dict.fromkeys(
+        Relation(r.type, ids[key_of[(gi, r.source)]], ids[key_of[(gi, r.target)]])
+        for gi, g in enumerate(graphs) for r in g.relations
+    )
+    return EntityGraph(ents, tuple(rels))

@@ -1,0 +1,257 @@
+"""`reportgen eval`: report-generation and hallucination metrics in one offline run.
+
+    reportgen eval --pred P.jsonl --ref R.jsonl --out metrics.json [--html metrics.html]
+                   [--bootstrap 1000 --seed 0] [--judge-url URL --judge-model NAME]
+    reportgen eval --inject [--n 1000 --rate 0.3 --seed 0] --out inject.json
+    reportgen eval --grounded grounded_reporting_examples.json --out radfact.json
+
+Pair mode: records ``{"id", "report"}`` in both files are matched by id; ids present on
+one side only, and bad lines, are listed in the output (never dropped silently). Prints a
+table of corpus figures with bootstrap 95% CIs; writes JSON with settings, corpus
+figures, per-study rows and stage timings; ``--html`` adds a page with matplotlib plots.
+Metrics: BLEU-4, ROUGE-L, RadGraph F1 (simple/partial/complete), CheXpert label F1
+(micro/macro over 14 and 5), GREEN-style counts and score, RadFact logical
+precision/recall/F1 (graph entailment, or an LLM judge), hallucination rate.
+
+``--inject``: the error-injection benchmark on the IU reports (evals/inject.py), scored
+for the graph checker: precision, recall, F1 and false-flag rate per category.
+``--grounded``: RadFact logical, spatial and grounding precision/recall on RadFact's
+grounded-report JSON. See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from reportgen.errors import ReportgenError
+from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, read_jsonl
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pred", metavar="P.jsonl", help='predictions, one {"id": str, "report": str} per line')
+    p.add_argument("--ref", metavar="R.jsonl", help="references, same shape, matched by id")
+    p.add_argument("--out", metavar="OUT.json", help="metrics JSON, written atomically")
+    p.add_argument("--html", metavar="OUT.html", help="also write an HTML page with plots of metric distributions")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for 95%% CIs (default 1000; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and of the error injection (default 0)")
+    p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default: rules, offline)")
+    p.add_argument("--policy", choices=("uncertain-as-positive", "uncertain-as-negative"), default="uncertain-as-positive",
+                   help="CheXpert label F1: how uncertain (-1) labels count (default uncertain-as-positive, CheXbert 'rrg')")
+    p.add_argument("--self-check", action="store_true", help="hallucination check also against the report's own sentences")
+    p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,})")
+    g = p.add_argument_group("LLM judge (RadFact entailment through an OpenAI-compatible endpoint, e.g. vLLM)")
+    g.add_argument("--judge-url", metavar="URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--judge-model", metavar="NAME", help="model name served there")
+    g.add_argument("--judge-api-key-env", metavar="VAR", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (default OPENAI_API_KEY; vLLM needs none)")
+    g.add_argument("--judge-concurrency", type=int, default=4, help="judge requests in flight (default 4)")
+    g.add_argument("--judge-structured", choices=("auto", "json_schema", "text"), default="auto",
+                   help="structured output mode (default auto: json_schema when the model offers it)")
+    i = p.add_argument_group("error-injection benchmark")
+    i.add_argument("--inject", action="store_true", help="run the error-injection benchmark on the IU reports")
+    i.add_argument("--n", type=int, default=1000, help="IU reports to use (default 1000; 0: all)")
+    i.add_argument("--rate", type=float, default=0.3, help="probability that an eligible sentence gets an error (default 0.3)")
+    i.add_argument("--mode", choices=("separate", "mixed"), default="separate", help="one run per category (default) or all in one")
+    i.add_argument("--categories", nargs="+", metavar="CAT", help="categories to inject (default: all six)")
+    i.add_argument("--bench-out", metavar="B.jsonl", help="also write the injected reports with their labels")
+    p.add_argument("--grounded", metavar="G.json", help="RadFact grounded-report JSON: logical, spatial and grounding scores")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
+
+
+def _judge(args: argparse.Namespace) -> Any:
+    if not args.judge_url and not args.judge_model:
+        return None
+    if not (args.judge_url and args.judge_model):
+        raise ReportgenError("E470", "the LLM judge needs both --judge-url and --judge-model", fix="give both, or neither for graph entailment")
+    from evals.metrics.judge import LLMJudge
+
+    return LLMJudge.from_endpoint(args.judge_url, args.judge_model, api_key=os.environ.get(args.judge_api_key_env),
+                                  structured=args.judge_structured, max_concurrency=args.judge_concurrency)
+
+
+def _write_json(path: str, obj: Any) -> None:
+    with atomic_writer(path) as fh:
+        json.dump(obj, fh, indent=1, ensure_ascii=False, allow_nan=False)
+        fh.write("\n")
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN -> null, recursively."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.inject:
+        return _run_inject(args)
+    if args.grounded:
+        return _run_grounded(args)
+    if not (args.pred and args.ref and args.out):
+        raise ReportgenError("E471", "eval needs --pred, --ref and --out (or --inject / --grounded)",
+                             fix="reportgen eval --pred P.jsonl --ref R.jsonl --out metrics.json")
+    return _run_pairs(args)
+
+
+# --- pairs ------------------------------------------------------------------------------------
+
+def load_side(path: str, max_chars: int, side: str) -> tuple[dict[str, str], list[dict[str, str]], list[str]]:
+    """Texts by id (later duplicates win), problems of bad lines, duplicate ids."""
+    texts: dict[str, str] = {}
+    problems: list[dict[str, str]] = []
+    dups: list[str] = []
+    for rec in read_jsonl(path, require=("id", "report"), text_fields=("report",), max_chars=max_chars):
+        if rec.error:
+            problems.append({"side": side, "id": rec.fallback_id(), "error": rec.error})
+            texts.pop(rec.id, None) if rec.id else None
+            continue
+        if rec.id in texts:
+            dups.append(rec.id)
+        texts[rec.id] = rec.data["report"]
+    return texts, problems, dups
+
+
+def _table(corpus: dict[str, Any], out: TextIO) -> None:
+    print(f"{'metric':<38}{'estimate':>10}{'95% CI':>22}", file=out)
+    for k, v in corpus.items():
+        est, lo, hi = v.get("estimate"), v.get("low"), v.get("high")
+        ci = f"[{lo:.4f}, {hi:.4f}]" if lo is not None and hi is not None else ""
+        print(f"{k:<38}{'-' if est is None else format(est, '.4f'):>10}{ci:>22}", file=out)
+
+
+def _run_pairs(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from evals.suite import Suite
+
+    pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred")
+    ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
+    bad_ids = {p["id"] for p in pred_problems + ref_problems}
+    pairs = [(i, pred[i], ref[i]) for i in pred if i in ref]
+    only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
+    only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
+    judge = _judge(args)
+    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy)
+    bar = tqdm(total=len(pairs), file=sys.stderr, unit="pair", disable=args.quiet or not sys.stderr.isatty(), desc="eval")
+    res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1))
+    bar.close()
+    rows = [r.row() for r in res.results]
+    metrics = _clean({
+        "version": 1,
+        "settings": {"extractor": args.extractor, "policy": args.policy, "bootstrap": args.bootstrap, "seed": args.seed,
+                     "self_check": args.self_check, "entailment": "llm" if judge else "graph",
+                     "judge_model": args.judge_model if judge else None, "pred": args.pred, "ref": args.ref},
+        "n_pairs": len(pairs), "n_scored": len(res.scored),
+        "only_in_pred": only_pred, "only_in_ref": only_ref,
+        "input_errors": pred_problems + ref_problems,
+        "duplicate_ids": {"pred": sorted(set(pred_dups)), "ref": sorted(set(ref_dups))},
+        "errors": [{"id": r.id, "error": r.error} for r in res.results if r.error],
+        "corpus": {k: v.to_dict() for k, v in res.corpus.items()},
+        "chexpert": {"policy": args.policy, "per_label_f1": res.chexpert_per_label},
+        "green_totals": res.green_totals,
+        "judge_errors": res.judge_errors,
+        "timings_s": {k: round(v, 4) for k, v in res.timings.items()},
+        "per_study": rows,
+    })
+    _write_json(args.out, metrics)
+    if args.html:
+        from evals.html import render_html
+
+        with atomic_writer(args.html) as fh:
+            fh.write(render_html(metrics, rows))
+    if not args.quiet:
+        _table(metrics["corpus"], sys.stdout)
+    notes = [f"{len(res.scored)}/{len(pairs)} pairs scored -> {args.out}"]
+    if only_pred or only_ref:
+        notes.append(f"{len(only_pred)} ids only in --pred, {len(only_ref)} only in --ref (listed in the JSON)")
+    if pred_problems or ref_problems:
+        notes.append(f"{len(pred_problems) + len(ref_problems)} bad input lines (listed)")
+    if res.judge_errors:
+        notes.append(f"{res.judge_errors} judge calls failed (excluded, listed per study)")
+    print("reportgen eval: " + "; ".join(notes), file=sys.stderr)
+    return 0
+
+
+# --- error injection --------------------------------------------------------------------------
+
+def injection_table(rows: list[Any], out: TextIO) -> None:
+    print(f"{'category':<20}{'errors':>8}{'detected':>10}{'precision':>11}{'recall':>9}{'F1':>8}{'false-flag':>12}", file=out)
+
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    for r in rows:
+        print(f"{r.category:<20}{r.errors:>8}{r.detected:>10}{f(r.precision):>11}{f(r.recall):>9}{f(r.f1):>8}{f(r.false_flag_rate):>12}", file=out)
+
+
+def _run_inject(args: argparse.Namespace) -> int:
+    from evals.inject import CATEGORIES, Vocabulary, run_benchmark
+    from evals.suite import graph_checker_flags
+    from reportgen.iu import load_iu_reports
+
+    if not args.out:
+        raise ReportgenError("E472", "--inject needs --out", fix="reportgen eval --inject --out inject.json")
+    cats = tuple(args.categories or CATEGORIES)
+    reports = load_iu_reports(require_text=True)
+    reports = reports if args.n == 0 else reports[: args.n]
+    pairs = [(r.id, r.report.text) for r in reports]
+    vocab = Vocabulary.load()
+    rows, benches = run_benchmark(pairs, graph_checker_flags(args.extractor, args.self_check), seed=args.seed, rate=args.rate,
+                                  categories=cats, mode=args.mode, vocab=vocab)
+    result = _clean({
+        "version": 1,
+        "settings": {"reports": len(pairs), "rate": args.rate, "seed": args.seed, "mode": args.mode, "categories": list(cats),
+                     "extractor": args.extractor, "self_check": args.self_check, "vocabulary_version": vocab.version,
+                     "checker": "graph"},
+        "rows": [r.to_dict() for r in rows],
+    })
+    _write_json(args.out, result)
+    if args.bench_out:
+        from reportgen.jsonl import dumps
+
+        with atomic_writer(args.bench_out) as fh:
+            for run_name, bench in benches.items():
+                for b in bench:
+                    fh.write(dumps({"run": run_name, **b.to_dict()}) + "\n")
+    if not args.quiet:
+        injection_table(rows, sys.stdout)
+    print(f"reportgen eval --inject: {len(pairs)} IU reports, rate {args.rate}, seed {args.seed}, {args.mode} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+# --- grounded ---------------------------------------------------------------------------------
+
+def _run_grounded(args: argparse.Namespace) -> int:
+    from evals.metrics.radfact import parse_grounded_examples
+    from evals.suite import grounded_scores
+
+    if not args.out:
+        raise ReportgenError("E472", "--grounded needs --out", fix="reportgen eval --grounded G.json --out radfact.json")
+    try:
+        with open(args.grounded, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReportgenError("E473", f"cannot read grounded examples {args.grounded!r}: {e}", fix="give RadFact's grounded JSON") from None
+    examples = parse_grounded_examples(data)
+    per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args))
+    result = _clean({
+        "version": 1,
+        "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph", "grid": 224, "box_precision_threshold": 0.5},
+        "n_examples": len(examples),
+        "corpus": agg.to_dict(),
+        "per_example": [{"id": ex.id, **s.to_dict()} for ex, s in zip(examples, per)],
+    })
+    _write_json(args.out, result)
+    if not args.quiet:
+        for k, v in result["corpus"].items():
+            print(f"{k:<36}{'-' if v is None else (format(v, '.4f') if isinstance(v, float) else v):>10}")
+    print(f"reportgen eval --grounded: {len(examples)} examples -> {args.out}", file=sys.stderr)
+    return 0

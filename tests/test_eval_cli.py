@@ -1,0 +1,104 @@
+"""`reportgen eval`: JSON and HTML written, one-sided ids and bad lines listed, metric
+values on pairs whose answers are known, the injection and grounded modes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reportgen.cli import main
+
+SAME = "FINDINGS: Mild cardiomegaly. Small right pleural effusion. No pneumothorax.\n\nIMPRESSION: Cardiomegaly and right effusion."
+
+
+def _jsonl(path, records):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return str(path)
+
+
+@pytest.fixture()
+def files(tmp_path):
+    pred = _jsonl(tmp_path / "p.jsonl", [
+        {"id": "same", "report": SAME},
+        {"id": "flip", "report": SAME.replace("right", "left")},
+        {"id": "pred-only", "report": "Normal chest."},
+        {"id": "empty", "report": "  "},
+        "{broken",
+    ])
+    ref = _jsonl(tmp_path / "r.jsonl", [
+        {"id": "same", "report": SAME},
+        {"id": "flip", "report": SAME},
+        {"id": "ref-only", "report": "No acute disease."},
+    ])
+    return tmp_path, pred, ref
+
+
+def test_eval_pairs_json_html_and_listed_ids(files, capsys):
+    tmp, pred, ref = files
+    out, page = tmp / "m.json", tmp / "m.html"
+    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--html", str(page), "--bootstrap", "50"]) == 0
+    table = capsys.readouterr().out
+    assert "radgraph_complete" in table and "95% CI" in table
+    m = json.loads(out.read_text())
+    assert m["n_pairs"] == 2 and m["n_scored"] == 2
+    assert m["only_in_pred"] == ["pred-only"] and m["only_in_ref"] == ["ref-only"]
+    errs = {e["id"]: e["error"] for e in m["input_errors"]}
+    assert "E109" in errs["empty"] and "E103" in errs["line:5"]
+    rows = {r["id"]: r for r in m["per_study"]}
+    same, flip = rows["same"], rows["flip"]
+    # Identical reports: every similarity is perfect and nothing is flagged.
+    assert same["bleu4"] == pytest.approx(1.0) and same["rouge_l"] == 1.0
+    assert same["radgraph_simple"] == same["radgraph_complete"] == 1.0
+    assert same["green"] == 1.0 and same["radfact_logical_precision"] == 1.0 and same["radfact_logical_recall"] == 1.0
+    assert same["hallucination_rate"] == 0.0 and same["flagged_claims"] == []
+    # Swapped side: the effusion claims are contradicted, GREEN counts a location error.
+    assert flip["hallucination_rate"] > 0 and all(c["status"] == "contradicted" for c in flip["flagged_claims"])
+    assert any("left" in c["text"] for c in flip["flagged_claims"])
+    assert flip["green_counts"]["wrong_location"] >= 1 and flip["radfact_logical_precision"] < 1.0
+    assert flip["pred_labels"] == same["pred_labels"]  # CheXpert labels carry no side
+    c = m["corpus"]
+    assert c["hallucination_rate"]["estimate"] == pytest.approx(sum(r["flagged"] for r in rows.values()) / sum(r["claims"] for r in rows.values()))
+    assert c["rouge_l"]["low"] <= c["rouge_l"]["estimate"] <= c["rouge_l"]["high"]
+    assert c["chexpert_micro_f1_14"]["estimate"] == 1.0
+    assert set(m["timings_s"]) >= {"read", "check", "bleu", "rouge", "radgraph"}
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 2
+    assert "ref-only" in html and "pred-only" in html
+
+
+def test_eval_argument_errors(files, capsys):
+    tmp, pred, ref = files
+    assert main(["eval", "--pred", pred, "--out", str(tmp / "x.json")]) == 1
+    assert "E471" in capsys.readouterr().err
+    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(tmp / "x.json"), "--judge-url", "http://127.0.0.1:9/v1"]) == 1
+    assert "E470" in capsys.readouterr().err and not (tmp / "x.json").exists()
+
+
+def test_eval_inject_mode(tmp_path, capsys):
+    out, bench = tmp_path / "i.json", tmp_path / "b.jsonl"
+    assert main(["eval", "--inject", "--n", "40", "--rate", "0.5", "--seed", "3", "--out", str(out), "--bench-out", str(bench),
+                 "--categories", "laterality_swap", "negation_flip", "omitted_finding"]) == 0
+    assert "false-flag" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    rows = {r["category"]: r for r in res["rows"]}
+    assert set(rows) == {"laterality_swap", "negation_flip", "omitted_finding", "all"}
+    assert res["settings"]["reports"] == 40 and res["settings"]["seed"] == 3
+    assert rows["negation_flip"]["errors"] > 0 and rows["negation_flip"]["recall"] > 0.5
+    assert 0 <= rows["all"]["false_flag_rate"] < 0.5
+    lines = [json.loads(x) for x in bench.read_text().splitlines()]
+    assert {x["run"] for x in lines} == {"laterality_swap", "negation_flip", "omitted_finding"} and len(lines) == 120
+    inj = next(i for x in lines for i in x["injections"] if i["category"] == "negation_flip")
+    assert inj["text"] and inj["start"] < inj["end"]
+
+
+def test_eval_grounded_mode(shared_data, tmp_path, capsys):
+    out = tmp_path / "g.json"
+    src = shared_data / "radfact" / "grounded_reporting_examples.json"
+    assert main(["eval", "--grounded", str(src), "--out", str(out), "-q"]) == 0
+    res = json.loads(out.read_text())
+    assert res["n_examples"] == 20 and len(res["per_example"]) == 20
+    c = res["corpus"]
+    assert 0 < c["logical_precision"] < 1 and 0 < c["logical_recall"] < 1
+    assert c["n_candidate_phrases_with_boxes"] > 0
+    assert c["grounding_precision"] is None or 0 <= c["grounding_precision"] <= 1
