@@ -145,7 +145,8 @@ def render_messages(study: Study, task: str = "findings", template: PromptTempla
 
 def image_paths(messages: list[dict[str, Any]]) -> list[str]:
     """The image paths of rendered messages, in prompt order."""
-    return [p["image"] for m in messages if isinstance(m.get("content"), list) for p in m["content"] if p.get("type") == "image"]
+    return [p["image"] for m in messages if isinstance(m.get("content"), list) for p in m["content"]
+            if p.get("type") == "image" and p.get("image")]
 
 
 def without_image_paths(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

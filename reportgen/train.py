@@ -37,7 +37,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -287,6 +287,55 @@ def collate(encoded: Sequence[dict], pad_id: int) -> dict:
     return out
 
 
+def token_loss_sum(model, batch: dict) -> tuple[Any, int]:
+    """(sum of next-token losses over target tokens, number of target tokens) of one
+    encoded batch (``labels`` popped from it; -100 is ignored)."""
+    import torch
+
+    labels = batch.pop("labels")
+    out = model(**batch)
+    logits = out.logits[:, :-1, :].float()
+    target = labels[:, 1:].to(logits.device)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum")
+    return loss, int((target != -100).sum())
+
+
+def _loss_over(model, batches) -> tuple[float, int]:
+    import torch
+
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            if batch is None:
+                continue
+            loss, n = token_loss_sum(model, batch)
+            total += float(loss)
+            count += n
+    return total, count
+
+
+def mean_loss(model, processor, examples: Sequence[Example], *, task: str = "findings", template=None,
+              max_length: int = 4096) -> float:
+    """Mean per-token target loss of ``model`` (base or peft) on ``examples``, one at a time."""
+    from reportgen.prompting import default_template
+
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    t = template or default_template()
+
+    def batches():
+        for ex in examples:
+            enc = encode_example(processor, ex, task, t, max_length)
+            yield {k: (v.to(device).to(dtype) if v.is_floating_point() else v.to(device)) for k, v in enc.items()}
+
+    was_training = model.training
+    model.eval()
+    total, count = _loss_over(model, batches())
+    if was_training:
+        model.train()
+    return total / count if count else float("nan")
+
+
 # -------------------------------------------------------------------------------- model
 def lora_config(cfg: TrainConfig, model_type: str | None):
     from peft import LoraConfig
@@ -474,33 +523,29 @@ class Trainer:
 
     # -- loss -----------------------------------------------------------------------------
     def _loss_sum(self, batch: dict) -> tuple[Any, int]:
-        """(sum of token losses, number of target tokens) of one encoded micro-batch."""
-        import torch
+        return token_loss_sum(self.model, batch)
 
-        labels = batch.pop("labels")
-        out = self.model(**batch)
-        logits = out.logits[:, :-1, :].float()
-        target = labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum")
-        return loss, int((target != -100).sum())
+    def accumulate(self, window: Sequence[Sequence[Example]]) -> tuple[float, int]:
+        """Gradients of one optimizer step over its micro-batches: the summed token losses
+        divided by the step's target-token count, so accumulating N micro-batches gives
+        the gradient of one batch N times bigger. Returns (summed loss, tokens)."""
+        encoded = [b for b in (self._encode(w) for w in window) if b is not None]
+        n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in encoded)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total = 0.0
+        for b in encoded:
+            loss, _ = self._loss_sum(b)
+            (loss / max(1, n_tokens)).backward()
+            loss_total += float(loss.detach())
+        return loss_total, n_tokens
 
     def evaluate(self, examples: Sequence[Example]) -> float | None:
         """Mean per-token loss over ``examples`` (None when there are none)."""
-        import torch
-
         if not examples:
             return None
         was_training = self.model.training
         self.model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for i in range(0, len(examples), self.cfg.batch_size):
-                batch = self._encode(examples[i : i + self.cfg.batch_size])
-                if batch is None:
-                    continue
-                loss, n = self._loss_sum(batch)
-                total += float(loss)
-                count += n
+        total, count = _loss_over(self.model, (self._encode(examples[i : i + self.cfg.batch_size]) for i in range(0, len(examples), self.cfg.batch_size)))
         if was_training:
             self.model.train()
         return total / count if count else None
@@ -591,14 +636,7 @@ class Trainer:
                         saved = False
                         consistent = False  # between here and the step's bookkeeping, a Ctrl-C leaves a half step
                         window = batches[batch_index : batch_index + cfg.grad_accum]
-                        encoded = [b for b in (self._encode(w) for w in window) if b is not None]
-                        n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in encoded)
-                        self.optimizer.zero_grad(set_to_none=True)
-                        loss_total = 0.0
-                        for b in encoded:
-                            loss, _ = self._loss_sum(b)
-                            (loss / max(1, n_tokens)).backward()
-                            loss_total += float(loss.detach())
+                        loss_total, n_tokens = self.accumulate(window)
                         if n_tokens and cfg.max_grad_norm > 0:
                             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm)
                         if n_tokens:
@@ -701,7 +739,3 @@ def _progress(total: int, initial: int):
 def train(cfg: TrainConfig, on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Run (or with ``cfg.resume`` continue) LoRA training; see the module docstring."""
     return Trainer(cfg, on_step=on_step).run()
-
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(TrainConfig)]
