@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # A 1-layer ViT (32x32 input, 8x8 patches -> a 4x4 grid) and a 1-layer text tower.
@@ -14,6 +15,19 @@ TINY_CLIP_CONFIG = {
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8, "pool_type": "avg"},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
+
+
+# Synthetic similarity maps: the patient-left upper zone is the IMAGE RIGHT, upper third.
+LEFT_UPPER = (0.75, 0.25)
+RIGHT_UPPER = (0.25, 0.25)
+
+
+def blob(x: float, y: float, sigma: float = 0.05, amp: float = 1.0, noise: float = 0.02, seed: int = 0, grid: int = 128) -> np.ndarray:
+    """A Gaussian bump at normalised (x, y) on the analysis grid, plus a little noise."""
+    g = (np.arange(grid) + 0.5) / grid
+    X, Y = np.meshgrid(g, g)
+    m = amp * np.exp(-((X - x) ** 2 + (Y - y) ** 2) / (2 * sigma**2))
+    return (m + np.random.default_rng(seed).normal(0, noise, m.shape)).astype(np.float32)
 
 
 def write_tiny_config(folder: Path, name: str = "reportgen-tiny-clip", **vision) -> Path:

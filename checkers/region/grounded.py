@@ -16,6 +16,8 @@ Rules for one positive finding with boxes (thresholds from ``Calibration``):
 - bilateral claims: supported when the boxes cover both sides, else unsupported;
 - claims without a side: supported when the boxes overlap the claimed zones by at least
   ``box_overlap_min``, else contradicted (location);
+- the location rules apply only when the finding names a location or anatomy (a
+  "fracture of the lateral right seventh rib" box outside the lung zones is fine);
 - with a region map: the box CNR (map inside the boxes vs the rest of the thorax) must
   reach ``cnr_threshold``, else unsupported-by-image.
 Sentences without boxes get no verdict; negative or hedged findings with boxes get
@@ -105,7 +107,7 @@ def best_box_zone(box: Box, zones: ZoneSet) -> tuple[str, float]:
     # prefer the three-level lung zones and the midline structures when naming a box
     primary = {k: v for k, v in ov.items() if k.endswith(("_zone", "silhouette", "mediastinum", "hilum"))} or ov
     name = max(primary, key=primary.get)
-    return name, primary[name]
+    return (name, primary[name]) if primary[name] > 0 else ("outside_the_atlas_zones", 0.0)
 
 
 def check_box(
@@ -149,7 +151,7 @@ def check_box(
             status = "contradicted"
             reason = (f"wrong side: box {', '.join(str(i + 1) for i in wrong)} lies on the patient's {other} "
                       f"(image {'right' if other == 'left' else 'left'}) but the claim says {lat} ({desc})")
-        elif on_side and max(p["claimed_overlap"] for p in on_side) < calib.box_overlap_min:
+        elif claimed.explicit and on_side and max(p["claimed_overlap"] for p in on_side) < calib.box_overlap_min:
             status = "contradicted"
             reason = f"location: the boxes do not overlap the claimed {where} (max overlap {max(p['claimed_overlap'] for p in on_side):.2f} < {calib.box_overlap_min:.2f}; {desc})"
         else:
@@ -163,7 +165,7 @@ def check_box(
             reason = f"bilateral claim but the boxes cover only the {' and '.join(sorted(covered)) or 'no'} side ({desc})"
     else:
         best = max(p["claimed_overlap"] for p in per_box)
-        if best < calib.box_overlap_min:
+        if claimed.explicit and best < calib.box_overlap_min:
             status = "contradicted"
             reason = f"location: the boxes do not overlap the claimed {where} (max overlap {best:.2f} < {calib.box_overlap_min:.2f}; {desc})"
         else:

@@ -81,7 +81,9 @@ class ClaimZones:
 
     ``zones``: all claimed zone names; ``by_side``: the sided part per patient side;
     ``midline``: zones without a side; ``laterality``: the side used (None when the
-    view is lateral or the finding names none); ``groups``: the atlas groups matched.
+    view is lateral or the finding names none); ``groups``: the atlas groups matched;
+    ``explicit``: whether they came from the finding's locations/anatomy (else from the
+    observation's default or the fallback, e.g. "nodule" -> the whole lung).
     """
 
     zones: tuple[str, ...]
@@ -89,6 +91,7 @@ class ClaimZones:
     midline: tuple[str, ...]
     laterality: str | None
     groups: tuple[str, ...]
+    explicit: bool = True  # False when the zones are an observation default or the fallback
 
     def mirrored(self) -> tuple[str, ...]:
         """The same zones on the opposite side (empty when nothing is lateralised)."""
@@ -324,6 +327,7 @@ class Atlas:
             if rule:
                 groups += rule["groups"]
                 forced = forced or rule.get("force_side")
+        explicit = bool(groups)
         if not groups:
             rule = terms.get("observations", {}).get(str(getattr(finding, "observation", "")).lower())
             groups += (rule or terms["fallback"])["groups"]
@@ -350,7 +354,7 @@ class Atlas:
         mid = tuple(dict.fromkeys(midline))
         zones = tuple(dict.fromkeys([z for v in by.values() for z in v] + list(mid)))
         lat = side if kind == "frontal" else None
-        return ClaimZones(zones, by, mid, lat, tuple(groups))
+        return ClaimZones(zones, by, mid, lat, tuple(groups), explicit)
 
 
 def _read_json(p: Path) -> Any:

@@ -1,0 +1,161 @@
+"""Dense maps of open_clip towers (tiny models built from configs), model specs, caching."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+open_clip = pytest.importorskip("open_clip")
+
+from checkers.region.checker import RegionChecker, finding_query  # noqa: E402
+from checkers.region.model import ClipBackend, dense_forward, resolve_model_spec, smooth_and_upsample  # noqa: E402
+from reportgen.errors import ReportgenError  # noqa: E402
+from reportgen.protocols import CheckedClaim  # noqa: E402
+from reportgen.types import Claim, EntityGraph, Finding  # noqa: E402
+from tests.fixtures_clip import TINY_CLIP_CONFIG  # noqa: E402
+
+
+def claim(text: str, *findings: Finding, start: int = 0) -> CheckedClaim:
+    return CheckedClaim(Claim(text, "findings", start, start + len(text)), EntityGraph(), tuple(findings))
+
+
+def test_dense_shapes_and_pooled_matches_encode_image(tiny_clip_dir):
+    b = ClipBackend(f"local-dir:{tiny_clip_dir}")
+    x = b.prepare(np.random.default_rng(0).random((50, 70), dtype=np.float32))
+    assert tuple(x.shape) == (3, 32, 32)
+    pooled, dense = b.encode_images(x[None], normalize=False)
+    assert tuple(dense.shape) == (1, 4, 4, 32) and tuple(pooled.shape) == (1, 32)
+    with torch.inference_mode():
+        ref = b.model.encode_image(x[None])
+    assert torch.allclose(pooled, ref, atol=1e-5)
+    # average pooling + a linear projection: the pooled embedding is the mean patch token
+    assert torch.allclose(dense.mean(dim=(1, 2)), pooled, atol=1e-5)
+    pooled_n, dense_n = b.encode_images(x[None])
+    assert torch.allclose(dense_n.norm(dim=-1), torch.ones(1, 4, 4), atol=1e-5)
+
+
+def _model_from_config(tmp_path, name, cfg):
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(cfg))
+    open_clip.add_model_config(p)
+    torch.manual_seed(0)
+    return open_clip.create_model(name).eval()
+
+
+def test_token_pooled_vit_dense_tokens_share_the_projection(tmp_path):
+    cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
+    cfg["vision_cfg"]["pool_type"] = "tok"
+    m = _model_from_config(tmp_path, "rg-tiny-tok", cfg)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        pooled, dense = dense_forward(m.visual, x, "vit")
+        assert torch.allclose(pooled, m.encode_image(x), atol=1e-5)
+        h = m.visual.transformer(m.visual._embeds(x))
+        manual = m.visual.ln_post(h[:, 1:]) @ m.visual.proj
+    assert torch.allclose(dense.reshape(2, 16, -1), manual, atol=1e-5)
+
+
+def test_modified_resnet_dense_maps(tmp_path):
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
+           "text_cfg": TINY_CLIP_CONFIG["text_cfg"]}
+    m = _model_from_config(tmp_path, "rg-tiny-rn", cfg)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        pooled, dense = dense_forward(m.visual, x, "resnet")
+        assert torch.allclose(pooled, m.encode_image(x), atol=1e-5)
+    assert tuple(dense.shape) == (1, 2, 2, 16)
+
+
+def test_timm_vit_dense_maps(tmp_path):
+    pytest.importorskip("timm")
+    cfg = {"embed_dim": 16, "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
+                                           "timm_pool": "", "timm_proj": "linear", "image_size": 224},
+           "text_cfg": TINY_CLIP_CONFIG["text_cfg"]}
+    m = _model_from_config(tmp_path, "rg-tiny-timm", cfg)
+    x = torch.randn(1, 3, 224, 224)  # open_clip does not pass image_size to timm: 224 -> 14x14
+    with torch.inference_mode():
+        pooled, dense = dense_forward(m.visual, x, "timm")
+        assert torch.allclose(pooled, m.encode_image(x), atol=1e-5)
+        feats = m.visual.trunk.forward_features(x)
+        manual = m.visual.head(feats[:, m.visual.trunk.num_prefix_tokens:])
+    assert tuple(dense.shape) == (1, 14, 14, 16)
+    assert torch.allclose(dense.reshape(1, 196, 16), manual, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec, code", [
+    ("", "E600"), ("hf-hub:only-org", "E600"), ("local-dir:/nonexistent/folder", "E601"), ("missing.json", "E600"),
+])
+def test_bad_model_specs_name_the_valid_forms(spec, code):
+    with pytest.raises(ReportgenError, match=code) as e:
+        resolve_model_spec(spec)
+    assert "local-dir:PATH" in str(e.value) or "folder" in str(e.value)
+
+
+def test_nothing_is_loaded_at_construction(tmp_path):
+    b = ClipBackend("hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224")
+    assert b._model is None and b.kind == "hf-hub"
+    rc = RegionChecker(b)
+    assert rc.backend._model is None
+    (tmp_path / "open_clip_config.json").write_text("{}")
+    with pytest.raises(ReportgenError, match="E600"):
+        resolve_model_spec(str(tmp_path))  # a bare folder: suggests local-dir:
+
+
+def test_smoothing_keeps_the_peak_and_upsamples():
+    sim = torch.zeros(1, 8, 8)
+    sim[0, 2, 6] = 1.0
+    out = smooth_and_upsample(sim, 1.0, (64, 64))
+    assert out.shape == (1, 64, 64)
+    r, c = np.unravel_index(out[0].argmax(), out[0].shape)
+    assert abs(r - 20) <= 4 and abs(c - 52) <= 4
+    assert out[0].max() < 1.0 and out[0].min() >= 0.0  # smoothed
+
+
+def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, shared_data, monkeypatch):
+    rc = tiny_region_checker
+    calls = {"img": 0, "txt": []}
+    enc_img, enc_txt = rc.backend.encode_images, rc.backend.encode_texts
+
+    def count_img(*a, **k):
+        calls["img"] += 1
+        return enc_img(*a, **k)
+
+    def count_txt(texts, **k):
+        calls["txt"].append(list(texts))
+        return enc_txt(texts, **k)
+
+    monkeypatch.setattr(rc.backend, "encode_images", count_img)
+    monkeypatch.setattr(rc.backend, "encode_texts", count_txt)
+    img = str(shared_data / "cxr" / "00000001_000.png")
+    claims = [
+        claim("Left upper lobe opacity.", Finding("opacity", "present", "left", ("upper lobe",))),
+        claim("Right basilar opacity.", Finding("opacity", "present", "right", ("base",)), start=25),
+        claim("Mild cardiomegaly.", Finding("cardiomegaly", "present", severity="mild"), start=50),
+        claim("Comparison: none.", start=70),
+    ]
+    vs = rc.check_images([img], ["PA"], claims)
+    assert [v.claim for v in vs] == [c.claim for c in claims[:3]]  # no findings: no verdict
+    assert calls["img"] == 1
+    assert calls["txt"] == [["opacity", "mild cardiomegaly"]]  # unique queries, one batch
+    rc.check_images([img], ["PA"], claims + [claim("Small effusion.", Finding("pleural effusion", "present", severity="small"))])
+    assert calls["img"] == 1  # cached by path
+    assert calls["txt"][1:] == [["small pleural effusion"]]  # only the new text
+    enc = rc.encode_image(img, "PA")
+    maps = rc.similarity_maps(enc, ["opacity", "cardiomegaly"])
+    assert maps.shape == (2, 128, 128) and np.isfinite(maps).all()
+
+
+def test_text_cache_is_lru_bounded(tiny_clip_dir):
+    rc = RegionChecker(f"local-dir:{tiny_clip_dir}", text_cache_size=2)
+    e = rc.text_embeddings(["a", "b", "c"])
+    assert tuple(e.shape) == (3, 32) and list(rc._text_cache) == ["b", "c"]
+    again = rc.text_embeddings(["a"])
+    assert torch.allclose(again[0], e[0])
+
+
+def test_finding_query_drops_location_words():
+    assert finding_query(Finding("pleural effusion", "present", "left", ("base",), severity="small")) == "small pleural effusion"
+    assert finding_query(Finding("opacity", "present", "right", ("upper lobe",))) == "opacity"

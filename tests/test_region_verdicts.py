@@ -1,0 +1,216 @@
+"""Verdict rules on synthetic similarity maps, calibration statistics, grounded boxes
+(numpy only, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from checkers.region.calibrate import youden
+from checkers.region.evidence import Calibration, Judgement, cnr, combine, judge_finding
+from checkers.region.grounded import box_from_coco, check_box, describe_box, load_grounded, tbx11k_boxes
+from checkers.region.zones import GRID, Atlas
+from evals.metrics.radfact import Box
+from reportgen.errors import ReportgenError
+from reportgen.types import Finding
+from tests.fixtures_clip import LEFT_UPPER, RIGHT_UPPER, blob
+
+
+ATLAS = Atlas.load()
+ZONES = ATLAS.zone_set("PA")
+CAL = Calibration(cnr_threshold=0.5, side_margin=0.25)
+
+
+def judge(f: Finding, sim: np.ndarray, calib: Calibration = CAL, view: str = "PA") -> Judgement:
+    zs = ATLAS.zone_set(view)
+    return judge_finding(sim, zs, ATLAS.claim_zones(f, view), f.presence, calib, label=f.observation)
+
+
+def test_cnr_sign_and_scale():
+    inside = np.zeros((10, 10), bool)
+    inside[:5] = True
+    region = np.ones((10, 10), bool)
+    sim = np.where(inside, 1.0, 0.0) + np.random.default_rng(0).normal(0, 0.1, (10, 10))
+    c = cnr(sim, inside, region)
+    assert c > 4
+    assert cnr(sim, ~inside, region) == pytest.approx(-c)
+    assert cnr(sim * 10 + 3, inside, region) == pytest.approx(c, rel=1e-3)  # affine invariant
+    assert cnr(sim, np.zeros_like(inside), region) == 0.0
+
+
+def test_evidence_on_the_claimed_side_supports():
+    j = judge(Finding("opacity", "present", "left", ("upper lobe",)), blob(*LEFT_UPPER))
+    assert j.status == "supported"
+    assert j.meta["best_zone"] in ("left_upper_zone", "left_apex")
+    assert j.score == pytest.approx(j.meta["cnr"], abs=1e-4) and j.meta["cnr"] >= 0.5
+    assert "left upper zone" in j.reasons[0] and "CNR" in j.reasons[0]
+
+
+def test_evidence_on_the_opposite_side_contradicts():
+    j = judge(Finding("opacity", "present", "right", ("upper lobe",)), blob(*LEFT_UPPER))
+    assert j.status == "contradicted"
+    assert j.meta["mirror_zone"] == ["left_upper_zone"]
+    assert j.meta["mirror_cnr"] > j.meta["cnr"]
+    assert "wrong side" in j.reasons[0] and "patient's left" in j.reasons[0]
+
+
+def test_weak_or_absent_evidence_is_unsupported():
+    flat = np.random.default_rng(1).normal(0, 0.02, (GRID, GRID)).astype(np.float32)
+    j = judge(Finding("opacity", "present", "left", ("upper lobe",)), flat)
+    assert j.status == "unsupported" and "unsupported by image" in j.reasons[0]
+    # evidence elsewhere on the claimed side (lower zone) does not support an upper claim,
+    # and does not contradict it either (same side)
+    j = judge(Finding("opacity", "present", "left", ("upper lobe",)), blob(0.78, 0.68))
+    assert j.status == "unsupported"
+    assert j.meta["best_zone"].startswith("left_")
+
+
+def test_margin_guards_against_symmetric_evidence():
+    both = blob(*LEFT_UPPER) + blob(*RIGHT_UPPER, seed=1)
+    j = judge(Finding("opacity", "present", "right", ("upper lobe",)), both)
+    assert j.status == "supported"  # the right side has evidence too: no contradiction
+
+
+def test_bilateral_claims_need_both_sides():
+    f = Finding("opacity", "present", "bilateral", ("upper lobe",))
+    assert judge(f, blob(*LEFT_UPPER) + blob(*RIGHT_UPPER, seed=1)).status == "supported"
+    j = judge(f, blob(*LEFT_UPPER))
+    assert j.status == "unsupported" and "right side" in j.reasons[0]
+
+
+def test_unlateralised_and_midline_claims():
+    assert judge(Finding("cardiomegaly", "present"), blob(0.58, 0.62, sigma=0.1)).status == "supported"
+    assert judge(Finding("cardiomegaly", "present"), blob(*LEFT_UPPER)).status == "unsupported"
+    assert judge(Finding("opacity", "present", None, ("upper lobe",)), blob(*RIGHT_UPPER)).status == "supported"
+
+
+def test_lateral_view_never_contradicts_a_side():
+    j = judge(Finding("opacity", "present", "right", ("upper lobe",)), blob(0.6, 0.2), view="LATERAL")
+    assert j.status in ("supported", "unsupported") and j.meta["laterality"] is None
+
+
+def test_hedged_claims_are_reported_not_judged():
+    j = judge(Finding("opacity", "uncertain", "right", ("upper lobe",)), blob(*LEFT_UPPER))
+    assert j.status == "uncertain" and "hedged" in j.reasons[0] and "contradicted" in j.reasons[0]
+    assert j.score is not None
+
+
+def test_absence_not_checkable_without_an_absence_threshold():
+    j = judge(Finding("pleural effusion", "absent"), blob(0.2, 0.75))
+    assert j.status == "uncertain" and j.score is None
+    assert j.meta["checkable"] is False
+    assert "absence not checkable by region model" in j.reasons[0]
+
+
+def test_absence_checked_with_a_calibrated_threshold():
+    cal = Calibration(cnr_threshold=0.5, absence_threshold=1.0, calibrated=True)
+    f = Finding("pleural effusion", "absent")
+    j = judge(f, blob(0.2, 0.76), cal)
+    assert j.status == "contradicted" and "although the claim says it is absent" in j.reasons[0]
+    j = judge(f, np.random.default_rng(2).normal(0, 0.02, (GRID, GRID)), cal)
+    assert j.status == "supported" and j.meta["max_cnr"] < 1.0
+
+
+def test_combine_takes_the_worst_status():
+    a = Judgement("supported", ("a",), 1.0, {})
+    b = Judgement("contradicted", ("b",), 0.2, {})
+    c = Judgement("uncertain", ("c",), None, {})
+    assert combine([a, b, c]) == ("contradicted", ("a", "b", "c"), 0.2)
+    assert combine([a, c])[0] == "uncertain"
+
+
+def test_calibration_round_trip_and_errors(tmp_path):
+    c = Calibration(cnr_threshold=0.8, absence_threshold=1.2, calibrated=True, stats={"positive": {"auc": 0.9}})
+    c.save(tmp_path)
+    assert Calibration.load(tmp_path) == c
+    (tmp_path / "reportgen_region.json").write_text('{"cnr_threshold": 1, "bogus": 2}')
+    with pytest.raises(ReportgenError, match="E610.*bogus"):
+        Calibration.load(tmp_path)
+    with pytest.raises(ReportgenError, match="E610"):
+        Calibration.load(tmp_path / "missing.json")
+
+
+def test_youden_threshold_separates_classes():
+    r = youden([0.1, 0.2, 0.3, 1.1, 1.2, 1.5], [False, False, False, True, True, True])
+    assert 0.3 < r["threshold"] <= 1.1 and r["auc"] == 1.0 and r["youden_j"] == 1.0
+    r = youden([0.1, 0.9, 0.5, 0.6], [False, False, True, True])
+    assert r["auc"] == 0.5
+    with pytest.raises(ReportgenError, match="E609"):
+        youden([1, 2], [True, True])
+
+
+# ---- grounded boxes --------------------------------------------------------------------
+
+def test_box_on_the_claimed_side_is_supported_and_the_mirror_contradicted():
+    left_base_box = [Box(0.535, 0.355, 0.865, 0.725)]  # RadFact example 0, "left base"
+    ok = check_box(Finding("opacity", "present", "left", ("base",)), left_base_box)
+    assert ok.status == "supported"
+    assert ok.meta["boxes"][0]["side"] == "left"
+    bad = check_box(Finding("opacity", "present", "right", ("base",)), left_base_box)
+    assert bad.status == "contradicted" and "wrong side" in bad.reasons[0]
+
+
+def test_box_in_the_wrong_zone_is_a_location_contradiction():
+    apex_box = [Box(0.62, 0.10, 0.80, 0.20)]  # patient-left apex
+    r = check_box(Finding("opacity", "present", "left", ("base",)), apex_box)
+    assert r.status == "contradicted" and "location" in r.reasons[0]
+    assert r.meta["boxes"][0]["best_zone"] == "left_upper_zone"
+
+
+def test_box_bilateral_and_negative_findings():
+    two = [Box(0.015, 0.475, 0.375, 0.775), Box(0.495, 0.435, 0.915, 0.725)]  # "in the bases"
+    assert check_box(Finding("opacity", "present", "bilateral", ("base",)), two).status == "supported"
+    assert check_box(Finding("opacity", "present", "bilateral", ("base",)), two[:1]).status == "unsupported"
+    r = check_box(Finding("pleural effusion", "absent"), two)
+    assert r.status == "uncertain" and r.meta["checkable"] is False
+
+
+def test_box_evidence_concentration_with_a_map():
+    box = [Box(0.65, 0.15, 0.85, 0.35)]
+    f = Finding("opacity", "present", "left", ("upper lobe",))
+    assert check_box(f, box, sim=blob(*LEFT_UPPER)).status == "supported"
+    r = check_box(f, box, sim=blob(*RIGHT_UPPER))
+    assert r.status == "unsupported" and r.meta["box_cnr"] < 0
+
+
+def test_radfact_examples_boxes_follow_the_laterality_convention(grounded_examples_path):
+    """Every RadFact sentence that says 'left' or 'right' (and not both) has its boxes on
+    that side of the patient: patient left = image right."""
+    examples = load_grounded(grounded_examples_path)
+    assert len(examples) == 20
+    checked = 0
+    for ex in examples:
+        for s in ex.prediction + ex.target:
+            t = s.text.lower()
+            if not s.boxes or ("left" in t) == ("right" in t) or "bilateral" in t:
+                continue
+            side = "left" if "left" in t else "right"
+            r = check_box(Finding("opacity", "present", side), s.boxes)
+            assert r.status == "supported", (s.text, r.reasons)
+            other = "right" if side == "left" else "left"
+            assert check_box(Finding("opacity", "present", other), s.boxes).status == "contradicted"
+            checked += 1
+    assert checked >= 10
+
+
+def test_bad_grounded_files(tmp_path):
+    p = tmp_path / "g.json"
+    p.write_text('[{"text": "Left opacity.", "boxes": [{"x_min": 0.5, "y_min": 0.2, "x_max": 1.7, "y_max": 0.3}]}]')
+    with pytest.raises(ReportgenError, match="E607.*g.json"):
+        load_grounded(p)
+    p.write_text('[{"text": "Left opacity.", "boxes": [{"x_min": 0.5}]}]')
+    with pytest.raises(ReportgenError, match="E607"):
+        load_grounded(p)
+    p.write_text('[{"text": "Left opacity.", "boxes": null}, {"text": "Right opacity.", "boxes": [{"x_min": 0.1, "y_min": 0.2, "x_max": 0.3, "y_max": 0.4}]}]')
+    (ex,) = load_grounded(p)
+    assert ex.prediction[1].boxes[0].x_max == 0.3
+
+
+def test_tbx11k_boxes_land_in_the_upper_zones(shared_data):
+    boxes = tbx11k_boxes(shared_data / "cxr" / "tbx11k" / "TBX11K_boxes.json")
+    assert len(boxes["tb0005.png"]) == 1 and len(boxes["tb0007.png"]) == 2 and boxes["h0001.png"] == []
+    d = describe_box(boxes["tb0005.png"][0][1])
+    assert d["side"] == "left" and d["best_zone"] == "left_upper_zone"  # box at image x 0.75-0.82
+    sides = sorted(describe_box(b)["side"] for _, b in boxes["tb0007.png"])
+    assert sides == ["left", "right"]
+    assert box_from_coco([256, 0, 256, 512], 512, 512) == Box(0.5, 0.0, 1.0, 1.0)
