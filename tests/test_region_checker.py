@@ -137,3 +137,27 @@ def test_render_png(fake_maps, shared_data, tmp_path):
 
     with Image.open(BytesIO(png_all)) as im:
         assert im.size[0] > w_flagged  # three panels instead of two
+
+
+def test_pipeline_joins_region_and_graph_verdicts(fake_maps, shared_data):
+    """The real claim reader + graph checker + this region checker in one result."""
+    pytest.importorskip("checkers.read")
+    from checkers.pipeline import Pipeline
+    from reportgen.types import Study
+
+    img = str(shared_data / "cxr" / "00027426_000.png")
+    text = "FINDINGS: Right upper lobe opacity. Left upper lobe opacity. No pleural effusion. Degenerative changes of the spine."
+    res = Pipeline(region=fake_maps).check("s1", text, study=Study("s1", (img,), ("PA",)))
+    assert res.error is None
+    by_text = {r.claim.text: r for r in res.claims}
+    right = by_text["Right upper lobe opacity."]
+    region = [v for v in right.verdicts if v.checker == "region"]
+    assert len(region) == 1 and region[0].status == "contradicted"
+    assert right.status == "contradicted" and any("wrong side" in r for r in right.reasons)
+    left = [v for v in by_text["Left upper lobe opacity."].verdicts if v.checker == "region"]
+    assert left[0].status == "supported"
+    # the negative claim: an abstaining region verdict; the spine: none at all
+    neg = [v for v in by_text["No pleural effusion."].verdicts if v.checker == "region"]
+    assert neg and neg[0].status == "uncertain" and neg[0].score is None
+    assert not [v for v in by_text["Degenerative changes of the spine."].verdicts if v.checker == "region"]
+    assert "image" in res.summary["evidence"]

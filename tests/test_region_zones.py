@@ -162,3 +162,21 @@ def test_bad_atlas_files_are_rejected(tmp_path):
         Atlas.load(bad)
     with pytest.raises(ReportgenError, match="E606"):
         Atlas.load().zone_set("PA").union(["left_kidney"])
+
+
+def test_observation_defaults_beat_generic_anatomy(atlas):
+    # the claim reader gives effusions anatomy "pleura" and lung findings "lung": generic
+    cz = atlas.claim_zones(Finding("pleural effusion", "present", "right", (), "pleura", "small"), "PA")
+    assert cz.zones == ("right_base", "right_lower_zone") and not cz.explicit
+    cz = atlas.claim_zones(Finding("opacity", "present", "left", (), "lung"), "PA")
+    assert cz.zones == ("left_upper_zone", "left_middle_zone", "left_lower_zone") and not cz.explicit
+    assert atlas.claim_zones(Finding("opacity", "present", "left", ("base",), "lung"), "PA").explicit
+    assert atlas.claim_zones(Finding("cardiomegaly", "present", None, (), "heart"), "PA").explicit
+
+
+def test_diffuse_device_and_normal_findings_are_not_localised(atlas):
+    assert not atlas.localisable(Finding("abnormality", "absent", None, (), "lung"))
+    assert not atlas.localisable(Finding("degenerative change", "present", None, (), "spine"))
+    assert not atlas.localisable(Finding("pacemaker", "present"))
+    assert atlas.localisable(Finding("emphysema", "present", "left", ("upper lobe",)))  # a location makes it local
+    assert atlas.localisable(Finding("opacity", "present", None, (), "lung"))

@@ -93,6 +93,8 @@ def calibrate(
         enc = rc.encode_image(r["image"], r.get("view"))
         for cc in reader(r["text"]):
             for f in cc.findings:
+                if not rc.atlas.localisable(f):
+                    continue
                 q = cc.claim.text if base.query == "claim" else finding_query(f)
                 m = rc.similarity_maps(enc, [q])[0]
                 cz = rc.atlas.claim_zones(f, enc.view)

@@ -174,13 +174,15 @@ class RegionChecker:
     ) -> list[Verdict]:
         """Verdicts (checker "region") for the claims of one study with ``images``.
 
-        Claims without findings get no verdict. Positive and hedged findings are judged
+        Claims without (localisable) findings get no verdict: diffuse, device, spine and
+        normal-statement findings are left to the other checkers (``zones.json``
+        ``not_localised_*``). Positive and hedged findings are judged
         on the primary image; negative findings only when the calibration has an absence
         threshold, else an "uncertain" verdict marked ``checkable: False``.
         """
         if not images:
             return []
-        todo = [(cc, f) for cc in claims for f in cc.findings]
+        todo = [(cc, f) for cc in claims for f in cc.findings if self.atlas.localisable(f)]
         if not todo:
             return []
         idx, vs = self._primary(images, views)

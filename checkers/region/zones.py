@@ -309,6 +309,17 @@ class Atlas:
                     return rule
         return hit
 
+    def localisable(self, finding: Any) -> bool:
+        """False for findings the region checker does not judge: diffuse, extrathoracic,
+        device or normal-statement observations (``terms.not_localised_*``) without a location."""
+        terms = self.data["terms"]
+        if getattr(finding, "locations", ()):
+            return True
+        if str(getattr(finding, "observation", "")).lower() in terms.get("not_localised_observations", ()):
+            return False
+        anatomy = getattr(finding, "anatomy", None)
+        return not (anatomy and str(anatomy).lower() in terms.get("not_localised_anatomy", ()))
+
     def claim_zones(self, finding: Any, view: str | None = None) -> ClaimZones:
         """Zones a finding (``reportgen.types.Finding`` or anything with observation,
         laterality, locations, anatomy) points at on ``view``."""
@@ -321,16 +332,16 @@ class Atlas:
             if rule:
                 groups += rule["groups"]
                 forced = forced or rule.get("force_side")
-        anatomy = getattr(finding, "anatomy", None)
-        if anatomy and not groups:
-            rule = self._lookup(anatomy, "anatomy")
-            if rule:
-                groups += rule["groups"]
-                forced = forced or rule.get("force_side")
         explicit = bool(groups)
+        anatomy = getattr(finding, "anatomy", None)
+        arule = self._lookup(anatomy, "anatomy") if anatomy else None
+        if not groups and arule and not arule.get("generic"):
+            groups += arule["groups"]
+            forced = forced or arule.get("force_side")
+            explicit = True
         if not groups:
             rule = terms.get("observations", {}).get(str(getattr(finding, "observation", "")).lower())
-            groups += (rule or terms["fallback"])["groups"]
+            groups += (rule or arule or terms["fallback"])["groups"]
         groups = list(dict.fromkeys(groups))
         side = getattr(finding, "laterality", None)
         if side not in ("right", "left", "bilateral"):
