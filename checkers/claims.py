@@ -79,10 +79,30 @@ def _strip(text: str, s: int, e: int) -> tuple[int, int]:
 
 
 # ---- sentences ----------------------------------------------------------------------------
+def _import_spacy():
+    """Import spaCy without letting thinc import torch (thinc tries ``import torch`` at
+    import time when it is installed: seconds, and the checker must stay torch-free). Only
+    when torch is not imported yet; ``sys.modules`` is restored right after, so a later
+    ``import torch`` works normally."""
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes "import torch" fail
+    try:
+        import spacy
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return spacy
+
+
 @lru_cache(maxsize=1)
 def nlp():
     """spaCy blank English tokenizer with the abbreviations of abbreviations.json."""
-    import spacy
+    spacy = _import_spacy()
     from spacy.symbols import ORTH
 
     model = spacy.blank("en")
@@ -114,38 +134,42 @@ def _list_items(text: str, s: int, e: int) -> list[tuple[int, int]]:
     return [x for x in (_strip(text, a, b) for a, b in out) if x[1] > x[0]]
 
 
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+
+
+@lru_cache(maxsize=1)
+def _sentencizer():
+    from spacy.pipeline import Sentencizer
+
+    return Sentencizer(punct_chars=[".", "!", "?", "..", "...", "?.", "!."])
+
+
 def sentences(text: str, s: int = 0, e: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans of text[s:e] (offsets into ``text``)."""
+    """Sentence spans of text[s:e] (offsets into ``text``): numbered list items and blank
+    lines always break; inside them spaCy's tokenizer (with the abbreviations) and
+    sentencizer decide. Spans without a letter or digit (". .") are dropped."""
     e = len(text) if e is None else e
+    return [(s + x, s + y) for x, y in _sentences_rel(text[s:e])]
+
+
+@lru_cache(maxsize=32768)
+def _sentences_rel(text: str) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
-    for a, b in _list_items(text, s, e):
-        doc = nlp().tokenizer(text[a:b])
-        start = 0
-        n = len(doc)
-        k = 0
-        while k < n:
-            tok = doc[k]
-            t = tok.text
-            brk = False
-            if t and all(ch in ".!?" for ch in t):
-                # absorb following sentence-final marks and closing brackets/quotes
-                while k + 1 < n and (all(ch in ".!?)]\"'" for ch in doc[k + 1].text) and doc[k + 1].text):
-                    k += 1
-                brk = True
-            elif tok.is_space and "\n\n" in t.replace("\r", "").replace(" ", "").replace("\t", ""):
-                brk = True
-            if brk:
-                end = doc[k].idx + len(doc[k].text) if not tok.is_space else tok.idx
-                ss, ee = _strip(text, a + start, a + end)
-                if ee > ss:
-                    out.append((ss, ee))
-                start = end if not tok.is_space else tok.idx + len(t)
-            k += 1
-        ss, ee = _strip(text, a + start, b)
-        if ee > ss:
-            out.append((ss, ee))
-    # a "sentence" without a letter or digit (". .") is dropped
-    return [(x, y) for x, y in out if any(ch.isalnum() for ch in text[x:y])]
+    tokenizer, sentencizer = nlp().tokenizer, _sentencizer()
+    for a, b in _list_items(text, 0, len(text)):
+        pos = a
+        segs = []
+        for m in _BLANK_LINE.finditer(text, a, b):
+            segs.append((pos, m.start()))
+            pos = m.end()
+        segs.append((pos, b))
+        for sa, sb in segs:
+            doc = sentencizer(tokenizer(text[sa:sb]))
+            for sent in doc.sents:
+                x, y = _strip(text, sa + sent.start_char, sa + sent.end_char)
+                if y > x and any(ch.isalnum() for ch in text[x:y]):
+                    out.append((x, y))
+    return tuple(out)
 
 
 # ---- claims -------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ class Lexicon:
     default_anatomy: str = "chest"
     change_norms: frozenset[str] = frozenset()
     severity_norms: frozenset[str] = frozenset()
+    _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
 
     # ---- building -------------------------------------------------------------------
     def _add(self, phrase: str, entry: Entry) -> None:
@@ -187,11 +188,18 @@ class Lexicon:
                 i += 1
         return out
 
+    def entries(self, text: str) -> tuple[Entry, ...]:
+        """All entries of a whole phrase (cached by text)."""
+        got = self._entries_cache.get(text)
+        if got is None:
+            if len(self._entries_cache) > 100_000:
+                self._entries_cache.clear()
+            got = self._entries_cache[text] = tuple(self.phrases.get(phrase_tokens(text), ()))
+        return got
+
     def lookup(self, text: str, cat: str | None = None) -> Entry | None:
         """The entry of a whole phrase (e.g. an entity text from another extractor)."""
-        toks = phrase_tokens(text)
-        entries = self.phrases.get(toks, ())
-        for e in entries:
+        for e in self.entries(text):
             if cat is None or e.cat == cat:
                 return e
         return None

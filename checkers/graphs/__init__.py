@@ -12,7 +12,8 @@ from typing import Any, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import GraphExtractor
-from reportgen.types import Claim, Entity, EntityGraph, Relation, Report
+from checkers import _fast
+from reportgen.types import Claim, EntityGraph, Report
 
 # name -> (module, class). Modules are imported only when chosen.
 EXTRACTORS: dict[str, tuple[str, str]] = {
@@ -72,7 +73,7 @@ def claim_graphs(extractor: GraphExtractor | str | None, report: Report, claims:
     graphs = ex.extract_many(texts) if len(texts) > 1 else [ex.extract(t) for t in texts]
     out: list[EntityGraph | None] = [None] * len(claims)
     for n, ((ss, se), g) in enumerate(zip(keys, graphs)):
-        g = _renumber(g, ss, f"s{n}.")
+        g = _fast.shifted(g, ss, f"s{n}.")
         ks = by_sentence[(ss, se)]
         if len(ks) == 1:
             out[ks[0]] = g
@@ -108,15 +109,7 @@ def claim_subgraph(g: EntityGraph, start: int, end: int) -> EntityGraph:
             keep.add(r.source)
     ents = tuple(e for e in g.entities if e.id in keep)
     rels = tuple(r for r in g.relations if r.source in keep and r.target in keep)
-    return EntityGraph(ents, rels)
-
-
-def _renumber(g: EntityGraph, offset: int, prefix: str) -> EntityGraph:
-    if not g.entities:
-        return g
-    ents = tuple(Entity(prefix + e.id, e.text, e.start + offset, e.end + offset, e.label, e.norm) for e in g.entities)
-    rels = tuple(Relation(r.type, prefix + r.source, prefix + r.target) for r in g.relations)
-    return EntityGraph(ents, rels)
+    return _fast.graph(ents, rels)
 
 
 __all__ = ["EXTRACTORS", "get_extractor", "resolve_extractor", "claim_graphs", "claim_subgraph"]

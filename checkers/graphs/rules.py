@@ -35,7 +35,8 @@ from checkers.lexicon import (
     ANAT, CHG, COORD, COP, DESC, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
     TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
 )
-from reportgen.types import Entity, EntityGraph, Relation
+from checkers import _fast
+from reportgen.types import EntityGraph
 
 # Role of a mention after disambiguation.
 R_OBS, R_ANAT, R_LAT, R_MOD, R_NORMAL, R_CUE, R_STRUCT, R_NONE = "obs", "anat", "lat", "mod", "normal", "cue", "struct", "none"
@@ -113,7 +114,7 @@ class RulesExtractor:
         for k, (s, e) in enumerate(spans):
             g = self._analyze(text[s:e]).graph
             if g.entities:
-                graphs.append(renumber(g.shifted(s), f"s{k}."))
+                graphs.append(_fast.shifted(g, s, f"s{k}."))
         return merge_graphs(graphs)
 
     def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]:
@@ -152,13 +153,6 @@ def sentence_spans(text: str):
         start = end
     if text[start:].strip() or start == 0:
         yield (start, len(text))
-
-
-def renumber(graph: EntityGraph, prefix: str) -> EntityGraph:
-    ids = {e.id: prefix + e.id for e in graph.entities}
-    ents = tuple(Entity(ids[e.id], e.text, e.start, e.end, e.label, e.norm) for e in graph.entities)
-    rels = tuple(Relation(r.type, ids[r.source], ids[r.target]) for r in graph.relations)
-    return EntityGraph(ents, rels)
 
 
 def merge_graphs(graphs: Sequence[EntityGraph]) -> EntityGraph:
@@ -574,39 +568,30 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
                 if spec:
                     ents[idx] = (s, e, t, label, spec)
                     break
-    # implied findings of normal statements and of denied generic findings
+    # a normal statement denies the umbrella finding where it speaks ("clear" -> abnormality
+    # absent, located_at "lungs"); findings_from_graph adds the specific denied findings
     umbrella = lex.umbrella
     for idx in range(len(ents)):
         s, e, t, label, norm = ents[idx]
-        is_normal = norm == "normal" and label == "OBS-DP"
-        is_generic = norm == umbrella and label == "OBS-DA"
-        if not (is_normal or is_generic):
-            continue
         acute = any(ents[mm][4] == "acute" for mm in modifiers_of.get(idx, ()))
-        if is_generic and acute:
-            ents[idx] = (s, e, t, label, lex.acute_umbrella)
+        if norm == umbrella and label == "OBS-DA":
+            if acute:
+                ents[idx] = (s, e, t, label, lex.acute_umbrella)
+            continue
+        if norm != "normal" or label != "OBS-DP":
+            continue
         anats = located.get(idx, [])
-        if is_normal and not anats:
-            # "Normal." / "Negative." speak for the chest; "tube in appropriate position" not
-            chunk_has_obs = any(m.role == R_OBS for m in mentions)
-            if chunk_has_obs:
-                continue
-        targets = anats or [None]
-        for a in targets:
-            anat_norm = ents[a][4] if a is not None else lex.default_anatomy
-            names = ([lex.acute_umbrella if acute else umbrella] if is_normal else []) + list(lex.implied(anat_norm))
-            for f in names:
-                if f == norm:
-                    continue
-                k = add(s, e, "OBS-DA", f)
-                if a is not None:
-                    relations.append(("located_at", k, a))
+        if not anats and any(m.role == R_OBS for m in mentions):
+            continue  # "tube in appropriate position": normal says nothing about the chest
+        k = add(s, e, "OBS-DA", lex.acute_umbrella if acute else umbrella)
+        for a in anats:
+            relations.append(("located_at", k, a))
     order = sorted(range(len(ents)), key=lambda k: (ents[k][0], ents[k][1], k))
     new_id = {k: f"e{n + 1}" for n, k in enumerate(order)}
-    entities = tuple(Entity(new_id[k], ents[k][2], ents[k][0], ents[k][1], ents[k][3], ents[k][4]) for k in order)
-    rel_objs = tuple(Relation(t, new_id[s], new_id[d]) for t, s, d in relations)
+    entities = tuple(_fast.entity(new_id[k], ents[k][2], ents[k][0], ents[k][1], ents[k][3], ents[k][4]) for k in order)
+    rel_objs = tuple(_fast.relation(t, new_id[s], new_id[d]) for t, s, d in relations)
     heads = tuple(i for i, m in enumerate(mentions) if m.role in (R_OBS, R_NORMAL, R_ANAT))
-    return EntityGraph(entities, rel_objs), heads
+    return _fast.graph(entities, rel_objs), heads
 
 
 def _tokens_span(text: str, m: Mention, n: int, side: str):
