@@ -1,0 +1,183 @@
+"""The ``radgraph`` graph extractor: the `radgraph` package's model (Jain et al. 2021;
+RadGraph-XL, Delbrouck et al. 2024) behind the GraphExtractor protocol.
+
+Install with ``pip install 'reportgen[radgraph]'``. The package downloads its weights from
+the Hugging Face hub on first use (``RadGraph(model_type=...)``) into its cache folder, or
+reads them from ``model_cache_dir``. Nothing is imported or downloaded when this extractor
+is constructed; the model loads at the first ``extract``. Without the package, or without
+weights (offline, no cache), a clear error (E240/E241) names the offline ``rules`` backend.
+
+The model tokenizes the text itself (wordpunct) and answers with token indices; entities are
+mapped back to character offsets of the given text. Both label styles are understood:
+RadGraph 1 ("OBS-DP", "ANAT-DP", ...) and RadGraph-XL ("Observation::definitely present",
+"Anatomy::definitely present", ...); relation names are normalised (located_at, modify,
+suggestive_of).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from typing import Any, Mapping, Sequence
+
+from reportgen.errors import BackendUnavailable, ReportgenError
+from reportgen.types import Entity, EntityGraph, Relation
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPES = ("radgraph", "radgraph-xl", "modern-radgraph-xl")
+RELATIONS = {"located_at": "located_at", "located at": "located_at", "locatedat": "located_at",
+             "modify": "modify", "modifies": "modify", "suggestive_of": "suggestive_of",
+             "suggestive of": "suggestive_of", "suggestiveof": "suggestive_of"}
+_SHORT = {"OBS-DP": "OBS-DP", "OBS-U": "OBS-U", "OBS-DA": "OBS-DA", "ANAT-DP": "ANAT-DP", "ANAT-U": "ANAT-DP", "ANAT-DA": "ANAT-DP"}
+_FIX = "install it with pip install 'reportgen[radgraph]' (its weights download on first use), or use the offline 'rules' extractor (--extractor rules)"
+
+
+def map_label(label: str) -> str | None:
+    """A RadGraph label in either style -> ENTITY_LABELS, or None when not understood."""
+    if not isinstance(label, str):
+        return None
+    up = label.strip().upper()
+    if up in _SHORT:
+        return _SHORT[up]
+    parts = [p.strip().lower() for p in label.split("::") if p.strip()]
+    if len(parts) < 2:
+        return None
+    kind, certainty = parts[0], parts[-1]
+    if kind.startswith("anat"):
+        return "ANAT-DP"
+    if not kind.startswith("obs"):
+        return None
+    if "absent" in certainty:
+        return "OBS-DA"
+    if "uncertain" in certainty:
+        return "OBS-U"
+    if "present" in certainty:
+        return "OBS-DP"
+    return None
+
+
+def map_relation(name: str) -> str | None:
+    if not isinstance(name, str):
+        return None
+    return RELATIONS.get(name.strip().lower().replace("-", "_"))
+
+
+def _align(tokens: Sequence[str], text: str) -> list[tuple[int, int] | None]:
+    """Character span of each model token in ``text`` (None where it cannot be found, e.g.
+    quotes the model's preprocessing rewrote)."""
+    out: list[tuple[int, int] | None] = []
+    pos = 0
+    for tok in tokens:
+        k = text.find(tok, pos)
+        if k < 0 or (k - pos) > 40 + len(tok):
+            out.append(None)
+            continue
+        out.append((k, k + len(tok)))
+        pos = k + len(tok)
+    return out
+
+
+def graph_from_annotation(ann: Mapping[str, Any] | None, text: str) -> EntityGraph:
+    """One RadGraph annotation ({"text": tokens joined by spaces, "entities": {...}}) ->
+    EntityGraph with character offsets into ``text``."""
+    if not ann:
+        return EntityGraph()
+    tokens = str(ann.get("text", "")).split()
+    spans = _align(tokens, text)
+    ents: list[Entity] = []
+    ids: set[str] = set()
+    rels: list[tuple[str, str, str]] = []
+    for key, e in (ann.get("entities") or {}).items():
+        label = map_label(e.get("label", ""))
+        if label is None:
+            log.debug("radgraph: skipped entity with label %r", e.get("label"))
+            continue
+        try:
+            i, j = int(e["start_ix"]), int(e["end_ix"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if not (0 <= i <= j < len(spans)) or spans[i] is None or spans[j] is None:
+            continue
+        s, t = spans[i][0], spans[j][1]
+        eid = f"e{key}"
+        ents.append(Entity(eid, text[s:t], s, t, label, None))
+        ids.add(eid)
+        for rel in e.get("relations") or ():
+            if isinstance(rel, (list, tuple)) and len(rel) >= 2:
+                typ = map_relation(rel[0])
+                if typ:
+                    rels.append((typ, eid, f"e{rel[1]}"))
+    relations = tuple(Relation(t, s, d) for t, s, d in rels if s in ids and d in ids)
+    ents.sort(key=lambda x: (x.start, x.end))
+    return EntityGraph(tuple(ents), relations)
+
+
+class RadGraphExtractor:
+    """The radgraph model as a GraphExtractor. ``model_type``: radgraph, radgraph-xl
+    (default) or modern-radgraph-xl; ``model_cache_dir``: where the weights are (or go);
+    ``cuda``: GPU index, -1 for CPU, None = the package's choice."""
+
+    name = "radgraph"
+
+    def __init__(self, model_type: str = "radgraph-xl", model_cache_dir: str | None = None, batch_size: int = 1,
+                 cuda: int | None = None, **kwargs: Any):
+        if model_type not in MODEL_TYPES:
+            raise ReportgenError("E243", f"unknown radgraph model_type {model_type!r}", fix=f"use one of {', '.join(MODEL_TYPES)}")
+        if importlib.util.find_spec("radgraph") is None:
+            raise BackendUnavailable("E240", "the radgraph extractor needs the 'radgraph' package, which is not installed", fix=_FIX)
+        self.model_type = model_type
+        self.model_cache_dir = model_cache_dir
+        self.batch_size = batch_size
+        self.cuda = cuda
+        self.kwargs = kwargs
+        self._model = None
+
+    def __repr__(self) -> str:
+        return f"RadGraphExtractor(model_type={self.model_type!r}, loaded={self._model is not None})"
+
+    def model(self):
+        """The radgraph model, loaded at first use."""
+        if self._model is None:
+            try:
+                radgraph = importlib.import_module("radgraph")
+            except Exception as e:  # broken install (missing torch, ...)
+                raise BackendUnavailable("E240", f"the radgraph package cannot be imported ({type(e).__name__}: {e})", fix=_FIX) from e
+            opts = dict(self.kwargs, model_type=self.model_type, batch_size=self.batch_size)
+            if self.model_cache_dir:
+                opts["model_cache_dir"] = self.model_cache_dir
+            if self.cuda is not None:
+                opts["cuda"] = self.cuda
+            try:
+                self._model = radgraph.RadGraph(**opts)
+            except Exception as e:
+                raise BackendUnavailable(
+                    "E241",
+                    f"the radgraph model {self.model_type!r} could not be loaded ({type(e).__name__}: {e}); its weights "
+                    "are downloaded from the Hugging Face hub on first use",
+                    fix="connect to the network once (or pass model_cache_dir with the weights), or use the offline "
+                        "'rules' extractor (--extractor rules)",
+                ) from e
+        return self._model
+
+    def extract(self, text: str) -> EntityGraph:
+        return self.extract_many([text])[0]
+
+    def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]:
+        texts = list(texts)
+        if not texts:
+            return []
+        model = self.model()
+        try:
+            out = model(texts)
+        except Exception as e:
+            raise ReportgenError("E242", f"the radgraph model failed on a batch of {len(texts)} texts ({type(e).__name__}: {e})",
+                                 fix="check the texts, or use the 'rules' extractor") from e
+        if not isinstance(out, Mapping):
+            raise ReportgenError("E242", f"the radgraph model answered {type(out).__name__}, not a mapping of annotations",
+                                 fix="use a radgraph version >= 0.1.13, or the 'rules' extractor")
+        return [graph_from_annotation(out.get(str(k)), t) for k, t in enumerate(texts)]
+
+
+__all__ = ["RadGraphExtractor", "map_label", "map_relation", "graph_from_annotation", "MODEL_TYPES"]

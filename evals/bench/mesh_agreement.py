@@ -1,0 +1,244 @@
+"""Agreement of the rules graphs with the IU MeSH major tags (finding + side).
+
+    python -m evals.bench.mesh_agreement [--out runs/mesh_agreement.json] [--uncertain positive|negative]
+                                         [--min-support 10] [--limit N] [--show-errors ROW --max-errors 10]
+
+Every IU report with text is read with ``checkers.read.read_report``; a MeSH row (see
+``evals/data/mesh_map.json``) is *predicted* when one of its observation normal forms is
+found present (or uncertain, with ``--uncertain positive``, the default) in any claim, and
+*gold* when one of its MeSH tag patterns is among the report's major tags. Per row:
+precision, recall, F1 over reports; side agreement over the true positives whose tag has
+a side (right / left / bilateral): the share whose side is among the predicted sides of
+that row. A "normal" row compares the MeSH tag "normal" with "no finding of any row
+predicted". Prints a table and writes JSON (settings, rows, micro/macro averages,
+unmapped tags, timing). ``--show-errors ROW`` prints false positives / negatives of one
+row with their report ids and text (IU reports are public; off by default).
+
+The IU tags were assigned by people reading the same text, so they are a fair reference
+for "what the report says is there", but they are not complete (incidental findings are
+often untagged) and they never tag absent findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "mesh_map.json"
+SIDES = ("right", "left", "bilateral")
+
+
+def load_map(path: str | Path = DATA) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class MeshMap:
+    def __init__(self, data: dict[str, Any]):
+        self.ignore = set(data.get("ignore", ()))
+        self.rows: dict[str, dict[str, Any]] = data["rows"]
+        self.obs_to_rows: dict[str, list[str]] = defaultdict(list)
+        self.patterns: list[tuple[str, str | None, str]] = []  # (term, qualifier, row)
+        for row, spec in self.rows.items():
+            for o in spec["observations"]:
+                self.obs_to_rows[o].append(row)
+            for pat in spec["mesh"]:
+                term, _, qual = pat.partition("/")
+                self.patterns.append((term, qual or None, row))
+        # specific patterns (with a qualifier) first
+        self.patterns.sort(key=lambda p: p[1] is None)
+
+    def gold(self, tags) -> tuple[dict[str, set[str]], list[str], bool]:
+        """row -> sides (possibly empty), unmapped tags, whether the report is tagged normal."""
+        out: dict[str, set[str]] = {}
+        unmapped = []
+        normal = False
+        for tag in tags:
+            parts = [p.strip() for p in tag.split("/")]
+            if parts[0] in self.ignore:
+                normal = normal or parts[0] == "normal"
+                continue
+            quals = set(parts[1:])
+            rows = [row for term, qual, row in self.patterns if term == parts[0] and (qual is None or qual in quals)]
+            if not rows:
+                unmapped.append(tag)
+                continue
+            sides = {q for q in quals if q in SIDES}
+            for row in dict.fromkeys(rows):
+                out.setdefault(row, set()).update(sides)
+        return out, unmapped, normal
+
+    def predicted(self, read, uncertain_positive: bool) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        ok = ("present", "uncertain") if uncertain_positive else ("present",)
+        for cc in read.claims:
+            for f in cc.findings:
+                if f.presence not in ok:
+                    continue
+                for row in self.obs_to_rows.get(f.observation, ()):
+                    sides = out.setdefault(row, set())
+                    if f.laterality:
+                        sides.add(f.laterality)
+        return out
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float | None, float | None, float | None]:
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f = 2 * p * r / (p + r) if p and r else (0.0 if p is not None and r is not None else None)
+    return p, r, f
+
+
+def _side_match(gold: set[str], pred: set[str]) -> bool:
+    if not pred:
+        return False
+    if "bilateral" in gold:
+        return "bilateral" in pred or {"right", "left"} <= pred
+    return bool(gold & pred)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from checkers.graphs import get_extractor
+    from checkers.read import read_report
+    from reportgen.iu import load_iu_reports
+
+    mm = MeshMap(load_map(args.map))
+    reports = [r for r in load_iu_reports() if r.findings or r.impression]
+    skipped = len(load_iu_reports()) - len(reports)
+    if args.limit:
+        reports = reports[: args.limit]
+    extractor = get_extractor(args.extractor)
+    uncertain_positive = args.uncertain == "positive"
+    counts: dict[str, Counter] = defaultdict(Counter)
+    unmapped: Counter = Counter()
+    errors: list[tuple[str, str, str]] = []
+    t0 = time.process_time()
+    w0 = time.perf_counter()
+    for r in reports:
+        read = read_report(r.report.text, extractor)
+        gold, um, normal = mm.gold(r.mesh_major)
+        unmapped.update(t.split("/")[0] for t in um)
+        pred = mm.predicted(read, uncertain_positive)
+        for row in set(gold) | set(pred):
+            c = counts[row]
+            if row in gold and row in pred:
+                c["tp"] += 1
+                if gold[row]:
+                    c["side_n"] += 1
+                    c["side_ok"] += _side_match(gold[row], pred[row])
+                    if not _side_match(gold[row], pred[row]) and args.show_errors == row:
+                        errors.append(("side", r.id, f"gold {sorted(gold[row])} predicted {sorted(pred[row])}: {r.report.text}"))
+            elif row in gold:
+                c["fn"] += 1
+                if args.show_errors == row:
+                    errors.append(("FN", r.id, r.report.text))
+            else:
+                c["fp"] += 1
+                if args.show_errors == row:
+                    errors.append(("FP", r.id, r.report.text))
+        # "normal": MeSH normal vs nothing predicted
+        c = counts["normal (no finding)"]
+        if normal and not pred:
+            c["tp"] += 1
+        elif normal:
+            c["fn"] += 1
+            if args.show_errors == "normal":
+                errors.append(("FN", r.id, f"{sorted(pred)}: {r.report.text}"))
+        elif not pred:
+            c["fp"] += 1
+            if args.show_errors == "normal":
+                errors.append(("FP", r.id, f"{r.mesh_major}: {r.report.text}"))
+    cpu = time.process_time() - t0
+    wall = time.perf_counter() - w0
+    rows = []
+    for row in list(mm.rows) + ["normal (no finding)"]:
+        c = counts.get(row, Counter())
+        p, rc, f = _prf(c["tp"], c["fp"], c["fn"])
+        rows.append({
+            "row": row, "gold": c["tp"] + c["fn"], "predicted": c["tp"] + c["fp"], "tp": c["tp"], "fp": c["fp"], "fn": c["fn"],
+            "precision": p, "recall": rc, "f1": f, "side_n": c["side_n"],
+            "side_agreement": (c["side_ok"] / c["side_n"]) if c["side_n"] else None,
+        })
+    findings_rows = [x for x in rows if x["row"] != "normal (no finding)"]
+    tp = sum(x["tp"] for x in findings_rows)
+    fp = sum(x["fp"] for x in findings_rows)
+    fn = sum(x["fn"] for x in findings_rows)
+    mp, mr, mf = _prf(tp, fp, fn)
+    supported = [x for x in findings_rows if x["gold"] >= args.min_support]
+    macro = {k: (sum(x[k] or 0.0 for x in supported) / len(supported) if supported else None) for k in ("precision", "recall", "f1")}
+    side_n = sum(x["side_n"] for x in findings_rows)
+    side_ok = sum(counts[x["row"]]["side_ok"] for x in findings_rows)
+    from checkers.lexicon import load_lexicon
+
+    result = {
+        "benchmark": "mesh_agreement",
+        "settings": {"extractor": args.extractor, "uncertain": args.uncertain, "min_support": args.min_support,
+                     "map": str(args.map), "map_version": load_map(args.map).get("version"),
+                     "lexicon_version": load_lexicon().version},
+        "reports": len(reports), "reports_without_text": skipped,
+        "micro": {"precision": mp, "recall": mr, "f1": mf, "tp": tp, "fp": fp, "fn": fn},
+        "macro_rows_with_support": {**macro, "rows": len(supported)},
+        "side_agreement": {"n": side_n, "agreement": side_ok / side_n if side_n else None},
+        "rows": rows,
+        "unmapped_tags": dict(unmapped.most_common()),
+        "timing": {"cpu_s": cpu, "wall_s": wall, "reports_per_cpu_s": len(reports) / cpu if cpu else None},
+    }
+    result["_errors"] = errors
+    return result
+
+
+def format_table(res: dict[str, Any], min_support: int) -> str:
+    def pct(x):
+        return "  -  " if x is None else f"{100 * x:5.1f}"
+
+    lines = [f"MeSH agreement of the {res['settings']['extractor']} graphs over {res['reports']} IU reports "
+             f"(uncertain counts as {res['settings']['uncertain']})",
+             f"{'finding':<38} {'gold':>5} {'pred':>5} {'P%':>6} {'R%':>6} {'F1%':>6} {'side n':>7} {'side%':>6}"]
+    for x in sorted(res["rows"], key=lambda x: -x["gold"]):
+        if x["gold"] < min_support and x["row"] != "normal (no finding)":
+            continue
+        lines.append(f"{x['row']:<38} {x['gold']:>5} {x['predicted']:>5} {pct(x['precision']):>6} {pct(x['recall']):>6} "
+                     f"{pct(x['f1']):>6} {x['side_n']:>7} {pct(x['side_agreement']):>6}")
+    m, a, s = res["micro"], res["macro_rows_with_support"], res["side_agreement"]
+    lines.append(f"{'micro (all rows)':<38} {m['tp'] + m['fn']:>5} {m['tp'] + m['fp']:>5} {pct(m['precision']):>6} {pct(m['recall']):>6} {pct(m['f1']):>6} {s['n']:>7} {pct(s['agreement']):>6}")
+    lines.append(f"{'macro (rows with gold >= ' + str(min_support) + ')':<38} {'':>5} {'':>5} {pct(a['precision']):>6} {pct(a['recall']):>6} {pct(a['f1']):>6}")
+    t = res["timing"]
+    lines.append(f"{res['reports']} reports in {t['cpu_s']:.2f} s CPU ({t['reports_per_cpu_s']:.0f} reports/s, read_report only)")
+    if res["unmapped_tags"]:
+        top = ", ".join(f"{k} ({v})" for k, v in list(res["unmapped_tags"].items())[:8])
+        lines.append(f"unmapped MeSH terms: {top}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m evals.bench.mesh_agreement", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/mesh_agreement.json", help="JSON result (default runs/mesh_agreement.json)")
+    p.add_argument("--extractor", default="rules", choices=("rules", "radgraph"))
+    p.add_argument("--uncertain", choices=("positive", "negative"), default="positive", help="count uncertain findings as predicted (default) or not")
+    p.add_argument("--min-support", type=int, default=10, help="rows with fewer gold reports are left out of the table and the macro average (default 10)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N reports (default: all)")
+    p.add_argument("--map", default=str(DATA), help="MeSH map JSON (default evals/data/mesh_map.json)")
+    p.add_argument("--show-errors", metavar="ROW", help="print false positives/negatives of one row (report text!)")
+    p.add_argument("--max-errors", type=int, default=15)
+    args = p.parse_args(argv)
+    res = run(args)
+    errors = res.pop("_errors")
+    print(format_table(res, args.min_support))
+    if args.show_errors:
+        for kind, rid, text in errors[: args.max_errors]:
+            print(f"--- {kind} {rid}: {text}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
