@@ -3,9 +3,11 @@
 Every claim gets one :class:`~reportgen.types.Verdict` whose reasons name the evidence
 they compared with (``EvidenceItem.describe()``). The rules that decide what matches are
 data (``checkers/data/checking.json``): severity levels, lung zone bands, change groups,
-an observation hierarchy for normal statements, and the no-evidence policy per source.
+an observation hierarchy for normal statements, body regions and scopes, and the
+no-evidence policy per source.
 
-How one claim finding ``c`` is judged against the evidence of one source:
+How one claim finding ``c`` is judged against the evidence of one source (the first rule
+that applies decides):
 
 1. ``c`` hedged ("may represent pneumonia") -> **uncertain**, whatever the evidence says
    (the reason still names the evidence that confirms or denies it).
@@ -18,7 +20,9 @@ How one claim finding ``c`` is judged against the evidence of one source:
 5. The same observation, hedged in the evidence -> **uncertain**.
 6. A broader absent finding denies a narrower present one and vice versa ("no acute
    cardiopulmonary abnormality" vs "right pleural effusion"; "normal chest" vs any
-   finding) -> **contradicted**.
+   finding) -> **contradicted**; within the statement's anatomy only, never for
+   incidental findings (granulomas, degenerative change, ...) and never from a statement
+   that makes exceptions ("the lungs are otherwise clear").
 7. A broader or narrower finding that agrees ("no pneumothorax" vs "no acute
    abnormality") -> **supported** (lower score).
 8. Nothing comparable -> the source's no-evidence policy: reference reports are complete,
@@ -26,28 +30,32 @@ How one claim finding ``c`` is judged against the evidence of one source:
    **supported** by default (the CheXpert convention: not mentioned = absent); self and
    image evidence **abstain** (status uncertain, score None: other checkers decide).
 
-Earlier rules win (a specific match beats a normal statement elsewhere). A claim with
-several findings takes the worst of them (contradicted > unsupported > uncertain >
-supported). A claim with no findings ("Comparison made to prior study") abstains: the
-graph checker has nothing to compare. Several sources (reference and self) are judged
-separately and combined the same way, abstentions dropped: a claim matched by the
-reference but contradicted by its own impression is contradicted.
+A claim with several findings takes the worst of them (contradicted > unsupported >
+uncertain > supported). A claim with no findings ("Comparison made to prior study")
+abstains: the graph checker has nothing to compare. Several sources (reference and self)
+are judged separately and combined the same way, abstentions dropped: a claim matched by
+the reference but contradicted by its own impression is contradicted.
 
 ``Verdict.score`` is how strongly the evidence supports the claim, in [0, 1] (1 = matched
 in every detail, 0 = contradicted or unsupported); None marks an abstention.
+
+Speed: comparisons depend only on the findings' normal forms, so their outcomes are cached
+(per checker) across claims and reports; evidence is grouped by observation and by
+identical finding, and reason strings are built only for the outcomes that decide.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
-from reportgen.types import Claim, EvidenceItem, Finding, Verdict
+from reportgen.types import EvidenceItem, Finding, Verdict
 
 RULES_PATH = Path(__file__).parent / "data" / "checking.json"
 ABSTAIN = "abstain"
@@ -55,11 +63,13 @@ ABSTAIN = "abstain"
 STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
 _BOTH = frozenset({"right", "left"})
+_MISSING = object()
+_CACHE_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
 class CheckingRules:
-    """The comparison rules, read from a versioned JSON file."""
+    """The comparison rules, read from a versioned JSON file (``CheckingRules.load``)."""
 
     version: str
     severity_levels: Mapping[str, int]
@@ -73,14 +83,17 @@ class CheckingRules:
     scores: Mapping[str, float]
     acute: str | None = None
     not_acute_changes: frozenset[str] = frozenset()
+    incidental: frozenset[str] = frozenset()
+    exception_cues: tuple[str, ...] = ()
+    max_reasons: int = 4
+    # Derived at load time.
+    umbrellas: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    all_bands: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    exception_re: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "CheckingRules":
         return _load_rules(str(path or RULES_PATH))
-
-    @property
-    def all_bands(self) -> frozenset[str]:
-        return frozenset().union(*self.zone_bands.values()) if self.zone_bands else frozenset()
 
     def policy(self, source: str, presence: str) -> str:
         table = self.no_evidence.get(source) or self.no_evidence.get("default") or {}
@@ -89,19 +102,13 @@ class CheckingRules:
     def is_broader(self, broad: str, narrow: str) -> bool:
         return broad in self.ancestors.get(narrow, ())
 
-    def in_scope(self, broad: Finding, narrow: Finding) -> bool:
-        """Whether a broader finding (a normal statement, often with an anatomy) speaks
-        for a narrower one: "the lungs are clear" says nothing about the heart, and "no
-        acute abnormality" nothing about a "stable" or "chronic" finding."""
-        if broad.observation == self.acute and narrow.change in self.not_acute_changes:
-            return False
-        if broad.anatomy is None:
-            return True
-        scope = self.scopes.get(broad.anatomy, frozenset({broad.anatomy}))
-        if scope is None:
-            return True
-        regions = self.regions.get(narrow.observation, frozenset())
-        return bool(scope & regions) or narrow.anatomy in scope
+    def scope(self, anatomy: str) -> frozenset[str] | None:
+        """Regions a statement about ``anatomy`` speaks for (None: everything)."""
+        s = self.scopes.get(anatomy, _MISSING)
+        return frozenset({anatomy}) if s is _MISSING else s  # type: ignore[return-value]
+
+    def makes_exceptions(self, text: str) -> bool:
+        return bool(self.exception_re is not None and self.exception_re.search(text))
 
 
 @lru_cache(maxsize=4)
@@ -116,7 +123,8 @@ def _load_rules(path: str) -> CheckingRules:
     if not isinstance(raw, dict) or "version" not in raw:
         raise bad("needs a JSON object with a 'version' key")
     try:
-        parents = {k: tuple(v) for k, v in raw["hierarchy"]["parents"].items()}
+        hierarchy = raw["hierarchy"]
+        parents = {k: tuple(v) for k, v in hierarchy["parents"].items()}
         ancestors: dict[str, frozenset[str]] = {}
 
         def up(obs: str, seen: tuple[str, ...] = ()) -> frozenset[str]:
@@ -133,29 +141,40 @@ def _load_rules(path: str) -> CheckingRules:
 
         for obs in parents:
             up(obs)
-        groups = {w: g for g, words in raw["change"]["groups"].items() for w in words}
-        scopes = {
-            k: (None if v is None else frozenset(v))
-            for k, v in raw["regions"]["scopes"].items() if k != "comment"
-        }
+        descendants: dict[str, set[str]] = {}
+        for obs, ups in ancestors.items():
+            for a in ups:
+                descendants.setdefault(a, set()).add(obs)
+        groups = {w: g for g, words in raw["change"]["groups"].items() if g != "comment" for w in words}
+        scopes = {k: (None if v is None else frozenset(v)) for k, v in raw["regions"]["scopes"].items() if k != "comment"}
+        regions = {k: frozenset(v) for k, v in raw["regions"]["observations"].items()}
         no_ev = {k: dict(v) for k, v in raw["no_evidence"].items() if k != "comment"}
         for table in no_ev.values():
             for presence, choice in table.items():
                 if choice not in (*STATUS_ORDER, ABSTAIN):
                     raise bad(f"no_evidence {presence!r} must be a status or 'abstain', not {choice!r}")
+        bands = {k: frozenset(v) for k, v in raw["zones"]["bands"].items()}
+        cues = tuple(raw.get("exception_cues", {}).get("words", ()))
+        cue_re = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in cues) + r")\b", re.I) if cues else None
         return CheckingRules(
             version=str(raw["version"]),
             severity_levels=dict(raw["severity"]["levels"]),
             severity_tolerance=int(raw["severity"].get("tolerance", 0)),
-            zone_bands={k: frozenset(v) for k, v in raw["zones"]["bands"].items()},
+            zone_bands=bands,
             change_groups=groups,
             ancestors=ancestors,
-            regions={k: frozenset(v) for k, v in raw["regions"]["observations"].items()},
+            regions=regions,
             scopes=scopes,
             no_evidence=no_ev,
             scores={k: float(v) for k, v in raw["scores"].items() if k != "comment"},
-            acute=raw["hierarchy"].get("acute"),
-            not_acute_changes=frozenset(raw["hierarchy"].get("not_acute_changes", {}).get("words", ())),
+            acute=hierarchy.get("acute"),
+            not_acute_changes=frozenset(hierarchy.get("not_acute_changes", {}).get("words", ())),
+            incidental=frozenset(hierarchy.get("incidental", {}).get("observations", ())),
+            exception_cues=cues,
+            max_reasons=int(raw.get("max_reasons", 4)),
+            umbrellas=frozenset(o for o in descendants if o not in regions),
+            all_bands=frozenset().union(*bands.values()) if bands else frozenset(),
+            exception_re=cue_re,
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise bad(f"missing or malformed entry ({e!r})") from e
@@ -165,7 +184,7 @@ def _load_rules(path: str) -> CheckingRules:
 
 
 def describe_finding(f: Finding) -> str:
-    """A short human description: "small right lower lobe pleural effusion (present)"."""
+    """A short human description: "small right base pleural effusion (present)"."""
     parts = [p for p in (f.severity, f.change, f.laterality, *f.locations, f.observation) if p]
     return f"{' '.join(parts)} ({f.presence})"
 
@@ -190,8 +209,40 @@ def _bands(rules: CheckingRules, f: Finding) -> frozenset[str] | None:
     return frozenset(out)
 
 
+def _where(rules: CheckingRules, f: Finding) -> frozenset[str] | None:
+    """Body regions a finding lies in: from its anatomy, else its observation; None when
+    unknown or everywhere."""
+    if f.anatomy is not None:
+        return rules.scope(f.anatomy)
+    return rules.regions.get(f.observation)
+
+
+def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
+    """Whether an absent finding's anatomy scope includes where the present one lies
+    ("the heart is normal" says nothing about the lungs)."""
+    if absent.anatomy is None:
+        return True
+    denied = rules.scope(absent.anatomy)
+    if denied is None:
+        return True
+    if present.anatomy is not None:
+        where = rules.scope(present.anatomy)
+        return where is not None and bool(where & denied)
+    regions = rules.regions.get(present.observation)
+    if regions is not None:
+        return bool(regions & denied)
+    # "Something abnormal somewhere" is not denied by a statement about one organ.
+    return present.observation not in rules.umbrellas
+
+
+def _region_overlap(rules: CheckingRules, a: Finding, b: Finding) -> bool:
+    wa, wb = _where(rules, a), _where(rules, b)
+    return wa is None or wb is None or bool(wa & wb)
+
+
 def _denies(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
-    """Whether an absent finding denies everything a present finding asserts."""
+    """Whether an absent finding denies everything a present finding asserts (sides,
+    lung bands and severity; the anatomy scope is ``_covers``)."""
     denied_sides = _sides(absent) or _BOTH
     asserted = _sides(present)
     if asserted is None:
@@ -204,10 +255,9 @@ def _denies(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
         return False
     d_bands = _bands(rules, absent)
     p_bands = _bands(rules, present)
-    all_bands = rules.all_bands
-    denied = all_bands if d_bands is None else d_bands
+    denied = rules.all_bands if d_bands is None else d_bands
     if not p_bands:  # no placed location: asserts "somewhere"
-        band_ok = denied == all_bands
+        band_ok = denied == rules.all_bands
     else:
         band_ok = p_bands <= denied
     if not band_ok:
@@ -230,23 +280,25 @@ def _overlaps(rules: CheckingRules, a: Finding, b: Finding) -> bool:
     return not (ba and bb and not ba & bb)
 
 
-def _same_anatomy(a: Finding, b: Finding) -> bool:
-    return a.anatomy is None or b.anatomy is None or a.anatomy == b.anatomy
+# --- outcomes of one comparison ----------------------------------------------------------
 
-
-# --- outcomes ----------------------------------------------------------------------
-
-# Outcome ranks: lower wins (see the module docstring, rules 2-7).
+# Outcome ranks, lower wins (module docstring, rules 2-7). Evidence as specific as the
+# claim or more (the same observation, or a narrower one: "small effusion" for the claim
+# "normal chest") outranks evidence broader than the claim ("no acute abnormality" for the
+# claim "right effusion").
 _FLIP, _SUPPORT, _MISMATCH, _HEDGED, _BROAD_FLIP, _BROAD_SUPPORT, _BROAD_MISMATCH, _BROAD_HEDGED = range(8)
+_SPECIFIC = 4  # ranks below this come from evidence at least as specific as the claim
 
 
 @dataclass(frozen=True)
 class _Outcome:
+    """What comparing two findings gave, independent of where the evidence came from."""
+
     rank: int
     status: str
     score: float
-    reason: str
-    item: EvidenceItem
+    what: str  # "presence flipped", "matches", "laterality mismatch (...)", ...
+    note: str = ""  # appended after the evidence ("; the evidence does not give the side")
 
 
 def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str], list[str]]:
@@ -261,9 +313,7 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
     cb, eb = _bands(rules, c), _bands(rules, e)
     if cb and eb:
         if not cb & eb:
-            conflicts.append(
-                f"location mismatch (claim {', '.join(c.locations)}, evidence {', '.join(e.locations)})"
-            )
+            conflicts.append(f"location mismatch (claim {', '.join(c.locations)}, evidence {', '.join(e.locations)})")
     elif c.locations and not e.locations:
         unconfirmed.append("location")
     if c.severity and e.severity:
@@ -279,147 +329,141 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
     return conflicts, unconfirmed
 
 
-def _said(what: str, e: Finding, item: EvidenceItem) -> str:
-    return f"{what}: {item.describe()} says {describe_finding(e)}"
+def _both_present(rules: CheckingRules, c: Finding, e: Finding, rank_support: int, rank_mismatch: int, support_score: float) -> _Outcome:
+    sc = rules.scores
+    conflicts, unconfirmed = _mismatches(rules, c, e)
+    if conflicts:
+        return _Outcome(rank_mismatch, "contradicted", sc["contradicted"], "; ".join(conflicts))
+    if unconfirmed:
+        return _Outcome(rank_support, "supported", min(support_score, sc["supported_broader"]), "matches",
+                        f"; the evidence does not give the {', '.join(unconfirmed)}")
+    return _Outcome(rank_support, "supported", support_score, "matches")
 
 
-def _compare(rules: CheckingRules, c: Finding, e: Finding, item: EvidenceItem) -> _Outcome | None:
-    """Compare a definite or hedged claim finding with one evidence finding."""
+def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: bool = False, e_exceptions: bool = False) -> _Outcome | None:
+    """Compare a (definite) claim finding with one evidence finding. ``*_exceptions``:
+    the statement makes exceptions ("otherwise clear"), so its negatives deny nothing."""
     sc = rules.scores
     if c.observation == e.observation:
-        if not _same_anatomy(c, e):
-            return None
         if e.presence == "uncertain":
-            if not _overlaps(rules, c, e):
-                return None
-            return _Outcome(_HEDGED, "uncertain", sc["uncertain"], _said("hedged evidence", e, item), item)
+            return _Outcome(_HEDGED, "uncertain", sc["uncertain"], "hedged evidence") if _overlaps(rules, c, e) else None
         if c.presence != e.presence:
-            absent, present = (c, e) if c.presence == "absent" else (e, c)
-            if _denies(rules, absent, present):
-                return _Outcome(_FLIP, "contradicted", sc["contradicted"], _said("presence flipped", e, item), item)
+            absent, present, excepting = (c, e, c_exceptions) if c.presence == "absent" else (e, c, e_exceptions)
+            if not excepting and _covers(rules, absent, present) and _denies(rules, absent, present):
+                return _Outcome(_FLIP, "contradicted", sc["contradicted"], "presence flipped")
+            return None
+        if not _region_overlap(rules, c, e):  # "aortic calcification" vs "calcified lymph nodes"
             return None
         if c.presence == "absent":
-            if not _overlaps(rules, c, e):
-                return None
-            return _Outcome(_SUPPORT, "supported", sc["supported"], _said("matches", e, item), item)
-        conflicts, unconfirmed = _mismatches(rules, c, e)
-        if conflicts:
-            return _Outcome(_MISMATCH, "contradicted", sc["contradicted"], _said('; '.join(conflicts), e, item), item)
-        if unconfirmed:
-            return _Outcome(
-                _SUPPORT, "supported", sc["supported_broader"],
-                _said("matches", e, item) + f"; the evidence does not give the {', '.join(unconfirmed)}", item,
-            )
-        return _Outcome(_SUPPORT, "supported", sc["supported"], _said("matches", e, item), item)
-    # Related through the hierarchy: which one is broader?
+            return _Outcome(_SUPPORT, "supported", sc["supported"], "matches") if _overlaps(rules, c, e) else None
+        return _both_present(rules, c, e, _SUPPORT, _MISMATCH, sc["supported"])
+    # Related through the hierarchy. Evidence narrower than the claim is as strong as the
+    # same observation (ranks 0-3); evidence broader than the claim is weaker (ranks 4-7).
     if rules.is_broader(e.observation, c.observation):
-        broad, narrow, claim_broader = e, c, False
+        broad, narrow, claim_broader, broad_exceptions = e, c, False, e_exceptions
     elif rules.is_broader(c.observation, e.observation):
-        broad, narrow, claim_broader = c, e, True
+        broad, narrow, claim_broader, broad_exceptions = c, e, True, c_exceptions
     else:
         return None
-    if not rules.in_scope(broad, narrow):
-        return None
+    shift = 0 if claim_broader else _SPECIFIC
     if e.presence == "uncertain":
-        if not _overlaps(rules, c, e):
-            return None
-        return _Outcome(_BROAD_HEDGED, "uncertain", sc["uncertain"], _said("hedged evidence", e, item), item)
+        if _overlaps(rules, c, e) and _region_overlap(rules, broad, narrow):
+            return _Outcome(_HEDGED + shift, "uncertain", sc["uncertain"], "hedged evidence")
+        return None
     if broad.presence == "absent":
         if narrow.presence == "present":
-            if _denies(rules, broad, narrow):
-                return _Outcome(_BROAD_FLIP, "contradicted", sc["contradicted"], _said("presence flipped", e, item), item)
+            if broad_exceptions or narrow.observation in rules.incidental:
+                return None
+            if broad.observation == rules.acute and narrow.change in rules.not_acute_changes:
+                return None
+            if _covers(rules, broad, narrow) and _denies(rules, broad, narrow):
+                return _Outcome(_FLIP + shift, "contradicted", sc["contradicted"], "presence flipped")
             return None
         # Both absent: a broader negative implies the narrower one; a narrower negative
         # agrees with a broader one without proving it.
-        if not _overlaps(rules, c, e):
-            return None
-        score = sc["supported_broader"] if claim_broader else sc["supported"]
-        return _Outcome(_BROAD_SUPPORT, "supported", score, _said("agrees with", e, item), item)
-    if narrow.presence != "present":  # "opacity" vs "no pneumonia": says nothing
+        if _overlaps(rules, c, e) and _region_overlap(rules, broad, narrow):
+            return _Outcome(_SUPPORT + shift, "supported", sc["supported_broader"] if claim_broader else sc["supported"], "agrees with")
+        return None
+    if narrow.presence != "present" or not _region_overlap(rules, broad, narrow):
         return None
     if claim_broader:  # claim "opacity", evidence "consolidation"
-        conflicts, _ = _mismatches(rules, c, e)
-        if conflicts:
-            return _Outcome(_BROAD_MISMATCH, "contradicted", sc["contradicted"], _said('; '.join(conflicts), e, item), item)
-        return _Outcome(_BROAD_SUPPORT, "supported", sc["supported_broader"], _said("agrees with the more specific", e, item), item)
+        out = _both_present(rules, c, e, _SUPPORT, _MISMATCH, sc["supported_broader"])
+        return replace(out, what="agrees with the more specific") if out.status == "supported" else out
     if _overlaps(rules, c, e):  # claim "pneumonia", evidence "opacity": not proven
-        return _Outcome(_BROAD_HEDGED, "uncertain", sc["uncertain"], _said("less specific evidence", e, item), item)
+        return _Outcome(_BROAD_HEDGED, "uncertain", sc["uncertain"], "less specific evidence")
     return None
 
 
 # --- evidence index ------------------------------------------------------------------
 
 
+def _key(f: Finding) -> tuple:
+    """What a comparison depends on (not the text or offsets)."""
+    return (f.observation, f.presence, f.laterality, f.locations, f.anatomy, f.severity, f.change)
+
+
+@dataclass
+class _Group:
+    """Identical evidence findings (same normal forms) of one source."""
+
+    finding: Finding
+    exceptions: bool
+    kid: int  # interned key, for the comparison cache
+    members: list[tuple[EvidenceItem, int, int]]  # item, sentence start, sentence end
+
+
 class _Index:
-    """Evidence findings of one source, by observation, for fast lookup."""
+    """Evidence findings of one source, by observation, identical findings grouped."""
 
-    def __init__(self, rules: CheckingRules, items: Sequence[EvidenceItem]):
-        self.rules = rules
-        self.items = tuple(items)
-        self.by_obs: dict[str, list[tuple[EvidenceItem, Finding]]] = {}
+    def __init__(self, checker: "GraphChecker", items: Sequence[EvidenceItem]):
+        self.by_obs: dict[str, list[_Group]] = {}
+        self._narrower: dict[str, list[str]] = {}
+        self.ancestors = checker.rules.ancestors
+        groups: dict[int, _Group] = {}
         for item in items:
+            if not item.findings:
+                continue
+            meta = item.meta
+            start = meta.get("sentence_start", item.start) if meta else item.start
+            end = meta.get("sentence_end", item.end) if meta else item.end
+            exc = checker.makes_exceptions(item.text)
             for f in item.findings:
-                self.by_obs.setdefault(f.observation, []).append((item, f))
+                kid = checker.intern(_key(f), exc)
+                g = groups.get(kid)
+                if g is None:
+                    g = groups[kid] = _Group(f, exc, kid, [])
+                    self.by_obs.setdefault(f.observation, []).append(g)
+                if not g.members or g.members[-1][0] is not item:
+                    g.members.append((item, start, end))
 
-    def candidates(self, f: Finding) -> Iterable[tuple[EvidenceItem, Finding]]:
-        rules = self.rules
-        yield from self.by_obs.get(f.observation, ())
-        for broad in rules.ancestors.get(f.observation, ()):
-            yield from self.by_obs.get(broad, ())
-        for obs, pairs in self.by_obs.items():
-            if obs != f.observation and f.observation in rules.ancestors.get(obs, ()):
-                yield from pairs
-
-
-def _own_sentence(claim: Claim, item: EvidenceItem) -> bool:
-    """Whether a self-evidence item comes from the claim's own sentence."""
-    cs = claim.sentence_start if claim.sentence_start is not None else claim.start
-    ce = claim.sentence_end if claim.sentence_end is not None else claim.end
-    meta = item.meta or {}
-    s = meta.get("sentence_start", item.start)
-    e = meta.get("sentence_end", item.end)
-    return s < ce and cs < e or (s == cs and e == ce)
+    def narrower(self, obs: str) -> list[str]:
+        """Observations in this evidence that are ``obs`` or narrower than it."""
+        out = self._narrower.get(obs)
+        if out is None:
+            anc = self.ancestors
+            out = self._narrower[obs] = [o for o in self.by_obs if o == obs or obs in anc.get(o, ())]
+        return out
 
 
 # --- judgements ----------------------------------------------------------------------
+
+# A reason is built only when it is shown: either a finished string or the parts of one.
+_Reason = Any
+
+
+def _render(r: _Reason) -> str:
+    if isinstance(r, str):
+        return r
+    prefix, out, g, item = r
+    return f"{prefix}; {out.what}: {item.describe()} says {describe_finding(g.finding)}{out.note}"
 
 
 @dataclass(frozen=True)
 class _Judgement:
     status: str  # a verdict status or ABSTAIN
     score: float | None
-    reasons: tuple[str, ...]
+    reasons: tuple[_Reason, ...]
     items: tuple[EvidenceItem, ...]
-
-
-def _judge_finding(rules: CheckingRules, source: str, c: Finding, pairs: Iterable[tuple[EvidenceItem, Finding]]) -> _Judgement:
-    sc = rules.scores
-    cd = describe_finding(c)
-    hedged = c.presence == "uncertain"
-    # A hedged claim is compared as if it were definite, to say what the evidence says
-    # about it; its status stays uncertain.
-    probe = replace(c, presence="present") if hedged else c
-    outcomes = [o for item, e in pairs if (o := _compare(rules, probe, e, item)) is not None]
-    if outcomes:
-        best = min(o.rank for o in outcomes)
-        chosen = sorted((o for o in outcomes if o.rank == best), key=lambda o: -o.score)[:3]
-        top = chosen[0]
-        items = _unique(o.item for o in chosen)
-        if hedged:
-            score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
-            return _Judgement("uncertain", score, tuple(f"uncertain: hedged claim {cd}; {o.reason}" for o in chosen), items)
-        return _Judgement(top.status, top.score, tuple(dict.fromkeys(f"{top.status}: {cd}; {o.reason}" for o in chosen)), items)
-    if hedged:
-        return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {cd}; no {source} evidence mentions {c.observation}",), ())
-    choice = rules.policy(source, c.presence)
-    if choice == ABSTAIN:
-        return _Judgement(ABSTAIN, None, (f"not checked: no {source} evidence mentions {c.observation}",), ())
-    if choice == "supported":
-        return _Judgement(
-            "supported", sc["supported_by_default"],
-            (f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), (),
-        )
-    return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {cd}",), ())
 
 
 def _unique(items: Iterable[EvidenceItem]) -> tuple[EvidenceItem, ...]:
@@ -430,17 +474,18 @@ def _unique(items: Iterable[EvidenceItem]) -> tuple[EvidenceItem, ...]:
     return tuple(seen.values())
 
 
-def combine(judgements: Sequence[_Judgement]) -> _Judgement:
+def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgement:
     """Worst status wins (contradicted > unsupported > uncertain > supported); abstentions
-    only count when every judgement abstains."""
+    only count when every judgement abstains. Reasons: the deciding ones first."""
+    if len(judgements) == 1:
+        return judgements[0]
     real = [j for j in judgements if j.status != ABSTAIN]
     if not real:
-        reasons = tuple(dict.fromkeys(r for j in judgements for r in j.reasons))
-        return _Judgement(ABSTAIN, None, reasons, ())
+        return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], ())
     worst = min(_RANK[j.status] for j in real)
     deciding = [j for j in real if _RANK[j.status] == worst]
     others = [j for j in real if _RANK[j.status] != worst]
-    reasons = tuple(dict.fromkeys(r for j in deciding + others for r in j.reasons))
+    reasons = tuple(r for j in deciding + others for r in j.reasons)[: 2 * max_reasons]
     items = _unique(i for j in deciding for i in j.items)
     scores = [j.score for j in real if j.score is not None]
     return _Judgement(STATUS_ORDER[worst], min(scores) if scores else None, reasons, items)
@@ -453,40 +498,115 @@ class GraphChecker:
 
     def __init__(self, rules: CheckingRules | str | Path | None = None):
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
+        self._cache: dict[tuple[int, int], _Outcome | None] = {}
+        self._ids: dict[tuple, int] = {}
+        self._exc: dict[str, bool] = {}
+
+    def intern(self, key: tuple, exceptions: bool) -> int:
+        """A small int for a finding key (comparisons are cached on pairs of these)."""
+        k = (key, exceptions)
+        i = self._ids.get(k)
+        if i is None:
+            if len(self._ids) > _CACHE_LIMIT:
+                self._ids.clear()
+                self._cache.clear()
+            i = self._ids[k] = len(self._ids)
+        return i
+
+    def makes_exceptions(self, text: str) -> bool:
+        out = self._exc.get(text)
+        if out is None:
+            if len(self._exc) > _CACHE_LIMIT:
+                self._exc.clear()
+            out = self._exc[text] = self.rules.makes_exceptions(text)
+        return out
 
     def check(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
         by_source: dict[str, list[EvidenceItem]] = {}
         for item in evidence:
             by_source.setdefault(item.source, []).append(item)
-        indexes = {src: _Index(self.rules, items) for src, items in by_source.items()}
+        indexes = {src: _Index(self, items) for src, items in by_source.items()}
         return [self._check_one(cc, indexes) for cc in claims]
 
     def _check_one(self, cc: CheckedClaim, indexes: Mapping[str, _Index]) -> Verdict:
         claim = cc.claim
         try:
             if not cc.findings:
-                return Verdict(
-                    claim, "uncertain",
-                    ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",),
-                    (), self.name, None,
-                )
+                return Verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), self.name, None)
             if not indexes:
                 return Verdict(claim, "uncertain", ("not checked: no evidence was given",), (), self.name, None)
-            per_source: list[_Judgement] = []
+            exc = self.makes_exceptions(claim.text)
+            span = (
+                claim.sentence_start if claim.sentence_start is not None else claim.start,
+                claim.sentence_end if claim.sentence_end is not None else claim.end,
+            )
+            findings = {_key(f): f for f in cc.findings}  # identical findings judged once
+            per_source = []
             for source, index in indexes.items():
-                if source == "self":
-                    pairs_for = lambda f, idx=index: [
-                        (i, e) for i, e in idx.candidates(f) if not _own_sentence(claim, i)
-                    ]
-                else:
-                    pairs_for = lambda f, idx=index: idx.candidates(f)
-                per_finding = [_judge_finding(self.rules, source, f, pairs_for(f)) for f in cc.findings]
-                per_source.append(combine(per_finding))
-            j = combine(per_source)
+                own = span if source == "self" else None
+                per_finding = [self._judge(source, f, exc, index, own) for f in findings.values()]
+                per_source.append(combine(per_finding, self.rules.max_reasons))
+            j = combine(per_source, self.rules.max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
-            return Verdict(claim, status, j.reasons, j.items, self.name, j.score)
+            reasons = tuple(dict.fromkeys(_render(r) for r in j.reasons))[: self.rules.max_reasons]
+            return Verdict(claim, status, reasons, j.items, self.name, j.score)
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
+
+    def _judge(self, source: str, c: Finding, exc: bool, index: _Index, own: tuple[int, int] | None) -> _Judgement:
+        rules = self.rules
+        sc = rules.scores
+        hedged = c.presence == "uncertain"
+        # A hedged claim is compared as if it were definite, to say what the evidence says
+        # about it; its status stays uncertain.
+        probe = replace(c, presence="present") if hedged else c
+        cid = self.intern(_key(probe), exc)
+        cache = self._cache
+        found: list[tuple[_Outcome, _Group, EvidenceItem]] = []
+        best = _SPECIFIC
+        by_obs = index.by_obs
+        # Same and narrower observations first; broader ones only when nothing as specific
+        # as the claim was found (their outcomes could not win).
+        for phase in (index.narrower(c.observation), rules.ancestors.get(c.observation, ())):
+            for o in phase:
+                for g in by_obs.get(o, ()):
+                    out = cache.get((cid, g.kid), _MISSING)
+                    if out is _MISSING:
+                        out = cache[(cid, g.kid)] = compare(rules, probe, g.finding, exc, g.exceptions)
+                    if out is None:
+                        continue
+                    m = g.members[0]
+                    item = m[0]
+                    if own is not None and m[1] < own[1] and own[0] < m[2]:
+                        # self evidence from the claim's own sentence does not count
+                        item = next((x[0] for x in g.members if not (x[1] < own[1] and own[0] < x[2])), None)
+                        if item is None:
+                            continue
+                    found.append((out, g, item))
+                    if out.rank < best:
+                        best = out.rank
+            if best < _SPECIFIC:
+                break
+        if found:
+            best = min(o.rank for o, _, _ in found)
+            chosen = sorted((x for x in found if x[0].rank == best), key=lambda x: -x[0].score)[:3]
+            top = chosen[0][0]
+            items = _unique(item for _, _, item in chosen)
+            if hedged:
+                score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
+                prefix = f"uncertain: hedged claim {describe_finding(c)}"
+                return _Judgement("uncertain", score, tuple((prefix, o, g, i) for o, g, i in chosen), items)
+            prefix = f"{top.status}: {describe_finding(c)}"
+            return _Judgement(top.status, top.score, tuple((prefix, o, g, i) for o, g, i in chosen), items)
+        if hedged:
+            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {describe_finding(c)}; no {source} evidence mentions {c.observation}",), ())
+        choice = rules.policy(source, c.presence)
+        if choice == ABSTAIN:
+            return _Judgement(ABSTAIN, None, (f"not checked: no {source} evidence mentions {c.observation}",), ())
+        if choice == "supported":
+            return _Judgement("supported", sc["supported_by_default"], (
+                f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
+        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {describe_finding(c)}",), ())
 
 
 def is_abstention(v: Verdict) -> bool:

@@ -64,13 +64,24 @@ class ClaimResult:
     score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        # Written out by hand: the generic dataclass walk costs more than checking.
         c = self.claim
         return {
             "text": c.text, "section": c.section, "start": c.start, "end": c.end,
             "status": self.status, "reasons": list(self.reasons),
-            "entities": [e.to_dict() for e in self.graph.entities],
-            "relations": [r.to_dict() for r in self.graph.relations],
-            "findings": [f.to_dict() for f in self.findings],
+            "entities": [
+                {"id": e.id, "text": e.text, "start": e.start, "end": e.end, "label": e.label, "norm": e.norm}
+                for e in self.graph.entities
+            ],
+            "relations": [{"type": r.type, "source": r.source, "target": r.target} for r in self.graph.relations],
+            "findings": [
+                {
+                    "observation": f.observation, "presence": f.presence, "laterality": f.laterality,
+                    "locations": list(f.locations), "anatomy": f.anatomy, "severity": f.severity, "change": f.change,
+                    "text": f.text, "start": f.start, "end": f.end,
+                }
+                for f in self.findings
+            ],
             "score": self.score,
             "sentence_start": c.sentence_start, "sentence_end": c.sentence_end,
             "verdicts": [
@@ -259,11 +270,15 @@ class Pipeline:
 
 
 def default_reader(extractor: str) -> Callable[[str], Any]:
-    """``checkers.read.read_report`` bound to one extractor backend."""
+    """``checkers.read.read_report`` bound to one extractor backend, resolved once (an
+    unavailable backend fails here, before any record is read)."""
+    from checkers.graphs import resolve_extractor
     from checkers.read import read_report
 
+    backend = resolve_extractor(extractor)
+
     def read(text: str) -> Any:
-        return read_report(text, extractor=extractor)
+        return read_report(text, extractor=backend)
 
     return read
 

@@ -262,15 +262,16 @@ def test_image_evidence_plugs_in_as_another_source(checker):
     assert is_abstention(one(checker, claim("Cardiomegaly.", F("cardiomegaly", "present")), img))
 
 
-def test_a_failing_claim_gives_an_error_verdict_and_the_rest_are_checked(checker, monkeypatch):
-    real = gc._judge_finding
+def test_a_failing_claim_gives_an_error_verdict_and_the_rest_are_checked(monkeypatch):
+    checker = GraphChecker()
+    real = checker._judge
 
-    def flaky(rules, source, c, pairs):
+    def flaky(source, c, *rest):
         if c.observation == "boom":
             raise ValueError("broken finding")
-        return real(rules, source, c, pairs)
+        return real(source, c, *rest)
 
-    monkeypatch.setattr(gc, "_judge_finding", flaky)
+    monkeypatch.setattr(checker, "_judge", flaky)
     bad = claim("Boom.", F("boom", "present"))
     good = claim("Left lower lobe pneumonia.", F("pneumonia", "present", "left", ("lower lobe",)))
     v_bad, v_good = checker.check([bad, good], [LEFT_LLL_PNEUMONIA])
@@ -331,6 +332,43 @@ def test_no_acute_abnormality_does_not_deny_stable_or_chronic_findings(checker):
 
 
 def test_a_narrow_normal_statement_covers_only_its_own_region(checker):
-    volumes = ev("Lung volumes are normal.", F("abnormality", "absent", anatomy="lung volume"))
-    assert one(checker, claim("Hyperinflated lungs.", F("hyperinflation", "present")), volumes).status == "contradicted"
-    assert one(checker, claim("Right upper lobe nodule.", F("nodule", "present", "right", ("upper lobe",))), volumes).status == "unsupported"
+    heart = ev("Heart size is normal.", F("abnormality", "absent", anatomy="heart"))
+    assert one(checker, claim("Mild cardiomegaly.", F("cardiomegaly", "present", severity="mild")), heart).status == "contradicted"
+    assert one(checker, claim("Right upper lobe nodule.", F("nodule", "present", "right", ("upper lobe",))), heart).status == "unsupported"
+    # "something abnormal" without a place is not denied by a statement about one organ
+    assert one(checker, claim("Chronic changes.", F("abnormality", "present", change="chronic")), heart).status == "unsupported"
+
+
+def test_incidental_findings_are_denied_only_by_a_statement_about_them(checker):
+    clear = ev("The lungs are clear.", F("abnormality", "absent", anatomy="lung"), F("nodule", "absent", anatomy="lung"))
+    granulomas = claim("Scattered calcified granulomas.", F("calcified granuloma", "present", anatomy="lung"))
+    assert one(checker, granulomas, clear).status == "unsupported"
+    none = ev("No calcified granulomas.", F("calcified granuloma", "absent"))
+    assert one(checker, granulomas, none).status == "contradicted"
+
+
+def test_a_statement_with_exceptions_supports_but_never_denies(checker):
+    otherwise = ev("The lungs are otherwise clear.", F("opacity", "absent", anatomy="lung"), F("abnormality", "absent", anatomy="lung"))
+    opacity = claim("Left basilar opacity.", F("opacity", "present", "left", ("base",), anatomy="lung"))
+    assert one(checker, opacity, otherwise).status == "unsupported"
+    assert one(checker, claim("No opacity.", F("opacity", "absent")), otherwise).status == "supported"
+    # and a claim that makes exceptions is not contradicted by the finding it excepts
+    own = claim("Otherwise the lungs are clear.", F("opacity", "absent", anatomy="lung"))
+    assert one(checker, own, ev("Left basilar opacity.", F("opacity", "present", "left", ("base",)))).status == "supported"
+
+
+def test_comparisons_are_cached_but_reasons_name_each_evidence(checker):
+    a = ev("No pleural effusion.", F("pleural effusion", "absent"), start=10)
+    b = ev("No pleural effusion.", F("pleural effusion", "absent"), start=90)
+    c = claim("Right effusion.", F("pleural effusion", "present", "right"))
+    assert a.describe() in one(checker, c, a).reasons[0]
+    assert b.describe() in one(checker, c, b).reasons[0]
+
+
+def test_a_specific_finding_beats_another_normal_statement_for_a_normal_claim(checker):
+    clear = ev("The lungs are clear.", F("abnormality", "absent", anatomy="lung"), source="self", start=0)
+    effusion = ev("Small left pleural effusion.", F("pleural effusion", "present", "left", severity="small"), source="self", start=25)
+    normal = claim("Normal chest.", F("abnormality", "absent", anatomy="chest"), start=100, section="impression")
+    v = one(checker, normal, clear, effusion)
+    assert v.status == "contradicted" and v.evidence == (effusion,)
+    assert one(checker, normal, clear).status == "supported"

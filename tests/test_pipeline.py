@@ -240,3 +240,16 @@ def test_check_many_yields_one_result_per_item():
     out = list(pipe().check_many([("a", "Right effusion.", None), ("b", "", None), ("c", "No effusion.", "No effusion.")]))
     assert [r.id for r in out] == ["a", "b", "c"]
     assert out[1].error and out[2].claims[0].status == "supported"
+
+
+def test_hand_written_serialisation_matches_the_core_types():
+    from reportgen.types import Entity, Relation
+
+    ents = (Entity("e0", "effusion", 6, 14, "OBS-DP", "pleural effusion"), Entity("e1", "right", 0, 5, "ANAT-DP"))
+    graph = EntityGraph(ents, (Relation("located_at", "e0", "e1"),))
+    f = Finding("pleural effusion", "present", "right", ("base",), "pleura", "small", "new", "effusion", 6, 14)
+    cr = ClaimResult(Claim("Right effusion.", "findings", 0, 15), graph, (f,), "supported")
+    d = cr.to_dict()
+    assert d["entities"] == [e.to_dict() for e in ents]
+    assert d["relations"] == [r.to_dict() for r in graph.relations]
+    assert d["findings"] == [f.to_dict()]
