@@ -80,10 +80,14 @@ def default_target_modules(model_type: str | None) -> str:
 
 def pick_device(device: str | None = None) -> str:
     """``device`` as given, else "cuda" when available, else "cpu"."""
-    if device:
-        return str(device)
     import torch
 
+    if device:
+        device = str(device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ReportgenError("E505", f"device {device!r} was asked for but torch sees no CUDA GPU",
+                                 fix="use --device cpu, or install a CUDA build of torch on a GPU machine")
+        return device
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

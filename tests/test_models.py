@@ -79,3 +79,15 @@ def test_dtype_names():
     with pytest.raises(ReportgenError) as e:
         pick_dtype("int3")
     assert e.value.code == "E505"
+
+
+def test_asking_for_a_missing_gpu_is_a_clear_error(monkeypatch):
+    import torch
+
+    from reportgen.models import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ReportgenError) as e:
+        pick_device("cuda")
+    assert e.value.code == "E505" and "--device cpu" in str(e.value)
+    assert pick_device(None) == "cpu" and pick_device("cpu") == "cpu"
