@@ -106,6 +106,11 @@ def nlp():
     from spacy.symbols import ORTH
 
     model = spacy.blank("en")
+    # "lung XXXX.In the left ...": a period between words with no space still ends a sentence
+    from spacy.util import compile_infix_regex
+
+    infixes = list(model.Defaults.infixes) + [r"(?<=[A-Za-z]{2})\.(?=[A-Z][a-z])"]
+    model.tokenizer.infix_finditer = compile_infix_regex(infixes).finditer
     for abbr in text_rules()["abbreviations"]:
         if " " in abbr:
             continue
@@ -114,7 +119,7 @@ def nlp():
     return model
 
 
-_LIST_MARKER = re.compile(r"(?:(?<=^)|(?<=\s)|(?<=[.:;]))(\d{1,2})[.)](?=\s+\S)")
+_LIST_MARKER = re.compile(r"(?:(?<=^)|(?<=\s)|(?<=[.:;]))(\d{1,2})[.)](?=\s+\S|[A-Z])")
 
 
 def _list_items(text: str, s: int, e: int) -> list[tuple[int, int]]:
@@ -223,69 +228,71 @@ def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
     from checkers.graphs.rules import R_ANAT, R_CUE, R_NORMAL, R_OBS, _cue_has
 
     a = rules.analyze(sent)
-    ms = a.mentions
     heads_roles = (R_OBS, R_ANAT, R_NORMAL)
-    # items: mention groups between split coordinators
-    items: list[list] = [[]]
-    for m in ms:
-        if m.coord in _SPLIT_COORDS or (m.term and m.coord is None and m.role != R_CUE and _is_split_term(sent, m)):
-            if items[-1]:
-                items.append([])
-            if m.role == R_CUE:  # "without", "nor", "with no" open the next item
-                items[-1].append(m)
-            continue
-        items[-1].append(m)
-    items = [it for it in items if it]
-    if len(items) <= 1:
-        return []
 
-    def has_head(it) -> bool:
-        return any(m.role in heads_roles for m in it)
+    def pre_cue(m) -> bool:
+        return m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE))
 
+    def predicate(m) -> bool:
+        return m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST)))
+
+    # items: character spans between split coordinators (a cue coordinator such as
+    # "without" opens the next item), with their mentions
+    items: list[list] = []  # [start, end, mentions]
+    start = 0
+    for m in a.mentions:
+        if m.coord in _SPLIT_COORDS or (m.term and m.coord is None and m.role != R_CUE):
+            items.append([start, m.start, []])
+            start = m.start if m.role == R_CUE else m.end
+    items.append([start, len(sent), []])
+    for m in a.mentions:
+        for it in items:
+            if it[0] <= m.start < it[1] or (it[0] == m.start == it[1]):
+                it[2].append(m)
+                break
+    items = [it for it in items if sent[it[0]:it[1]].strip(" ,;:.")]
     merged: list[list] = []
-    pending: list = []
+    pending = None
     for it in items:
-        if not has_head(it):
+        if not any(m.role in heads_roles for m in it[2]):
             if merged:
-                merged[-1].extend(it)
+                merged[-1][1] = it[1]
+                merged[-1][2].extend(it[2])
+            elif pending is None:
+                pending = it
             else:
-                pending.extend(it)
+                pending[1] = it[1]
+                pending[2].extend(it[2])
             continue
-        merged.append(pending + it)
-        pending = []
-    if pending and merged:
-        merged[-1].extend(pending)
+        if pending is not None:
+            it = [pending[0], it[1], pending[2] + it[2]]
+            pending = None
+        merged.append(it)
     items = merged
     if len(items) <= 1:
         return []
-    # shared prefix: cues (negation / hedge) or a normal predicate before the first head
-    first = items[0]
-    prefix_end = 0
-    first_head = next(m for m in first if m.role in heads_roles and m.role != R_NORMAL) if any(
-        m.role in (R_OBS, R_ANAT) for m in first) else None
-    if first_head is not None:
-        for m in first:
-            if m.i >= first_head.i:
+
+    def lead_cue_end(it) -> int | None:
+        """End of the pre-cues ("no", "without evidence of") before the item's first head."""
+        head = next((m for m in it[2] if m.role in (R_OBS, R_ANAT)), None)
+        end = None
+        for m in it[2]:
+            if head is not None and m.i >= head.i:
                 break
-            if (m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE))) or m.role == R_NORMAL:
-                prefix_end = m.end
+            if pre_cue(m) or m.role == R_NORMAL:
+                end = m.end
+        return end
+
+    prefix_end = lead_cue_end(items[0]) or 0
     # shared suffix: from the copula / post-cue / predicate after the last item's first head
-    last = items[-1]
     suffix_start = None
-    lh = next((m for m in last if m.role in (R_OBS, R_ANAT)), None)
+    lh = next((m for m in items[-1][2] if m.role in (R_OBS, R_ANAT)), None)
     if lh is not None:
-        for m in last:
-            if m.i <= lh.i:
-                continue
-            if m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST))):
-                suffix_start = m.start
-                break
-    # spans of items
-    spans = [(it[0].start, it[-1].end) for it in items]
+        suffix_start = next((m.start for m in items[-1][2] if m.i > lh.i and predicate(m)), None)
 
     def item_of(pos: int) -> int:
-        for k, (s, e) in enumerate(spans):
-            if s <= pos < e:
+        for k, it in enumerate(items):
+            if it[0] <= pos < it[1]:
                 return k
         return -1
 
@@ -319,27 +326,35 @@ def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
             groups.append([k])
     if len(groups) <= 1:
         return []
-    n = len(sent.rstrip())
-    prefix = sent[:prefix_end].strip()
-    suffix = sent[suffix_start:].strip() if suffix_start is not None else ""
-    suffix_core = suffix.rstrip(".!? ")
+    suffix = sent[suffix_start:].strip().rstrip(".!? ") if suffix_start is not None else ""
+    # a shared predicate ("are normal") goes to anatomy-only parts; a post-cue ("are not
+    # seen") to parts whose observations it reached
+    suffix_label = None
+    for m in (items[-1][2] if suffix_start is not None else ()):
+        if m.start >= suffix_start and m.role == R_CUE:
+            suffix_label = "OBS-DA" if _cue_has(m, NEG_POST) else ("OBS-U" if _cue_has(m, UNC_POST) else suffix_label)
+    carry = sent[:prefix_end].strip()
+    carry_label = _cue_label(items[0][2], prefix_end)
     out = []
     for g, ks in enumerate(groups):
-        its = [m for k in ks for m in items[k]]
-        start = 0 if g == 0 else spans[ks[0]][0]
-        end = n if g == len(groups) - 1 else spans[ks[-1]][1]
+        ms = [m for k in ks for m in items[k][2]]
+        start = 0 if g == 0 else items[ks[0]][0]
+        end = len(sent.rstrip()) if g == len(groups) - 1 else items[ks[-1]][1]
         if suffix_start is not None and g < len(groups) - 1:
             end = min(end, suffix_start)
-        body = sent[start:end].strip().rstrip(",;:").strip()
-        own_pre = any(m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE)) for m in its)
-        own_pred = any(m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST))) for m in its)
+        body = sent[start:end].strip().strip(",;:").strip()
         parts = []
-        if g > 0 and prefix and not own_pre:
-            parts.append(prefix)
+        own = lead_cue_end([start, end, ms]) if g > 0 else None
+        if g > 0 and own is not None and any(pre_cue(m) for m in ms if m.end <= own):
+            carry, carry_label = sent[start:own].strip(), _cue_label(ms, own)  # a new shared cue ("without ...")
+        elif g > 0 and carry and _carry_applies(ms, carry_label):
+            parts.append(_standalone_cue(carry))
         parts.append(body)
-        if g < len(groups) - 1 and suffix_core and not own_pred:
-            parts.append(suffix_core)
+        if g < len(groups) - 1 and suffix and not any(predicate(m) for m in ms) and _carry_applies(ms, suffix_label):
+            parts.append(suffix)
         claim_text = " ".join(p for p in parts if p)
+        if parts and parts[0] == body and body[:7].lower() in ("without", "with no"):
+            claim_text = _standalone_cue(claim_text)
         claim_text = claim_text[:1].upper() + claim_text[1:]
         if claim_text and claim_text[-1] not in ".!?":
             claim_text += "."
@@ -351,8 +366,38 @@ def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
     return out
 
 
-def _is_split_term(sent: str, m) -> bool:
-    return sent[m.start : m.end].lower() in _SPLIT_COORDS
+def _cue_label(mentions, end: int) -> str | None:
+    """The label the leading cues up to ``end`` give (OBS-DA for negation, OBS-U for a
+    hedge), or None for a normal predicate prefix ("Normal heart size and ...")."""
+    from checkers.graphs.rules import R_CUE, _cue_has
+
+    label = None
+    for m in mentions:
+        if m.end > end:
+            break
+        if m.role == R_CUE:
+            label = "OBS-DA" if _cue_has(m, NEG_PRE) else ("OBS-U" if _cue_has(m, UNC_PRE) else label)
+    return label
+
+
+def _carry_applies(mentions, label: str | None) -> bool:
+    """A shared cue applies to a later item when the item's observations carry its label
+    (the scope reached them), or, for a normal predicate prefix, when it names anatomy only."""
+    from checkers.graphs.rules import R_ANAT, R_OBS
+
+    obs = [m for m in mentions if m.role == R_OBS]
+    if label is None:
+        return not obs and any(m.role == R_ANAT for m in mentions)
+    return bool(obs) and all(m.label == label for m in obs)
+
+
+def _standalone_cue(text: str) -> str:
+    """ "without evidence of" -> "no evidence of" for a claim standing alone."""
+    low = text.lower()
+    for old in ("without", "with no"):
+        if low.startswith(old):
+            return "no" + text[len(old):]
+    return text
 
 
 def iter_claims(reports: Iterable[Report]) -> Iterator[tuple[Claim, ...]]:

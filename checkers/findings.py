@@ -76,7 +76,7 @@ class _Reader:
         self.norms = {e.id: self._norm(e) for e in graph.entities}
         # spans whose denial is explicit in the graph (rules graphs: "clear" OBS-DP normal
         # has an "abnormality" OBS-DA twin); elsewhere normal predicates are expanded here
-        self.explicit = {(e.start, e.end) for e in graph.entities if e.label == "OBS-DA" and e.norm in (lex.umbrella, lex.acute_umbrella)}
+        self.explicit = {(e.start, e.end) for e in graph.entities if e.label == "OBS-DA" and e.norm is not None}
 
     def _norm(self, e: Entity) -> str | None:
         if e.norm:
@@ -166,8 +166,8 @@ class _Reader:
             zones_t = tuple(zones)
             anat_norms = [a for a in (self.norms.get(t) for t in self.located.get(e.id, ())) if a and a not in SIDES]
             if obs == NORMAL_NORM:
-                if (e.start, e.end) in self.explicit:
-                    continue
+                if e.norm is not None or (e.start, e.end) in self.explicit:
+                    continue  # rules graphs carry the denied findings as entities
                 # a normal statement from another extractor: expand it here
                 out.extend(self._denied(anat_norms, laterality, zones_t, "acute" if temporal else None, e, umbrella=True))
                 continue
@@ -185,7 +185,7 @@ class _Reader:
                 if e.label == "OBS-DA":
                     out.extend(self._denied(anat_norms, laterality, zones_t, None, e, umbrella=False))
                 continue
-            anatomy = organs[0] if organs else None
+            anatomy = organs[0] if organs else lex.obs_organ.get(obs)
             out.append(_new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e))
         return tuple(out)
 

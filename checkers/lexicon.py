@@ -87,6 +87,8 @@ class Lexicon:
     default_anatomy: str = "chest"
     change_norms: frozenset[str] = frozenset()
     severity_norms: frozenset[str] = frozenset()
+    specific_normal: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    obs_organ: dict[str, str] = field(default_factory=dict)
     _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
 
     # ---- building -------------------------------------------------------------------
@@ -129,6 +131,13 @@ class Lexicon:
         normal = d.get("normal", {})
         for syn in normal.get("predicates", ()):
             self._add(syn, Entry(NORMAL, "normal"))
+        for syn, denied in normal.get("specific", {}).items():
+            if syn != "comment":
+                self.specific_normal[syn] = tuple(denied)
+                self._add(syn, Entry(NORMAL, syn))
+        for norm, spec in d.get("observations", {}).items():
+            if isinstance(spec, Mapping) and spec.get("organ"):
+                self.obs_organ[norm] = spec["organ"]
         for key, cat in _CUE_KEYS.items():
             for syn in d.get("cues", {}).get(key, ()):
                 self._add(syn, Entry(cat, syn))
@@ -225,6 +234,15 @@ class Lexicon:
     def implied(self, anatomy: str) -> tuple[str, ...]:
         """Specific findings a normal statement about ``anatomy`` denies."""
         return self.implies.get(anatomy, ())
+
+    def denied_by(self, predicate: str, anatomy: str | None) -> tuple[str, ...]:
+        """Findings a specific normal predicate ("well expanded", "intact") denies about
+        ``anatomy``: its list, narrowed to the anatomy's implied findings when they share any."""
+        listed = self.specific_normal.get(predicate, ())
+        if anatomy is None:
+            return listed
+        narrowed = tuple(f for f in listed if f in self.implies.get(anatomy, ()))
+        return narrowed or listed
 
     def scope(self, anatomy: str | None) -> tuple[str | None, ...]:
         """Anatomy scopes of the umbrella finding of a normal statement about ``anatomy``."""

@@ -99,13 +99,14 @@ def claim_subgraph(g: EntityGraph, start: int, end: int) -> EntityGraph:
             located.setdefault(r.source, []).append(r.target)
     own = {x for x in inside if not (located.get(x) and all(t not in inside for t in located[x]))}
     keep = set(own)
-    for r in g.relations:
-        if r.source in own:
+    obs = {e.id for e in g.entities if e.is_observation}
+    for r in g.relations:  # observations elsewhere related to ours; never another part's anatomy
+        if r.source in own and r.target in obs:
             keep.add(r.target)
-        elif r.target in own:
+        elif r.target in own and r.source in obs:
             keep.add(r.source)
     for r in g.relations:  # modifiers of what was pulled in ("mildly" of a shared predicate)
-        if r.type == "modify" and r.target in keep:
+        if r.type == "modify" and r.target in keep and r.source in obs:
             keep.add(r.source)
     ents = tuple(e for e in g.entities if e.id in keep)
     rels = tuple(r for r in g.relations if r.source in keep and r.target in keep)

@@ -136,7 +136,7 @@ class RulesExtractor:
         _absorb_generic(chunks, lex)
         _promote(chunks, lex)
         _scope(mentions, chunks, words)
-        rels = _relate(mentions, chunks, lex)
+        rels = _relate(mentions, chunks, lex, words)
         graph, heads = _build_graph(text, mentions, chunks, rels, lex)
         return Analysis(text, tokens, mentions, chunks, graph, heads)
 
@@ -192,7 +192,7 @@ def _roles(mentions: list[Mention], words: list[str]) -> None:
             e = m.entry(ANAT)
             m.role, m.norm, m.laterality = R_ANAT, e.norm, e.laterality
         elif NORMAL in cats:
-            m.role, m.norm = R_NORMAL, "normal"
+            m.role, m.norm = R_NORMAL, m.entry(NORMAL).norm  # "normal", or a specific predicate
         elif LAT in cats:
             e = m.entry(LAT)
             m.role, m.norm, m.laterality = R_LAT, e.norm, e.norm
@@ -371,7 +371,7 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             b[0].label = "OBS-U"
 
 
-def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon) -> list[tuple[str, Mention, Mention]]:
+def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> list[tuple[str, Mention, Mention]]:
     rels: list[tuple[str, Mention, Mention]] = []
     nchunks = len(chunks)
     # anatomy groups: consecutive anatomy mentions -> earlier modify the last (head)
@@ -426,7 +426,9 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon) 
         target = None
         for j in range(k + 1, nchunks):
             if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
-                target = preds[j][0]
+                p0, a0 = preds[j][0], anat_heads[j][0]
+                if p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0.i < x.i < p0.j):
+                    target = p0  # "heart and mediastinum ARE normal", not "... with left basilar atelectasis"
                 break
             if preds[j] or not anat_heads[j]:
                 break
@@ -473,6 +475,18 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon) 
                 rels.append(("suggestive_of", src, dst))
                 if "def" not in c.kind and dst.label == "OBS-DP":
                     dst.label = "OBS-U"
+    # ", XXXX scarring": the IU de-identification often blanks the hedge ("likely",
+    # "possibly") between an observation and the one it suggests
+    for k in range(1, nchunks):
+        first = chunks[k][0] if chunks[k] else None
+        target = next((x for x in chunks[k] if x.role == R_OBS), None)
+        prev = [x for x in chunks[k - 1] if x.role == R_OBS]
+        if first is None or target is None or not prev or first.i < 2:
+            continue
+        if words[first.i - 1] == "xxxx" and words[first.i - 2] == "," and (first is target or first.role == R_MOD):
+            rels.append(("suggestive_of", prev[-1], target))
+            if target.label == "OBS-DP":
+                target.label = "OBS-U"
     # "A or B": B without its own anatomy shares A's
     for k in range(1, nchunks):
         if anat_heads[k] or not preds[k] or not preds[k - 1]:
@@ -534,7 +548,7 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
         elif m.role == R_LAT and id(m) in attached_lat:
             key_of[id(m)] = add(m.start, m.end, "ANAT-DP", m.norm)
         elif m.role == R_NORMAL:
-            key_of[id(m)] = add(m.start, m.end, "OBS-DP", "normal")
+            key_of[id(m)] = add(m.start, m.end, "OBS-DP", m.norm)
         elif m.role == R_MOD and id(m) in modifiers:
             key_of[id(m)] = add(m.start, m.end, (m.head.label if m.head else "OBS-DP"), m.norm)
     seen = set()
@@ -569,7 +583,8 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
                     ents[idx] = (s, e, t, label, spec)
                     break
     # a normal statement denies the umbrella finding where it speaks ("clear" -> abnormality
-    # absent, located_at "lungs"); findings_from_graph adds the specific denied findings
+    # absent, located_at "lungs"); findings_from_graph adds the specific denied findings. A
+    # specific predicate ("well expanded", "intact") denies only its own findings.
     umbrella = lex.umbrella
     for idx in range(len(ents)):
         s, e, t, label, norm = ents[idx]
@@ -578,14 +593,23 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
             if acute:
                 ents[idx] = (s, e, t, label, lex.acute_umbrella)
             continue
-        if norm != "normal" or label != "OBS-DP":
+        specific = norm in lex.specific_normal
+        if label != "OBS-DP" or not (norm == "normal" or specific):
             continue
+        ents[idx] = (s, e, t, label, "normal")
         anats = located.get(idx, [])
         if not anats and any(m.role == R_OBS for m in mentions):
             continue  # "tube in appropriate position": normal says nothing about the chest
-        k = add(s, e, "OBS-DA", lex.acute_umbrella if acute else umbrella)
-        for a in anats:
-            relations.append(("located_at", k, a))
+        if not specific:
+            k = add(s, e, "OBS-DA", lex.acute_umbrella if acute else umbrella)
+            for a in anats:
+                relations.append(("located_at", k, a))
+            continue
+        for a in anats or [None]:
+            for f in lex.denied_by(norm, ents[a][4] if a is not None else None):
+                k = add(s, e, "OBS-DA", f)
+                if a is not None:
+                    relations.append(("located_at", k, a))
     order = sorted(range(len(ents)), key=lambda k: (ents[k][0], ents[k][1], k))
     new_id = {k: f"e{n + 1}" for n, k in enumerate(order)}
     entities = tuple(_fast.entity(new_id[k], ents[k][2], ents[k][0], ents[k][1], ents[k][3], ents[k][4]) for k in order)
