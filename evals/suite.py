@@ -22,7 +22,7 @@ from evals.metrics import bootstrap as bs
 from evals.metrics.chexpert import CHEXPERT_LABELS, chexpert_labels, f1_from_counts, label_counts, label_f1
 from evals.metrics.green import GREEN_CATEGORIES, GreenCounts, HallucinationRate, green_counts, hallucination_rate
 from evals.metrics.radfact import Judged, RadFactScore, aggregate, judged_from_verdict, logical_score
-from evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, merge_graphs, reward, to_radgraph
+from evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
 from evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_l, sentence_bleu4
 
 STAGES = ("read", "check", "radgraph", "chexpert", "green", "radfact", "hallucination", "bleu", "rouge", "bootstrap")
@@ -71,7 +71,8 @@ class SuiteResult:
     chexpert_per_label: dict[str, float]
     green_totals: dict[str, int]
     judge_errors: int
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage
+    cpu_timings: dict[str, float] = field(default_factory=dict)  # this process's CPU seconds per stage
 
     @property
     def scored(self) -> list[PairResult]:
@@ -127,15 +128,17 @@ class Suite:
         self.policy = policy
         self._read = CachedReader(reader or default_reader(extractor))
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.cpu_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.pipeline = Pipeline(extractor, self_check=self_check, reader=self._read)
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.timings[stage] += time.perf_counter() - t0
+            self.cpu_timings[stage] += time.process_time() - c0
 
     def evaluate(self, pairs: Sequence[tuple[str, str, str]], *, n_bootstrap: int = 1000, seed: int = 0,
                  progress: Callable[[int], None] | None = None) -> SuiteResult:
@@ -169,8 +172,7 @@ class Suite:
         for w, (k, rp, rr, fwd, rev) in enumerate(work):
             pid, pred, ref = pairs[k]
             with self._timed("radgraph"):
-                rg = reward(to_radgraph(merge_graphs([c.graph for c in rp.claims]), pred),
-                            to_radgraph(merge_graphs([c.graph for c in rr.claims]), ref))
+                rg = reward(to_radgraph([c.graph for c in rp.claims], pred), to_radgraph([c.graph for c in rr.claims], ref))
             fp = [f for c in rp.claims for f in c.findings]
             fr = [f for c in rr.claims for f in c.findings]
             with self._timed("chexpert"):
@@ -204,6 +206,7 @@ class Suite:
         with self._timed("bootstrap"):
             out = self._corpus(final, counts, n_bootstrap, seed)
         out.timings = dict(self.timings)
+        out.cpu_timings = dict(self.cpu_timings)
         return out
 
     def _judge_all(self, pairs, work) -> list[tuple[list[Judged], list[Judged]]]:
@@ -219,15 +222,14 @@ class Suite:
     def _corpus(self, results: list[PairResult], counts, n_boot: int, seed: int) -> SuiteResult:
         ok = [r for r in results if r.error is None]
         n = len(ok)
-        idx = bs.resample_indices(n, n_boot, seed) if n_boot and n else None
-        weights = bs.resample_weights(idx, n) if idx is not None else None
+        weights = bs.resample_weights(bs.resample_indices(n, n_boot, seed), n) if n_boot and n else None
 
         def ci_mean(values) -> bs.CI:
             v = np.asarray(values, dtype=float)
-            if idx is None:
+            if weights is None:
                 est = float(np.nanmean(v)) if v.size and not np.all(np.isnan(v)) else float("nan")
                 return bs.CI(est, float("nan"), float("nan"), 0.95, 0, seed)
-            return bs.bootstrap_mean(v, indices=idx, seed=seed)
+            return bs.bootstrap_mean(v, weights=weights, seed=seed)
 
         def ci_sums(per_report, stat) -> bs.CI:
             arr = np.asarray(per_report, dtype=float)
@@ -252,7 +254,7 @@ class Suite:
         rc = np.array([_nan(r.radfact.logical_recall) for r in ok])
         corpus["radfact_logical_precision"] = ci_mean(p)
         corpus["radfact_logical_recall"] = ci_mean(rc)
-        corpus["radfact_logical_f1"] = _f1_ci(p, rc, idx, seed)
+        corpus["radfact_logical_f1"] = _f1_ci(p, rc, weights, seed)
         corpus["hallucination_rate"] = ci_sums(
             [[r.hallucination.flagged, r.hallucination.total] for r in ok],
             lambda s: np.where(np.atleast_2d(s)[:, 1] > 0, np.atleast_2d(s)[:, 0] / np.maximum(np.atleast_2d(s)[:, 1], 1), np.nan))
@@ -267,19 +269,18 @@ def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
-def _f1_ci(p: np.ndarray, r: np.ndarray, idx: np.ndarray | None, seed: int) -> bs.CI:
+def _f1_ci(p: np.ndarray, r: np.ndarray, weights: np.ndarray | None, seed: int) -> bs.CI:
     """Logical F1 of the corpus precision and recall (RadFact's logical_f1), resampled."""
-    def f1(pp: np.ndarray, rr: np.ndarray) -> float:
-        if pp.size == 0 or np.all(np.isnan(pp)) or np.all(np.isnan(rr)):
-            return float("nan")
-        a, b = float(np.nanmean(pp)), float(np.nanmean(rr))
-        return 2 * a * b / (a + b) if a + b > 0 else 0.0
+    def f1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(a + b > 0, 2 * a * b / np.where(a + b > 0, a + b, 1), np.where(np.isnan(a + b), np.nan, 0.0))
 
-    est = f1(p, r)
-    if idx is None:
+    ones = np.ones((1, len(p)))
+    est = float(f1(bs.resampled_means(p, ones), bs.resampled_means(r, ones))[0]) if len(p) else float("nan")
+    if weights is None:
         return bs.CI(est, float("nan"), float("nan"), 0.95, 0, seed)
-    vals = np.array([f1(p[row], r[row]) for row in idx])
-    return bs._interval(est, vals, 0.95, idx.shape[0], seed)
+    vals = f1(bs.resampled_means(p, weights), bs.resampled_means(r, weights))
+    return bs.percentile_interval(est, vals, 0.95, weights.shape[0], seed)
 
 
 def _problem(kind: str, text: Any) -> str | None:

@@ -190,3 +190,13 @@ def test_merge_claim_graphs():
     assert [(e.id, e.text) for e in m.entities] == [("1", "pleural effusion"), ("2", "pneumothorax")]
     assert m.relations == (Relation("modify", "2", "1"),)
     assert to_radgraph(m, text)["entities"]["2"]["relations"] == [["modify", "1"]]
+
+
+def test_export_of_several_graphs_equals_export_of_merged():
+    from evals.metrics.radgraph_f1 import merge_graphs
+
+    text = "Small left pleural effusion and left basilar atelectasis."
+    g1 = _graph(text, [("left", "ANAT-DP"), ("pleural effusion", "OBS-DP"), ("Small", "OBS-DP")], [("located_at", 1, 0), ("modify", 2, 1)])
+    g2 = _graph(text, [("pleural effusion", "OBS-DP"), ("atelectasis", "OBS-DP"), ("basilar", "ANAT-DP")], [("located_at", 1, 2)])
+    assert to_radgraph([g1, g2], text) == to_radgraph(merge_graphs([g1, g2]), text)
+    assert len(to_radgraph([g1, g2], text)["entities"]) == 5

@@ -45,7 +45,7 @@ def resample_indices(n: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarr
     return rng.integers(0, max(n, 1), size=(n_resamples, n))
 
 
-def _interval(estimate: float, values: np.ndarray, level: float, n_resamples: int, seed: int) -> CI:
+def percentile_interval(estimate: float, values: np.ndarray, level: float, n_resamples: int, seed: int) -> CI:
     values = np.asarray(values, dtype=float)
     if np.all(np.isnan(values)):
         return CI(estimate, float("nan"), float("nan"), level, n_resamples, seed)
@@ -54,20 +54,31 @@ def _interval(estimate: float, values: np.ndarray, level: float, n_resamples: in
     return CI(float(estimate), float(low), float(high), level, n_resamples, seed)
 
 
-def bootstrap_mean(values, *, indices: np.ndarray | None = None, n_resamples: int = 1000, seed: int = 0,
-                   level: float = 0.95) -> CI:
-    """CI of the mean of per-report values; NaN values are excluded (nanmean)."""
+def bootstrap_mean(values, *, indices: np.ndarray | None = None, weights: np.ndarray | None = None,
+                   n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> CI:
+    """CI of the mean of per-report values; NaN values are excluded (nanmean).
+
+    Pass ``weights`` (``resample_weights``) to reuse resamples across metrics: each
+    resampled mean is then one matrix-vector product."""
     v = np.asarray(values, dtype=float)
-    idx = resample_indices(len(v), n_resamples, seed) if indices is None else indices
     est = float(np.nanmean(v)) if v.size and not np.all(np.isnan(v)) else float("nan")
+    if weights is None:
+        idx = resample_indices(len(v), n_resamples, seed) if indices is None else indices
+        weights = resample_weights(idx, len(v))
     if v.size == 0:
-        return CI(est, float("nan"), float("nan"), level, idx.shape[0], seed)
-    sample = v[idx]
+        return CI(est, float("nan"), float("nan"), level, weights.shape[0], seed)
+    means = resampled_means(v, weights)
+    return percentile_interval(est, means, level, weights.shape[0], seed)
+
+
+def resampled_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """NaN-ignoring mean of ``values`` in each resample (rows of ``weights``)."""
+    v = np.asarray(values, dtype=float)
+    ok = ~np.isnan(v)
     with np.errstate(invalid="ignore", divide="ignore"):
-        counts = (~np.isnan(sample)).sum(axis=1)
-        sums = np.nansum(sample, axis=1)
-        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return _interval(est, means, level, idx.shape[0], seed)
+        counts = weights @ ok.astype(float)
+        sums = weights @ np.where(ok, v, 0.0)
+        return np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
 
 
 def bootstrap_ratio(numerators, denominators, *, indices: np.ndarray | None = None, n_resamples: int = 1000,
@@ -82,7 +93,7 @@ def bootstrap_ratio(numerators, denominators, *, indices: np.ndarray | None = No
     with np.errstate(invalid="ignore", divide="ignore"):
         d = den[idx].sum(axis=1)
         values = np.where(d > 0, num[idx].sum(axis=1) / np.where(d > 0, d, 1), np.nan)
-    return _interval(est, values, level, idx.shape[0], seed)
+    return percentile_interval(est, values, level, idx.shape[0], seed)
 
 
 def bootstrap_statistic(statistic: Callable[[np.ndarray], float], n: int, *, indices: np.ndarray | None = None,
@@ -91,7 +102,7 @@ def bootstrap_statistic(statistic: Callable[[np.ndarray], float], n: int, *, ind
     idx = resample_indices(n, n_resamples, seed) if indices is None else indices
     est = float(statistic(np.arange(n)))
     values = np.array([statistic(row) for row in idx], dtype=float) if n else np.array([np.nan])
-    return _interval(est, values, level, idx.shape[0], seed)
+    return percentile_interval(est, values, level, idx.shape[0], seed)
 
 
 def resample_weights(indices: np.ndarray, n: int) -> np.ndarray:
@@ -120,4 +131,4 @@ def bootstrap_sums(per_report: np.ndarray, statistic: Callable[[np.ndarray], np.
     if n == 0:
         return CI(est, float("nan"), float("nan"), level, weights.shape[0], seed)
     sums = (weights @ arr.reshape(n, -1)).reshape((weights.shape[0],) + arr.shape[1:])
-    return _interval(est, np.asarray(statistic(sums), dtype=float), level, weights.shape[0], seed)
+    return percentile_interval(est, np.asarray(statistic(sums), dtype=float), level, weights.shape[0], seed)

@@ -55,38 +55,53 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
-def to_radgraph(graph: EntityGraph, text: str, *, label_style: str = "radgraph") -> dict[str, Any]:
+def _dedupe(graphs: Sequence[EntityGraph]) -> tuple[dict[tuple[int, int, str], Entity], dict[tuple[int, int, str], dict]]:
+    """Entities of several graphs keyed by (start, end, label), the first of each kept, and
+    each key's outgoing relations as an ordered set of (type, target key)."""
+    first: dict[tuple[int, int, str], Entity] = {}
+    key_of: dict[tuple[int, str], tuple[int, int, str]] = {}
+    for gi, g in enumerate(graphs):
+        for e in g.entities:
+            k = (e.start, e.end, e.label)
+            key_of[(gi, e.id)] = k
+            first.setdefault(k, e)
+    rels: dict[tuple[int, int, str], dict] = {}
+    for gi, g in enumerate(graphs):
+        for r in g.relations:
+            rels.setdefault(key_of[(gi, r.source)], {})[(r.type, key_of[(gi, r.target)])] = None
+    return first, rels
+
+
+def to_radgraph(graph: EntityGraph | Sequence[EntityGraph], text: str, *, label_style: str = "radgraph") -> dict[str, Any]:
     """Export ``graph`` (offsets into ``text``) as a radgraph annotation.
 
-    ``label_style`` "radgraph" keeps "OBS-DP" etc.; "xl" writes radgraph-xl labels
-    ("Observation::definitely present"). Entities are numbered "1", "2", ... in text order;
-    an entity whose span covers no token (whitespace only) is left out with its relations.
+    ``graph`` may be several graphs of the same text (a report's claim graphs): entities
+    with the same span and label are one entity. ``label_style`` "radgraph" keeps "OBS-DP"
+    etc.; "xl" writes radgraph-xl labels ("Observation::definitely present"). Entities are
+    numbered "1", "2", ... in text order; an entity whose span covers no token
+    (whitespace only) is left out with its relations.
     """
     if label_style not in ("radgraph", "xl"):
         raise ReportgenError("E401", f"unknown label_style {label_style!r}", fix="use 'radgraph' or 'xl'")
+    first, rels = _dedupe([graph] if isinstance(graph, EntityGraph) else list(graph))
     toks = tokenize(text)
     starts = [t[1] for t in toks]
     ends = [t[2] for t in toks]
-    ordered = sorted(graph.entities, key=lambda e: (e.start, e.end, e.id))
-    spans: dict[str, tuple[int, int]] = {}
-    for e in ordered:
-        first = bisect_right(ends, e.start)  # first token ending after the entity starts
-        last = bisect_left(starts, e.end) - 1  # last token starting before the entity ends
-        if first <= last:
-            spans[e.id] = (first, last)
-    ids = {eid: str(k + 1) for k, eid in enumerate(e.id for e in ordered if e.id in spans)}
+    spans: dict[tuple[int, int, str], tuple[int, int]] = {}
+    for k in sorted(first):
+        a = bisect_right(ends, k[0])  # first token ending after the entity starts
+        b = bisect_left(starts, k[1]) - 1  # last token starting before the entity ends
+        if a <= b:
+            spans[k] = (a, b)
+    ids = {k: str(i + 1) for i, k in enumerate(spans)}
     out: dict[str, Any] = {}
-    for e in ordered:
-        if e.id not in spans:
-            continue
-        first, last = spans[e.id]
-        rels = [[r.type, ids[r.target]] for r in graph.relations if r.source == e.id and r.target in ids]
-        out[ids[e.id]] = {
-            "tokens": " ".join(t[0] for t in toks[first : last + 1]),
-            "label": _XL_LABELS[e.label] if label_style == "xl" else e.label,
-            "start_ix": first,
-            "end_ix": last,
-            "relations": rels,
+    for k, (a, b) in spans.items():
+        out[ids[k]] = {
+            "tokens": " ".join(t[0] for t in toks[a: b + 1]),
+            "label": _XL_LABELS[k[2]] if label_style == "xl" else k[2],
+            "start_ix": a,
+            "end_ix": b,
+            "relations": [[rt, ids[tk]] for rt, tk in rels.get(k, {}) if tk in ids],
         }
     return {"text": " ".join(t[0] for t in toks), "entities": out}
 
@@ -220,18 +235,8 @@ def merge_graphs(graphs: Sequence[EntityGraph]) -> EntityGraph:
     Entities with the same span and label are one entity (claims split from a coordination
     share words); relations are kept once each. Ids become "1", "2", ... in text order.
     """
-    key_of: dict[tuple[int, str], tuple[int, int, str]] = {}
-    first: dict[tuple[int, int, str], Entity] = {}
-    for gi, g in enumerate(graphs):
-        for e in g.entities:
-            k = (e.start, e.end, e.label)
-            key_of[(gi, e.id)] = k
-            first.setdefault(k, e)
+    first, rels = _dedupe(graphs)
     order = sorted(first)
     ids = {k: str(i + 1) for i, k in enumerate(order)}
     ents = tuple(Entity(ids[k], first[k].text, k[0], k[1], k[2], first[k].norm) for k in order)
-    rels = dict.fromkeys(
-        Relation(r.type, ids[key_of[(gi, r.source)]], ids[key_of[(gi, r.target)]])
-        for gi, g in enumerate(graphs) for r in g.relations
-    )
-    return EntityGraph(ents, tuple(rels))
+    return EntityGraph(ents, tuple(Relation(t, ids[k], ids[tk]) for k in order for t, tk in rels.get(k, {})))
