@@ -185,7 +185,8 @@ def _load_rules(path: str) -> CheckingRules:
 
 def describe_finding(f: Finding) -> str:
     """A short human description: "small right base pleural effusion (present)"."""
-    parts = [p for p in (f.severity, f.change, f.laterality, *f.locations, f.observation) if p]
+    change = f.change if f.change and f.change not in f.observation else None  # not "acute acute abnormality"
+    parts = [p for p in (f.severity, change, f.laterality, *f.locations, f.observation) if p]
     return f"{' '.join(parts)} ({f.presence})"
 
 
@@ -219,20 +220,21 @@ def _where(rules: CheckingRules, f: Finding) -> frozenset[str] | None:
 
 def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     """Whether an absent finding's anatomy scope includes where the present one lies
-    ("the heart is normal" says nothing about the lungs)."""
+    ("the heart is normal" says nothing about the lungs). Conservative: a finding whose
+    place is unknown, or a vague "abnormality" ("chronic changes"), is denied only by a
+    statement about the whole chest."""
     if absent.anatomy is None:
         return True
     denied = rules.scope(absent.anatomy)
     if denied is None:
         return True
+    if present.observation in rules.umbrellas:
+        return False
     if present.anatomy is not None:
         where = rules.scope(present.anatomy)
         return where is not None and bool(where & denied)
     regions = rules.regions.get(present.observation)
-    if regions is not None:
-        return bool(regions & denied)
-    # "Something abnormal somewhere" is not denied by a statement about one organ.
-    return present.observation not in rules.umbrellas
+    return regions is not None and bool(regions & denied)
 
 
 def _region_overlap(rules: CheckingRules, a: Finding, b: Finding) -> bool:

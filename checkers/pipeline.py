@@ -84,11 +84,10 @@ class ClaimResult:
             ],
             "score": self.score,
             "sentence_start": c.sentence_start, "sentence_end": c.sentence_end,
+            # Each checker's verdict; its reasons are in "reasons" above (prefixed with the
+            # checker's name when several checkers ran), so they are not repeated here.
             "verdicts": [
-                {
-                    "checker": v.checker, "status": v.status, "score": v.score, "reasons": list(v.reasons),
-                    "evidence": [e.describe() for e in v.evidence],
-                }
+                {"checker": v.checker, "status": v.status, "score": v.score, "evidence": [e.describe() for e in v.evidence]}
                 for v in self.verdicts
             ],
         }
