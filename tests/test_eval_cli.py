@@ -102,3 +102,21 @@ def test_eval_grounded_mode(shared_data, tmp_path, capsys):
     assert 0 < c["logical_precision"] < 1 and 0 < c["logical_recall"] < 1
     assert c["n_candidate_phrases_with_boxes"] > 0
     assert c["grounding_precision"] is None or 0 <= c["grounding_precision"] <= 1
+
+
+def test_eval_with_llm_judge_counts_failed_calls(files, capsys):
+    from tests.test_metrics_judge import _JudgeServer
+
+    tmp, pred, ref = files
+    boom = _jsonl(tmp / "p2.jsonl", [{"id": "same", "report": SAME}, {"id": "flip", "report": "boom. Small left pleural effusion."}])
+    out = tmp / "j.json"
+    with _JudgeServer() as url:
+        assert main(["eval", "--pred", boom, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q",
+                     "--judge-url", url, "--judge-model", "m", "--judge-concurrency", "2", "--judge-retries", "0"]) == 0
+    m = json.loads(out.read_text())
+    assert m["settings"]["entailment"] == "llm" and m["judge_errors"] >= 1
+    rows = {r["id"]: r for r in m["per_study"]}
+    assert rows["flip"]["radfact_errors"] >= 1
+    # The fake judge entails only hypotheses mentioning "left": errors are excluded, not "not entailed".
+    assert rows["flip"]["radfact_logical_precision"] == 1.0
+    assert "judge calls failed" in capsys.readouterr().err

@@ -91,3 +91,67 @@ def test_from_endpoint_is_greedy_and_lazy():
     assert out[0].entailed is None and out[0].error.startswith("E444")
     code = "import sys, evals.metrics.judge, evals.metrics; print(any(m.startswith('langchain') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+class _JudgeServer:
+    """A loopback OpenAI-compatible chat endpoint standing in for a vLLM server: answers
+    with an entailment decision, or HTTP 500 for hypotheses containing "boom"."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.bodies.append(body)
+                hyp = body["messages"][-1]["content"].split("HYPOTHESIS:")[1].strip()
+                if "boom" in hyp:
+                    status, payload = 500, {"error": {"message": "engine died"}}
+                else:
+                    decision = {"status": "entailment" if "left" in hyp else "not_entailment", "evidence": [2], "reason": "r"}
+                    status, payload = 200, {
+                        "id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": json.dumps(decision)}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_judge_over_http_with_json_schema_structured_output():
+    server = _JudgeServer()
+    with server as url:
+        judge = LLMJudge.from_endpoint(url, "judge-model", max_retries=0, timeout=10)
+        assert judge.structured
+        out = judge.judge(["Small left pleural effusion.", "Right pneumonia.", "boom"], PREMISES)
+    assert out[0] == Judged(True, (1,)) and out[1] == Judged(False, (1,))
+    assert out[2].entailed is None and out[2].error.startswith("E444")
+    body = server.bodies[0]
+    assert body["temperature"] == 0 and body["model"] == "judge-model"
+    assert body["response_format"]["type"] == "json_schema"
+    assert set(body["response_format"]["json_schema"]["schema"]["properties"]) == {"status", "evidence", "reason"}

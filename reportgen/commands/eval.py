@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-api-key-env", metavar="VAR", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (default OPENAI_API_KEY; vLLM needs none)")
     g.add_argument("--judge-concurrency", type=int, default=4, help="judge requests in flight (default 4)")
+    g.add_argument("--judge-retries", type=int, default=2, help="retries of a failed judge call before it counts as an error (default 2)")
+    g.add_argument("--judge-timeout", type=float, default=60.0, help="seconds per judge call (default 60)")
     g.add_argument("--judge-structured", choices=("auto", "json_schema", "text"), default="auto",
                    help="structured output mode (default auto: json_schema when the model offers it)")
     i = p.add_argument_group("error-injection benchmark")
@@ -70,7 +72,8 @@ def _judge(args: argparse.Namespace) -> Any:
     from evals.metrics.judge import LLMJudge
 
     return LLMJudge.from_endpoint(args.judge_url, args.judge_model, api_key=os.environ.get(args.judge_api_key_env),
-                                  structured=args.judge_structured, max_concurrency=args.judge_concurrency)
+                                  structured=args.judge_structured, max_concurrency=args.judge_concurrency,
+                                  max_retries=args.judge_retries, timeout=args.judge_timeout)
 
 
 def _write_json(path: str, obj: Any) -> None:
