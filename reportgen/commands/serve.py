@@ -11,6 +11,7 @@ Ctrl-C or SIGTERM and stops the server's whole process group cleanly.
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import time
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     server = VLLMServer(cfg, log_path=args.log)
     if args.print_command:
-        print(" ".join(build_command(server.cfg, find_launcher(cfg.python))))
+        print(shlex.join(build_command(server.cfg, find_launcher(cfg.python))))
         return 0
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"reportgen serve: warning: binding to {cfg.host} exposes the server beyond this machine; "
