@@ -49,3 +49,10 @@ def test_hallucination_rate():
     h = hallucination_rate(["supported", "unsupported", "contradicted", "uncertain", "error"])
     assert (h.flagged, h.total, h.rate) == (2, 4, 0.5)
     assert hallucination_rate([]).to_dict()["rate"] is None
+
+
+def test_temporal_words_are_not_comparisons():
+    # "acute" / "chronic" (rules lexicon change values) state no comparison with a prior.
+    assert green_counts([F("fracture", change="acute")], [F("fracture")]).errors == 0
+    assert green_counts([F("scarring")], [F("scarring", change="chronic")]).errors == 0
+    assert green_counts([F("pleural effusion", change="stable")], [F("pleural effusion", change="new")]).false_comparison == 1

@@ -12,9 +12,11 @@ deterministically from the two reports' findings (lexicon normal forms):
 - wrong location: both positive, but no reference mention agrees on side and zone
   (a side or zone on one side only is no error);
 - wrong severity: side and zone agree, severities differ (both given);
-- false comparison: a candidate finding with a change ("new", "improved", "unchanged")
-  where the matched reference finding states no change or another one;
-- missed comparison: a matched reference finding with a change the candidate does not state.
+- false comparison: a candidate finding with a comparison with a prior study ("new",
+  "improved", "unchanged": the groups of ``evals/data/green.json``) where the matched
+  reference finding states none or another one;
+- missed comparison: a matched reference finding with a comparison the candidate does
+  not state. Temporal words that are no comparison ("acute", "chronic") never count.
 
 Matched findings are candidate findings (positive or negative) agreeing with a reference
 finding on observation and presence with no location or severity error, so two normal
@@ -133,16 +135,18 @@ def change_groups(path: str | None = None) -> Mapping[str, str]:
     return {w.lower(): g for g, words in data.get("change_groups", {}).items() for w in words}
 
 
-def _same_change(a: str | None, b: str | None) -> bool:
-    groups = change_groups()
-    return a == b or (a is not None and b is not None and groups.get(a.lower(), a) == groups.get(b.lower(), b))
+def _comparison_group(change: str | None) -> str | None:
+    """The comparison a change word states, or None (no change, or "acute"/"chronic")."""
+    return change_groups().get(change.lower()) if change else None
 
 
 def _comparison(c: Finding, refs: Sequence[Finding], n: dict[str, int]) -> None:
     """Comparison errors of a matched candidate finding against its reference mentions."""
-    if c.change and not any(_same_change(r.change, c.change) for r in refs):
+    mine = _comparison_group(c.change)
+    theirs = {g for r in refs if (g := _comparison_group(r.change))}
+    if mine and mine not in theirs:
         n["false_comparison"] += 1
-    elif not c.change and any(r.change for r in refs):
+    elif not mine and theirs:
         n["missed_comparison"] += 1
 
 
