@@ -155,16 +155,15 @@ class Suite:
                         rp, rr = self._read(pred), self._read(ref)
                     except Exception as e:  # one bad report must not stop the corpus
                         problem = f"reading failed: {type(e).__name__}: {e}"
+            if problem is None:
+                with self._timed("check"):
+                    fwd = self.pipeline.check(pid, pred, ref)
+                    rev = self.pipeline.check(pid, ref, pred)
+                problem = fwd.error or rev.error
             if problem is not None:
                 results[k] = PairResult(pid, error=problem)
-                continue
-            with self._timed("check"):
-                fwd = self.pipeline.check(pid, pred, ref)
-                rev = self.pipeline.check(pid, ref, pred)
-            if fwd.error or rev.error:
-                results[k] = PairResult(pid, error=fwd.error or rev.error)
-                continue
-            work.append((k, rp, rr, fwd, rev))
+            else:
+                work.append((k, rp, rr, fwd, rev))
             if progress:
                 progress(k)
 

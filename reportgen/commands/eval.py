@@ -114,7 +114,8 @@ def load_side(path: str, max_chars: int, side: str) -> tuple[dict[str, str], lis
     for rec in read_jsonl(path, require=("id", "report"), text_fields=("report",), max_chars=max_chars):
         if rec.error:
             problems.append({"side": side, "id": rec.fallback_id(), "error": rec.error})
-            texts.pop(rec.id, None) if rec.id else None
+            if rec.id is not None:  # a bad later line replaces an earlier good one: no silent fallback
+                texts.pop(rec.id, None)
             continue
         if rec.id in texts:
             dups.append(rec.id)
