@@ -278,3 +278,40 @@ def test_draft_cli_stops_when_the_server_goes_away_and_resumes(image_file, tmp_p
     assert len(records(out)) == 12 and set(final) == {f"s{i}" for i in range(12)}
     assert redone == {f"s{i}" for i in range(6, 12)}  # nothing done was redone
     assert {i: final[i] for i in first} == first
+
+
+def test_draft_cli_ctrl_c_stops_promptly_keeps_finished_drafts_and_resumes(fake, image_file, tmp_path):
+    """The real prompting and image loading (reportgen.prompting / reportgen.images); the
+    study id travels in the indication. A request that hangs does not hold up Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("reportgen.prompting")
+    studies_path = image_file.parent / f"studies-{tmp_path.name}.jsonl"
+    studies_path.write_text("".join(
+        json.dumps({"id": f"s{i}", "images": [image_file.name], "indication": f"STUDY=s{i}"}) + "\n" for i in range(6)))
+    out = tmp_path / "drafts.jsonl"
+    fake.fail("s3", ("sleep", 60))
+    cmd = [sys.executable, "-m", "reportgen", "draft", "--studies", str(studies_path), "--backend", f"vllm:{fake.url}",
+           "--out", str(out), "--concurrency", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    deadline = time.monotonic() + 60
+    while (not out.exists() or len(out.read_text().splitlines()) < 5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10 and proc.returncode == 130, err
+    assert sorted(r["id"] for r in records(out)) == ["s0", "s1", "s2", "s4", "s5"]
+    body = fake.requests[0]
+    assert isinstance(body["messages"][0]["content"], str) and body["messages"][0]["role"] == "system"
+    assert any(p["type"] == "image_url" and p["image_url"]["url"].startswith("data:image/png;base64,")
+               for p in body["messages"][1]["content"])
+    assert records(out)[0]["prompt_version"] == __import__("reportgen.prompting").prompting.PROMPT_VERSION
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert sorted(x["id"] for x in records(out)) == [f"s{i}" for i in range(6)]
+    assert fake.completed["s3"] == 1 and all(fake.completed[f"s{i}"] == 1 for i in range(6))

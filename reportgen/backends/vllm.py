@@ -17,9 +17,9 @@ from __future__ import annotations
 import base64
 import io
 import os
+import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import httpx
@@ -148,13 +148,12 @@ class VLLMDrafter:
         self._load_image = load_image or _default_load_image
         self.prompt_version = _prompt_version()
         key = api_key or os.environ.get("REPORTGEN_VLLM_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
-            base_url=url, headers=headers, transport=transport,
+            base_url=url, headers={"Authorization": f"Bearer {key}"} if key else {}, transport=transport,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
-        self._stop = threading.Event()
+        self._never = threading.Event()  # a stop event that is never set
         self._resolved: tuple[str, str, str | None] | None = None
         self._lock = threading.Lock()
 
@@ -163,13 +162,14 @@ class VLLMDrafter:
         return f"vllm:{self.url}" + (f"?model={self.requested_model}" if self.requested_model else "")
 
     # -- HTTP with retries --------------------------------------------------------------
-    def _request(self, method: str, path: str, json: Mapping[str, Any] | None = None) -> httpx.Response:
+    def _request(self, method: str, path: str, json: Mapping[str, Any] | None = None,
+                 stop: threading.Event | None = None) -> httpx.Response:
         last = ""
         status: int | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-                if self._stop.wait(delay):
+                if (stop or self._never).wait(delay):
                     break
             try:
                 resp = self._client.request(method, path, json=json)
@@ -267,13 +267,13 @@ class VLLMDrafter:
             body["return_tokens_as_token_ids"] = True  # vLLM: tokens as "token_id:N"
         return body
 
-    def draft_one(self, study: Study) -> DraftResult:
+    def draft_one(self, study: Study, stop: threading.Event | None = None) -> DraftResult:
         """Draft one study; failures come back as an error DraftResult, never raised."""
         t0 = time.perf_counter()
         try:
             model, base, adapter = self.resolve()
             body = self.payload(study)
-            resp = self._request("POST", "/v1/chat/completions", json=body)
+            resp = self._request("POST", "/v1/chat/completions", json=body, stop=stop)
             try:
                 data = resp.json()
                 choice = data["choices"][0]
@@ -298,29 +298,30 @@ class VLLMDrafter:
     def draft_iter(self, studies: Iterable[Study]) -> Iterator[DraftResult]:
         """One DraftResult per study in completion order, at most ``concurrency`` in flight.
 
-        Closing the iterator early (e.g. the caller stops on an unreachable server) cancels
-        the queued studies and cuts the in-flight retries short.
+        Requests run in daemon threads. Closing the iterator early (the caller stops on an
+        unreachable server, or Ctrl-C) starts no further request, cuts the retries of the
+        ones in flight short and does not wait for them: their results are dropped (those
+        studies are not done), and a hung request cannot hold up the exit.
         """
-        self._stop.clear()
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="vllm-draft")
-        pending: set[Future[DraftResult]] = set()
+        stop = threading.Event()
+        results: queue.SimpleQueue[DraftResult] = queue.SimpleQueue()
+
+        def work(study: Study) -> None:
+            results.put(self.draft_one(study, stop))
+
+        inflight = 0
         try:
             for study in studies:
-                if len(pending) >= self.concurrency:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        yield fut.result()
-                pending.add(pool.submit(self.draft_one, study))
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
+                while inflight >= self.concurrency:
+                    yield results.get()
+                    inflight -= 1
+                threading.Thread(target=work, args=(study,), name=f"vllm-draft-{study.id}", daemon=True).start()
+                inflight += 1
+            while inflight:
+                yield results.get()
+                inflight -= 1
         finally:
-            self._stop.set()
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._stop.clear()
+            stop.set()
 
     def draft(self, studies: Sequence[Study]) -> list[Draft]:
         """Drafter protocol: drafts in input order; raises the first study's error."""
