@@ -66,7 +66,7 @@ def parse_adapter(spec: str) -> tuple[str, str]:
     name, sep, path = spec.partition("=")
     name, path = name.strip(), path.strip()
     if not sep or not name or not path or any(c.isspace() for c in name):
-        raise ReportgenError("E553", f"bad --adapter {spec!r}", fix="write --adapter NAME=PATH, e.g. --adapter cxr=runs/lora/adapter")
+        raise ReportgenError("E553", f"bad --adapter {spec!r}", fix="write --adapter NAME=PATH, e.g. --adapter cxr=runs/lora")
     return name, path
 
 

@@ -1,6 +1,6 @@
 """`reportgen serve`: start a vLLM OpenAI-compatible server with LoRA adapters.
 
-    reportgen serve --model Qwen/Qwen2-VL-2B-Instruct --adapter cxr=runs/lora/adapter
+    reportgen serve --model Qwen/Qwen2-VL-2B-Instruct --adapter cxr=runs/lora
     reportgen serve --model DIR --adapter a=A --adapter b=B --port 8001 -- --max-num-seqs 8
 
 Waits until the server is healthy, prints its URL and served model names (base model and
