@@ -315,3 +315,22 @@ def test_draft_cli_ctrl_c_stops_promptly_keeps_finished_drafts_and_resumes(fake,
     assert r.returncode == 0, r.stderr
     assert sorted(x["id"] for x in records(out)) == [f"s{i}" for i in range(6)]
     assert fake.completed["s3"] == 1 and all(fake.completed[f"s{i}"] == 1 for i in range(6))
+
+
+def test_real_prompting_and_a_custom_template(fake, image_file, tmp_path):
+    pytest.importorskip("reportgen.prompting")
+    template = json.loads((Path(__file__).resolve().parents[1] / "prompts" / "draft.json").read_text())
+    template["version"] = "custom-v9"
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(template))
+    study = Study("s0", images=(str(image_file),), indication="STUDY=s0")
+    with VLLMDrafter(fake.url, template=str(path)) as d:
+        (draft,) = d.draft([study])
+    assert draft.prompt_version == "custom-v9" and draft.report == report_for("s0", "tiny-base")
+    from reportgen.prompting import render_messages
+
+    sent = fake.requests[0]["messages"]
+    expected = render_messages(study, "findings")
+    assert sent[0] == expected[0]  # the system message as rendered
+    assert [p["type"] for p in sent[1]["content"]] == [
+        "image_url" if p["type"] == "image" else p["type"] for p in expected[1]["content"]]

@@ -75,10 +75,10 @@ def image_data_url(image: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _default_render(study: Study, task: str) -> list[dict[str, Any]]:
+def _default_render(study: Study, task: str, template: Any = None) -> list[dict[str, Any]]:
     from reportgen.prompting import render_messages
 
-    return render_messages(study, task)
+    return render_messages(study, task, template)
 
 
 def _default_load_image(path: str) -> Any:
@@ -87,12 +87,16 @@ def _default_load_image(path: str) -> Any:
     return load_image(path)
 
 
-def _prompt_version() -> str:
+def _template(path: str | None) -> tuple[Any, str]:
+    """(template or None, its version): the prompt template file, else the default one."""
     try:
-        from reportgen.prompting import PROMPT_VERSION
+        from reportgen.prompting import PROMPT_VERSION, load_template
     except ImportError:
-        return "unknown"
-    return str(PROMPT_VERSION)
+        return None, "unknown"
+    if path is None:
+        return None, str(PROMPT_VERSION)
+    tmpl = load_template(path)
+    return tmpl, str(tmpl.version)
 
 
 class VLLMDrafter:
@@ -102,6 +106,7 @@ class VLLMDrafter:
     request (a long report on a busy CPU server takes a while); ``retries`` is the number of
     extra tries after a connection error, timeout or 5xx, waiting ``backoff_s * 2**n`` (at most
     ``max_backoff_s``) between them. ``api_key`` defaults to $REPORTGEN_VLLM_API_KEY.
+    ``template``: a prompt template file (reportgen.prompting), as for the hf backend.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class VLLMDrafter:
         max_backoff_s: float = 10.0,
         api_key: str | None = None,
         return_token_ids: bool = False,
+        template: str | None = None,
         render: Callable[[Study, str], list[dict[str, Any]]] | None = None,
         load_image: Callable[[str], Any] | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -146,7 +152,7 @@ class VLLMDrafter:
         self.return_token_ids = bool(return_token_ids)
         self._render = render or _default_render
         self._load_image = load_image or _default_load_image
-        self.prompt_version = _prompt_version()
+        self.template, self.prompt_version = _template(template)
         key = api_key or os.environ.get("REPORTGEN_VLLM_API_KEY")
         self._client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {key}"} if key else {}, transport=transport,
@@ -232,7 +238,8 @@ class VLLMDrafter:
     def messages(self, study: Study) -> list[dict[str, Any]]:
         """The rendered chat with image parts as data URLs (OpenAI content parts)."""
         out: list[dict[str, Any]] = []
-        for msg in self._render(study, self.task):
+        rendered = self._render(study, self.task, self.template) if self.template is not None else self._render(study, self.task)
+        for msg in rendered:
             content = msg.get("content")
             if isinstance(content, list):
                 parts = []

@@ -156,7 +156,7 @@ def _record(result, *, backend: str, task: str, model: str | None, adapter: str 
 
 def _describe(drafter: Any) -> tuple[str | None, str | None, str | None]:
     """(model, adapter, prompt_version) for error records, without contacting anything."""
-    model = getattr(drafter, "model", None) or getattr(drafter, "requested_model", None)
+    model = getattr(drafter, "model_name", None) or getattr(drafter, "model", None) or getattr(drafter, "requested_model", None)
     adapter = getattr(drafter, "adapter", None)
     resolved = getattr(drafter, "_resolved", None)
     if resolved:
