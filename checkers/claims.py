@@ -359,7 +359,7 @@ def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
         if claim_text and claim_text[-1] not in ".!?":
             claim_text += "."
         s2, e2 = _strip(sent, start, end)
-        while e2 > s2 and sent[e2 - 1] in ".!?;,":  # the span ends at its own words
+        while e2 > s2 and sent[e2 - 1] in ".!?;,:":  # the span ends at its own words
             e2 -= 1
         s2, e2 = _strip(sent, s2, e2)
         out.append((claim_text, s2, e2))

@@ -114,6 +114,18 @@ def graph_from_annotation(ann: Mapping[str, Any] | None, text: str) -> EntityGra
     return EntityGraph(tuple(ents), relations)
 
 
+def _installed() -> bool:
+    """Whether ``import radgraph`` can work, without importing it (it imports torch)."""
+    import sys
+
+    if "radgraph" in sys.modules:
+        return sys.modules["radgraph"] is not None
+    try:
+        return importlib.util.find_spec("radgraph") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 class RadGraphExtractor:
     """The radgraph model as a GraphExtractor. ``model_type``: radgraph, radgraph-xl
     (default) or modern-radgraph-xl; ``model_cache_dir``: where the weights are (or go);
@@ -125,7 +137,7 @@ class RadGraphExtractor:
                  cuda: int | None = None, **kwargs: Any):
         if model_type not in MODEL_TYPES:
             raise ReportgenError("E243", f"unknown radgraph model_type {model_type!r}", fix=f"use one of {', '.join(MODEL_TYPES)}")
-        if importlib.util.find_spec("radgraph") is None:
+        if not _installed():
             raise BackendUnavailable("E240", "the radgraph extractor needs the 'radgraph' package, which is not installed", fix=_FIX)
         self.model_type = model_type
         self.model_cache_dir = model_cache_dir

@@ -167,7 +167,7 @@ def _roles(mentions: list[Mention], words: list[str]) -> None:
         cats = m.cats()
         phrase = " ".join(words[m.i : m.j])
         if COORD in cats:
-            m.coord = phrase
+            m.coord = m.entry(COORD).norm  # the lexicon spelling ("and/or", "as well as")
         if TERM in cats:
             m.term = True
         if COP in cats:
@@ -270,6 +270,8 @@ def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
             for a in anats:
                 spec = lex.contextual.get((m.norm, a.norm))
                 if spec:
+                    if m.norm == "borderline":
+                        m.label = "OBS-U"  # "heart size is borderline / upper limits of normal"
                     m.role, m.norm, m.kind = R_OBS, spec, ""
                     break
             if m.role == R_OBS:
@@ -473,7 +475,9 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
             src = earlier[-1]
             for dst in later[:1]:
                 rels.append(("suggestive_of", src, dst))
-                if "def" not in c.kind and dst.label == "OBS-DP":
+                if src.label == "OBS-DA":
+                    dst.label = "OBS-DA"  # "no opacity to suggest pneumonia"
+                elif "def" not in c.kind and dst.label == "OBS-DP":
                     dst.label = "OBS-U"
     # ", XXXX scarring": the IU de-identification often blanks the hedge ("likely",
     # "possibly") between an observation and the one it suggests
@@ -494,9 +498,13 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         prev_end = chunks[k - 1][-1].j
         if any(m.coord in OR_WORDS for m in mentions if prev_end <= m.i < chunks[k][0].i):
             a = preds[k - 1][-1]
+            if a.label == "OBS-DA" and preds[k][0].label == "OBS-DA":
+                continue  # "no pulmonary nodules or masses": two denials, each its own claim
             for r in list(rels):
                 if r[0] == "located_at" and r[1] is a:
                     rels.append(("located_at", preds[k][0], r[2]))
+                elif r[0] == "suggestive_of" and r[2] is a:  # "A may reflect B or C": A suggests C too
+                    rels.append(("suggestive_of", r[1], preds[k][0]))
     return rels
 
 
