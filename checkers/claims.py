@@ -290,6 +290,39 @@ def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
     if lh is not None:
         suffix_start = next((m.start for m in items[-1][2] if m.i > lh.i and predicate(m)), None)
 
+    # a shared predicate ("are normal") goes to anatomy-only parts; a post-cue ("are not
+    # seen") to parts whose observations it reached
+    suffix_label = None
+    for m in (items[-1][2] if suffix_start is not None else ()):
+        if m.start >= suffix_start and m.role == R_CUE:
+            suffix_label = "OBS-DA" if _cue_has(m, NEG_POST) else ("OBS-U" if _cue_has(m, UNC_POST) else suffix_label)
+    normal_prefix = bool(prefix_end) and _cue_label(items[0][2], prefix_end) is None
+
+    def contentful(k: int) -> bool:
+        """A part stands alone when it says something: an observation or normal predicate
+        of its own, or anatomy that a shared predicate speaks about."""
+        ms = items[k][2]
+        if any(m.role in (R_OBS, R_NORMAL) for m in ms if m.start >= prefix_end):
+            return True
+        if not any(m.role == R_ANAT for m in ms):
+            return False
+        return (k < len(items) - 1 and suffix_start is not None and suffix_label is None) or (k > 0 and normal_prefix)
+
+    keep = [contentful(k) for k in range(len(items))]
+    if not all(keep):
+        merged = []
+        for k, it in enumerate(items):
+            if keep[k] or not merged:
+                if merged and not keep[k - 1] and len(merged) == 1 and not keep[0]:
+                    merged[0] = [merged[0][0], it[1], merged[0][2] + it[2]]  # a leading empty part joins the next
+                    continue
+                merged.append(list(it))
+            else:
+                merged[-1] = [merged[-1][0], it[1], merged[-1][2] + it[2]]
+        items = merged
+        if len(items) <= 1:
+            return []
+
     def item_of(pos: int) -> int:
         for k, it in enumerate(items):
             if it[0] <= pos < it[1]:
@@ -327,12 +360,6 @@ def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
     if len(groups) <= 1:
         return []
     suffix = sent[suffix_start:].strip().rstrip(".!? ") if suffix_start is not None else ""
-    # a shared predicate ("are normal") goes to anatomy-only parts; a post-cue ("are not
-    # seen") to parts whose observations it reached
-    suffix_label = None
-    for m in (items[-1][2] if suffix_start is not None else ()):
-        if m.start >= suffix_start and m.role == R_CUE:
-            suffix_label = "OBS-DA" if _cue_has(m, NEG_POST) else ("OBS-U" if _cue_has(m, UNC_POST) else suffix_label)
     carry = sent[:prefix_end].strip()
     carry_label = _cue_label(items[0][2], prefix_end)
     out = []

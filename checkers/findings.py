@@ -197,8 +197,10 @@ class _Reader:
                 name = lex.acute_umbrella if temporal else lex.umbrella
                 for scope in lex.scope(an if anat_norms else None):
                     out.append(_new_finding(name, "absent", laterality, zones, scope, None, temporal, e))
+            scope = lex.scope(an)
             for f in lex.implied(an):
-                out.append(_new_finding(f, "absent", laterality, zones, lex.organ.get(an, an), None, None, e))
+                anatomy = scope[0] if len(scope) == 1 else lex.obs_organ.get(f, scope[0])
+                out.append(_new_finding(f, "absent", laterality, zones, anatomy, None, None, e))
         return out
 
 

@@ -250,7 +250,7 @@ class Lexicon:
             return (None,)
         if anatomy in self.scopes:
             return self.scopes[anatomy]
-        return (self.organ.get(anatomy, anatomy),)
+        return (anatomy,)
 
 
 def _spec(spec: Any, section: str, key: str) -> Mapping[str, Any]:

@@ -133,11 +133,11 @@ class RulesExtractor:
         _roles(mentions, words)
         chunks = _chunks(mentions)
         _resolve_ambiguous(mentions, chunks, lex)
-        _absorb_generic(chunks, lex)
+        _absorb_generic(chunks, lex, words)
         _promote(chunks, lex)
         _scope(mentions, chunks, words)
         rels = _relate(mentions, chunks, lex, words)
-        graph, heads = _build_graph(text, mentions, chunks, rels, lex)
+        graph, heads = _build_graph(text, mentions, chunks, rels, lex, words)
         return Analysis(text, tokens, mentions, chunks, graph, heads)
 
 
@@ -242,17 +242,28 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
 
 
-def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon) -> None:
-    """"emphysematous lung changes": a generic "changes" right after an observation is part
-    of it, not a second finding."""
+_GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any", "xxxx"})
+
+
+def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> None:
+    """A generic word ("changes", "findings", "disease") is no finding of its own when it
+    is part of a specific one: right after it ("emphysematous lung changes"), before it
+    ("findings of pulmonary edema", "disease to suggest pneumonia"), or when the
+    de-identification blanked what it was about ("XXXX change.")."""
     for ch in chunks:
-        prev = None
-        for m in ch:
-            if m.role == R_OBS:
-                if m.norm == lex.umbrella and prev is not None and m.i - prev.j <= 3 and prev.norm != lex.umbrella:
-                    m.role = R_NONE
-                    continue
-                prev = m
+        obs = [m for m in ch if m.role == R_OBS]
+        for k, m in enumerate(obs):
+            if m.norm != lex.umbrella:
+                continue
+            prev = obs[k - 1] if k else None
+            nxt = obs[k + 1] if k + 1 < len(obs) else None
+            if prev is not None and prev.norm != lex.umbrella and m.i - prev.j <= 3:
+                m.role = R_NONE
+            elif nxt is not None and nxt.norm != lex.umbrella and nxt.i - m.j <= 4 and all(
+                    w in _GENERIC_LINKS for w in words[m.j : nxt.i]) and any(w in ("of", "for", "suggest", "to") for w in words[m.j : nxt.i]):
+                m.role = R_NONE
+            elif m.i > 0 and words[m.i - 1] == "xxxx" and words[m.i] in ("change", "changes"):
+                m.role = R_NONE
 
 
 def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
@@ -524,7 +535,7 @@ def _head_of(m: Mention, heads: list[Mention]) -> Mention:
     return m if m.head is None or m in heads else m.head
 
 
-def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]], rels: list, lex: Lexicon):
+def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]], rels: list, lex: Lexicon, words: list[str]):
     """Entities (ids e1, e2, ... by position), relations, implied normal-statement findings."""
     ents: list[tuple[int, int, str, str, str | None, object]] = []  # (start, end, text, label, norm, key)
     key_of: dict[int, int] = {}  # id(mention) -> index in ents
@@ -606,8 +617,10 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
             continue
         ents[idx] = (s, e, t, label, "normal")
         anats = located.get(idx, [])
-        if not anats and any(m.role == R_OBS for m in mentions):
-            continue  # "tube in appropriate position": normal says nothing about the chest
+        if not anats and (any(m.role == R_OBS for m in mentions) or len(words) > 5 or "xxxx" in words):
+            # "tube in appropriate position", "The XXXX appears intact", "Is grossly normal for
+            # AP technique": only a bare "Normal." / "Negative study." speaks for the chest
+            continue
         if not specific:
             k = add(s, e, "OBS-DA", lex.acute_umbrella if acute else umbrella)
             for a in anats:
