@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -216,8 +216,7 @@ class VLLMServer:
         if cfg.max_lora_rank not in LORA_RANKS:
             raise ReportgenError("E555", f"--max-lora-rank {cfg.max_lora_rank} is not supported by vLLM", fix=f"use one of {', '.join(map(str, LORA_RANKS))}")
         port = cfg.port or free_port(cfg.host)
-        self.cfg = ServeConfig(**{**cfg.__dict__, "adapters": adapters, "port": port,
-                                  "limit_mm_per_prompt": check_limit_mm(cfg.limit_mm_per_prompt)})
+        self.cfg = replace(cfg, adapters=adapters, port=port, limit_mm_per_prompt=check_limit_mm(cfg.limit_mm_per_prompt))
         self.launcher = list(launcher) if launcher else None
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"reportgen-vllm-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
