@@ -51,7 +51,7 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
@@ -419,7 +419,7 @@ class _Index:
 
     def __init__(self, checker: "GraphChecker", items: Sequence[EvidenceItem]):
         self.by_obs: dict[str, list[_Group]] = {}
-        self._narrower: dict[str, list[str]] = {}
+        self._candidates: dict[str, tuple[list[_Group], list[_Group]]] = {}
         self.ancestors = checker.rules.ancestors
         groups: dict[int, _Group] = {}
         for item in items:
@@ -438,12 +438,15 @@ class _Index:
                 if not g.members or g.members[-1][0] is not item:
                     g.members.append((item, start, end))
 
-    def narrower(self, obs: str) -> list[str]:
-        """Observations in this evidence that are ``obs`` or narrower than it."""
-        out = self._narrower.get(obs)
+    def candidates(self, obs: str) -> tuple[list[_Group], list[_Group]]:
+        """Evidence groups about ``obs`` or a narrower observation, and about a broader one."""
+        out = self._candidates.get(obs)
         if out is None:
             anc = self.ancestors
-            out = self._narrower[obs] = [o for o in self.by_obs if o == obs or obs in anc.get(o, ())]
+            by_obs = self.by_obs
+            specific = [g for o, gs in by_obs.items() if o == obs or obs in anc.get(o, ()) for g in gs]
+            broader = [g for o in anc.get(obs, ()) for g in by_obs.get(o, ())]
+            out = self._candidates[obs] = (specific, broader)
         return out
 
 
@@ -456,12 +459,11 @@ _Reason = Any
 def _render(r: _Reason) -> str:
     if isinstance(r, str):
         return r
-    prefix, out, g, item = r
-    return f"{prefix}; {out.what}: {item.describe()} says {describe_finding(g.finding)}{out.note}"
+    label, c, out, g, item = r
+    return f"{label}: {describe_finding(c)}; {out.what}: {item.describe()} says {describe_finding(g.finding)}{out.note}"
 
 
-@dataclass(frozen=True)
-class _Judgement:
+class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to create
     status: str  # a verdict status or ABSTAIN
     score: float | None
     reasons: tuple[_Reason, ...]
@@ -542,11 +544,14 @@ class GraphChecker:
                 claim.sentence_start if claim.sentence_start is not None else claim.start,
                 claim.sentence_end if claim.sentence_end is not None else claim.end,
             )
-            findings = {_key(f): f for f in cc.findings}  # identical findings judged once
+            findings: dict[tuple, Finding] = {}
+            for f in cc.findings:  # identical findings are judged once
+                findings.setdefault(_key(f), f)
+            probes = [(f, self.intern(k, exc)) for k, f in findings.items()]
             per_source = []
             for source, index in indexes.items():
                 own = span if source == "self" else None
-                per_finding = [self._judge(source, f, exc, index, own) for f in findings.values()]
+                per_finding = [self._judge(source, f, cid, exc, index, own) for f, cid in probes]
                 per_source.append(combine(per_finding, self.rules.max_reasons))
             j = combine(per_source, self.rules.max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
@@ -555,51 +560,52 @@ class GraphChecker:
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
 
-    def _judge(self, source: str, c: Finding, exc: bool, index: _Index, own: tuple[int, int] | None) -> _Judgement:
+    def _judge(self, source: str, c: Finding, cid: int, exc: bool, index: _Index, own: tuple[int, int] | None) -> _Judgement:
         rules = self.rules
         sc = rules.scores
         hedged = c.presence == "uncertain"
         # A hedged claim is compared as if it were definite, to say what the evidence says
         # about it; its status stays uncertain.
-        probe = replace(c, presence="present") if hedged else c
-        cid = self.intern(_key(probe), exc)
+        probe = c
+        if hedged:
+            probe = replace(c, presence="present")
+            cid = self.intern(_key(probe), exc)
         cache = self._cache
         found: list[tuple[_Outcome, _Group, EvidenceItem]] = []
-        best = _SPECIFIC
-        by_obs = index.by_obs
+        best = 99  # the lowest rank found
         # Same and narrower observations first; broader ones only when nothing as specific
         # as the claim was found (their outcomes could not win).
-        for phase in (index.narrower(c.observation), rules.ancestors.get(c.observation, ())):
-            for o in phase:
-                for g in by_obs.get(o, ()):
-                    out = cache.get((cid, g.kid), _MISSING)
-                    if out is _MISSING:
-                        out = cache[(cid, g.kid)] = compare(rules, probe, g.finding, exc, g.exceptions)
-                    if out is None:
+        for phase in index.candidates(c.observation):
+            for g in phase:
+                out = cache.get((cid, g.kid), _MISSING)
+                if out is _MISSING:
+                    out = cache[(cid, g.kid)] = compare(rules, probe, g.finding, exc, g.exceptions)
+                if out is None:
+                    continue
+                m = g.members[0]
+                item = m[0]
+                if own is not None and m[1] < own[1] and own[0] < m[2]:
+                    # self evidence from the claim's own sentence does not count
+                    item = next((x[0] for x in g.members if not (x[1] < own[1] and own[0] < x[2])), None)
+                    if item is None:
                         continue
-                    m = g.members[0]
-                    item = m[0]
-                    if own is not None and m[1] < own[1] and own[0] < m[2]:
-                        # self evidence from the claim's own sentence does not count
-                        item = next((x[0] for x in g.members if not (x[1] < own[1] and own[0] < x[2])), None)
-                        if item is None:
-                            continue
-                    found.append((out, g, item))
-                    if out.rank < best:
-                        best = out.rank
+                found.append((out, g, item))
+                if out.rank < best:
+                    best = out.rank
             if best < _SPECIFIC:
                 break
         if found:
-            best = min(o.rank for o, _, _ in found)
-            chosen = sorted((x for x in found if x[0].rank == best), key=lambda x: -x[0].score)[:3]
+            if len(found) == 1:
+                chosen = found
+                items: tuple[EvidenceItem, ...] = (found[0][2],)
+            else:
+                chosen = sorted((x for x in found if x[0].rank == best), key=lambda x: -x[0].score)[:3]
+                items = _unique(item for _, _, item in chosen)
             top = chosen[0][0]
-            items = _unique(item for _, _, item in chosen)
             if hedged:
                 score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
-                prefix = f"uncertain: hedged claim {describe_finding(c)}"
-                return _Judgement("uncertain", score, tuple((prefix, o, g, i) for o, g, i in chosen), items)
-            prefix = f"{top.status}: {describe_finding(c)}"
-            return _Judgement(top.status, top.score, tuple((prefix, o, g, i) for o, g, i in chosen), items)
+                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", c, o, g, i) for o, g, i in chosen), items)
+            return _Judgement(top.status, top.score, tuple((top.status, c, o, g, i) for o, g, i in chosen), items)
         if hedged:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {describe_finding(c)}; no {source} evidence mentions {c.observation}",), ())
         choice = rules.policy(source, c.presence)

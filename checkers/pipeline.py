@@ -122,6 +122,9 @@ def empty_summary(**extra: Any) -> dict[str, Any]:
 
 def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tuple[str, ...]]:
     """One status, score and reasons for a claim from several checkers' verdicts."""
+    if len(verdicts) == 1:
+        v = verdicts[0]
+        return v.status, v.score, v.reasons
     if not verdicts:
         return "uncertain", None, ("not checked: no checker gave a verdict",)
     several = len({v.checker for v in verdicts}) > 1

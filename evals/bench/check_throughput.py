@@ -1,0 +1,201 @@
+"""Throughput of claim checking on one core: all 3,955 IU reports, reports/s.
+
+Stages: ``read_report`` (sections, claims, entity graphs, findings), self-evidence, the
+graph checker (self-consistency), and the whole ``Pipeline.check`` with the JSONL record
+serialised. Each measurement runs in a fresh process pinned to one CPU
+(``os.sched_setaffinity``), so the first pass is **cold**: the extractor's sentence cache
+and the checker's comparison cache start empty. Later passes over the same reports are
+**warm** (IU reports repeat many sentences, so real batches sit in between). The headline
+is the cold end-to-end pass. torch is never imported.
+
+    python -m evals.bench.check_throughput [--out runs/bench/check_throughput.json]
+
+Prints a table and writes JSON. Target: >= 1,000 reports/s end to end (issue 2); the
+radgraph model costs about 158 ms a report (~6 reports/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+TARGET = 1000.0
+
+
+def pin_one_core(cpu: int | None) -> int | None:
+    """Pin this process to one CPU; returns the CPU or None where unsupported."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = cpu if cpu is not None else allowed[-1]
+    os.sched_setaffinity(0, {chosen})
+    return chosen
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    gc.collect()
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def worker(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One fresh process: cold pass, then warm passes, of one mode."""
+    cpu = pin_one_core(args.cpu)
+    from checkers.evidence import self_evidence
+    from checkers.graph_checker import GraphChecker
+    from checkers.pipeline import Pipeline, default_reader
+    from reportgen.iu import load_iu_reports
+    from reportgen.jsonl import dumps
+
+    reports = load_iu_reports()
+    if args.limit:
+        reports = reports[: args.limit]
+    items = [(r.id, r.report.text) for r in reports]
+    texts = [t for _, t in items if t.strip()]
+    t0 = time.perf_counter()
+    read = default_reader(args.extractor)
+    read("FINDINGS: The lungs are clear.")  # load the lexicon and tokenizer, not a corpus sentence
+    startup = time.perf_counter() - t0
+    out: dict[str, Any] = {"cpu": cpu, "startup_s": startup, "reports": len(items), "non_empty": len(texts),
+                           "torch_imported": "torch" in sys.modules}
+    passes = 1 + args.repeat
+
+    if mode == "stages":
+        checker = GraphChecker()
+        rows: dict[str, list[float]] = {"read_report": [], "self_evidence": [], "graph_checker": []}
+        for _ in range(passes):
+            s, reads = _timed(lambda: [read(t) for t in texts])
+            rows["read_report"].append(s)
+            s, evs = _timed(lambda: [self_evidence(r) for r in reads])
+            rows["self_evidence"].append(s)
+            s, verdicts = _timed(lambda: [checker.check(r.claims, e) for r, e in zip(reads, evs)])
+            rows["graph_checker"].append(s)
+        out["seconds"] = rows
+        out["claims"] = sum(len(v) for v in verdicts)
+    else:
+        pipeline = Pipeline(extractor=args.extractor, reader=read)
+
+        def end_to_end() -> int:
+            return sum(len(dumps(pipeline.check(rid, text).to_record())) for rid, text in items)
+
+        secs = []
+        for _ in range(passes):
+            s, n_bytes = _timed(end_to_end)
+            secs.append(s)
+        out["seconds"] = {"end_to_end": secs}
+        out["output_bytes"] = n_bytes
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            end_to_end()
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(args.profile)
+            out["profile"] = buf.getvalue()
+    return out
+
+
+def _spawn(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "evals.bench.check_throughput", "--worker", mode, "--repeat", str(args.repeat),
+           "--limit", str(args.limit), "--extractor", args.extractor, "--profile", str(args.profile)]
+    if args.cpu is not None:
+        cmd += ["--cpu", str(args.cpu)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker {mode} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+LABELS = {
+    "read_report": "read_report (sections, claims, graphs, findings)",
+    "self_evidence": "self evidence",
+    "graph_checker": "graph checker (self-consistency)",
+    "end_to_end": "end to end: Pipeline.check + JSONL record",
+}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    stages = _spawn("stages", args)
+    e2e = _spawn("end_to_end", args)
+    rows = []
+    for res, n in ((stages, stages["non_empty"]), (e2e, e2e["reports"])):
+        for name, secs in res["seconds"].items():
+            cold, warm = secs[0], min(secs[1:]) if len(secs) > 1 else None
+            rows.append({
+                "stage": name, "label": LABELS[name], "reports": n,
+                "cold_s": round(cold, 4), "cold_reports_per_s": round(n / cold, 1), "cold_ms_per_report": round(1000 * cold / n, 4),
+                "warm_s": None if warm is None else round(warm, 4),
+                "warm_reports_per_s": None if warm is None else round(n / warm, 1),
+                "warm_ms_per_report": None if warm is None else round(1000 * warm / n, 4),
+            })
+    headline = next(r for r in rows if r["stage"] == "end_to_end")
+    return {
+        "benchmark": "check_throughput",
+        "reports": e2e["reports"], "non_empty_reports": stages["non_empty"], "claims": stages["claims"],
+        "output_bytes_per_report": round(e2e["output_bytes"] / e2e["reports"], 1),
+        "extractor": args.extractor, "warm_passes": args.repeat, "cpu": stages["cpu"],
+        "python": platform.python_version(), "machine": platform.machine(), "cpus_on_machine": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "torch_imported": stages["torch_imported"] or e2e["torch_imported"],
+        "startup_s": round(e2e["startup_s"], 3),
+        "stages": rows,
+        "end_to_end_cold_reports_per_s": headline["cold_reports_per_s"],
+        "end_to_end_warm_reports_per_s": headline["warm_reports_per_s"],
+        "target_reports_per_s": TARGET, "meets_target": headline["cold_reports_per_s"] >= TARGET,
+        "radgraph_model_reports_per_s_for_comparison": round(1 / 0.158, 1),
+        "note": "one pinned core, fresh process per mode; cold = first pass with empty caches; the machine may be shared (see load_average_1m)",
+        "profile": e2e.get("profile"),
+    }
+
+
+def print_table(res: dict[str, Any]) -> None:
+    print(f"check throughput: {res['reports']:,} IU reports ({res['claims']:,} claims), extractor {res['extractor']}, "
+          f"one core (cpu {res['cpu']}), load average {res['load_average_1m']}")
+    print(f"{'stage':<52}{'cold rep/s':>11}{'cold ms':>9}{'warm rep/s':>12}{'warm ms':>9}")
+    for r in res["stages"]:
+        warm = f"{r['warm_reports_per_s']:>12,.0f}{r['warm_ms_per_report']:>9.3f}" if r["warm_s"] is not None else f"{'-':>12}{'-':>9}"
+        print(f"{r['label']:<52}{r['cold_reports_per_s']:>11,.0f}{r['cold_ms_per_report']:>9.3f}{warm}")
+    verdict = "meets" if res["meets_target"] else "MISSES"
+    print(f"end to end (cold) {res['end_to_end_cold_reports_per_s']:,.0f} reports/s: {verdict} the target of "
+          f"{res['target_reports_per_s']:,.0f} (radgraph model: ~{res['radgraph_model_reports_per_s_for_comparison']} reports/s); "
+          f"torch imported: {res['torch_imported']}")
+    if res.get("profile"):
+        print(res["profile"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/bench/check_throughput.json", help="JSON result path")
+    p.add_argument("--extractor", default="rules", choices=("rules", "radgraph"))
+    p.add_argument("--repeat", type=int, default=2, help="warm passes after the cold one")
+    p.add_argument("--limit", type=int, default=0, help="first N reports only (0: all)")
+    p.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one)")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="also print the N most expensive functions")
+    p.add_argument("--worker", choices=("stages", "end_to_end"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args)))
+        return 0
+    res = run(args)
+    print_table(res)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
