@@ -76,13 +76,13 @@ def run(args: argparse.Namespace) -> int:
             server.stop()
             print("reportgen serve: stopped before it was ready", file=sys.stderr)
             return 130
-        adapters = [n for n, _ in server.cfg.adapters]
-        print(f"vLLM server ready at {server.url}", flush=True)
-        print(f"models: {', '.join(server.model_names)}", flush=True)
-        for name in adapters:
-            print(f"  draft with: reportgen draft --backend 'vllm:{server.url}?model={name}' ...", flush=True)
-        print(f"Press Ctrl-C to stop (vLLM pid {server.proc.pid}, log: {server.log_path}).", file=sys.stderr, flush=True)
-        try:
+        try:  # from here on, Ctrl-C / SIGTERM is a clean stop
+            adapters = [n for n, _ in server.cfg.adapters]
+            print(f"vLLM server ready at {server.url}", flush=True)
+            print(f"models: {', '.join(server.model_names)}", flush=True)
+            for name in adapters:
+                print(f"  draft with: reportgen draft --backend 'vllm:{server.url}?model={name}' ...", flush=True)
+            print(f"Press Ctrl-C to stop (vLLM pid {server.proc.pid}, log: {server.log_path}).", file=sys.stderr, flush=True)
             while server.alive():
                 time.sleep(0.5)
         except KeyboardInterrupt:
