@@ -149,3 +149,23 @@ def test_report_text_is_never_logged(tmp_path, fake_read, capsys, caplog):
         assert main(["-vv", "check", "--reports", str(reports), "--out", str(tmp_path / "v.jsonl")]) == 0
     captured = capsys.readouterr()
     assert "Zebra" not in caplog.text and "Zebra" not in captured.err and "Zebra" not in captured.out
+
+
+def test_end_to_end_with_the_rules_reader_offsets_point_into_the_input(tmp_path, capsys):
+    report = "  FINDINGS:\r\n Small left pleural effusion. No pneumothorax.\r\n\r\nIMPRESSION: Normal chest."
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": report, "site": "x"}])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [{"id": "a", "report": "FINDINGS: No pleural effusion or pneumothorax."}])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out), "-q"]) == 0
+    (rec,) = read_out(out)
+    assert rec["site"] == "x" and rec["summary"]["evidence"] == ["reference", "self"]
+    by_text = {c["text"]: c for c in rec["claims"]}
+    for c in rec["claims"]:
+        assert report[c["start"]:c["end"]] == c["text"]
+        for e in c["entities"]:
+            assert report[e["start"]:e["end"]] == e["text"]
+    effusion = by_text["Small left pleural effusion."]
+    assert effusion["status"] == "contradicted"
+    assert any("reference[" in r for r in effusion["reasons"]) and any("self[" in r for r in effusion["reasons"])
+    assert by_text["No pneumothorax."]["status"] == "supported"
+    assert by_text["Normal chest."]["status"] == "contradicted"

@@ -372,3 +372,84 @@ def test_a_specific_finding_beats_another_normal_statement_for_a_normal_claim(ch
     v = one(checker, normal, clear, effusion)
     assert v.status == "contradicted" and v.evidence == (effusion,)
     assert one(checker, normal, clear).status == "supported"
+
+
+# --- real IU sentences, read with the rules extractor -------------------------------
+# Each sentence below occurs verbatim in the Indiana University reports; the expected
+# verdicts were checked by hand.
+
+
+@pytest.fixture(scope="module")
+def ref_pipeline():
+    from checkers.pipeline import Pipeline
+
+    return Pipeline(self_check=False)
+
+
+@pytest.fixture(scope="module")
+def self_pipeline():
+    from checkers.pipeline import Pipeline
+
+    return Pipeline()
+
+
+def statuses(result) -> dict[str, str]:
+    assert result.error is None, result.error
+    return {c.claim.text: c.status for c in result.claims}
+
+
+def reasons_of(result, text: str) -> str:
+    return " | ".join(next(c for c in result.claims if c.claim.text == text).reasons)
+
+
+@pytest.mark.parametrize("claim_text, reference, status, why", [
+    ("Small right pneumothorax.", "No pleural effusion or pneumothorax.", "contradicted", "presence flipped"),
+    ("Right upper lobe pneumonia.", "Left upper lobe pneumonia.", "contradicted", "laterality mismatch"),
+    ("Right lower lobe pneumonia.", "Right upper lobe pneumonia.", "contradicted", "location mismatch"),
+    ("Severe cardiomegaly.", "Mild cardiomegaly.", "contradicted", "severity mismatch"),
+    ("Moderate right pleural effusion.", "Small right pleural effusion.", "contradicted", "severity mismatch"),
+    ("Small left pleural effusion.", "Mild cardiomegaly.", "unsupported", "no reference evidence mentions"),
+    ("Right lower lobe pneumonia.", "Right lower lobe airspace disease.", "uncertain", "less specific"),
+    ("Right upper lobe pneumonia.", "Right upper lobe pneumonia.", "supported", "matches"),
+    ("Mild cardiomegaly.", "Normal chest.", "contradicted", "presence flipped"),
+])
+def test_real_sentences_against_a_reference(ref_pipeline, claim_text, reference, status, why):
+    r = ref_pipeline.check("t", f"FINDINGS: {claim_text}", f"FINDINGS: {reference}")
+    assert statuses(r) == {claim_text: status}
+    reasons = reasons_of(r, claim_text)
+    assert why in reasons
+    if status != "unsupported":
+        assert "reference[" in reasons  # names the evidence claim it compared with
+
+
+def test_real_coordination_gives_two_negative_claims(ref_pipeline):
+    r = ref_pipeline.check("t", "FINDINGS: No pleural effusion or pneumothorax.", "FINDINGS: No pneumothorax.")
+    s = statuses(r)
+    assert s == {"No pleural effusion.": "supported", "No pneumothorax.": "supported"}
+    assert "supported by default" in reasons_of(r, "No pleural effusion.")
+    assert "matches: reference[" in reasons_of(r, "No pneumothorax.")
+
+
+def test_real_hedged_claim_is_uncertain(ref_pipeline):
+    r = ref_pipeline.check("t", "FINDINGS: This may represent an early pneumonia.", "FINDINGS: Right lower lobe pneumonia.")
+    (c,) = r.claims
+    assert c.status == "uncertain" and "hedged claim" in c.reasons[0]
+
+
+def test_real_normal_impression_vs_effusion_in_findings(self_pipeline):
+    r = self_pipeline.check("t", "FINDINGS: Small left pleural effusion.\n\nIMPRESSION: Normal chest.")
+    assert statuses(r) == {"Small left pleural effusion.": "contradicted", "Normal chest.": "contradicted"}
+    assert "'Small left pleural effusion.'" in reasons_of(r, "Normal chest.")
+
+
+def test_real_clear_lungs_and_granulomas_are_consistent(self_pipeline):
+    text = ("FINDINGS: The lungs are clear. There is no focal airspace consolidation. "
+            "There are a few scattered calcified granulomas.\n\nIMPRESSION: No evidence of active disease.")
+    s = statuses(self_pipeline.check("CXR558-like", text))
+    assert "contradicted" not in s.values()
+    assert s["There is no focal airspace consolidation."] == "supported"
+
+
+def test_real_heart_size_normal_vs_cardiomegaly(ref_pipeline):
+    r = ref_pipeline.check("t", "FINDINGS: Heart size is normal.", "FINDINGS: Moderate cardiomegaly.")
+    assert statuses(r) == {"Heart size is normal.": "contradicted"}
