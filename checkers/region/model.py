@@ -290,7 +290,7 @@ def smooth_and_upsample(sim, sigma: float, size: tuple[int, int]):
     x = sim.float()[:, None]
     if sigma and sigma > 0:
         radius = max(1, int(round(3 * sigma)))
-        k = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        k = torch.arange(-radius, radius + 1, dtype=torch.float32, device=x.device)
         k = torch.exp(-0.5 * (k / sigma) ** 2)
         k = k / k.sum()
         x = F.pad(x, (radius, radius, radius, radius), mode="replicate")

@@ -1,0 +1,116 @@
+"""Region checker throughput on CPU: claims/s and images/s for a ViT-B/16-sized open_clip
+model (open_clip's ViT-B-16 config, RANDOM weights: no download; speed does not depend
+on the weights), the image encoded once per study, the claims of a study in one batch.
+
+    python -m evals.bench.region_bench [--studies 6 --claims 10 --threads 2] [--out runs/region_bench.json]
+
+Two figures: "cold" (every claim text new: text encoding counted) and "warm" (the texts
+already cached, as for repeated report sentences: image encoding + maps + verdicts).
+Target: >= 20 claims/s (cold) with the image encoded once per study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+OBS = ("opacity", "pleural effusion", "atelectasis", "consolidation", "nodule", "pneumothorax", "cardiomegaly", "edema")
+LOCS = (("upper lobe",), ("lower lobe",), ("base",), ("apex",), ())
+
+
+def make_claims(n: int, study: int):
+    from reportgen.protocols import CheckedClaim
+    from reportgen.types import Claim, EntityGraph, Finding
+
+    out = []
+    for i in range(n):
+        side = ("right", "left", None)[i % 3]
+        sev = ("mild", "small", "moderate", None)[(i + study) % 4]
+        f = Finding(OBS[(i + study) % len(OBS)], "present", side, LOCS[i % len(LOCS)], severity=sev)
+        text = f"study {study} claim {i}: {sev or ''} {side or ''} {f.observation}."
+        out.append(CheckedClaim(Claim(text, "findings", 0, len(text)), EntityGraph(), (f,)))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="ViT-B-16")
+    ap.add_argument("--studies", type=int, default=6)
+    ap.add_argument("--claims", type=int, default=10, help="claims per study")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--query", choices=("claim", "finding"), default="claim",
+                    help="'claim' encodes every claim text (worst case); 'finding' the finding phrases")
+    ap.add_argument("--out", default=str(REPO / "runs" / "region_bench.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from checkers.region.checker import RegionChecker
+    from checkers.region.evidence import Calibration
+    from checkers.region.model import ClipBackend
+
+    torch.set_num_threads(args.threads)
+    rc = RegionChecker(ClipBackend(args.model, warn_random=False), calibration=Calibration(query=args.query))
+    rng = np.random.default_rng(0)
+    images = [rng.random((512, 512), dtype=np.float32) for _ in range(args.studies)]
+    # warm-up (model load, first kernels)
+    rc.check_images([images[0]], ["PA"], make_claims(2, -1))
+    calls = {"img": 0, "txt": 0}
+    enc_i, enc_t = rc.backend.encode_images, rc.backend.encode_texts
+
+    def ci(*a, **k):
+        calls["img"] += 1
+        return enc_i(*a, **k)
+
+    def ct(*a, **k):
+        calls["txt"] += 1
+        return enc_t(*a, **k)
+
+    rc.backend.encode_images, rc.backend.encode_texts = ci, ct
+    studies = [make_claims(args.claims, s) for s in range(args.studies)]
+    rows = {}
+    txt_calls = {}
+    for label in ("cold", "warm"):
+        before = calls["txt"]
+        t0 = time.perf_counter()
+        n = 0
+        for img, claims in zip(images, studies):
+            n += len(rc.check_images([img], ["PA"], claims))
+        dt = time.perf_counter() - t0
+        rows[label] = {"claims": n, "studies": args.studies, "seconds": round(dt, 3),
+                       "claims_per_s": round(n / dt, 1), "images_per_s": round(args.studies / dt, 2)}
+        txt_calls[label] = calls["txt"] - before
+    img_calls = calls["img"]
+    t0 = time.perf_counter()
+    for img in images:
+        rc.backend.encode_images(rc.backend.prepare(img)[None])
+    t_img = (time.perf_counter() - t0) / args.studies
+    t0 = time.perf_counter()
+    rc.backend.encode_texts([f"bench text {i}" for i in range(args.claims)])
+    t_txt = time.perf_counter() - t0
+    result = {
+        "model": args.model, "weights": "random (architecture only)", "threads": args.threads, "query": args.query,
+        "claims_per_study": args.claims, "rows": rows, "image_encode_s": round(t_img, 4),
+        f"text_batch_{args.claims}_s": round(t_txt, 4),
+        "image_encodes_per_study": img_calls / (2 * args.studies),
+        "text_batches_cold_and_warm": txt_calls, "torch": torch.__version__, "target_claims_per_s": 20,
+    }
+    print(f"region bench: {args.model} (random weights), {args.threads} threads, {args.claims} claims/study, query={args.query}")
+    print(f"{'run':6} {'claims':>7} {'seconds':>8} {'claims/s':>9} {'images/s':>9}")
+    for k, r in rows.items():
+        print(f"{k:6} {r['claims']:>7} {r['seconds']:>8.2f} {r['claims_per_s']:>9.1f} {r['images_per_s']:>9.2f}")
+    print(f"one image encode {t_img * 1000:.0f} ms; one batch of {args.claims} texts {t_txt * 1000:.0f} ms; "
+          f"image encodes per study {result['image_encodes_per_study']:.1f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
