@@ -11,6 +11,9 @@ that applies decides):
 
 1. ``c`` hedged ("may represent pneumonia") -> **uncertain**, whatever the evidence says
    (the reason still names the evidence that confirms or denies it).
+   The evidence states the very same finding (same normal forms) -> **supported**, before
+   any rule below: the claim is faithful to that evidence even if the evidence contradicts
+   itself elsewhere (a report checked against itself is fully supported).
 2. The same observation with the opposite presence where the scopes overlap
    ("right effusion" vs "no pleural effusion") -> **contradicted** (presence flipped).
 3. The same observation, same presence, no conflicting detail -> **supported**.
@@ -290,6 +293,10 @@ def _overlaps(rules: CheckingRules, a: Finding, b: Finding) -> bool:
 # claim "right effusion").
 _FLIP, _SUPPORT, _MISMATCH, _HEDGED, _BROAD_FLIP, _BROAD_SUPPORT, _BROAD_MISMATCH, _BROAD_HEDGED = range(8)
 _SPECIFIC = 4  # ranks below this come from evidence at least as specific as the claim
+# The evidence states the very same finding (same normal forms): supported before anything
+# else. A report checked against itself is then fully supported, even where it is
+# internally inconsistent (that is for the self-consistency check to say).
+_IDENTICAL = -1
 
 
 @dataclass(frozen=True)
@@ -579,7 +586,10 @@ class GraphChecker:
             for g in phase:
                 out = cache.get((cid, g.kid), _MISSING)
                 if out is _MISSING:
-                    out = cache[(cid, g.kid)] = compare(rules, probe, g.finding, exc, g.exceptions)
+                    out = compare(rules, probe, g.finding, exc, g.exceptions)
+                    if g.kid == cid and out is not None and out.status == "supported":
+                        out = replace(out, rank=_IDENTICAL, what="states the same")
+                    cache[(cid, g.kid)] = out
                 if out is None:
                     continue
                 m = g.members[0]

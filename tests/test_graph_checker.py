@@ -279,6 +279,13 @@ def test_a_failing_claim_gives_an_error_verdict_and_the_rest_are_checked(monkeyp
     assert v_good.status == "supported"
 
 
+def test_identical_evidence_supports_even_where_the_evidence_contradicts_itself(checker):
+    normal = ev("Normal chest.", F("abnormality", "absent", anatomy="chest"), start=0)
+    effusion = ev("Small left pleural effusion.", F("pleural effusion", "present", "left", severity="small"), start=20)
+    v = one(checker, claim("Normal chest.", F("abnormality", "absent", anatomy="chest")), normal, effusion)
+    assert v.status == "supported" and "states the same" in v.reasons[0] and v.evidence == (normal,)
+
+
 def test_verdicts_round_trip_json(checker):
     from reportgen.types import Verdict
 
@@ -410,7 +417,8 @@ def reasons_of(result, text: str) -> str:
     ("Moderate right pleural effusion.", "Small right pleural effusion.", "contradicted", "severity mismatch"),
     ("Small left pleural effusion.", "Mild cardiomegaly.", "unsupported", "no reference evidence mentions"),
     ("Right lower lobe pneumonia.", "Right lower lobe airspace disease.", "uncertain", "less specific"),
-    ("Right upper lobe pneumonia.", "Right upper lobe pneumonia.", "supported", "matches"),
+    ("Right upper lobe pneumonia.", "Right upper lobe pneumonia.", "supported", "states the same"),
+    ("Small right pleural effusion.", "Associated right pleural effusion.", "supported", "does not give the severity"),
     ("Mild cardiomegaly.", "Normal chest.", "contradicted", "presence flipped"),
 ])
 def test_real_sentences_against_a_reference(ref_pipeline, claim_text, reference, status, why):
@@ -427,7 +435,7 @@ def test_real_coordination_gives_two_negative_claims(ref_pipeline):
     s = statuses(r)
     assert s == {"No pleural effusion.": "supported", "No pneumothorax.": "supported"}
     assert "supported by default" in reasons_of(r, "No pleural effusion.")
-    assert "matches: reference[" in reasons_of(r, "No pneumothorax.")
+    assert "states the same: reference[" in reasons_of(r, "No pneumothorax.")
 
 
 def test_real_hedged_claim_is_uncertain(ref_pipeline):
