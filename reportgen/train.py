@@ -165,7 +165,7 @@ def read_manifest(path: str | os.PathLike[str]) -> ManifestData:
     examples: list[Example] = []
     errors: list[dict[str, str]] = []
     seen: set[str] = set()
-    for rec in read_jsonl(p, require=("id", "report"), text_fields=("report", "indication", "comparison")):
+    for rec in read_jsonl(p, require=("id", "report"), text_fields=("report",)):
         rid = rec.fallback_id()
         if rec.error:
             errors.append({"id": rid, "where": rec.where, "error": rec.error})
