@@ -126,4 +126,88 @@ def _place(local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
     return CheckedClaim(claim, _fast.shifted(g, ss, prefix), fs)
 
 
-__all__ = ["ReadReport", "read_report", "read_many"]
+def clear_caches() -> None:
+    """Forget every cached sentence (to time a cold run)."""
+    from checkers import claims
+
+    _read_sentence.cache_clear()
+    claims._sentences_rel.cache_clear()
+    claims._coordination_cached.cache_clear()
+    from checkers.graphs import _DEFAULTS
+
+    for ex in _DEFAULTS.values():
+        cache = getattr(ex, "_analyze", None)
+        if cache is not None and hasattr(cache, "cache_clear"):
+            cache.cache_clear()
+
+
+def benchmark_stages(extractor: str = "rules"):
+    """Stage functions for throughput benchmarks: name -> fn(texts) -> count, to be run in
+    order on the same list. The first three split the cold path (every distinct sentence
+    read once): "sections+sentences", "graphs+claims", "findings"; "read_report (cold)"
+    clears the caches and runs the whole path; "read_report (warm)" repeats it with the
+    sentence caches filled."""
+    from checkers.graphs import resolve_extractor
+
+    ex = resolve_extractor(extractor)
+
+    def sections_sentences(texts):
+        clear_caches()
+        prepared.clear()
+        distinct: dict[str, None] = {}
+        n = 0
+        for t in texts:
+            rep = split_sections(t)
+            for sec in rep.sections:
+                for a, b in sentences(t, sec.start, sec.end):
+                    distinct[t[a:b]] = None
+                    n += 1
+        prepared[id(texts)] = list(distinct)
+        return n
+
+    prepared: dict[int, list[str]] = {}
+
+    def _unique_sentences(texts):
+        """The distinct sentences of ``texts`` (kept by the "sections+sentences" stage, so
+        the later stages time only their own work when run in order)."""
+        key = id(texts)
+        if key not in prepared:
+            out = {}
+            for t in texts:
+                rep = split_sections(t)
+                for sec in rep.sections:
+                    for a, b in sentences(t, sec.start, sec.end):
+                        out[t[a:b]] = None
+            prepared.clear()
+            prepared[key] = list(out)
+        return prepared[key]
+
+    def graphs_claims(texts):
+        sents = _unique_sentences(texts)
+        clear_caches()
+        for s in sents:
+            ex.analyze(s)
+            sentence_claims(s, 0, len(s), "", ex)
+        return len(sents)
+
+    def findings(texts):
+        sents = _unique_sentences(texts)
+        graphs = [ex.analyze(s).graph for s in sents]
+        n = 0
+        for g in graphs:
+            n += len(findings_from_graph(g, ex.lexicon))
+        return n
+
+    def cold(texts):
+        clear_caches()
+        return sum(len(read_report(t, ex).claims) for t in texts)
+
+    def warm(texts):
+        return sum(len(read_report(t, ex).claims) for t in texts)
+
+    stages = {"sections+sentences": sections_sentences, "graphs+claims (distinct sentences)": graphs_claims,
+              "findings (distinct sentences)": findings, "read_report (cold)": cold, "read_report (warm)": warm}
+    return stages
+
+
+__all__ = ["ReadReport", "read_report", "read_many", "benchmark_stages", "clear_caches"]
