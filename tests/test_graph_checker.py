@@ -359,6 +359,8 @@ def test_a_statement_with_exceptions_supports_but_never_denies(checker):
     opacity = claim("Left basilar opacity.", F("opacity", "present", "left", ("base",), anatomy="lung"))
     assert one(checker, opacity, otherwise).status == "unsupported"
     assert one(checker, claim("No opacity.", F("opacity", "absent")), otherwise).status == "supported"
+    other = ev("No other nodules.", F("nodule", "absent"))
+    assert one(checker, claim("Right upper lobe nodule.", F("nodule", "present", "right", ("upper lobe",))), other).status == "unsupported"
     # and a claim that makes exceptions is not contradicted by the finding it excepts
     own = claim("Otherwise the lungs are clear.", F("opacity", "absent", anatomy="lung"))
     assert one(checker, own, ev("Left basilar opacity.", F("opacity", "present", "left", ("base",)))).status == "supported"
