@@ -284,6 +284,10 @@ def read_lexicon_file(path: str | Path) -> dict[str, Any]:
         raise ReportgenError("E211", f"lexicon file {p} is not valid JSON: {e}", fix="fix the file (docs/lexicon.md)") from None
     if not isinstance(data, dict) or "version" not in data:
         raise ReportgenError("E211", f"lexicon file {p} must be a JSON object with a \"version\" key", fix="see docs/lexicon.md")
+    for section in ("observations", "anatomy"):  # {norm: [synonyms]} is short for {norm: {"synonyms": [...]}}
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            data[section] = {k: ({"synonyms": v} if isinstance(v, list) else v) for k, v in entries.items()}
     return data
 
 

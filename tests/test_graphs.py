@@ -176,13 +176,13 @@ def test_claim_graphs_accept_a_name(iu_by_id):
 # ---- user lexicons ---------------------------------------------------------------------------
 def test_user_lexicon_is_merged_or_replaces(tmp_path):
     user = tmp_path / "extra.json"
-    user.write_text(json.dumps({"version": "test-1", "observations": {"pleural effusion": {"synonyms": ["pleural collection"]}}}))
+    user.write_text(json.dumps({"version": "test-1", "observations": {"pleural effusion": ["pleural collection"]}}))
     merged = RulesExtractor(lexicon=user)
     ents, _ = _by_text(merged.extract("Small right pleural collection."))
     assert ents["collection"] == ("OBS-DP", "pleural effusion") and ents["pleural"] == ("ANAT-DP", "pleura")
     assert "test-1" in merged.lexicon.version
-    ents, _ = _by_text(merged.extract("Mild cardiomegaly."))  # the default lexicon is still there
-    assert ents["cardiomegaly"] == ("OBS-DP", "cardiomegaly")
+    ents, _ = _by_text(merged.extract("Mild cardiomegaly. Small pleural fluid."))  # the default lexicon is still there
+    assert ents["cardiomegaly"] == ("OBS-DP", "cardiomegaly") and ents["fluid"] == ("OBS-DP", "pleural effusion")
     only = get_extractor("rules", lexicon=str(user), lexicon_mode="replace")
     assert only.extract("Mild cardiomegaly.").entities == ()
 
