@@ -155,3 +155,34 @@ def test_judge_over_http_with_json_schema_structured_output():
     assert body["temperature"] == 0 and body["model"] == "judge-model"
     assert body["response_format"]["type"] == "json_schema"
     assert set(body["response_format"]["json_schema"]["schema"]["properties"]) == {"status", "evidence", "reason"}
+
+
+@pytest.mark.vllm
+@pytest.mark.timeout(1200)
+def test_judge_against_a_real_vllm_server(tmp_path_factory, tiny_vlm_dir, tiny_adapter_dir):
+    """A real vLLM server accepts the judge's json_schema request (guided decoding), and
+    every answer either validates or is counted as an error, never "not entailed". (The
+    random tiny model fills the JSON with whitespace until max_tokens, which the JSON
+    grammar allows: that is the LengthFinishReasonError path, counted as E444.)"""
+    from reportgen.serve import free_port
+    from tests.test_vllm_integration import Served, _vllm_python, serve_args
+
+    py = _vllm_python()
+    if not py.exists():
+        pytest.skip(f"no vLLM environment at {py}: run `bash scripts/setup_vllm_env.sh`")
+    srv = Served(serve_args(py, tiny_vlm_dir, tiny_adapter_dir, free_port()), tmp_path_factory.mktemp("judge") / "vllm.log")
+    url = srv.wait_ready()
+    try:
+        base = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1")
+        judge = LLMJudge.from_endpoint(base, str(tiny_vlm_dir), structured="json_schema", max_tokens=64, timeout=300, max_retries=0)
+        out = judge.judge(["Small left pleural effusion.", "No pneumothorax."], PREMISES)
+    finally:
+        srv.stop()
+    assert len(out) == 2
+    for j in out:
+        if j.entailed is None:
+            assert j.error.startswith(("E444", "E445")), j.error
+            assert "BadRequest" not in j.error  # the server took the schema
+        else:
+            assert j.error is None
+    assert judge.structured

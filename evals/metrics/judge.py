@@ -36,8 +36,8 @@ class EntailmentDecision(BaseModel):
     """What the judge must answer for one hypothesis sentence."""
 
     status: Literal["entailment", "not_entailment"]
-    evidence: list[int] = Field(default_factory=list, description="1-based numbers of the deciding premise sentences")
-    reason: str = ""
+    evidence: list[int] = Field(default_factory=list, max_length=32, description="1-based numbers of the deciding premise sentences")
+    reason: str = Field("", max_length=400, description="one short sentence")
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,17 @@ class LLMJudge:
 
     @classmethod
     def from_endpoint(cls, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
-                      max_retries: int = 2, **kwargs: Any) -> "LLMJudge":
-        """A judge on an OpenAI-compatible server (vLLM: ``http://host:8000/v1``), temperature 0."""
+                      max_retries: int = 2, max_tokens: int = 512, **kwargs: Any) -> "LLMJudge":
+        """A judge on an OpenAI-compatible server (vLLM: ``http://host:8000/v1``), temperature 0.
+
+        The schema bounds the answer (at most 32 evidence numbers, a reason of at most 400
+        characters), so guided decoding always ends well inside ``max_tokens``."""
         try:
             from langchain_openai import ChatOpenAI
         except ImportError:
             raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen[judge]'") from None
         llm = ChatOpenAI(base_url=base_url, model=model, temperature=0, api_key=api_key or "EMPTY",
-                         timeout=timeout, max_retries=max_retries)
+                         timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
         return cls(llm, **kwargs)
 
     def judge(self, hypotheses: Sequence[str], premises: Sequence[str]) -> list[Judged]:
