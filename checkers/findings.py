@@ -156,6 +156,7 @@ class _Reader:
                         sides.add(side)
                     continue
                 mn = self.norms.get(mid) or ""
+                obs = lex.modifier_rules.get((mn, obs), obs)
                 if mn in lex.severity_norms:
                     severity = severity or mn
                 elif mn in lex.change_norms:

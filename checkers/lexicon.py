@@ -88,6 +88,7 @@ class Lexicon:
     change_norms: frozenset[str] = frozenset()
     severity_norms: frozenset[str] = frozenset()
     specific_normal: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     obs_organ: dict[str, str] = field(default_factory=dict)
     _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
 
@@ -141,6 +142,10 @@ class Lexicon:
         for key, cat in _CUE_KEYS.items():
             for syn in d.get("cues", {}).get(key, ()):
                 self._add(syn, Entry(cat, syn))
+        for rule in d.get("contextual", {}).get("modifiers", {}).get("rules", ()):
+            if len(rule) != 3:
+                raise ReportgenError("E211", f"modifier rule {rule!r} must be [modifier, observation, result]", fix="see docs/lexicon.md")
+            self.modifier_rules[(rule[0], rule[1])] = rule[2]
         for rule in d.get("contextual", {}).get("rules", ()):
             if len(rule) != 3:
                 raise ReportgenError("E211", f"contextual rule {rule!r} must be [observation, anatomy, result]", fix="see docs/lexicon.md")

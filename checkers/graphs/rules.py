@@ -237,7 +237,7 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                 other = next((e for e in m.entries if e.cat in (DESC, SEV, CHG, TMP)), None)
                 if other is None:
                     continue
-                nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_ANAT, R_NORMAL)), None)
+                nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_NORMAL)), None)
                 if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 3:
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
 
@@ -596,6 +596,12 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
             modifiers_of.setdefault(d, []).append(s)
     for idx, (s, e, t, label, norm) in enumerate(ents):
         if label.startswith("OBS") and norm:
+            for mm in modifiers_of.get(idx, ()):  # "calcified" + "granuloma" -> "calcified granuloma"
+                spec = lex.modifier_rules.get((ents[mm][4], norm))
+                if spec:
+                    ents[idx] = (s, e, t, label, spec)
+                    norm = spec
+                    break
             for a in located.get(idx, ()):
                 spec = lex.contextual.get((norm, ents[a][4]))
                 if spec:
