@@ -253,3 +253,16 @@ def test_hand_written_serialisation_matches_the_core_types():
     assert d["entities"] == [e.to_dict() for e in ents]
     assert d["relations"] == [r.to_dict() for r in graph.relations]
     assert d["findings"] == [f.to_dict()]
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("torchxrayvision") is None, reason="IU reports ship with torchxrayvision")
+def test_throughput_benchmark_runs_and_writes_json(tmp_path, capsys):
+    from evals.bench.check_throughput import main as bench
+
+    out = tmp_path / "ct.json"
+    assert bench(["--limit", "40", "--repeat", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["reports"] == 40 and res["torch_imported"] is False
+    assert {r["stage"] for r in res["stages"]} == {"read_report", "self_evidence", "graph_checker", "end_to_end"}
+    assert res["end_to_end_cold_reports_per_s"] > 0 and res["stages"][0]["warm_s"] is not None
+    assert "end to end (cold)" in capsys.readouterr().out
