@@ -89,6 +89,7 @@ class CheckingRules:
     incidental: frozenset[str] = frozenset()
     exception_cues: tuple[str, ...] = ()
     max_reasons: int = 4
+    self_mismatch_across_sections_only: bool = False
     # Derived at load time.
     umbrellas: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     all_bands: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -158,7 +159,10 @@ def _load_rules(path: str) -> CheckingRules:
                     raise bad(f"no_evidence {presence!r} must be a status or 'abstain', not {choice!r}")
         bands = {k: frozenset(v) for k, v in raw["zones"]["bands"].items()}
         cues = tuple(raw.get("exception_cues", {}).get("words", ()))
-        cue_re = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in cues) + r")\b", re.I) if cues else None
+        tokens = tuple(raw.get("exception_cues", {}).get("redaction_tokens", ()))
+        alts = [r"(?i:\b(?:" + "|".join(re.escape(c) for c in cues) + r")\b)"] if cues else []
+        alts += [re.escape(t) for t in tokens]  # case-sensitive: "XXXX"
+        cue_re = re.compile("|".join(alts)) if alts else None
         return CheckingRules(
             version=str(raw["version"]),
             severity_levels=dict(raw["severity"]["levels"]),
@@ -173,7 +177,8 @@ def _load_rules(path: str) -> CheckingRules:
             acute=hierarchy.get("acute"),
             not_acute_changes=frozenset(hierarchy.get("not_acute_changes", {}).get("words", ())),
             incidental=frozenset(hierarchy.get("incidental", {}).get("observations", ())),
-            exception_cues=cues,
+            exception_cues=cues + tokens,
+            self_mismatch_across_sections_only=bool(raw.get("self_mismatch", {}).get("across_sections_only", False)),
             max_reasons=int(raw.get("max_reasons", 4)),
             umbrellas=frozenset(o for o in descendants if o not in regions),
             all_bands=frozenset().union(*bands.values()) if bands else frozenset(),
@@ -267,6 +272,10 @@ def _denies(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
         band_ok = p_bands <= denied
     if not band_ok:
         return False
+    # "No new opacity" does not deny a stable one.
+    if absent.change is not None and rules.change_groups.get(absent.change) == "worse":
+        if rules.change_groups.get(present.change or "") != "worse":
+            return False
     # "No large effusion" does not deny a small one.
     if absent.severity is not None:
         d_level = rules.severity_levels.get(absent.severity)
@@ -297,6 +306,7 @@ _SPECIFIC = 4  # ranks below this come from evidence at least as specific as the
 # else. A report checked against itself is then fully supported, even where it is
 # internally inconsistent (that is for the self-consistency check to say).
 _IDENTICAL = -1
+_MISMATCH_RANKS = (_MISMATCH, _BROAD_MISMATCH)
 
 
 @dataclass(frozen=True)
@@ -418,7 +428,7 @@ class _Group:
     finding: Finding
     exceptions: bool
     kid: int  # interned key, for the comparison cache
-    members: list[tuple[EvidenceItem, int, int]]  # item, sentence start, sentence end
+    members: list[tuple[EvidenceItem, int, int, str | None]]  # item, sentence start and end, section
 
 
 class _Index:
@@ -435,6 +445,7 @@ class _Index:
             meta = item.meta
             start = meta.get("sentence_start", item.start) if meta else item.start
             end = meta.get("sentence_end", item.end) if meta else item.end
+            section = meta.get("section") if meta else None
             exc = checker.makes_exceptions(item.text)
             for f in item.findings:
                 kid = checker.intern(_key(f), exc)
@@ -443,7 +454,7 @@ class _Index:
                     g = groups[kid] = _Group(f, exc, kid, [])
                     self.by_obs.setdefault(f.observation, []).append(g)
                 if not g.members or g.members[-1][0] is not item:
-                    g.members.append((item, start, end))
+                    g.members.append((item, start, end, section))
 
     def candidates(self, obs: str) -> tuple[list[_Group], list[_Group]]:
         """Evidence groups about ``obs`` or a narrower observation, and about a broader one."""
@@ -558,7 +569,8 @@ class GraphChecker:
             per_source = []
             for source, index in indexes.items():
                 own = span if source == "self" else None
-                per_finding = [self._judge(source, f, cid, exc, index, own) for f, cid in probes]
+                section = claim.section if source == "self" and self.rules.self_mismatch_across_sections_only else None
+                per_finding = [self._judge(source, f, cid, exc, index, own, section) for f, cid in probes]
                 per_source.append(combine(per_finding, self.rules.max_reasons))
             j = combine(per_source, self.rules.max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
@@ -567,7 +579,8 @@ class GraphChecker:
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
 
-    def _judge(self, source: str, c: Finding, cid: int, exc: bool, index: _Index, own: tuple[int, int] | None) -> _Judgement:
+    def _judge(self, source: str, c: Finding, cid: int, exc: bool, index: _Index, own: tuple[int, int] | None,
+               section: str | None = None) -> _Judgement:
         rules = self.rules
         sc = rules.scores
         hedged = c.presence == "uncertain"
@@ -594,9 +607,14 @@ class GraphChecker:
                     continue
                 m = g.members[0]
                 item = m[0]
-                if own is not None and m[1] < own[1] and own[0] < m[2]:
-                    # self evidence from the claim's own sentence does not count
-                    item = next((x[0] for x in g.members if not (x[1] < own[1] and own[0] < x[2])), None)
+                if own is not None:
+                    if section is not None and out.rank in _MISMATCH_RANKS:
+                        # two positive findings of one section that differ in side or place
+                        # are two instances, not a contradiction
+                        item = next((x[0] for x in g.members if x[3] != section and not (x[1] < own[1] and own[0] < x[2])), None)
+                    elif m[1] < own[1] and own[0] < m[2]:
+                        # self evidence from the claim's own sentence does not count
+                        item = next((x[0] for x in g.members if not (x[1] < own[1] and own[0] < x[2])), None)
                     if item is None:
                         continue
                 found.append((out, g, item))

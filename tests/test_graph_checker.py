@@ -463,3 +463,35 @@ def test_real_clear_lungs_and_granulomas_are_consistent(self_pipeline):
 def test_real_heart_size_normal_vs_cardiomegaly(ref_pipeline):
     r = ref_pipeline.check("t", "FINDINGS: Heart size is normal.", "FINDINGS: Moderate cardiomegaly.")
     assert statuses(r) == {"Heart size is normal.": "contradicted"}
+
+
+def test_self_mismatch_counts_across_sections_only(checker):
+    right = claim("Right apical scarring.", F("scarring", "present", "right", ("apex",)), start=0)
+    left_same = EvidenceItem("self", "Left basilar scarring.", 30, 52, (F("scarring", "present", "left", ("base",)),),
+                             meta={"section": "findings", "sentence_start": 30, "sentence_end": 52})
+    assert is_abstention(one(checker, right, left_same))  # two instances in one section
+    left_impression = EvidenceItem("self", "Left basilar scarring.", 90, 112, (F("scarring", "present", "left", ("base",)),),
+                                   meta={"section": "impression", "sentence_start": 90, "sentence_end": 112})
+    v = one(checker, right, left_impression)
+    assert v.status == "contradicted" and "laterality mismatch" in v.reasons[0]
+    # against a reference the same mismatch always counts
+    ref = EvidenceItem("reference", "Left basilar scarring.", 0, 22, (F("scarring", "present", "left", ("base",)),), meta={"section": "findings"})
+    assert one(checker, right, ref).status == "contradicted"
+
+
+def test_a_redacted_subject_makes_a_normal_statement_deny_nothing(checker):
+    redacted = ev("Pulmonary XXXX are normal.", F("abnormality", "absent", anatomy="lung"), F("consolidation", "absent", anatomy="lung"))
+    assert one(checker, claim("Consolidation.", F("consolidation", "present")), redacted).status == "unsupported"
+    assert one(checker, claim("No consolidation.", F("consolidation", "absent")), redacted).status == "supported"
+
+
+def test_no_new_finding_does_not_deny_a_stable_one(checker):
+    no_new = ev("No new opacity.", F("opacity", "absent", change="new"))
+    assert one(checker, claim("Stable left base opacity.", F("opacity", "present", "left", ("base",), change="stable")), no_new).status == "unsupported"
+    assert one(checker, claim("New left base opacity.", F("opacity", "present", "left", ("base",), change="new")), no_new).status == "contradicted"
+
+
+def test_low_severity_words_share_a_level(checker):
+    small = ev("Small amount of right basilar atelectasis.", F("atelectasis", "present", "right", ("base",), severity="small"))
+    assert one(checker, claim("Minimal right basilar atelectasis.", F("atelectasis", "present", "right", ("base",), severity="minimal")), small).status == "supported"
+    assert one(checker, claim("Moderate right basilar atelectasis.", F("atelectasis", "present", "right", ("base",), severity="moderate")), small).status == "contradicted"
