@@ -20,6 +20,11 @@ if [ ! -f "$stamp" ]; then
     *) echo "usage: $0 demo|dev" >&2; exit 2 ;;
   esac
   .venv/bin/python -m pip install -q -c .ci/constraints.txt -e ".[$extras]"
+  if [ "$profile" = dev ]; then
+    # radgraph's reward function, read by file path in the parity tests (never installed:
+    # its model dependencies are heavy and its weights download on first use).
+    .venv/bin/python -m pip download -q --no-deps -d .cache/radgraph radgraph==0.1.18
+  fi
   # Test/CI environment only: let PyPI's CUDA torchvision import beside CPU torch
   # (see scripts/torchvision_cpu_shim.py). Library code never does this.
   site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
