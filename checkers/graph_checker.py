@@ -272,6 +272,9 @@ def _denies(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
         band_ok = p_bands <= denied
     if not band_ok:
         return False
+    # "No acute consolidation" does not deny a chronic or incidental finding.
+    if absent.change == "acute" and (present.change in rules.not_acute_changes or present.observation in rules.incidental):
+        return False
     # "No new opacity" does not deny a stable one.
     if absent.change is not None and rules.change_groups.get(absent.change) == "worse":
         if rules.change_groups.get(present.change or "") != "worse":

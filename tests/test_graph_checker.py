@@ -495,3 +495,12 @@ def test_low_severity_words_share_a_level(checker):
     small = ev("Small amount of right basilar atelectasis.", F("atelectasis", "present", "right", ("base",), severity="small"))
     assert one(checker, claim("Minimal right basilar atelectasis.", F("atelectasis", "present", "right", ("base",), severity="minimal")), small).status == "supported"
     assert one(checker, claim("Moderate right basilar atelectasis.", F("atelectasis", "present", "right", ("base",), severity="moderate")), small).status == "contradicted"
+
+
+def test_an_acute_negative_does_not_deny_chronic_or_incidental_findings(checker):
+    no_acute_nodule = ev("No acute pulmonary findings.", F("nodule", "absent", change="acute"))
+    granuloma_like = claim("Dense nodule, previous granulomatous process.", F("calcified granuloma", "present"))
+    assert one(checker, granuloma_like, no_acute_nodule).status == "unsupported"
+    old = claim("Chronic nodule.", F("nodule", "present", change="chronic"))
+    assert one(checker, old, no_acute_nodule).status == "unsupported"
+    assert one(checker, claim("Right lower lobe nodule.", F("nodule", "present", "right", ("lower lobe",))), no_acute_nodule).status == "contradicted"
