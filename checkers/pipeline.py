@@ -226,7 +226,8 @@ class Pipeline:
         per_claim: list[list[Verdict]] = [[] for _ in claims]
         for checker in self.checkers:
             for i, v in enumerate(self._run_checker(checker, claims, evidence)):
-                per_claim[i].append(v)
+                if v is not None:
+                    per_claim[i].append(v)
         sources = {e.source for e in evidence}
         if self.region is not None and study is not None and study.images:
             for i, v in enumerate(self._run_region(study, claims)):
@@ -247,28 +248,33 @@ class Pipeline:
         for id, text, ref in items:
             yield self.check(id, text, ref)
 
-    def _run_checker(self, checker: Checker, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
+    def _run_checker(self, checker: Checker, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict | None]:
         try:
-            verdicts = list(checker.check(claims, evidence))
-            if len(verdicts) != len(claims):
-                raise ReportgenError("E312", f"checker {checker.name!r} gave {len(verdicts)} verdicts for {len(claims)} claims")
-            return verdicts
+            return _align(claims, checker.check(claims, evidence))
         except Exception as e:
             msg = str(e) if isinstance(e, ReportgenError) else f"E313 checker {checker.name!r} failed: {type(e).__name__}: {e}"
             return [Verdict(cc.claim, "error", (msg,), (), checker.name, None) for cc in claims]
 
     def _run_region(self, study: Study, claims: Sequence[CheckedClaim]) -> list[Verdict | None]:
-        """Region verdicts aligned with the claims (None where it gave none)."""
         name = getattr(self.region, "name", "region")
         try:
-            verdicts = self.region.check_images(study.images, study.views, claims)  # type: ignore[union-attr]
+            return _align(claims, self.region.check_images(study.images, study.views, claims))  # type: ignore[union-attr]
         except Exception as e:
             msg = str(e) if isinstance(e, ReportgenError) else f"E320 region checker failed: {type(e).__name__}: {e}"
             return [Verdict(cc.claim, "error", (msg,), (), name, None) for cc in claims]
-        by_claim: dict[Claim, Verdict] = {}
-        for v in verdicts:
-            by_claim.setdefault(v.claim, v)
-        return [by_claim.get(cc.claim) for cc in claims]
+
+
+def _align(claims: Sequence[CheckedClaim], verdicts: Sequence[Verdict]) -> list[Verdict | None]:
+    """Verdicts in claim order, None where a checker gave none (it judges only some claims,
+    e.g. the region checker only localisable findings). One verdict per claim in order is
+    taken as is; otherwise verdicts are matched to claims by ``Verdict.claim``."""
+    verdicts = list(verdicts)
+    if len(verdicts) == len(claims) and all(v.claim == cc.claim for v, cc in zip(verdicts, claims)):
+        return verdicts
+    by_claim: dict[Claim, Verdict] = {}
+    for v in verdicts:
+        by_claim.setdefault(v.claim, v)
+    return [by_claim.get(cc.claim) for cc in claims]
 
 
 def default_reader(extractor: str) -> Callable[[str], Any]:
@@ -297,7 +303,7 @@ def summarise(results: Sequence[ClaimResult], **extra: Any) -> dict[str, Any]:
     out["claims"] = len(results)
     for r in results:
         out[r.status] += 1
-        if r.verdicts and all(is_abstention(v) or v.status == "error" for v in r.verdicts) and r.status == "uncertain":
+        if r.status == "uncertain" and all(is_abstention(v) or v.status == "error" for v in r.verdicts):
             out["not_checked"] += 1
     out["flagged"] = out["contradicted"] + out["unsupported"]
     out.update(extra)

@@ -168,7 +168,24 @@ def test_a_failing_checker_does_not_fail_the_claim_unless_all_fail():
     assert any("E313" in x and "RuntimeError" in x for x in c.reasons)
     r = pipe(checkers=(_Broken(), _Short())).check("r", "No effusion.")
     assert r.claims[0].status == "error" and r.summary["error"] == 1
-    assert any("E312" in x for x in r.claims[0].reasons)
+    assert [v.checker for v in r.claims[0].verdicts] == ["broken"]
+
+
+def test_a_checker_may_judge_only_some_claims():
+    r = pipe(checkers=(_Short(),)).check("r", "No effusion. Right effusion.")
+    assert [c.status for c in r.claims] == ["uncertain", "uncertain"]
+    assert r.summary["not_checked"] == 2 and "no checker gave a verdict" in r.claims[0].reasons[0]
+
+    class OnlyFirst:
+        name = "first"
+
+        def check(self, claims, evidence):
+            return [Verdict(claims[0].claim, "contradicted", ("no",), (), self.name, 0.0)]
+
+    r = pipe(checkers=("graph", OnlyFirst())).check("r", "Right effusion. Normal chest.", "Right effusion.")
+    by = by_text(r)
+    assert by["Right effusion."].status == "contradicted"
+    assert [v.checker for v in by["Normal chest."].verdicts] == ["graph"]
 
 
 def test_combine_verdicts_rules():
