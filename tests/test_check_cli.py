@@ -169,3 +169,21 @@ def test_end_to_end_with_the_rules_reader_offsets_point_into_the_input(tmp_path,
     assert any("reference[" in r for r in effusion["reasons"]) and any("self[" in r for r in effusion["reasons"])
     assert by_text["No pneumothorax."]["status"] == "supported"
     assert by_text["Normal chest."]["status"] == "contradicted"
+
+
+def test_an_unexpected_failure_on_one_record_becomes_an_error_record(tmp_path, fake_read, monkeypatch):
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": f"r{i}", "report": "No effusion."} for i in range(3)])
+    real = pipeline_mod.Pipeline.check
+
+    def fail_on_r1(self, id, text, ref=None, study=None):
+        if id == "r1":
+            raise RuntimeError("bug")
+        return real(self, id, text, ref, study)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "check", fail_on_r1)
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(out), "-q"]) == 0
+    recs = read_out(out)
+    assert [r["id"] for r in recs] == ["r0", "r1", "r2"]
+    assert recs[1]["error"].startswith(f"{reports}:2: E399 checking failed: RuntimeError") and recs[1]["claims"] == []
+    assert recs[0]["error"] is None and recs[2]["error"] is None

@@ -174,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
                     ref_note["reference"] = "invalid" if rec.id in ref_problems else "missing"
                     if rec.id in ref_problems:
                         ref_note["reference_error"] = ref_problems[rec.id]
-            result = pipeline.check(rec.id, rec.data["report"], ref_text)
-            out = result.to_record()
+            try:
+                out = pipeline.check(rec.id, rec.data["report"], ref_text).to_record()
+            except Exception as e:  # a bug on one record must not lose the batch
+                log.warning("%s: record %s failed with %s", rec.where, rec.id, type(e).__name__)
+                out = error_record(Record(rec.path, rec.line, rec.data, f"E399 checking failed: {type(e).__name__}: {e}"))
             if out["error"]:
                 n_errors += 1
                 out["error"] = f"{rec.where}: {out['error']}"
