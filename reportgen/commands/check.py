@@ -43,13 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # --- reading -----------------------------------------------------------------------
 
 
+MAX_LINE_WARNINGS = 10
+
+
 def load_reference(path: str, max_chars: int, warn) -> tuple[dict[str, str], dict[str, str]]:
-    """Reference texts by id, and the problem of each reference id whose line was bad."""
+    """Reference texts by id, and the problem of each reference id whose line was bad
+    (the first few bad lines are named on stderr, then a count)."""
     texts: dict[str, str] = {}
     problems: dict[str, str] = {}
+    bad = 0
     for rec in read_jsonl(path, require=INPUT_KEYS, text_fields=("report",), max_chars=max_chars):
         if rec.error:
-            warn(f"reference {rec.error}")
+            bad += 1
+            if bad <= MAX_LINE_WARNINGS:
+                warn(f"reference {rec.error}")
             if rec.id:
                 problems[rec.id] = rec.error
             continue
@@ -57,6 +64,8 @@ def load_reference(path: str, max_chars: int, warn) -> tuple[dict[str, str], dic
             warn(f"reference {rec.where}: E305 duplicate id {rec.id!r}; the later line is used")
         texts[rec.id] = rec.data["report"]
         problems.pop(rec.id, None)
+    if bad > MAX_LINE_WARNINGS:
+        warn(f"reference {path}: {bad - MAX_LINE_WARNINGS} more bad lines (each affected id's record says why in summary.reference_error)")
     return texts, problems
 
 
