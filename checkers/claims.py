@@ -157,10 +157,57 @@ def sentences(text: str, s: int = 0, e: int | None = None) -> list[tuple[int, in
     return [(s + x, s + y) for x, y in _sentences_rel(text[s:e])]
 
 
+# Fast path: most segments have only plain sentence ends ("word. Next"); for those a regex
+# gives exactly what spaCy's tokenizer + sentencizer give (tests/test_claims.py checks
+# this on every IU section). Anything that spaCy's tokenizer could treat specially -- a
+# known abbreviation or spaCy exception ("approx.", "A.P.", "p.m.", "a."), a period inside
+# a word ("XXXX.In", "e.g"), a number with a trailing period chunk -- goes to spaCy.
+_CANDIDATE_END = re.compile(r"[.!?]+[^\w\s]*(?=\s|$)")
+_INNER_MARK = re.compile(r"[.!?](?=[^\s.!?])")
+_DECIMAL = re.compile(r"\d\.\d")
+
+
+@lru_cache(maxsize=1)
+def _dotted_words() -> frozenset[str]:
+    model = nlp()
+    words = {k.lower() for k in model.Defaults.tokenizer_exceptions if "." in k}
+    words.update(a.lower() for a in text_rules()["abbreviations"])
+    return frozenset(words)
+
+
+def _fast_ends(seg: str) -> list[int] | None:
+    """Sentence ends of a segment by regex, or None when spaCy must decide."""
+    for m in _INNER_MARK.finditer(seg):
+        k = m.start()
+        if not (seg[k] == "." and _DECIMAL.match(seg, k - 1) if k else False):
+            return None
+    dotted = _dotted_words()
+    ends = []
+    for m in _CANDIDATE_END.finditer(seg):
+        start = seg.rfind(" ", 0, m.start()) + 1
+        start = max(start, seg.rfind("\n", 0, m.start()) + 1, seg.rfind("\t", 0, m.start()) + 1)
+        chunk = seg[start : m.end()]
+        core = chunk.lstrip("([{\"'")
+        word = core[: len(core) - len(core.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))]
+        if core.lower() in dotted or word.lower() + "." in dotted or len(word) == 1 or not core[:1].isalnum():
+            return None
+        if core[:1].isdigit() or any(ch.isdigit() for ch in core):
+            return None
+        nxt = seg[m.end() :].lstrip()
+        if nxt and not nxt[0].isalnum():
+            return None  # spaCy's sentencizer takes a following mark ("[", "(") with the sentence
+        ends.append(m.end())
+    return ends
+
+
+def _spacy_ends(seg: str) -> list[int]:
+    doc = _sentencizer()(nlp().tokenizer(seg))
+    return [sent.end_char for sent in doc.sents]
+
+
 @lru_cache(maxsize=32768)
 def _sentences_rel(text: str) -> tuple[tuple[int, int], ...]:
     out: list[tuple[int, int]] = []
-    tokenizer, sentencizer = nlp().tokenizer, _sentencizer()
     for a, b in _list_items(text, 0, len(text)):
         pos = a
         segs = []
@@ -169,11 +216,16 @@ def _sentences_rel(text: str) -> tuple[tuple[int, int], ...]:
             pos = m.end()
         segs.append((pos, b))
         for sa, sb in segs:
-            doc = sentencizer(tokenizer(text[sa:sb]))
-            for sent in doc.sents:
-                x, y = _strip(text, sa + sent.start_char, sa + sent.end_char)
+            seg = text[sa:sb]
+            ends = _fast_ends(seg)
+            if ends is None:
+                ends = _spacy_ends(seg)
+            pos = 0
+            for end in ends + [len(seg)]:
+                x, y = _strip(text, sa + pos, sa + end)
                 if y > x and any(ch.isalnum() for ch in text[x:y]):
                     out.append((x, y))
+                pos = end
     return tuple(out)
 
 
@@ -206,11 +258,16 @@ def _default_rules():
 
 
 def sentence_claims(text: str, ss: int, se: int, section: str, rules) -> list[Claim]:
-    sent = text[ss:se]
-    parts = _coordination(sent, rules)
+    """The claims of the sentence text[ss:se]."""
+    return [Claim(t, section, ss + a, ss + b, ss, se) for t, a, b in claim_parts(text[ss:se], rules)]
+
+
+def claim_parts(sent: str, rules, cached: bool = True) -> tuple[tuple[str, int, int], ...]:
+    """(claim text, start, end) of each claim of one sentence, offsets into ``sent``."""
+    parts = _coordination(sent, rules) if cached else _coordination_uncached(sent, rules)
     if len(parts) <= 1:
-        return [Claim(sent, section, ss, se, ss, se)]
-    return [Claim(t, section, ss + a, ss + b, ss, se) for t, a, b in parts]
+        return ((sent, 0, len(sent)),)
+    return tuple(parts)
 
 
 @lru_cache(maxsize=65536)

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
-from checkers.claims import context_sections, sentence_claims, sentences, split_claims, split_sections
+from checkers.claims import claim_parts, context_sections, sentence_claims, sentences, split_claims, split_sections
 from checkers.findings import findings_from_graph
 from checkers.graphs import claim_graphs, claim_subgraph, resolve_extractor
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim, GraphExtractor
-from checkers import _fast
-from reportgen.types import Claim, EntityGraph, Finding, Report
+from reportgen.types import Claim, Entity, EntityGraph, Finding, Relation, Report
 
 
 @dataclass(frozen=True)
@@ -94,36 +93,53 @@ def _read_rules(report: Report, ex, include_context: bool) -> tuple[CheckedClaim
 
 
 @lru_cache(maxsize=65536)
-def _read_sentence(ex, sentence: str) -> tuple[tuple[Claim, EntityGraph, tuple[Finding, ...]], ...]:
-    """Claims, graphs and findings of one sentence, in sentence offsets (cached)."""
+def _read_sentence(ex, sentence: str) -> tuple[tuple[str, int, int, EntityGraph, tuple[dict, ...]], ...]:
+    """(claim text, start, end, graph, findings as field dicts) of each claim of one
+    sentence, in sentence offsets (cached)."""
     graph = ex.analyze(sentence).graph
-    claims = sentence_claims(sentence, 0, len(sentence), "", ex)
+    parts = claim_parts(sentence, ex, cached=False)
     lex = ex.lexicon
-    if len(claims) == 1:
-        return ((claims[0], graph, findings_from_graph(graph, lex)),)
     out = []
-    for c in claims:
-        g = claim_subgraph(graph, c.start, c.end)
-        out.append((c, g, findings_from_graph(g, lex)))
+    for text, cs, ce in parts:
+        g = graph if len(parts) == 1 else claim_subgraph(graph, cs, ce)
+        out.append((text, cs, ce, g, tuple(f.__dict__ for f in findings_from_graph(g, lex))))
     return tuple(out)
 
 
+_new = object.__new__
+
+
 def _place(local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
-    """Move a sentence-level result to report offsets (sentence at [ss, se))."""
-    c, g, fs = local
-    claim = object.__new__(Claim)
-    claim.__dict__.update(text=c.text, section=section, start=c.start + ss, end=c.end + ss, sentence_start=ss, sentence_end=se)
-    if fs:
-        moved = []
-        for f in fs:
-            d = dict(f.__dict__)
-            d["start"] += ss
-            d["end"] += ss
-            m = object.__new__(Finding)
-            m.__dict__.update(d)
-            moved.append(m)
-        fs = tuple(moved)
-    return CheckedClaim(claim, _fast.shifted(g, ss, prefix), fs)
+    """Move a sentence-level result to report offsets (sentence at [ss, se)). The values
+    were validated when the sentence was read: the objects are built without re-checking."""
+    text, cs, ce, g, fds = local
+    claim = _new(Claim)
+    claim.__dict__.update(text=text, section=section, start=cs + ss, end=ce + ss, sentence_start=ss, sentence_end=se)
+    findings = []
+    for fd in fds:
+        f = _new(Finding)
+        d = f.__dict__
+        d.update(fd)
+        d["start"] += ss
+        d["end"] += ss
+        findings.append(f)
+    ents = []
+    for e in g.entities:
+        x = _new(Entity)
+        d = x.__dict__
+        d.update(e.__dict__)
+        d["id"] = prefix + e.id
+        d["start"] += ss
+        d["end"] += ss
+        ents.append(x)
+    rels = []
+    for r in g.relations:
+        x = _new(Relation)
+        x.__dict__.update(type=r.type, source=prefix + r.source, target=prefix + r.target)
+        rels.append(x)
+    graph = _new(EntityGraph)
+    graph.__dict__.update(entities=tuple(ents), relations=tuple(rels))
+    return CheckedClaim(claim, graph, tuple(findings))
 
 
 def clear_caches() -> None:

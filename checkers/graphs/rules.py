@@ -45,30 +45,26 @@ CLAUSE_START_WORDS = frozenset({"the", "there", "this", "these", "it", "they", "
 SENT_END = frozenset({".", "!", "?"})
 
 
-@dataclass
 class Mention:
     """One matched phrase of a sentence (token range [i, j), char span [start, end))."""
 
-    i: int
-    j: int
-    start: int
-    end: int
-    entries: list[Entry]
-    role: str = R_NONE
-    norm: str = ""
-    kind: str = ""  # modifier kind (sev/chg/tmp/desc/low) or cue kind
-    coord: str | None = None  # coordinator text if this mention is (also) a coordinator
-    term: bool = False
-    cop: bool = False
-    chunk: int = -1
-    label: str = "OBS-DP"
-    head: "Mention | None" = None  # for modifiers / laterality: what they modify
-    laterality: str | None = None
-    split: tuple[int, str, str] | None = None
-    cue_dist: int = 10**6
+    __slots__ = ("i", "j", "start", "end", "entries", "role", "norm", "kind", "coord", "term", "cop", "laterality",
+                 "split", "chunk", "label", "head", "cue_dist")
 
-    def cats(self) -> set[str]:
-        return {e.cat for e in self.entries}
+    def __init__(self, i: int, j: int, start: int, end: int, entries: list[Entry], role: str = R_NONE, norm: str = "",
+                 kind: str = "", coord: str | None = None, term: bool = False, cop: bool = False,
+                 laterality: str | None = None, split: tuple[int, str, str] | None = None):
+        self.i, self.j, self.start, self.end, self.entries = i, j, start, end, entries
+        self.role, self.norm, self.kind = role, norm, kind  # kind: modifier kind (sev/chg/...) or cue kinds
+        self.coord, self.term, self.cop = coord, term, cop  # coordinator text / terminator / copula
+        self.laterality, self.split = laterality, split
+        self.chunk = -1
+        self.label = "OBS-DP"
+        self.head: Mention | None = None  # for modifiers / laterality: what they modify
+        self.cue_dist = 10**6
+
+    def __repr__(self) -> str:
+        return f"Mention({self.i}:{self.j} {self.role} {self.norm!r} {self.label})"
 
     def entry(self, cat: str) -> Entry | None:
         for e in self.entries:
@@ -100,6 +96,7 @@ class RulesExtractor:
                  cache_size: int = 65536):
         self.lexicon = lexicon if isinstance(lexicon, Lexicon) else load_lexicon(lexicon, lexicon_mode)
         self._analyze = lru_cache(maxsize=cache_size)(self._analyze_uncached)
+        self._profiles: dict[int, tuple] = {}  # id(lexicon entries) -> (reading, entries kept alive)
 
     def __repr__(self) -> str:
         return f"RulesExtractor(lexicon={self.lexicon.version!r})"
@@ -129,15 +126,14 @@ class RulesExtractor:
         lex = self.lexicon
         tokens = tokenize(text)
         words = [t[2] for t in tokens]
-        mentions = [Mention(i, j, tokens[i][0], tokens[j - 1][1], entries) for i, j, entries in lex.match(words)]
-        _roles(mentions, words)
+        mentions = _mentions(text, tokens, words, lex, self._profiles)
         chunks = _chunks(mentions)
         _resolve_ambiguous(mentions, chunks, lex)
         _absorb_generic(chunks, lex, words)
         _promote(chunks, lex)
         _scope(mentions, chunks, words)
         rels = _relate(mentions, chunks, lex, words)
-        graph, heads = _build_graph(text, mentions, chunks, rels, lex, words)
+        graph, heads = _build_graph(text, mentions, chunks, rels, lex, words, tokens)
         return Analysis(text, tokens, mentions, chunks, graph, heads)
 
 
@@ -161,49 +157,50 @@ def merge_graphs(graphs: Sequence[EntityGraph]) -> EntityGraph:
     return EntityGraph(tuple(e for g in graphs for e in g.entities), tuple(r for g in graphs for r in g.relations))
 
 
-def _roles(mentions: list[Mention], words: list[str]) -> None:
-    """First, context-free role of each mention."""
-    for m in mentions:
-        cats = m.cats()
-        phrase = " ".join(words[m.i : m.j])
-        if COORD in cats:
-            m.coord = m.entry(COORD).norm  # the lexicon spelling ("and/or", "as well as")
-        if TERM in cats:
-            m.term = True
-        if COP in cats:
-            m.cop = True
-        if PSEUDO in cats:
-            e = m.entry(CHG)
-            if e:
-                m.role, m.norm, m.kind = R_MOD, e.norm, CHG
-            else:
-                m.role = R_NONE
-            continue
-        cue_kinds = [c for c in (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, SUGG) if c in cats]
-        if cue_kinds:
-            m.role, m.kind = R_CUE, "|".join(cue_kinds)
-            if SUGG_DEF in cats:
-                m.kind += "|def"
-            continue
-        if OBS in cats:
-            e = m.entry(OBS)
-            m.role, m.norm, m.laterality, m.split = R_OBS, e.norm, e.laterality, e.split
-        elif ANAT in cats:
-            e = m.entry(ANAT)
-            m.role, m.norm, m.laterality = R_ANAT, e.norm, e.laterality
-        elif NORMAL in cats:
-            m.role, m.norm = R_NORMAL, m.entry(NORMAL).norm  # "normal", or a specific predicate
-        elif LAT in cats:
-            e = m.entry(LAT)
-            m.role, m.norm, m.laterality = R_LAT, e.norm, e.norm
-        else:
-            for cat in (SEV, CHG, TMP, DESC, LOW):
-                e = m.entry(cat)
-                if e:
-                    m.role, m.norm, m.kind = R_MOD, e.norm, cat
-                    break
-            else:
-                m.role = R_STRUCT if (m.coord or m.term or m.cop) else R_NONE
+def _profile(entries: list[Entry]) -> tuple:
+    """The context-free reading of a phrase: (role, norm, kind, coord, term, cop,
+    laterality, split). Computed once per lexicon phrase."""
+    cats = {e.cat for e in entries}
+
+    def entry(cat: str) -> Entry | None:
+        return next((e for e in entries if e.cat == cat), None)
+
+    coord = entry(COORD).norm if COORD in cats else None  # the lexicon spelling ("and/or")
+    term, cop = TERM in cats, COP in cats
+    if PSEUDO in cats:
+        e = entry(CHG)
+        return (R_MOD, e.norm, CHG, coord, term, cop, None, None) if e else (R_NONE, "", "", coord, term, cop, None, None)
+    cue_kinds = [c for c in (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, SUGG) if c in cats]
+    if cue_kinds:
+        kind = "|".join(cue_kinds) + ("|def" if SUGG_DEF in cats else "")
+        return (R_CUE, "", kind, coord, term, cop, None, None)
+    if OBS in cats:
+        e = entry(OBS)
+        return (R_OBS, e.norm, "", coord, term, cop, e.laterality, e.split)
+    if ANAT in cats:
+        e = entry(ANAT)
+        return (R_ANAT, e.norm, "", coord, term, cop, e.laterality, None)
+    if NORMAL in cats:
+        return (R_NORMAL, entry(NORMAL).norm, "", coord, term, cop, None, None)  # "normal", or a specific predicate
+    if LAT in cats:
+        e = entry(LAT)
+        return (R_LAT, e.norm, "", coord, term, cop, e.norm, None)
+    for cat in (SEV, CHG, TMP, DESC, LOW):
+        e = entry(cat)
+        if e:
+            return (R_MOD, e.norm, cat, coord, term, cop, None, None)
+    return (R_STRUCT if (coord or term or cop) else R_NONE, "", "", coord, term, cop, None, None)
+
+
+def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict) -> list[Mention]:
+    out = []
+    for i, j, entries in lex.match(words):
+        prof = profiles.get(id(entries))
+        if prof is None:
+            prof = profiles[id(entries)] = (_profile(entries), entries)
+        role, norm, kind, coord, term, cop, lat, split = prof[0]
+        out.append(Mention(i, j, tokens[i][0], tokens[j - 1][1], entries, role, norm, kind, coord, term, cop, lat, split))
+    return out
 
 
 def _chunks(mentions: list[Mention]) -> list[list[Mention]]:
@@ -535,7 +532,7 @@ def _head_of(m: Mention, heads: list[Mention]) -> Mention:
     return m if m.head is None or m in heads else m.head
 
 
-def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]], rels: list, lex: Lexicon, words: list[str]):
+def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]], rels: list, lex: Lexicon, words: list[str], tokens):
     """Entities (ids e1, e2, ... by position), relations, implied normal-statement findings."""
     ents: list[tuple[int, int, str, str, str | None, object]] = []  # (start, end, text, label, norm, key)
     key_of: dict[int, int] = {}  # id(mention) -> index in ents
@@ -552,7 +549,7 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
         if m.role == R_OBS:
             if m.split:
                 n, anat_norm, side = m.split
-                sub = _tokens_span(text, m, n, side)
+                sub = _tokens_span(tokens, words, m, n, side)
                 if sub is not None:
                     (a_s, a_e), (o_s, o_e) = sub
                     o = add(o_s, o_e, m.label, m.norm)
@@ -645,23 +642,22 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     return _fast.graph(entities, rel_objs), heads
 
 
-def _tokens_span(text: str, m: Mention, n: int, side: str):
+def _tokens_span(tokens, words: list[str], m: Mention, n: int, side: str):
     """Char spans (anatomy, observation) of a split observation phrase, trimming small words
     between them ("widening of the mediastinum")."""
-    from checkers.lexicon import TOKEN_RE, lower_text
-
-    toks = [(x.start() + m.start, x.end() + m.start) for x in TOKEN_RE.finditer(lower_text(text[m.start : m.end]))]
-    if len(toks) <= n:
+    if m.j - m.i <= n:
         return None
     if side == "pre":
-        anat, obs = toks[:n], toks[n:]
+        anat, obs = (m.i, m.i + n), [m.i + n, m.j]
     else:
-        anat, obs = toks[-n:], toks[:-n]
-    small = {"of", "the", "in", "a", "an", "at", "on", "to", "-"}
-    while obs and text[obs[0][0] : obs[0][1]].lower() in small:
-        obs = obs[1:]
-    while obs and text[obs[-1][0] : obs[-1][1]].lower() in small:
-        obs = obs[:-1]
-    if not obs:
+        anat, obs = (m.j - n, m.j), [m.i, m.j - n]
+    while obs[0] < obs[1] and words[obs[0]] in _SMALL:
+        obs[0] += 1
+    while obs[0] < obs[1] and words[obs[1] - 1] in _SMALL:
+        obs[1] -= 1
+    if obs[0] >= obs[1]:
         return None
-    return (anat[0][0], anat[-1][1]), (obs[0][0], obs[-1][1])
+    return (tokens[anat[0]][0], tokens[anat[1] - 1][1]), (tokens[obs[0]][0], tokens[obs[1] - 1][1])
+
+
+_SMALL = frozenset({"of", "the", "in", "a", "an", "at", "on", "to", "-"})
