@@ -214,3 +214,26 @@ def test_importing_the_text_modules_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_regex_fast_path_agrees_with_spacy_on_every_iu_section(iu_by_id):
+    from checkers.claims import _fast_ends, _list_items, _spacy_ends
+
+    taken = 0
+    for r in iu_by_id.values():
+        t = r.report.text
+        for s in split_sections(t).sections:
+            sec = t[s.start : s.end]
+            for a, b in _list_items(sec, 0, len(sec)):
+                seg = sec[a:b]
+                fast = _fast_ends(seg)
+                if fast is None:
+                    continue
+                taken += 1
+                spacy_ends = [seg[:e].rstrip() for e in _spacy_ends(seg) if e < len(seg)]
+                assert [seg[:e].rstrip() for e in fast if e < len(seg)] == spacy_ends, seg
+    assert taken > 5000
+    # what the fast path must leave to spaCy
+    for hard in ("Heart size approx. 2 cm.", "Seen on the A.P. view.", "At 3 p.m. today.", "Lung XXXX.In the left base.",
+                 "Type a. Next.", "No effusion. [Note] x."):
+        assert _fast_ends(hard) is None, hard
