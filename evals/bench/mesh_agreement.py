@@ -214,6 +214,25 @@ def format_table(res: dict[str, Any], min_support: int) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(res: dict[str, Any], min_support: int) -> str:
+    """The table as Markdown (for docs/mesh_agreement.md)."""
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    lines = ["| finding (MeSH) | gold | predicted | precision % | recall % | F1 % | side n | side agreement % |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in sorted(res["rows"], key=lambda x: -x["gold"]):
+        if x["gold"] < min_support and x["row"] != "normal (no finding)":
+            continue
+        lines.append(f"| {x['row']} | {x['gold']} | {x['predicted']} | {pct(x['precision'])} | {pct(x['recall'])} | "
+                     f"{pct(x['f1'])} | {x['side_n']} | {pct(x['side_agreement'])} |")
+    m, a, s = res["micro"], res["macro_rows_with_support"], res["side_agreement"]
+    lines.append(f"| **micro, all rows** | {m['tp'] + m['fn']} | {m['tp'] + m['fp']} | {pct(m['precision'])} | {pct(m['recall'])} | "
+                 f"{pct(m['f1'])} | {s['n']} | {pct(s['agreement'])} |")
+    lines.append(f"| **macro, rows with gold >= {min_support}** ({a['rows']}) | | | {pct(a['precision'])} | {pct(a['recall'])} | {pct(a['f1'])} | | |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.bench.mesh_agreement", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/mesh_agreement.json", help="JSON result (default runs/mesh_agreement.json)")
@@ -224,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--map", default=str(DATA), help="MeSH map JSON (default evals/data/mesh_map.json)")
     p.add_argument("--show-errors", metavar="ROW", help="print false positives/negatives of one row (report text!)")
     p.add_argument("--max-errors", type=int, default=15)
+    p.add_argument("--markdown", metavar="TABLE.md", help="also write the table as Markdown")
     args = p.parse_args(argv)
     res = run(args)
     errors = res.pop("_errors")
@@ -231,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.show_errors:
         for kind, rid, text in errors[: args.max_errors]:
             print(f"--- {kind} {rid}: {text}")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(res, args.min_support), encoding="utf-8")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
