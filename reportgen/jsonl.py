@@ -133,6 +133,19 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
         raise
 
 
+def written_records(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(raw line, record) for each line of an output file that is a JSON object with a
+    string id; unparseable lines (a torn last line after a crash) are skipped."""
+    with Path(path).open("rb") as fh:
+        for raw in fh:
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
+                yield raw, rec
+
+
 class AppendWriter:
     """Append JSONL records, flushing and fsyncing each, for crash-safe resumable batches.
 
@@ -159,16 +172,7 @@ class AppendWriter:
             fh.truncate(cut)
 
     def done_ids(self) -> set[str]:
-        ids: set[str] = set()
-        with self.path.open("rb") as fh:
-            for raw in fh:
-                try:
-                    rec = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    continue
-                if isinstance(rec, dict) and isinstance(rec.get("id"), str):
-                    ids.add(rec["id"])
-        return ids
+        return {rec["id"] for _, rec in written_records(self.path)}
 
     def write(self, record: Mapping[str, Any]) -> None:
         self._fh.write(dumps(record) + "\n")

@@ -20,13 +20,13 @@ batch stops (exit 1) instead of writing an error record for every remaining stud
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from reportgen.errors import InputError, ReportgenError
+from reportgen.jsonl import written_records
 
 log = logging.getLogger("reportgen.draft")
 
@@ -51,22 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # -- output file ------------------------------------------------------------------------
-def _parsed_lines(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    """(raw line, record) for each output line that is a JSON object with a string id;
-    unparseable lines (a torn last line after a crash) are skipped."""
-    with path.open("rb") as fh:
-        for raw in fh:
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("id"), str):
-                yield raw, rec
-
-
 def scan_output(path: Path) -> dict[str, dict[str, Any]]:
     """id -> last record in the output file (empty when there is none)."""
-    return {rec["id"]: rec for _, rec in _parsed_lines(path)} if path.exists() else {}
+    return {rec["id"]: rec for _, rec in written_records(path)} if path.exists() else {}
 
 
 def to_retry(records: dict[str, dict[str, Any]], retry_errors: bool) -> set[str]:
@@ -83,7 +70,7 @@ def drop_records(path: Path, ids: set[str]) -> None:
     """Rewrite ``path`` atomically without the records of ``ids`` (and without torn lines)."""
     from reportgen.jsonl import atomic_writer
 
-    kept = [raw for raw, rec in _parsed_lines(path) if rec["id"] not in ids]
+    kept = [raw for raw, rec in written_records(path) if rec["id"] not in ids]
     with atomic_writer(path) as dst:
         for raw in kept:
             dst.write(raw.decode("utf-8").rstrip("\n") + "\n")
