@@ -262,9 +262,10 @@ def sentence_claims(text: str, ss: int, se: int, section: str, rules) -> list[Cl
     return [Claim(t, section, ss + a, ss + b, ss, se) for t, a, b in claim_parts(text[ss:se], rules)]
 
 
-def claim_parts(sent: str, rules, cached: bool = True) -> tuple[tuple[str, int, int], ...]:
-    """(claim text, start, end) of each claim of one sentence, offsets into ``sent``."""
-    parts = _coordination(sent, rules) if cached else _coordination_uncached(sent, rules)
+def claim_parts(sent: str, rules, cached: bool = True, analysis=None) -> tuple[tuple[str, int, int], ...]:
+    """(claim text, start, end) of each claim of one sentence, offsets into ``sent``
+    (``analysis``: the sentence's analysis when the caller has it)."""
+    parts = _coordination(sent, rules) if cached and analysis is None else _coordination_uncached(sent, rules, analysis)
     if len(parts) <= 1:
         return ((sent, 0, len(sent)),)
     return tuple(parts)
@@ -279,12 +280,12 @@ def _coordination(sent: str, rules) -> tuple[tuple[str, int, int], ...]:
     return _coordination_cached(sent, rules)
 
 
-def _coordination_uncached(sent: str, rules) -> list[tuple[str, int, int]]:
+def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, int, int]]:
     """(text, start, end) of each atomic claim of one sentence (offsets into ``sent``);
     one entry or none means: do not split."""
     from checkers.graphs.rules import R_ANAT, R_CUE, R_NORMAL, R_OBS, _cue_has
 
-    a = rules.analyze(sent)
+    a = analysis if analysis is not None else rules.analyze(sent)
     heads_roles = (R_OBS, R_ANAT, R_NORMAL)
 
     def pre_cue(m) -> bool:

@@ -93,12 +93,14 @@ class _Reader:
         return {x.cat for x in self.lex.entries(e.text)}
 
     def _side(self, e: Entity) -> str | None:
+        """An explicit side ("right", "left", "bilateral") or one carried by the word
+        ("bibasilar", "levoscoliosis", plural "bases"); the latter is marked implicit."""
         n = self.norms.get(e.id)
         if n in SIDES:
             return n
         for x in self.lex.entries(e.text):
             if x.laterality:
-                return x.laterality
+                return "~" + x.laterality if x.cat == ANAT and x.laterality == "bilateral" else x.laterality
         return None
 
     def where(self, eid: str) -> tuple[list[str], list[str], set[str]]:
@@ -183,8 +185,8 @@ class _Reader:
                 scopes = [s for an in anat_norms for s in lex.scope(an)] or [None]
                 for scope in dict.fromkeys(scopes):
                     out.append(_new_finding(obs, PRESENCE[e.label], laterality, zones_t, scope, severity, change or temporal, e))
-                if e.label == "OBS-DA":
-                    out.extend(self._denied(anat_norms, laterality, zones_t, None, e, umbrella=False))
+                if e.label == "OBS-DA":  # the specifics an acute umbrella denies are acute too
+                    out.extend(self._denied(anat_norms, laterality, zones_t, "acute" if obs == lex.acute_umbrella else None, e, umbrella=False))
                 continue
             anatomy = organs[0] if organs else lex.obs_organ.get(obs)
             out.append(_new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e))
@@ -201,11 +203,13 @@ class _Reader:
             scope = lex.scope(an)
             for f in lex.implied(an):
                 anatomy = scope[0] if len(scope) == 1 else lex.obs_organ.get(f, scope[0])
-                out.append(_new_finding(f, "absent", laterality, zones, anatomy, None, None, e))
+                out.append(_new_finding(f, "absent", laterality, zones, anatomy, None, temporal, e))
         return out
 
 
 def _laterality(sides: set[str]) -> str | None:
+    explicit = {x for x in sides if not x.startswith("~")}
+    sides = explicit or {x[1:] for x in sides}  # "right middle and lower lobes" is right, not plural-bilateral
     if not sides:
         return None
     if "bilateral" in sides or ("right" in sides and "left" in sides):

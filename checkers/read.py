@@ -96,8 +96,10 @@ def _read_rules(report: Report, ex, include_context: bool) -> tuple[CheckedClaim
 def _read_sentence(ex, sentence: str) -> tuple[tuple[str, int, int, EntityGraph, tuple[dict, ...]], ...]:
     """(claim text, start, end, graph, findings as field dicts) of each claim of one
     sentence, in sentence offsets (cached)."""
-    graph = ex.analyze(sentence).graph
-    parts = claim_parts(sentence, ex, cached=False)
+    # the analysis is not kept: the result below is what is cached (fewer live objects)
+    analysis = ex.analyze(sentence, cached=False)
+    graph = analysis.graph
+    parts = claim_parts(sentence, ex, cached=False, analysis=analysis)
     lex = ex.lexicon
     out = []
     for text, cs, ce in parts:

@@ -117,9 +117,10 @@ class RulesExtractor:
     def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]:
         return [self.extract(t) for t in texts]
 
-    def analyze(self, sentence: str) -> Analysis:
-        """The cached analysis of one sentence (used by the claim splitter)."""
-        return self._analyze(sentence)
+    def analyze(self, sentence: str, cached: bool = True) -> Analysis:
+        """The analysis of one sentence (used by the claim splitter); cached by text unless
+        ``cached=False`` (a caller that caches its own result keeps fewer objects alive)."""
+        return self._analyze(sentence) if cached else self._analyze_uncached(sentence)
 
     # ---- analysis -----------------------------------------------------------------------
     def _analyze_uncached(self, text: str) -> Analysis:
