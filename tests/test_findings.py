@@ -141,3 +141,26 @@ def test_a_long_report_is_read():
     rr = read_report(text)
     assert len(rr.claims) == 6000
     assert rr.claims[-1].claim.end <= len(text)
+
+
+def test_context_makes_the_finding(iu_by_id):
+    # CXR2771 "Soft tissue edema with no visible bony injury."; CXR3479 "No laryngeal edema."
+    assert ("soft tissue edema", "present") in _obs("Soft tissue edema with no visible bony injury.")
+    assert _obs("No laryngeal edema.") == {("laryngeal edema", "absent")}
+    # CXR702: "... passive atelectasis of the right middle and lower lobes." (an explicit side beats the plural)
+    got = _f("Large right pleural effusion with associated passive atelectasis of the right middle and lower lobes.")
+    assert ("atelectasis", "present", "right") in {g[:3] for g in got}
+    assert ("pleural effusion", "present", "right", (), "pleura", "large", None) in got
+
+
+def test_acute_umbrella_specifics_are_acute(iu_by_id):
+    got = _f(iu_by_id["CXR2"].impression)  # "No acute pulmonary findings."
+    assert got[0] == ("acute abnormality", "absent", None, (), "lung", None, "acute")
+    assert {g[6] for g in got} == {"acute"} and ("nodule", "absent") in {(g[0], g[1]) for g in got}
+
+
+def test_recommendation_hedges(iu_by_id):
+    # CXR468: "Further evaluation XXXX chest should be considered to exclude the possibility of pulmonary malignancy."
+    t = iu_by_id["CXR468"].report.text
+    i = t.index("Further evaluation")
+    assert _obs(t[i : t.index(".", i) + 1]) == {("mass", "uncertain")}
