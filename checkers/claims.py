@@ -224,9 +224,15 @@ def _sentences_rel(text: str) -> tuple[tuple[int, int], ...]:
             for end in ends + [len(seg)]:
                 x, y = _strip(text, sa + pos, sa + end)
                 if y > x and any(ch.isalnum() for ch in text[x:y]):
-                    out.append((x, y))
+                    if out and out[-1][1] <= x and text[x].islower() and _LEVEL_OR_UNIT_END.search(text, out[-1][0], out[-1][1]):
+                        out[-1] = (out[-1][0], y)  # "compression of T12. vertebral body", "2 cm. in size"
+                    else:
+                        out.append((x, y))
                 pos = end
     return tuple(out)
+
+
+_LEVEL_OR_UNIT_END = re.compile(r"(?:\b[CTL]\d{1,2}|\d\s?(?:cm|mm))\.$")
 
 
 # ---- claims -------------------------------------------------------------------------------

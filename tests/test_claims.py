@@ -105,6 +105,14 @@ def test_doctor_and_time_abbreviations_do_not_break(iu_by_id):
     assert "XXXX by Dr. XXXX XXXX telephone at XXXX p.m. XXXX/XXXX." in sents
 
 
+def test_vertebra_levels_and_units_before_lower_case_words_do_not_end_sentences():
+    text = "Mild compression deformity of T12. vertebral body is stable. Nodule measures 2 cm. in size. Fracture of T11. The lungs are clear."
+    assert [text[a:b] for a, b in sentences(text)] == [
+        "Mild compression deformity of T12. vertebral body is stable.", "Nodule measures 2 cm. in size.",
+        "Fracture of T11.", "The lungs are clear.",
+    ]
+
+
 def test_radiology_abbreviations_do_not_end_sentences():
     text = "Heart size approx. 2.5 cm larger than on the A.P. view, e.g. vs. the P.A. film of Dr. Smith. No effusion."
     assert [text[a:b] for a, b in sentences(text)] == [
