@@ -454,6 +454,16 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
             e2 -= 1
         s2, e2 = _strip(sent, s2, e2)
         out.append((claim_text, s2, e2))
+        # a cue inside this part that governs its last observation reaches the next parts
+        # too ("... with resolution of small apical pneumothorax and basilar opacities")
+        heads = [m for m in ms if m.role in (R_OBS, R_ANAT)]
+        last_obs = next((m for m in reversed(ms) if m.role == R_OBS), None)
+        if heads and last_obs is not None:
+            inner = [m for m in ms if pre_cue(m) and m.start >= heads[0].start and m.end <= last_obs.start]
+            if inner:
+                label = _cue_label([inner[-1]], inner[-1].end)
+                if label == last_obs.label:
+                    carry, carry_label = sent[inner[-1].start : inner[-1].end], label
     return out
 
 

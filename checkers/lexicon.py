@@ -28,14 +28,14 @@ TOKEN_RE = re.compile(r"[a-z]+|\d+(?:\.\d+)?|[^\sa-z\d]")
 # Categories a phrase can belong to (a phrase may have several).
 OBS, ANAT, LAT, SEV, CHG, TMP, DESC, LOW, NORMAL = "obs", "anat", "lat", "sev", "chg", "tmp", "desc", "low", "normal"
 NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, PSEUDO = "neg_pre", "neg_post", "unc_pre", "unc_post", "pseudo"
-SUGG, SUGG_DEF, TERM, COP, COORD = "sugg", "sugg_def", "term", "cop", "coord"
+SUGG, SUGG_DEF, TERM, COP, COORD, IGNORE = "sugg", "sugg_def", "term", "cop", "coord", "ignore"
 MODIFIER_CATS = (SEV, CHG, TMP, DESC, LOW)
 CUE_CATS = (NEG_PRE, NEG_POST, UNC_PRE, UNC_POST, SUGG)
 
 _CUE_KEYS = {
     "negation_pre": NEG_PRE, "negation_post": NEG_POST, "uncertainty_pre": UNC_PRE,
     "uncertainty_post": UNC_POST, "pseudo": PSEUDO, "suggestive": SUGG, "suggestive_definite": SUGG_DEF,
-    "terminators": TERM, "copulas": COP, "coordinators": COORD,
+    "terminators": TERM, "copulas": COP, "coordinators": COORD, "ignore": IGNORE,
 }
 
 

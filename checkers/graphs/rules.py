@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Sequence
 
 from checkers.lexicon import (
-    ANAT, CHG, COORD, COP, DESC, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
+    ANAT, CHG, COORD, COP, DESC, IGNORE, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
     TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
 )
 from checkers import _fast
@@ -168,6 +168,8 @@ def _profile(entries: list[Entry]) -> tuple:
 
     coord = entry(COORD).norm if COORD in cats else None  # the lexicon spelling ("and/or")
     term, cop = TERM in cats, COP in cats
+    if IGNORE in cats:  # views and comparisons ("left lateral decubitus", "compared to the left")
+        return (R_NONE, "", "", coord, term, cop, None, None)
     if PSEUDO in cats:
         e = entry(CHG)
         return (R_MOD, e.norm, CHG, coord, term, cop, None, None) if e else (R_NONE, "", "", coord, term, cop, None, None)
