@@ -257,8 +257,11 @@ def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str])
                 continue
             prev = obs[k - 1] if k else None
             nxt = obs[k + 1] if k + 1 < len(obs) else None
-            if prev is not None and prev.norm != lex.umbrella and m.i - prev.j <= 3:
-                m.role = R_NONE
+            if prev is not None and m.i - prev.j <= (1 if prev.norm == lex.umbrella else 3):
+                m.role = R_NONE  # "emphysematous lung changes", "disease process"
+            elif nxt is not None and nxt.norm != lex.umbrella and nxt.i - m.j <= 2 and all(
+                    x.role in (R_ANAT, R_MOD, R_LAT) for x in ch if m.j <= x.i < nxt.i):
+                m.role = R_NONE  # "abnormal opacity", "abnormal mediastinal widening": an adjective
             elif nxt is not None and nxt.norm != lex.umbrella and nxt.i - m.j <= 4 and all(
                     w in _GENERIC_LINKS for w in words[m.j : nxt.i]) and any(w in ("of", "for", "suggest", "to") for w in words[m.j : nxt.i]):
                 m.role = R_NONE
@@ -611,12 +614,16 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     # absent, located_at "lungs"); findings_from_graph adds the specific denied findings. A
     # specific predicate ("well expanded", "intact") denies only its own findings.
     umbrella = lex.umbrella
+    drop: set[int] = set()
     for idx in range(len(ents)):
         s, e, t, label, norm = ents[idx]
         acute = any(ents[mm][4] == "acute" for mm in modifiers_of.get(idx, ()))
         if norm == umbrella and label == "OBS-DA":
             if acute:
                 ents[idx] = (s, e, t, label, lex.acute_umbrella)
+            continue
+        if norm == umbrella and not located.get(idx):
+            drop.add(idx)  # "Findings discussed with Dr. XXXX", "Chronic changes.": no finding of their own
             continue
         specific = norm in lex.specific_normal
         if label != "OBS-DP" or not (norm == "normal" or specific):
@@ -637,7 +644,10 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
                 k = add(s, e, "OBS-DA", f)
                 if a is not None:
                     relations.append(("located_at", k, a))
-    order = sorted(range(len(ents)), key=lambda k: (ents[k][0], ents[k][1], k))
+    if drop:  # with the modifiers that only modified them
+        drop |= {mm for k in drop for mm in modifiers_of.get(k, ()) if all(d in drop for t2, s2, d in relations if s2 == mm)}
+        relations = [r for r in relations if r[1] not in drop and r[2] not in drop]
+    order = sorted((k for k in range(len(ents)) if k not in drop), key=lambda k: (ents[k][0], ents[k][1], k))
     new_id = {k: f"e{n + 1}" for n, k in enumerate(order)}
     entities = tuple(_fast.entity(new_id[k], ents[k][2], ents[k][0], ents[k][1], ents[k][3], ents[k][4]) for k in order)
     rel_objs = tuple(_fast.relation(t, new_id[s], new_id[d]) for t, s, d in relations)
