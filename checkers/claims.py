@@ -25,6 +25,8 @@ from checkers.lexicon import DATA, COP, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
 from reportgen.types import Claim, Report, Section
 
 ABBREVIATIONS = DATA / "abbreviations.json"
+_RELATIVE = re.compile(r"\s*(?:(?:some|one|all|most|both|each|many|several|none) of\s+)?(?:which|that|whom|whose)\b", re.IGNORECASE)
+_NO_SPLIT_TERMS = frozenset({"which", "that", "who", "which is", "which are"})  # relative clauses stay with their noun
 _SPLIT_COORDS = frozenset({",", "and", "or", "nor", "and/or", ";", "as well as", "/", "along with", "plus", "without",
                            "but", "however", "although", "though", "whereas", "while", "with no"})
 
@@ -289,7 +291,7 @@ def _coordination(sent: str, rules) -> tuple[tuple[str, int, int], ...]:
 def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, int, int]]:
     """(text, start, end) of each atomic claim of one sentence (offsets into ``sent``);
     one entry or none means: do not split."""
-    from checkers.graphs.rules import R_ANAT, R_CUE, R_NORMAL, R_OBS, _cue_has
+    from checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
 
     a = analysis if analysis is not None else rules.analyze(sent)
     heads_roles = (R_OBS, R_ANAT, R_NORMAL)
@@ -305,7 +307,8 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
     items: list[list] = []  # [start, end, mentions]
     start = 0
     for m in a.mentions:
-        if m.coord in _SPLIT_COORDS or (m.term and m.coord is None and m.role != R_CUE):
+        if (m.coord in _SPLIT_COORDS or (m.term and m.coord is None and m.role != R_CUE and sent[m.start : m.end].lower() not in _NO_SPLIT_TERMS)) \
+                and not _RELATIVE.match(sent, m.end):
             items.append([start, m.start, []])
             start = m.start if m.role == R_CUE else m.end
     items.append([start, len(sent), []])
@@ -366,8 +369,11 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
         """A part stands alone when it says something: an observation or normal predicate
         of its own, or anatomy that a shared predicate speaks about."""
         ms = items[k][2]
-        if any(m.role in (R_OBS, R_NORMAL) for m in ms if m.start >= prefix_end):
+        if any(m.role == R_OBS for m in ms if m.start >= prefix_end):
             return True
+        if any(m.role == R_NORMAL for m in ms if m.start >= prefix_end):
+            # a bare predicate after a part with its subject belongs to it ("lungs are clear and expanded")
+            return k == 0 or any(m.role == R_ANAT for m in ms)
         if not any(m.role == R_ANAT for m in ms):
             return False
         return (k < len(items) - 1 and suffix_start is not None and suffix_label is None) or (k > 0 and normal_prefix)
@@ -424,6 +430,9 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
     if len(groups) <= 1:
         return []
     suffix = sent[suffix_start:].strip().rstrip(".!? ") if suffix_start is not None else ""
+    # a suffix of verbs and change words only ("appears stable", "are again noted") fits every part
+    suffix_plain = suffix_start is not None and all(
+        m.role in (R_MOD, "struct", "none") for m in items[-1][2] if m.start >= suffix_start)
     carry = sent[:prefix_end].strip()
     carry_label = _cue_label(items[0][2], prefix_end)
     out = []
@@ -441,7 +450,8 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
         elif g > 0 and carry and _carry_applies(ms, carry_label):
             parts.append(_standalone_cue(carry))
         parts.append(body)
-        if g < len(groups) - 1 and suffix and not any(predicate(m) for m in ms) and _carry_applies(ms, suffix_label):
+        if g < len(groups) - 1 and suffix and not any(predicate(m) for m in ms) and (
+                _carry_applies(ms, suffix_label) or suffix_plain):
             parts.append(suffix)
         claim_text = " ".join(p for p in parts if p)
         if parts and parts[0] == body and body[:7].lower() in ("without", "with no"):
@@ -457,13 +467,10 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
         # a cue inside this part that governs its last observation reaches the next parts
         # too ("... with resolution of small apical pneumothorax and basilar opacities")
         heads = [m for m in ms if m.role in (R_OBS, R_ANAT)]
-        last_obs = next((m for m in reversed(ms) if m.role == R_OBS), None)
-        if heads and last_obs is not None:
-            inner = [m for m in ms if pre_cue(m) and m.start >= heads[0].start and m.end <= last_obs.start]
-            if inner:
-                label = _cue_label([inner[-1]], inner[-1].end)
-                if label == last_obs.label:
-                    carry, carry_label = sent[inner[-1].start : inner[-1].end], label
+        if heads:
+            inner = [m for m in ms if pre_cue(m) and m.start >= heads[0].start]
+            if inner:  # the next part takes it only if its observations carry the cue's label
+                carry, carry_label = sent[inner[-1].start : inner[-1].end], _cue_label([inner[-1]], inner[-1].end)
     return out
 
 

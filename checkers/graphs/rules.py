@@ -483,7 +483,8 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         if not later:
             continue
         earlier = [m for m in chunks[c.chunk] if m.role == R_OBS and m.j <= c.i]
-        if not earlier and c.chunk > 0 and chunks[c.chunk][0] is c:
+        if not earlier and c.chunk > 0 and all(x.role in (R_CUE, R_MOD) for x in chunks[c.chunk] if x.i < c.i):
+            # ", likely B", ", perhaps due to B": the connector opens its chunk
             earlier = [m for m in chunks[c.chunk - 1] if m.role == R_OBS]
         if earlier:
             src = earlier[-1]
