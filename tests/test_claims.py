@@ -245,3 +245,26 @@ def test_regex_fast_path_agrees_with_spacy_on_every_iu_section(iu_by_id):
     for hard in ("Heart size approx. 2 cm.", "Seen on the A.P. view.", "At 3 p.m. today.", "Lung XXXX.In the left base.",
                  "Type a. Next.", "No effusion. [Note] x."):
         assert _fast_ends(hard) is None, hard
+
+
+def _sentence_claims(iu, rid: str, start: str):
+    t = iu[rid].report.text
+    at = t.index(start)
+    return t, [c for c in _claims(t) if c.sentence_start == at]
+
+
+def test_coordinated_predicates_and_later_negation(iu_by_id):
+    # CXR66: "Both lungs are clear and expanded with no pleural air collections or parenchymal consolidations."
+    t, parts = _sentence_claims(iu_by_id, "CXR66", "Both lungs are clear")
+    assert [c.text for c in parts] == [
+        "Both lungs are clear and expanded.", "No pleural air collections.", "No parenchymal consolidations."]
+    assert [t[c.start : c.end] for c in parts][1:] == ["with no pleural air collections", "parenchymal consolidations"]
+
+
+def test_relative_clause_stays_and_plain_suffix_is_shared(iu_by_id):
+    # CXR2467: "... opacities in the right upper lung, some of which are centrally lucent."
+    t, parts = _sentence_claims(iu_by_id, "CXR2467", "There are several small circular opacities")
+    assert len(parts) == 1
+    # CXR3508: "Biapical scarring and pleural thickening appears stable."
+    t, parts = _sentence_claims(iu_by_id, "CXR3508", "Biapical scarring")
+    assert [c.text for c in parts] == ["Biapical scarring appears stable.", "Pleural thickening appears stable."]
