@@ -443,8 +443,12 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         for j in range(k + 1, nchunks):
             if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
                 p0, a0 = preds[j][0], anat_heads[j][0]
-                if p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0.i < x.i < p0.j):
-                    target = p0  # "heart and mediastinum ARE normal", not "... with left basilar atelectasis"
+                predicative = p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0.i < x.i < p0.j)
+                listed = all(b in LIST_JOINS for jj in range(k + 1, j + 1) for b in _boundary(mentions, chunks, jj))
+                if predicative or listed:
+                    # "heart and mediastinum ARE normal", "left midlung, and left basilar opacity";
+                    # not "... on the left with some associated left basilar atelectasis"
+                    target = p0
                 break
             if preds[j] or not anat_heads[j]:
                 break
@@ -521,6 +525,18 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                 elif r[0] == "suggestive_of" and r[2] is a:  # "A may reflect B or C": A suggests C too
                     rels.append(("suggestive_of", r[1], preds[k][0]))
     return rels
+
+
+LIST_JOINS = frozenset({",", "and", "or", "and/or", "/"})
+
+
+def _boundary(mentions: list[Mention], chunks: list[list[Mention]], k: int) -> list[str]:
+    """The coordinators / terminators between chunk k-1 and chunk k."""
+    if k <= 0 or not chunks[k - 1] or not chunks[k]:
+        return []
+    lo, hi = chunks[k - 1][-1].j, chunks[k][0].i
+    return [m.coord or "term" for m in mentions if lo <= m.i < hi and (m.coord or m.term)] or [
+        m.coord or "term" for m in chunks[k][:1] if m.coord or m.term]
 
 
 def _between_has(ch: list[Mention], a: Mention, b: Mention) -> bool:
