@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Iterable, Iterator
-
-from checkers.lexicon import DATA, COP, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
+from checkers.lexicon import DATA, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
 from reportgen.types import Claim, Report, Section
 
 ABBREVIATIONS = DATA / "abbreviations.json"
@@ -508,9 +506,4 @@ def _standalone_cue(text: str) -> str:
     return text
 
 
-def iter_claims(reports: Iterable[Report]) -> Iterator[tuple[Claim, ...]]:
-    for r in reports:
-        yield split_claims(r)
-
-
-__all__ = ["split_sections", "split_claims", "sentences", "nlp", "context_sections", "iter_claims"]
+__all__ = ["split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "context_sections"]
