@@ -40,6 +40,10 @@ from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, 
 log = logging.getLogger(__name__)
 
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+# Evidence sources whose ``meta`` goes into the record (``verdicts[].evidence_meta``): the
+# region checker's numbers (zone, cnr, best_zone, ...). Text evidence meta (sections,
+# sentence spans) is already in the reasons.
+META_SOURCES = frozenset({IMAGE, "box"})
 CHECKERS: dict[str, Callable[[], Checker]] = {"graph": GraphChecker}
 
 
@@ -86,11 +90,16 @@ class ClaimResult:
             "sentence_start": c.sentence_start, "sentence_end": c.sentence_end,
             # Each checker's verdict; its reasons are in "reasons" above (prefixed with the
             # checker's name when several checkers ran), so they are not repeated here.
-            "verdicts": [
-                {"checker": v.checker, "status": v.status, "score": v.score, "evidence": [e.describe() for e in v.evidence]}
-                for v in self.verdicts
-            ],
+            "verdicts": [_verdict_dict(v) for v in self.verdicts],
         }
+
+
+def _verdict_dict(v: Verdict) -> dict[str, Any]:
+    d: dict[str, Any] = {"checker": v.checker, "status": v.status, "score": v.score, "evidence": [e.describe() for e in v.evidence]}
+    if any(e.source in META_SOURCES for e in v.evidence):
+        # aligned with "evidence": the image evidence's numbers (zone, cnr, best_zone, ...)
+        d["evidence_meta"] = [dict(e.meta) if e.source in META_SOURCES else {} for e in v.evidence]
+    return d
 
 
 @dataclass(frozen=True)
@@ -192,8 +201,18 @@ class Pipeline:
     def checker_names(self) -> list[str]:
         return [c.name for c in self.checkers] + ([self.region.name] if self.region is not None else [])
 
-    def check(self, id: str, report_text: str, reference_text: str | None = None, study: Study | None = None) -> ReportResult:
-        """Check one report; problems become ``ReportResult.error``, never exceptions."""
+    def check(
+        self, id: str, report_text: str, reference_text: str | None = None, study: Study | None = None,
+        *, region_error: str | None = None,
+    ) -> ReportResult:
+        """Check one report; problems become ``ReportResult.error``, never exceptions.
+
+        ``region_error``: a problem with the study's images the caller found before
+        checking (e.g. a missing file): the region checker is not run; every claim gets an
+        ``error`` verdict from it with this message (dropped in the combination, so the
+        other checkers decide) and ``summary.region_error`` says it. The same happens when
+        the region checker raises.
+        """
         base = {"checkers": self.checker_names, "extractor": self.extractor}
         problem = _validate_text("report", report_text)
         if problem:
@@ -229,11 +248,19 @@ class Pipeline:
                 if v is not None:
                     per_claim[i].append(v)
         sources = {e.source for e in evidence}
-        if self.region is not None and study is not None and study.images:
-            for i, v in enumerate(self._run_region(study, claims)):
+        if self.region is not None and (region_error is not None or (study is not None and study.images)):
+            if region_error is not None:
+                region_verdicts = self._region_errors(claims, region_error)
+            else:
+                region_verdicts = self._run_region(study, claims)  # type: ignore[arg-type]
+            for i, v in enumerate(region_verdicts):
                 if v is not None:
                     per_claim[i].append(v)
-                    sources.add(IMAGE)
+                    if v.status != "error":
+                        sources.add(IMAGE)
+            failed = next((v for v in region_verdicts if v is not None and v.status == "error"), None)
+            if failed is not None:
+                notes["region_error"] = failed.reasons[0] if failed.reasons else "region checking failed"
 
         results = []
         for cc, vs in zip(claims, per_claim):
@@ -256,12 +283,15 @@ class Pipeline:
             return [Verdict(cc.claim, "error", (msg,), (), checker.name, None) for cc in claims]
 
     def _run_region(self, study: Study, claims: Sequence[CheckedClaim]) -> list[Verdict | None]:
-        name = getattr(self.region, "name", "region")
         try:
             return _align(claims, self.region.check_images(study.images, study.views, claims))  # type: ignore[union-attr]
         except Exception as e:
             msg = str(e) if isinstance(e, ReportgenError) else f"E320 region checker failed: {type(e).__name__}: {e}"
-            return [Verdict(cc.claim, "error", (msg,), (), name, None) for cc in claims]
+            return self._region_errors(claims, msg)
+
+    def _region_errors(self, claims: Sequence[CheckedClaim], msg: str) -> list[Verdict | None]:
+        name = getattr(self.region, "name", "region")
+        return [Verdict(cc.claim, "error", (msg,), (), name, None) for cc in claims]
 
 
 def _align(claims: Sequence[CheckedClaim], verdicts: Sequence[Verdict]) -> list[Verdict | None]:

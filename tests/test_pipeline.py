@@ -253,6 +253,31 @@ def test_region_checker_is_not_called_without_images_and_its_failure_is_containe
     assert c.status == "supported" and any("E320" in x for x in c.reasons)
 
 
+def test_region_error_from_the_caller_keeps_the_graph_verdicts_and_image_meta_is_recorded():
+    from reportgen.types import EvidenceItem
+
+    region = FakeRegion()
+    r = pipe(region=region).check("s", "Right effusion. No pneumothorax.", "Right effusion.",
+                                  region_error="r.jsonl:4: E705 image 'a.png' not found")
+    assert region.calls == []  # not run
+    for c in r.claims:
+        assert [v.checker for v in c.verdicts] == ["graph", "region"] and c.verdicts[1].status == "error"
+        assert c.status == c.verdicts[0].status  # the error drops out: the graph decides
+    assert r.summary["region_error"] == "r.jsonl:4: E705 image 'a.png' not found"
+    assert "image" not in r.summary["evidence"]
+    assert pipe().check("s", "Right effusion.", region_error="ignored without a region checker").summary.get("region_error") is None
+
+    class WithMeta(FakeRegion):
+        def check_images(self, images, views, claims):
+            ev = EvidenceItem(source="image", text="map", meta={"zone": ["right_base"], "cnr": 1.5, "best_zone": "right_base"})
+            return [Verdict(cc.claim, "supported", ("ok",), (ev,), self.name, 0.9) for cc in claims]
+
+    rec = pipe(region=WithMeta()).check("s", "Right effusion.", study=Study("s", images=("a.png",))).to_record()
+    graph_v, region_v = rec["claims"][0]["verdicts"]
+    assert region_v["evidence_meta"] == [{"zone": ["right_base"], "cnr": 1.5, "best_zone": "right_base"}]
+    assert "evidence_meta" not in graph_v and region_v["evidence"] == ["image 'map'"]
+
+
 def test_check_many_yields_one_result_per_item():
     out = list(pipe().check_many([("a", "Right effusion.", None), ("b", "", None), ("c", "No effusion.", "No effusion.")]))
     assert [r.id for r in out] == ["a", "b", "c"]

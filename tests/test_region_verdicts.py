@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from checkers.region.calibrate import youden
-from checkers.region.evidence import Calibration, Judgement, cnr, combine, judge_finding
+from checkers.region.evidence import Calibration, Judgement, cnr, combine, judge_finding, support
 from checkers.region.grounded import box_from_coco, check_box, describe_box, load_grounded, tbx11k_boxes
 from checkers.region.zones import GRID, Atlas
 from evals.metrics.radfact import Box
@@ -42,7 +42,8 @@ def test_evidence_on_the_claimed_side_supports():
     j = judge(Finding("opacity", "present", "left", ("upper lobe",)), blob(*LEFT_UPPER))
     assert j.status == "supported"
     assert j.meta["best_zone"] in ("left_upper_zone", "left_apex")
-    assert j.score == pytest.approx(j.meta["cnr"], abs=1e-4) and j.meta["cnr"] >= 0.5
+    assert j.cnr == pytest.approx(j.meta["cnr"], abs=1e-4) and j.meta["cnr"] >= 0.5
+    assert j.score == pytest.approx(support(j.cnr, 0.5, CAL.score_scale)) and 0.5 <= j.score <= 1
     assert "left upper zone" in j.reasons[0] and "CNR" in j.reasons[0]
 
 
@@ -119,6 +120,67 @@ def test_combine_takes_the_worst_status():
     assert combine([a, c])[0] == "uncertain"
 
 
+# ---- verdict scores in [0, 1] (the Verdict.score convention of docs/checking.md) ----------
+
+SCORE_FINDINGS = [
+    Finding("opacity", "present", "left", ("upper lobe",)),
+    Finding("opacity", "present", "right", ("base",)),
+    Finding("opacity", "present", "bilateral", ("upper lobe",)),
+    Finding("cardiomegaly", "present"),
+    Finding("opacity", "uncertain", "right", ("upper lobe",)),
+    Finding("pleural effusion", "absent", "left"),
+]
+
+
+def test_scores_are_in_0_1_for_random_maps_and_agree_with_the_status():
+    rng = np.random.default_rng(7)
+    cal = Calibration(cnr_threshold=0.3, side_margin=0.2, absence_threshold=0.4, calibrated=True)
+    seen = set()
+    for i in range(12):
+        # random smooth-ish maps: noise plus a random blob, at random scales and offsets
+        sim = blob(*rng.uniform(0.1, 0.9, 2), sigma=rng.uniform(0.03, 0.2), amp=rng.uniform(0, 3), noise=rng.uniform(0.01, 1), seed=i)
+        sim = sim * rng.uniform(0.1, 50) + rng.uniform(-5, 5)
+        for f in SCORE_FINDINGS:
+            j = judge(f, sim, cal)
+            assert j.score is not None and 0.0 <= j.score <= 1.0
+            assert j.cnr is not None and j.cnr == pytest.approx(j.meta["max_cnr" if f.presence == "absent" else "cnr"], abs=1e-4)
+            seen.add(j.status)
+            if j.status == "supported":
+                assert j.score >= 0.5
+            elif j.status in ("unsupported", "contradicted"):
+                assert j.score <= 0.5
+    assert {"supported", "unsupported", "contradicted"} <= seen  # the maps exercised every rule
+
+
+def test_score_ordering_follows_the_claimed_zone_cnr():
+    """More evidence in the claimed zone never lowers the score; raw CNR order is kept."""
+    f = Finding("opacity", "present", "left", ("upper lobe",))
+    noise = np.random.default_rng(3).normal(0, 0.3, (GRID, GRID)).astype(np.float32)
+    js = [judge(f, noise + blob(*LEFT_UPPER, amp=a, noise=0.0)) for a in (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)]
+    cnrs = [j.cnr for j in js]
+    assert cnrs == sorted(cnrs) and cnrs[0] < 0.5 < cnrs[-1]
+    scores = [j.score for j in js]
+    assert scores == sorted(scores) and scores[0] < 0.5 < scores[-1]
+    assert [j.status for j in js][0] == "unsupported" and js[-1].status == "supported"
+    # the support function itself: 0.5 at the threshold, monotone, bounded, no overflow
+    xs = [-1e9, -3, 0.49, 0.5, 0.51, 3, 1e9]
+    ys = [support(x, 0.5, 0.25) for x in xs]
+    assert ys == sorted(ys) and ys[3] == 0.5 and 0.0 <= ys[0] < 1e-9 and 1 - 1e-9 < ys[-1] <= 1.0
+    # absence: more evidence of the finding -> less support for "no ..."
+    cal = Calibration(absence_threshold=1.0, calibrated=True)
+    g = Finding("pleural effusion", "absent")
+    weak, strong = judge(g, blob(0.2, 0.76, amp=0.05), cal), judge(g, blob(0.2, 0.76, amp=2.0), cal)
+    assert weak.cnr < strong.cnr and weak.score > strong.score
+
+
+def test_wrong_side_scores_low_even_when_the_claimed_zone_is_above_threshold():
+    # evidence on both upper zones, much more on the patient's left
+    both = blob(*LEFT_UPPER, amp=3.0) + blob(*RIGHT_UPPER, amp=0.6, seed=1)
+    j = judge(Finding("opacity", "present", "right", ("upper lobe",)), both, Calibration(cnr_threshold=0.0, side_margin=0.25))
+    assert j.status == "contradicted" and j.meta["cnr"] >= 0.0  # claimed zone above tau ...
+    assert j.score < 0.5  # ... but the mirror beats it by the margin
+
+
 def test_calibration_round_trip_and_errors(tmp_path):
     c = Calibration(cnr_threshold=0.8, absence_threshold=1.2, calibrated=True, stats={"positive": {"auc": 0.9}})
     c.save(tmp_path)
@@ -191,6 +253,56 @@ def test_radfact_examples_boxes_follow_the_laterality_convention(grounded_exampl
             assert check_box(Finding("opacity", "present", other), s.boxes).status == "contradicted"
             checked += 1
     assert checked >= 10
+
+
+def test_box_verdict_scores_are_in_0_1():
+    from checkers.region.grounded import check_grounded
+    from reportgen.grounding import GroundedPhrase
+    from reportgen.protocols import CheckedClaim
+    from reportgen.types import Claim, EntityGraph
+
+    left_box = (Box(0.65, 0.15, 0.85, 0.35),)
+    f_left, f_right = Finding("opacity", "present", "left", ("upper lobe",)), Finding("opacity", "present", "right", ("upper lobe",))
+    assert check_box(f_left, left_box).support == 1.0 and check_box(f_right, left_box).support == 0.0
+    with_map = check_box(f_left, left_box, sim=blob(*LEFT_UPPER))
+    assert with_map.status == "supported" and with_map.score == pytest.approx(with_map.meta["box_cnr"], abs=1e-4) and with_map.score > 0.5  # raw CNR
+    assert 0.5 <= with_map.support <= 1.0
+    assert check_box(f_left, left_box, sim=blob(*RIGHT_UPPER)).support == 0.0
+    assert check_box(Finding("opacity", "absent", "left"), left_box).support is None
+
+    sentences = [GroundedPhrase("Left upper lobe opacity.", left_box), GroundedPhrase("Right upper lobe opacity.", left_box)]
+    findings = {"Left upper lobe opacity.": f_left, "Right upper lobe opacity.": f_right}
+
+    def reader(text):
+        out, pos = [], 0
+        for s in sentences:
+            out.append(CheckedClaim(Claim(s.text, "findings", pos, pos + len(s.text)), EntityGraph(), (findings[s.text],)))
+            pos += len(s.text) + 1
+        return out
+
+    vs = check_grounded(sentences, reader=reader)
+    assert [(v.status, v.score) for v in vs] == [("supported", 1.0), ("contradicted", 0.0)]
+
+
+def test_grounded_types_have_one_definition_in_the_core():
+    import ast
+    from pathlib import Path
+
+    import checkers.region.grounded as region_grounded
+    import evals.metrics.radfact as radfact
+    import reportgen.grounding as core
+
+    for name in ("Box", "GroundedPhrase", "GroundedExample", "parse_grounded_examples"):
+        assert getattr(radfact, name) is getattr(core, name) is getattr(region_grounded, name)
+    assert region_grounded.GroundedSentence is core.GroundedPhrase
+    # checkers never depend on evals (data flows one way); the core types need no numpy/torch
+    root = Path(core.__file__).resolve().parents[1]
+    for path in sorted((root / "checkers").rglob("*.py")) + [Path(core.__file__)]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(m == "evals" or m.startswith("evals.") for m in mods), f"{path} imports {mods}"
+            if path == Path(core.__file__):
+                assert not any(m.split(".")[0] in ("numpy", "torch") for m in mods)
 
 
 def test_bad_grounded_files(tmp_path):

@@ -215,8 +215,9 @@ class RegionChecker:
             "query": q, "model": self.backend.spec, "sigma": self.sigma, "atlas_version": self.atlas.version,
         })
         name = Path(enc.path).name if enc.path != "<array>" else "image"
+        # The evidence keeps the raw CNR; the verdict's score is the [0, 1] support (evidence.support).
         return EvidenceItem(source="image", text=f"similarity map of {q!r} on {name}", findings=(f,),
-                            score=j.score, meta=meta)
+                            score=j.cnr, meta=meta)
 
     def check(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
         """Checker protocol: images come as evidence items with source "image" and
@@ -227,6 +228,17 @@ class RegionChecker:
         return self.check_images([e.meta["image"] for e in imgs], [e.meta.get("view") for e in imgs], claims)
 
     # ---- visuals -------------------------------------------------------------------------
+    def render_study(
+        self, images: Sequence[Any], views: Sequence[str | None], verdicts: Sequence[Verdict], *,
+        flagged_only: bool = True, out: str | Path | None = None, title: str | None = None,
+    ) -> bytes:
+        """``render`` on the image ``check_images`` judges for this study (the first
+        frontal one): the PNG of a study, as ``reportgen check --region-png-dir`` writes it."""
+        if not images:
+            raise ReportgenError("E603", "no image to render", fix="give the study's images")
+        idx, vs = self._primary(images, views)
+        return self.render(images[idx], vs[idx], verdicts, flagged_only=flagged_only, out=out, title=title)
+
     def render(
         self, image: Any, view: str | None, verdicts: Sequence[Verdict], *, flagged_only: bool = True,
         out: str | Path | None = None, title: str | None = None,

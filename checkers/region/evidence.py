@@ -8,11 +8,19 @@ reused by the grounded-box checker) on synthetic maps.
 CNR (as in BioViL, Boecking et al. 2022): for a zone Z inside the thorax T,
 ``cnr(Z) = (mean(M|Z) - mean(M|T\\Z)) / sqrt(var(M|Z) + var(M|T\\Z))``; signed, so a
 negative value means the evidence lies outside Z.
+
+Scores: ``Verdict.score`` means "how strongly the evidence supports the claim", in [0, 1]
+for every checker (``docs/checking.md``). The raw CNR is unbounded, so the verdict score
+is a logistic of the CNR's distance to the calibrated threshold,
+``support(x, t) = 1 / (1 + exp(-(x - t) / calib.score_scale))`` (0.5 exactly at the
+threshold), and the raw CNR stays in ``EvidenceItem.score`` and ``meta["cnr"]``. See
+``judge_finding`` for the rule per claim type.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,6 +47,8 @@ class Calibration:
       otherwise; when None, absence is not checked (verdict "uncertain", not checkable).
     - ``box_side_min`` / ``box_overlap_min``: the grounded-box rules (fraction of a box's
       area on one side / inside the claimed zones).
+    - ``score_scale``: the CNR distance from a threshold that moves the verdict score
+      from 0.5 to 0.73 (logistic slope; see ``support``). Not fitted by calibration.
     """
 
     cnr_threshold: float = 0.5
@@ -46,6 +56,7 @@ class Calibration:
     absence_threshold: float | None = None
     box_side_min: float = 0.75
     box_overlap_min: float = 0.1
+    score_scale: float = 0.25
     calibrated: bool = False
     query: str = "finding"
     stats: Mapping[str, Any] = field(default_factory=dict)
@@ -66,6 +77,8 @@ class Calibration:
         try:
             c = cls(**{k: v for k, v in d.items()})
             float(c.cnr_threshold), float(c.side_margin)
+            if not float(c.score_scale) > 0:
+                raise ValueError(f"score_scale must be > 0, not {c.score_scale!r}")
         except (TypeError, ValueError) as e:
             raise ReportgenError("E610", f"{where}: invalid calibration ({e})") from None
         if c.query not in ("finding", "claim"):
@@ -103,6 +116,16 @@ def cnr(sim: np.ndarray, inside: np.ndarray, region: np.ndarray) -> float:
     return float((a.mean() - b.mean()) / np.sqrt(a.var() + b.var() + _EPS))
 
 
+def support(x: float, threshold: float, scale: float) -> float:
+    """Verdict score in [0, 1] from a CNR (or a CNR difference) and its threshold: a
+    logistic, 0.5 at the threshold, increasing with ``x`` (``scale`` > 0: the slope)."""
+    z = (float(x) - float(threshold)) / max(float(scale), _EPS)
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-min(z, 700.0)))
+    e = math.exp(max(z, -700.0))
+    return e / (1.0 + e)
+
+
 def zone_cnrs(sim: np.ndarray, zones: ZoneSet) -> dict[str, float]:
     """CNR of every zone of the atlas against the rest of the thorax."""
     return {name: cnr(sim, m, zones.thorax) for name, m in zones.masks.items()}
@@ -110,12 +133,17 @@ def zone_cnrs(sim: np.ndarray, zones: ZoneSet) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Judgement:
-    """The region verdict for one finding on one image, before it becomes a Verdict."""
+    """The region verdict for one finding on one image, before it becomes a Verdict.
+
+    ``score``: the verdict score in [0, 1] (None: not checkable, an abstention);
+    ``cnr``: the raw CNR that decided it (the claimed zone's; for absence the highest
+    zone's), kept as the evidence item's score."""
 
     status: str
     reasons: tuple[str, ...]
     score: float | None
     meta: Mapping[str, Any]
+    cnr: float | None = None
 
 
 def _zones_words(names: Sequence[str]) -> str:
@@ -142,8 +170,17 @@ def judge_finding(
     - absent: with ``absence_threshold`` set: contradicted when the best CNR over the
       zones the finding could occupy reaches it, else supported; without it: "uncertain",
       not checkable.
+
+    Score (``s = calib.score_scale``, ``support`` the logistic): present without side or on
+    a lateral view ``support(c_claim, tau)``; right/left on a frontal view
+    ``min(support(c_claim, tau), support(c_claim - c_mirror, -side_margin))`` (low when the
+    mirror side beats the claimed side by the margin); bilateral ``support(min side CNR,
+    tau)``; absent ``support(-max CNR, -absence_threshold)``; hedged claims keep the
+    score of the rules. So supported >= 0.5 > unsupported, contradicted <= 0.5, and the
+    score never decreases as the claimed zone's CNR grows.
     """
     tau = float(calib.cnr_threshold)
+    scale = float(calib.score_scale)
     per_zone = zone_cnrs(sim, zones)
     best_zone = max(per_zone, key=per_zone.get) if per_zone else None
     best = per_zone.get(best_zone, 0.0) if best_zone else 0.0
@@ -153,7 +190,7 @@ def judge_finding(
         "zone": list(claimed.zones), "cnr": round(c_claim, 4), "best_zone": best_zone,
         "best_cnr": round(best, 4), "threshold": tau, "calibrated": calib.calibrated,
         "laterality": claimed.laterality, "view_kind": zones.kind, "zones_source": zones.source,
-        "checkable": True,
+        "checkable": True, "score_scale": scale,
     }
     tau_words = f"threshold {_fmt(tau)}" + ("" if calib.calibrated else " (uncalibrated default)")
     where = _zones_words(claimed.zones)
@@ -176,10 +213,10 @@ def judge_finding(
         if cmax >= t_abs:
             return Judgement("contradicted", (
                 f"image evidence for {label} in {pretty(zmax)} (CNR {_fmt(cmax)} >= absence threshold {_fmt(t_abs)}) "
-                f"although the claim says it is absent",), cmax, meta)
+                f"although the claim says it is absent",), support(-cmax, -t_abs, scale), meta, cmax)
         return Judgement("supported", (
             f"no image evidence for {label} in {where} (max CNR {_fmt(cmax)} in {pretty(zmax)} "
-            f"< absence threshold {_fmt(t_abs)})",), cmax, meta)
+            f"< absence threshold {_fmt(t_abs)})",), support(-cmax, -t_abs, scale), meta, cmax)
 
     lat = claimed.laterality
     if lat in ("right", "left") and zones.kind == "frontal":
@@ -187,6 +224,9 @@ def judge_finding(
         c_mirror = cnr(sim, zones.union(mirror), zones.thorax) if mirror else float("-inf")
         meta.update({"mirror_zone": list(mirror), "mirror_cnr": round(c_mirror, 4) if mirror else None})
         status, reasons = _lateral_rule(c_claim, c_mirror, mirror, lat, where, best_words, tau, tau_words, calib, label)
+        score = support(c_claim, tau, scale)
+        if mirror:
+            score = min(score, support(c_claim - c_mirror, -float(calib.side_margin), scale))
     elif lat == "bilateral" and zones.kind == "frontal":
         side_cnr = {}
         for s in ("right", "left"):
@@ -194,6 +234,7 @@ def judge_finding(
             side_cnr[s] = cnr(sim, zones.union(names), zones.thorax) if names else 0.0
         meta["side_cnr"] = {s: round(v, 4) for s, v in side_cnr.items()}
         weak = [s for s, v in side_cnr.items() if v < tau]
+        score = support(min(side_cnr.values()), tau, scale)
         if not weak:
             status = "supported"
             reasons = (f"bilateral {label}: evidence on both sides (right CNR {_fmt(side_cnr['right'])}, "
@@ -203,6 +244,7 @@ def judge_finding(
             reasons = (f"unsupported by image: bilateral {label} claimed but evidence is below {tau_words} on the "
                        f"{' and '.join(weak)} side (right CNR {_fmt(side_cnr['right'])}, left CNR {_fmt(side_cnr['left'])}); {best_words}",)
     else:
+        score = support(c_claim, tau, scale)
         if c_claim >= tau:
             status = "supported"
             reasons = (f"image evidence for {label} concentrated in the claimed {where} (CNR {_fmt(c_claim)} >= {tau_words}); {best_words}",)
@@ -213,7 +255,7 @@ def judge_finding(
     if presence == "uncertain":
         reasons = (f"hedged claim: region evidence reported, not judged ({status} by the rules: {reasons[0]})",)
         status = "uncertain"
-    return Judgement(status, reasons, c_claim, meta)
+    return Judgement(status, reasons, score, meta, c_claim)
 
 
 def _lateral_rule(c_claim, c_mirror, mirror, lat, where, best_words, tau, tau_words, calib, label):

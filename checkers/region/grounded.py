@@ -22,6 +22,11 @@ Rules for one positive finding with boxes (thresholds from ``Calibration``):
   reach ``cnr_threshold``, else unsupported-by-image.
 Sentences without boxes get no verdict; negative or hedged findings with boxes get
 "uncertain" (a box on an absent finding is not checkable).
+
+Scores: the verdict score is in [0, 1] like every checker's: boxes alone give 1.0
+(supported) or 0.0 (contradicted, unsupported); with a map, a supported claim scores
+``support(box CNR, cnr_threshold)`` (checkers.region.evidence). The raw box CNR stays in
+the evidence item's score and ``meta["box_cnr"]``; not-checkable verdicts score None.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from checkers.region.evidence import Calibration, cnr
+from checkers.region.evidence import Calibration, cnr, support
 from checkers.region.zones import GRID, Atlas, ZoneSet, box_mask, pretty, view_kind
-# The grounded-report types are shared with the RadFact metrics (one definition).
-from evals.metrics.radfact import Box, GroundedExample, GroundedPhrase, parse_grounded_examples
 from reportgen.errors import ReportgenError
+# The grounded-report types are defined once in the core and shared with the RadFact
+# metrics (evals.metrics.radfact); importable from here as before.
+from reportgen.grounding import Box, GroundedExample, GroundedPhrase, parse_grounded_examples, parse_grounded_report
 from reportgen.types import Claim, EvidenceItem, Finding, Verdict
 
 CHECKER = "region-box"
@@ -47,11 +53,11 @@ GroundedSentence = GroundedPhrase  # one sentence with its boxes (None: not grou
 
 
 def box_tuple(b: Box) -> tuple[float, float, float, float]:
-    return (b.x_min, b.y_min, b.x_max, b.y_max)
+    return b.as_tuple()
 
 
 def box_dict(b: Box) -> dict[str, float]:
-    return {"x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}
+    return b.to_dict()
 
 
 def box_from_coco(bbox: Sequence[float], width: float, height: float) -> Box:
@@ -72,7 +78,7 @@ def load_grounded(path: str | Path) -> list[GroundedExample]:
         raise ReportgenError("E607", f"{p}:{e.lineno}: not valid JSON ({e.msg})") from None
     try:
         if isinstance(data, list) and data and isinstance(data[0], Mapping) and "text" in data[0]:
-            return [GroundedExample("0", tuple(GroundedPhrase.from_dict(d) for d in data), ())]
+            return [GroundedExample("0", parse_grounded_report(data), ())]
         return parse_grounded_examples(data)
     except ReportgenError as e:
         raise ReportgenError("E607", f"{p}: {e}", fix=e.fix) from None
@@ -82,10 +88,14 @@ def load_grounded(path: str | Path) -> list[GroundedExample]:
 
 @dataclass(frozen=True)
 class BoxCheck:
+    """``score``: the raw box CNR (with a map); ``support``: the verdict score in [0, 1]
+    (None: not checkable)."""
+
     status: str
     reasons: tuple[str, ...]
     meta: Mapping[str, Any]
     score: float | None = None
+    support: float | None = None
 
 
 def box_sides(box: Box, zones: ZoneSet) -> dict[str, float]:
@@ -140,7 +150,7 @@ def check_box(
     desc = "; ".join(f"box {i + 1} in {pretty(p['best_zone'])} ({p['side'] or 'midline/both'} side)" for i, p in enumerate(per_box))
     if finding.presence != "present":
         meta["checkable"] = False
-        return BoxCheck("uncertain", (f"box given for a {finding.presence} finding: not checkable ({desc})",), meta)
+        return BoxCheck("uncertain", (f"box given for a {finding.presence} finding: not checkable ({desc})",), meta, None, None)
     lat = claimed.laterality
     status, reason = "supported", ""
     if lat in ("right", "left") and zones.kind == "frontal":
@@ -186,7 +196,10 @@ def check_box(
                 status = "unsupported"
         else:
             reasons.append(f"image evidence concentrated in the boxes (CNR {score:.2f} >= {calib.cnr_threshold:.2f})")
-    return BoxCheck(status, tuple(reasons), meta, score)
+    supp = 1.0 if status == "supported" else 0.0
+    if score is not None and status == "supported":
+        supp = support(score, calib.cnr_threshold, calib.score_scale)
+    return BoxCheck(status, tuple(reasons), meta, score, supp)
 
 
 def check_grounded(
@@ -238,7 +251,7 @@ def check_grounded(
         order = {"contradicted": 0, "unsupported": 1, "uncertain": 2, "supported": 3}
         status = min((b.status for _, b in checks), key=order.__getitem__)
         reasons = tuple(r for _, b in checks for r in b.reasons)
-        scores = [b.score for _, b in checks if b.score is not None]
+        scores = [b.support for _, b in checks if b.support is not None]
         ev = tuple(EvidenceItem(source="box", text=f"{len(boxes)} box(es) of sentence {k + 1}", findings=(f,),
                                 score=b.score, meta={**b.meta, "sentence": k}) for f, b in checks)
         out.append(Verdict(c, status, reasons, ev, CHECKER, min(scores) if scores else None))

@@ -42,7 +42,7 @@ def load_radiograph(path: str | Path) -> RadiographImage:
         im = images.load_image(p)
         arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     except ReportgenError as e:
-        raise ReportgenError("E603", f"image {p}: {e}", fix=e.fix) from None
+        raise ReportgenError("E603", f"image {p}: {e.code} {e.message.rstrip('.')}", fix=e.fix) from None
     except ImportError:
         raise ReportgenError("E611", "reading images needs Pillow (and pydicom for DICOM)", fix="pip install 'reportgen[clip]'") from None
     view, mirrored = None, False

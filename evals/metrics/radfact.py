@@ -35,11 +35,14 @@ reports ignoring NaN (RadFact's ``from_aggregate``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from reportgen.errors import ReportgenError
+# The grounded-report types live in the core (one definition, shared with the region
+# checker); re-exported here for compatibility.
+from reportgen.grounding import Box, GroundedExample, GroundedPhrase, parse_grounded_examples  # noqa: F401
 from reportgen.types import Finding, Verdict
 
 GRID = 224
@@ -47,63 +50,6 @@ BOX_PRECISION_THRESHOLD = 0.5
 # The graph checker's score of a hedged claim the evidence does not deny ("uncertain" in
 # checkers/data/checking.json; a denied hedge scores lower).
 HEDGE_CONFIRMED = 0.5
-
-
-@dataclass(frozen=True)
-class Box:
-    """A box in normalised image coordinates (0..1), as RadFact's ``NormalizedBox``."""
-
-    x_min: float
-    y_min: float
-    x_max: float
-    y_max: float
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Box":
-        try:
-            b = cls(float(d["x_min"]), float(d["y_min"]), float(d["x_max"]), float(d["y_max"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ReportgenError("E420", f"a box needs numeric x_min, y_min, x_max, y_max ({exc})", fix="use RadFact's grounded JSON box format") from None
-        if not (0 <= b.x_min <= b.x_max <= 1 and 0 <= b.y_min <= b.y_max <= 1):
-            raise ReportgenError("E421", f"box {d} is not normalised (0 <= min <= max <= 1)", fix="divide pixel coordinates by the image size")
-        return b
-
-
-@dataclass(frozen=True)
-class GroundedPhrase:
-    """One sentence of a grounded report, with its boxes (None: not grounded)."""
-
-    text: str
-    boxes: tuple[Box, ...] | None = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "GroundedPhrase":
-        boxes = d.get("boxes")
-        return cls(str(d["text"]), None if boxes is None else tuple(Box.from_dict(b) for b in boxes))
-
-
-@dataclass(frozen=True)
-class GroundedExample:
-    id: str
-    prediction: tuple[GroundedPhrase, ...]
-    target: tuple[GroundedPhrase, ...]
-
-
-def parse_grounded_examples(data: Any) -> list[GroundedExample]:
-    """RadFact's grounded JSON (a list of {"example_id", "prediction": [...], "target": [...]})."""
-    if not isinstance(data, list):
-        raise ReportgenError("E422", "grounded examples must be a JSON list", fix="use RadFact's grounded_reporting_examples.json format")
-    out = []
-    for i, ex in enumerate(data):
-        try:
-            out.append(GroundedExample(
-                str(ex.get("example_id", i)),
-                tuple(GroundedPhrase.from_dict(p) for p in ex["prediction"]),
-                tuple(GroundedPhrase.from_dict(p) for p in ex["target"]),
-            ))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ReportgenError("E422", f"grounded example {i} is malformed ({exc!r})", fix="each example needs 'prediction' and 'target' lists of {text, boxes}") from None
-    return out
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,32 @@ lines (malformed JSON, non-UTF-8 bytes, a missing id, an empty or oversized repo
 an error record ``{"id": <id or "line:N">, "error": "<file:line: code problem>",
 "claims": [], "summary": {...}}`` and the batch goes on. The output file is written
 atomically: a crash leaves the previous file untouched. Report text is never logged.
+
+Region evidence (``--region-model SPEC``): records may carry ``"images": [paths]`` and
+``"views": [...]`` (or one ``"view"`` for every image); relative paths are read from the
+reports file's folder. The region checker's verdicts (checker "region") join each claim's
+``verdicts`` with their numbers under ``evidence_meta``; ``summary.region`` says whether
+the study was checked (``checked``, ``no_images``, ``error``). A study whose images are
+missing, unreadable or badly given keeps its graph verdicts: every claim gets an
+``error`` verdict from the region checker (which drops out of the combination) and
+``summary.region_error`` names the record and the problem (E700-E729 here, E6xx from the
+region checker). ``--region-png-dir`` writes one PNG per checked study (``region_png``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import shutil
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any, Iterable, Mapping, TextIO
 
+from reportgen.errors import ReportgenError
 from reportgen.jsonl import MAX_RECORD_CHARS, Record, atomic_writer, dumps, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -38,6 +52,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    g = p.add_argument_group("image-region evidence (needs the clip extra: pip install 'reportgen[clip]')")
+    g.add_argument("--region-model", metavar="SPEC",
+                   help="open_clip model for region evidence: local-dir:PATH, hf-hub:ORG/REPO, a built-in name (ViT-B-16) "
+                        "or a model-config JSON (default: none, no region checking); records may then carry "
+                        '"images": [paths] and "views": [...] or "view"')
+    g.add_argument("--region-calibration", metavar="PATH",
+                   help="reportgen_region.json with the region thresholds (default: the one in a local-dir checkpoint, "
+                        "else the uncalibrated defaults)")
+    g.add_argument("--region-pretrained", metavar="TAG|FILE", help="open_clip pretrained tag or weights file for a built-in model name")
+    g.add_argument("--region-device", default="cpu", metavar="DEVICE", help="torch device of the region model (default: cpu)")
+    g.add_argument("--region-png-dir", metavar="DIR",
+                   help='write a PNG per study with images (image, map of each flagged claim, claimed zone outlined); '
+                        'the record gets its path as "region_png"')
 
 
 # --- reading -----------------------------------------------------------------------
@@ -102,6 +129,103 @@ def error_record(rec: Record, extra_summary: Mapping[str, Any] | None = None) ->
     return passthrough(out, rec.data)
 
 
+# --- region evidence ---------------------------------------------------------------
+
+
+def make_region_checker(args: argparse.Namespace):
+    """The RegionChecker for ``--region-model`` (None without it), with its model loaded
+    now so a model that cannot load stops the command before any record is read."""
+    if not args.region_model:
+        extra = [f for f, v in (("--region-calibration", args.region_calibration), ("--region-png-dir", args.region_png_dir),
+                                ("--region-pretrained", args.region_pretrained)) if v]
+        if extra:
+            raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
+        return None
+    from checkers.region.checker import RegionChecker
+
+    rc = RegionChecker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
+                       calibration=args.region_calibration)
+    try:
+        rc.backend.load()
+    except ReportgenError:
+        raise
+    except Exception as e:  # network, corrupt weights, ...: say which model
+        raise ReportgenError("E701", f"region model {args.region_model!r} could not be loaded ({type(e).__name__}: {e})",
+                             fix="check the model spec; offline, use local-dir:PATH (e.g. written by `reportgen train-clip`)") from None
+    if args.region_png_dir:
+        try:
+            Path(args.region_png_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReportgenError("E702", f"--region-png-dir {args.region_png_dir}: cannot create the folder ({e.strerror or e})") from None
+    return rc
+
+
+def record_study(rec: Record, base: Path) -> tuple[Any, str | None]:
+    """(Study or None, problem or None) from a record's ``images`` and ``views``/``view``.
+
+    No ``images`` (or an empty list): (None, None), the record is checked without images.
+    Relative paths are read from ``base`` (the reports file's folder)."""
+    from reportgen.types import Study
+
+    data = rec.data or {}
+    images = data.get("images", data.get("image"))
+    if images is None or images == []:
+        return None, None
+    if isinstance(images, str):
+        images = [images]
+    if not isinstance(images, list) or not all(isinstance(i, str) and i.strip() for i in images):
+        return None, f"E703 'images' must be a list of image paths, got {_short(images)}"
+    if "views" in data:
+        views = data["views"]
+        if isinstance(views, str):
+            views = [views]
+        if not isinstance(views, list) or not all(v is None or isinstance(v, str) for v in views):
+            return None, f"E704 'views' must be a list of view names (PA, AP, LATERAL, ...) or nulls, got {_short(views)}"
+        if views and len(views) != len(images):
+            return None, f"E704 {len(views)} views for {len(images)} images; give one view per image (or 'view' for all)"
+    elif data.get("view") is not None:
+        if not isinstance(data["view"], str):
+            return None, f"E704 'view' must be a view name (PA, AP, LATERAL, ...), got {_short(data['view'])}"
+        views = [data["view"]] * len(images)
+    else:
+        views = []
+    resolved = []
+    for img in images:
+        path = Path(img).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            return None, f"E705 image {img!r} not found (relative paths are read from {str(base)!r})"
+        resolved.append(str(path))
+    return Study(rec.id, images=tuple(resolved), views=tuple(views)), None
+
+
+def _short(value: Any, most: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def png_name(id: str, used: set[str], line: int) -> str:
+    """A file name for a study's PNG from its id (unsafe characters replaced; a repeated
+    name gets the input line number)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", id).strip("._")[:120] or "study"
+    name = f"{stem}.png"
+    if name in used:
+        name = f"{stem}_line{line}.png"
+    used.add(name)
+    return name
+
+
+def write_png(path: Path, data: bytes) -> None:
+    """Write atomically: a temporary file in the same folder, renamed."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 # --- the table ---------------------------------------------------------------------
 
 
@@ -151,8 +275,14 @@ def run(args: argparse.Namespace) -> int:
     ref_problems: dict[str, str] = {}
     if args.reference:
         refs, ref_problems = load_reference(args.reference, args.max_chars, warn)
+    region = make_region_checker(args)
     records = read_jsonl(args.reports, require=INPUT_KEYS, text_fields=("report",), max_chars=args.max_chars)
-    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check)
+    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region)
+    base = Path(args.reports).resolve().parent
+    png_dir = Path(args.region_png_dir) if region is not None and args.region_png_dir else None
+    png_names: set[str] = set()
+    n_region_errors = 0
+    images_ignored = False
 
     totals = {k: 0 for k in STATUSES}
     n_records = n_errors = 0
@@ -161,8 +291,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     bar = tqdm(total=_count_lines(args.reports), file=err, unit="report", disable=args.quiet or not err.isatty(), desc="check")
 
+    def region_warn(msg: str) -> None:
+        if n_region_errors <= MAX_LINE_WARNINGS:
+            warn(msg)
+
     def results() -> Iterable[dict[str, Any]]:
-        nonlocal n_records, n_errors
+        nonlocal n_records, n_errors, n_region_errors, images_ignored
         for rec in records:
             n_records += 1
             bar.update(1)
@@ -183,8 +317,20 @@ def run(args: argparse.Namespace) -> int:
                     ref_note["reference"] = "invalid" if rec.id in ref_problems else "missing"
                     if rec.id in ref_problems:
                         ref_note["reference_error"] = ref_problems[rec.id]
+            study, region_problem = None, None
+            if region is not None:
+                study, region_problem = record_study(rec, base)
+                if region_problem:
+                    region_problem = f"{rec.where}: {region_problem}"
+            elif not images_ignored and rec.data.get("images", rec.data.get("image")):
+                images_ignored = True
+                warn(f"{rec.where}: records carry images but no --region-model was given: images are not checked")
             try:
-                out = pipeline.check(rec.id, rec.data["report"], ref_text).to_record()
+                extra = {"region_error": region_problem} if region_problem else {}
+                result = pipeline.check(rec.id, rec.data["report"], ref_text, study=study, **extra)
+                out = result.to_record()
+                if region is not None and not out["error"]:
+                    region_record(out, result, study, rec)
             except Exception as e:  # a bug on one record must not lose the batch
                 log.warning("%s: record %s failed with %s", rec.where, rec.id, type(e).__name__)
                 out = error_record(Record(rec.path, rec.line, rec.data, f"E399 checking failed: {type(e).__name__}: {e}"))
@@ -192,9 +338,37 @@ def run(args: argparse.Namespace) -> int:
                 n_errors += 1
                 out["error"] = f"{rec.where}: {out['error']}"
             out["summary"].update(ref_note)
+            if out.get("region_png_error"):
+                region_warn(f"{rec.where}: {out['region_png_error']}")
             for k in STATUSES:
                 totals[k] += out["summary"].get(k, 0)
             yield passthrough(out, rec.data)
+
+    def region_record(out: dict[str, Any], result: Any, study: Any, rec: Record) -> None:
+        """summary.region / region_error (naming the record) and the study's PNG."""
+        nonlocal n_region_errors
+        summary = out["summary"]
+        if "region_error" in summary:
+            n_region_errors += 1
+            if not summary["region_error"].startswith(rec.where):
+                summary["region_error"] = f"{rec.where}: {summary['region_error']}"
+            summary["region"] = "error"
+            region_warn(f"region evidence not used: {summary['region_error']} (graph verdicts kept)")
+        else:
+            summary["region"] = "checked" if study is not None else "no_images"
+        if png_dir is None or summary["region"] == "no_images":
+            return
+        out["region_png"] = None
+        if summary["region"] != "checked":
+            return
+        path = png_dir / png_name(rec.id, png_names, rec.line)
+        verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
+        try:
+            write_png(path, region.render_study(study.images, study.views, verdicts, title=rec.id))
+            out["region_png"] = str(path)
+        except Exception as e:  # a failed picture must not lose the verdicts
+            msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
+            out["region_png_error"] = f"E706 writing {path} failed: {msg}"
 
     def emit(sink: TextIO | None) -> None:
         for out in results():
@@ -203,6 +377,8 @@ def run(args: argparse.Namespace) -> int:
             if args.format == "table":
                 bar.clear()
                 print(render_table(out), file=sys.stdout)
+                if out.get("region_png"):
+                    print(f"   region map: {out['region_png']}", file=sys.stdout)
                 print(file=sys.stdout)
 
     try:
@@ -224,9 +400,12 @@ def run(args: argparse.Namespace) -> int:
         took = time.perf_counter() - started
         counts = ", ".join(f"{totals[k]} {k}" for k in STATUSES)
         where = f"; written to {args.out}" if args.out else ""
-        print(f"reportgen check: {n_records} records ({n_errors} with errors) in {took:.1f}s; claims: {counts}{where}", file=err)
+        regions = f", {n_region_errors} with region errors" if region is not None else ""
+        print(f"reportgen check: {n_records} records ({n_errors} with errors{regions}) in {took:.1f}s; claims: {counts}{where}", file=err)
+    if n_region_errors > MAX_LINE_WARNINGS:
+        warn(f"{n_region_errors - MAX_LINE_WARNINGS} more records with region errors (each record's summary.region_error says why)")
     log.info("checked %d records, %d errors", n_records, n_errors)
-    return 1 if args.strict and (n_errors or missing_ref) else 0
+    return 1 if args.strict and (n_errors or missing_ref or n_region_errors) else 0
 
 
 def _ids(ids: list[str], most: int = 10) -> str:
