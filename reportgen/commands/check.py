@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default: rules, offline)")
     p.add_argument("--no-self-check", action="store_true", help="do not compare claims with the report's other sentences")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
-    p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
     g = p.add_argument_group("image-region evidence (needs the clip extra: pip install 'reportgen[clip]')")
     g.add_argument("--region-model", metavar="SPEC",
