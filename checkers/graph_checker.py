@@ -54,7 +54,8 @@ import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from operator import attrgetter
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
@@ -419,54 +420,75 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: bool = F
 # --- evidence index ------------------------------------------------------------------
 
 
-def _key(f: Finding) -> tuple:
-    """What a comparison depends on (not the text or offsets)."""
-    return (f.observation, f.presence, f.laterality, f.locations, f.anatomy, f.severity, f.change)
+# What a comparison depends on (not the text or offsets): a finding's normal forms.
+_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change")
 
 
-@dataclass
 class _Group:
-    """Identical evidence findings (same normal forms) of one source."""
+    """Identical evidence findings (same normal forms) of one source. The first member
+    (item, sentence start and end) is kept apart: it is the one a reason names unless it
+    lies in the claim's own sentence."""
 
-    finding: Finding
-    exceptions: bool
-    kid: int  # interned key, for the comparison cache
-    members: list[tuple[EvidenceItem, int, int, str | None]]  # item, sentence start and end, section
+    __slots__ = ("finding", "exceptions", "kid", "members", "item0", "start0", "end0")
+
+    def __init__(self, finding: Finding, exceptions: bool, kid: int, item: EvidenceItem, start: int, end: int, section: str | None):
+        self.finding = finding
+        self.exceptions = exceptions
+        self.kid = kid  # interned key, for the comparison cache
+        # item, sentence start and end, section
+        self.members: list[tuple[EvidenceItem, int, int, str | None]] = [(item, start, end, section)]
+        self.item0, self.start0, self.end0 = item, start, end
 
 
 class _Index:
-    """Evidence findings of one source, by observation, identical findings grouped."""
+    """Evidence findings of one source, by observation, identical findings grouped.
 
-    def __init__(self, checker: "GraphChecker", items: Sequence[EvidenceItem]):
+    ``kids``: id(finding) -> (exceptions, interned key) of every evidence finding, so a
+    claim that is itself evidence (self-consistency) needs no new key."""
+
+    def __init__(self, checker: "GraphChecker", items: Sequence[EvidenceItem], kids: dict[int, tuple[bool, int]]):
         self.by_obs: dict[str, list[_Group]] = {}
         self._candidates: dict[str, tuple[list[_Group], list[_Group]]] = {}
         self.ancestors = checker.rules.ancestors
+        self.narrower = checker.narrower
+        intern = checker.intern
+        by_obs = self.by_obs
         groups: dict[int, _Group] = {}
         for item in items:
-            if not item.findings:
+            findings = item.findings
+            if not findings:
                 continue
             meta = item.meta
             start = meta.get("sentence_start", item.start) if meta else item.start
             end = meta.get("sentence_end", item.end) if meta else item.end
             section = meta.get("section") if meta else None
             exc = checker.makes_exceptions(item.text)
-            for f in item.findings:
-                kid = checker.intern(_key(f), exc)
+            for f in findings:
+                kid = intern(_key(f), exc)
+                kids[id(f)] = (exc, kid)
                 g = groups.get(kid)
                 if g is None:
-                    g = groups[kid] = _Group(f, exc, kid, [])
-                    self.by_obs.setdefault(f.observation, []).append(g)
-                if not g.members or g.members[-1][0] is not item:
+                    g = groups[kid] = _Group(f, exc, kid, item, start, end, section)
+                    obs_groups = by_obs.get(f.observation)
+                    if obs_groups is None:
+                        by_obs[f.observation] = [g]
+                    else:
+                        obs_groups.append(g)
+                elif g.members[-1][0] is not item:
                     g.members.append((item, start, end, section))
 
     def candidates(self, obs: str) -> tuple[list[_Group], list[_Group]]:
         """Evidence groups about ``obs`` or a narrower observation, and about a broader one."""
         out = self._candidates.get(obs)
         if out is None:
-            anc = self.ancestors
             by_obs = self.by_obs
-            specific = [g for o, gs in by_obs.items() if o == obs or obs in anc.get(o, ()) for g in gs]
-            broader = [g for o in anc.get(obs, ()) for g in by_obs.get(o, ())]
+            narrower = self.narrower.get(obs)
+            if narrower is None:  # no narrower observation: only obs itself
+                specific = by_obs.get(obs) or []
+            else:
+                specific = [g for o, gs in by_obs.items() if o == obs or o in narrower for g in gs]
+            anc = self.ancestors.get(obs)
+            broader = [g for o in anc for g in by_obs.get(o, ())] if anc else []
             out = self._candidates[obs] = (specific, broader)
         return out
 
@@ -477,11 +499,22 @@ class _Index:
 _Reason = Any
 
 
-def _render(r: _Reason) -> str:
-    if isinstance(r, str):
+def _render(r: _Reason, described: dict[int, str]) -> str:
+    """The reason string; ``described`` caches descriptions of findings and evidence items
+    by object id while one batch of claims is checked (they are alive for that long)."""
+    if r.__class__ is str:
         return r
     label, c, out, g, item = r
-    return f"{label}: {describe_finding(c)}; {out.what}: {item.describe()} says {describe_finding(g.finding)}{out.note}"
+    dc = described.get(id(c))
+    if dc is None:
+        dc = described[id(c)] = describe_finding(c)
+    dg = described.get(id(g))
+    if dg is None:
+        dg = described[id(g)] = describe_finding(g.finding)
+    di = described.get(id(item))
+    if di is None:
+        di = described[id(item)] = item.describe()
+    return f"{label}: {dc}; {out.what}: {di} says {dg}{out.note}"
 
 
 class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to create
@@ -523,62 +556,84 @@ class GraphChecker:
 
     def __init__(self, rules: CheckingRules | str | Path | None = None):
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
-        self._cache: dict[tuple[int, int], _Outcome | None] = {}
+        # comparison outcomes: claim key id -> evidence key id -> outcome
+        self._cache: dict[int, dict[int, _Outcome | None]] = {}
         self._ids: dict[tuple, int] = {}
         self._exc: dict[str, bool] = {}
+        narrower: dict[str, set[str]] = {}
+        for obs, ups in self.rules.ancestors.items():
+            for a in ups:
+                narrower.setdefault(a, set()).add(obs)
+        # observation -> the narrower observations under it (absent: none)
+        self.narrower: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in narrower.items()}
 
     def intern(self, key: tuple, exceptions: bool) -> int:
         """A small int for a finding key (comparisons are cached on pairs of these)."""
         k = (key, exceptions)
         i = self._ids.get(k)
         if i is None:
-            if len(self._ids) > _CACHE_LIMIT:
-                self._ids.clear()
-                self._cache.clear()
             i = self._ids[k] = len(self._ids)
         return i
 
     def makes_exceptions(self, text: str) -> bool:
         out = self._exc.get(text)
         if out is None:
-            if len(self._exc) > _CACHE_LIMIT:
-                self._exc.clear()
             out = self._exc[text] = self.rules.makes_exceptions(text)
         return out
 
     def check(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
+        # The caches are bounded between calls (never during one: its key ids stay valid).
+        if len(self._ids) > _CACHE_LIMIT:
+            self._ids.clear()
+            self._cache.clear()
+        if len(self._exc) > _CACHE_LIMIT:
+            self._exc.clear()
         by_source: dict[str, list[EvidenceItem]] = {}
         for item in evidence:
             by_source.setdefault(item.source, []).append(item)
-        indexes = {src: _Index(self, items) for src, items in by_source.items()}
-        return [self._check_one(cc, indexes) for cc in claims]
+        kids: dict[int, tuple[bool, int]] = {}
+        indexes = {src: _Index(self, items, kids) for src, items in by_source.items()}
+        described: dict[int, str] = {}
+        return [self._check_one(cc, indexes, kids, described) for cc in claims]
 
-    def _check_one(self, cc: CheckedClaim, indexes: Mapping[str, _Index]) -> Verdict:
+    def _check_one(self, cc: CheckedClaim, indexes: Mapping[str, _Index], kids: Mapping[int, tuple[bool, int]],
+                   described: dict[int, str]) -> Verdict:
         claim = cc.claim
+        name = self.name
         try:
             if not cc.findings:
-                return Verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), self.name, None)
+                return _verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None)
             if not indexes:
-                return Verdict(claim, "uncertain", ("not checked: no evidence was given",), (), self.name, None)
+                return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None)
+            rules = self.rules
             exc = self.makes_exceptions(claim.text)
             span = (
                 claim.sentence_start if claim.sentence_start is not None else claim.start,
                 claim.sentence_end if claim.sentence_end is not None else claim.end,
             )
-            findings: dict[tuple, Finding] = {}
-            for f in cc.findings:  # identical findings are judged once
-                findings.setdefault(_key(f), f)
-            probes = [(f, self.intern(k, exc)) for k, f in findings.items()]
+            # identical findings are judged once (the key id is one-to-one with the key here)
+            probes: dict[int, Finding] = {}
+            for f in cc.findings:
+                known = kids.get(id(f))
+                cid = known[1] if known is not None and known[0] == exc else self.intern(_key(f), exc)
+                if cid not in probes:
+                    probes[cid] = f
+            max_reasons = rules.max_reasons
             per_source = []
             for source, index in indexes.items():
                 own = span if source == "self" else None
-                section = claim.section if source == "self" and self.rules.self_mismatch_across_sections_only else None
-                per_finding = [self._judge(source, f, cid, exc, index, own, section) for f, cid in probes]
-                per_source.append(combine(per_finding, self.rules.max_reasons))
-            j = combine(per_source, self.rules.max_reasons)
+                section = claim.section if source == "self" and rules.self_mismatch_across_sections_only else None
+                per_finding = [self._judge(source, f, cid, exc, index, own, section) for cid, f in probes.items()]
+                per_source.append(per_finding[0] if len(per_finding) == 1 else combine(per_finding, max_reasons))
+            j = per_source[0] if len(per_source) == 1 else combine(per_source, max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
-            reasons = tuple(dict.fromkeys(_render(r) for r in j.reasons))[: self.rules.max_reasons]
-            return Verdict(claim, status, reasons, j.items, self.name, j.score)
+            # the first max_reasons distinct reasons, rendered only as far as needed
+            shown: dict[str, None] = {}
+            for r in j.reasons:
+                shown[_render(r, described)] = None
+                if len(shown) == max_reasons:
+                    break
+            return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score)
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
 
@@ -589,40 +644,50 @@ class GraphChecker:
         hedged = c.presence == "uncertain"
         # A hedged claim is compared as if it were definite, to say what the evidence says
         # about it; its status stays uncertain.
-        probe = c
+        probe: Finding | None = c
         if hedged:
-            probe = replace(c, presence="present")
-            cid = self.intern(_key(probe), exc)
-        cache = self._cache
+            probe = None  # replace(c, presence="present"), made on the first cache miss
+            cid = self.intern((c.observation, "present", *_key(c)[2:]), exc)
+        row = self._cache.get(cid)
+        if row is None:
+            row = self._cache[cid] = {}
         found: list[tuple[_Outcome, _Group, EvidenceItem]] = []
         best = 99  # the lowest rank found
+        own0, own1 = own if own is not None else (0, 0)
         # Same and narrower observations first; broader ones only when nothing as specific
         # as the claim was found (their outcomes could not win).
         for phase in index.candidates(c.observation):
             for g in phase:
-                out = cache.get((cid, g.kid), _MISSING)
+                kid = g.kid
+                out = row.get(kid, _MISSING)
                 if out is _MISSING:
+                    if probe is None:
+                        probe = replace(c, presence="present")
                     out = compare(rules, probe, g.finding, exc, g.exceptions)
-                    if g.kid == cid and out is not None and out.status == "supported":
+                    if kid == cid and out is not None and out.status == "supported":
                         out = replace(out, rank=_IDENTICAL, what="states the same")
-                    cache[(cid, g.kid)] = out
+                    row[kid] = out
                 if out is None:
                     continue
-                m = g.members[0]
-                item = m[0]
+                item = g.item0
                 if own is not None:
                     if section is not None and out.rank in _MISMATCH_RANKS:
                         # two positive findings of one section that differ in side or place
                         # are two instances, not a contradiction
-                        item = next((x[0] for x in g.members if x[3] != section and not (x[1] < own[1] and own[0] < x[2])), None)
-                    elif m[1] < own[1] and own[0] < m[2]:
+                        item = next((x[0] for x in g.members if x[3] != section and not (x[1] < own1 and own0 < x[2])), None)
+                    elif g.start0 < own1 and own0 < g.end0:
                         # self evidence from the claim's own sentence does not count
-                        item = next((x[0] for x in g.members if not (x[1] < own[1] and own[0] < x[2])), None)
+                        item = None
+                        for x in g.members:
+                            if not (x[1] < own1 and own0 < x[2]):
+                                item = x[0]
+                                break
                     if item is None:
                         continue
+                rank = out.rank
                 found.append((out, g, item))
-                if out.rank < best:
-                    best = out.rank
+                if rank < best:
+                    best = rank
             if best < _SPECIFIC:
                 break
         if found:
@@ -646,6 +711,17 @@ class GraphChecker:
             return _Judgement("supported", sc["supported_by_default"], (
                 f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
         return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {describe_finding(c)}",), ())
+
+
+_new = object.__new__
+
+
+def _verdict(claim: Any, status: str, reasons: tuple[str, ...], evidence: tuple[EvidenceItem, ...], checker: str,
+             score: float | None) -> Verdict:
+    """A Verdict from values this module made (a known status, tuples), without re-checking."""
+    v = _new(Verdict)
+    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score)
+    return v
 
 
 def is_abstention(v: Verdict) -> bool:
