@@ -91,6 +91,8 @@ class Lexicon:
     modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     obs_organ: dict[str, str] = field(default_factory=dict)
     _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
+    # first token -> the lengths of the phrases it starts, longest first (for ``match``)
+    _lengths: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
 
     # ---- building -------------------------------------------------------------------
     def _add(self, phrase: str, entry: Entry) -> None:
@@ -179,25 +181,27 @@ class Lexicon:
         for lst in by_first.values():
             lst.sort(key=lambda x: -len(x[0]))
         self.by_first = by_first
+        self._lengths = {w: tuple(sorted({len(t) for t, _ in lst}, reverse=True)) for w, lst in by_first.items()}
 
     # ---- lookups ----------------------------------------------------------------------
     def match(self, words: Sequence[str]) -> list[tuple[int, int, list[Entry]]]:
         """Greedy longest-match of lexicon phrases over ``words``: (i, j, entries)."""
         out = []
         i, n = 0, len(words)
-        by_first = self.by_first
+        lengths = self._lengths
+        phrases = self.phrases
         while i < n:
-            cands = by_first.get(words[i])
-            hit = None
-            if cands:
-                for toks, entries in cands:
-                    k = len(toks)
-                    if k == 1 or tuple(words[i : i + k]) == toks:
-                        hit = (i, i + k, entries)
-                        break
-            if hit:
-                out.append(hit)
-                i = hit[1]
+            ks = lengths.get(words[i])
+            if ks is not None:
+                for k in ks:  # the phrases starting with this word, by length, longest first
+                    if i + k <= n:
+                        entries = phrases.get(tuple(words[i : i + k]))
+                        if entries is not None:
+                            out.append((i, i + k, entries))
+                            i += k
+                            break
+                else:
+                    i += 1
             else:
                 i += 1
         return out
