@@ -141,7 +141,9 @@ def _place(local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
         rels.append(x)
     graph = _new(EntityGraph)
     graph.__dict__.update(entities=tuple(ents), relations=tuple(rels))
-    return CheckedClaim(claim, graph, tuple(findings))
+    cc = _new(CheckedClaim)
+    cc.__dict__.update(claim=claim, graph=graph, findings=tuple(findings))
+    return cc
 
 
 def clear_caches() -> None:
