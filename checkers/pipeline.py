@@ -40,6 +40,7 @@ from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, 
 log = logging.getLogger(__name__)
 
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+_new = object.__new__
 # Evidence sources whose ``meta`` goes into the record (``verdicts[].evidence_meta``): the
 # region checker's numbers (zone, cnr, best_zone, ...). Text evidence meta (sections,
 # sentence spans) is already in the reasons.
@@ -67,8 +68,9 @@ class ClaimResult:
     reasons: tuple[str, ...] = ()
     score: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, described: dict[int, str] | None = None) -> dict[str, Any]:
         # Written out by hand: the generic dataclass walk costs more than checking.
+        # ``described``: evidence descriptions by id(item), shared by the claims of a record.
         c = self.claim
         return {
             "text": c.text, "section": c.section, "start": c.start, "end": c.end,
@@ -90,13 +92,21 @@ class ClaimResult:
             "sentence_start": c.sentence_start, "sentence_end": c.sentence_end,
             # Each checker's verdict; its reasons are in "reasons" above (prefixed with the
             # checker's name when several checkers ran), so they are not repeated here.
-            "verdicts": [_verdict_dict(v) for v in self.verdicts],
+            "verdicts": [_verdict_dict(v, {} if described is None else described) for v in self.verdicts],
         }
 
 
-def _verdict_dict(v: Verdict) -> dict[str, Any]:
-    d: dict[str, Any] = {"checker": v.checker, "status": v.status, "score": v.score, "evidence": [e.describe() for e in v.evidence]}
-    if any(e.source in META_SOURCES for e in v.evidence):
+def _verdict_dict(v: Verdict, described: dict[int, str]) -> dict[str, Any]:
+    evidence = []
+    meta = False
+    for e in v.evidence:  # the items of a report recur in many verdicts: described once
+        text = described.get(id(e))
+        if text is None:
+            text = described[id(e)] = e.describe()
+        evidence.append(text)
+        meta = meta or e.source in META_SOURCES
+    d: dict[str, Any] = {"checker": v.checker, "status": v.status, "score": v.score, "evidence": evidence}
+    if meta:
         # aligned with "evidence": the image evidence's numbers (zone, cnr, best_zone, ...)
         d["evidence_meta"] = [dict(e.meta) if e.source in META_SOURCES else {} for e in v.evidence]
     return d
@@ -114,10 +124,11 @@ class ReportResult:
 
     def to_record(self) -> dict[str, Any]:
         """The output record of `reportgen check` (extend, never rename)."""
+        described: dict[int, str] = {}
         return {
             "id": self.id,
             "error": self.error,
-            "claims": [c.to_dict() for c in self.claims],
+            "claims": [c.to_dict(described) for c in self.claims],
             "summary": dict(self.summary),
         }
 
@@ -265,7 +276,11 @@ class Pipeline:
         results = []
         for cc, vs in zip(claims, per_claim):
             status, score, reasons = combine_verdicts(vs)
-            results.append(ClaimResult(cc.claim, cc.graph, tuple(cc.findings), status, tuple(vs), reasons, score))
+            # a frozen dataclass of values made above: built without the field-by-field setattr
+            r = _new(ClaimResult)
+            r.__dict__.update(claim=cc.claim, graph=cc.graph, findings=tuple(cc.findings), status=status, verdicts=tuple(vs),
+                              reasons=tuple(reasons), score=score)
+            results.append(r)
         summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
         summary.update(notes)
         return ReportResult(id, read.report, tuple(results), None, summary)
@@ -299,7 +314,7 @@ def _align(claims: Sequence[CheckedClaim], verdicts: Sequence[Verdict]) -> list[
     e.g. the region checker only localisable findings). One verdict per claim in order is
     taken as is; otherwise verdicts are matched to claims by ``Verdict.claim``."""
     verdicts = list(verdicts)
-    if len(verdicts) == len(claims) and all(v.claim == cc.claim for v, cc in zip(verdicts, claims)):
+    if len(verdicts) == len(claims) and all(v.claim is cc.claim or v.claim == cc.claim for v, cc in zip(verdicts, claims)):
         return verdicts
     by_claim: dict[Claim, Verdict] = {}
     for v in verdicts:
