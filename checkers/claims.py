@@ -34,16 +34,68 @@ def text_rules() -> dict:
     return json.loads(ABBREVIATIONS.read_text(encoding="utf-8"))
 
 
+# A heading starts the text, a line, or follows a sentence end (this look-behind); it ends
+# with ":" or (upper case only) with the end of its line.
+_HEADING_PLACE = r"(?:(?<=^)|(?<=\n)|(?<=[.!?]\s)|(?<=[.!?]\s\s))"
+
+
 @lru_cache(maxsize=1)
-def _heading_re() -> re.Pattern:
+def _heading_tail() -> str:
     names = sorted(text_rules()["section_headings"], key=len, reverse=True)
     alt = "|".join(re.escape(n).replace(r"\ ", r"\s+") for n in names)
-    # A heading starts the text, a line, or follows a sentence end; it ends with ":" or
-    # (upper case only) with the end of its line.
-    return re.compile(
-        rf"(?:(?<=^)|(?<=\n)|(?<=[.!?]\s)|(?<=[.!?]\s\s))[ \t]*(?P<name>{alt})[ \t]*(?::|(?=[ \t]*\n))",
-        re.IGNORECASE,
-    )
+    return rf"[ \t]*(?P<name>{alt})[ \t]*(?::|(?=[ \t]*\n))"
+
+
+@lru_cache(maxsize=1)
+def _heading_re() -> re.Pattern:
+    """Headings, as one pattern (``_headings`` finds the same matches faster)."""
+    return re.compile(_HEADING_PLACE + _heading_tail(), re.IGNORECASE)
+
+
+@lru_cache(maxsize=1)
+def _heading_tail_re() -> re.Pattern:
+    """``_heading_re`` without its look-behind: tried only where a heading may start."""
+    return re.compile(_heading_tail(), re.IGNORECASE)
+
+
+# Where a heading may start besides the text's start (the look-behinds of _heading_re): after
+# a line break, and after a sentence end followed by one or two white-space characters.
+_HEADING_PLACES = re.compile(r"\n|[.!?](\s)(\s)?")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _headings(text: str) -> list[re.Match]:
+    """The matches of ``_heading_re().finditer(text)``, found faster: its part after the
+    look-behind is tried only at the places the look-behind allows (in order, not
+    overlapping a previous match, as finditer does)."""
+    tail = _heading_tail_re()
+    places = [0]
+    for m in _HEADING_PLACES.finditer(text):
+        if m.start(1) < 0:
+            places.append(m.end())  # a line break
+        else:
+            places.append(m.end(1))
+            if m.start(2) >= 0:
+                places.append(m.end(2))
+    out = []
+    done = 0
+    for pos in places:
+        if pos >= done:
+            m = tail.match(text, pos)
+            if m is not None:
+                out.append(m)
+                done = m.end()
+    return out
+
+
+_new = object.__new__
+
+
+def _section(name: str, start: int, end: int) -> Section:
+    # 0 <= start < end <= len(text) by construction (_strip): no re-validation
+    sec = _new(Section)
+    sec.__dict__.update(name=name, start=start, end=end)
+    return sec
 
 
 def split_sections(text: str) -> Report:
@@ -51,23 +103,30 @@ def split_sections(text: str) -> Report:
     rules = text_rules()["section_headings"]
     sections: list[Section] = []
     heads = []
-    for m in _heading_re().finditer(text):
+    for m in _headings(text):
         name = m.group("name")
         if not m.group(0).rstrip().endswith(":") and name != name.upper():
             continue  # a bare heading must be in capitals ("FINDINGS\n")
-        heads.append((m.start(), m.end(), rules[re.sub(r"\s+", " ", name.lower())]))
+        heads.append((m.start(), m.end(), rules[_WHITESPACE.sub(" ", name.lower())]))
     if not heads:
         s, e = _strip(text, 0, len(text))
-        return Report(text, (Section("text", s, e),) if e > s else ())
+        return _report(text, (_section("text", s, e),) if e > s else ())
     s, e = _strip(text, 0, heads[0][0])
     if e > s:
-        sections.append(Section("text", s, e))
+        sections.append(_section("text", s, e))
     for k, (hs, he, name) in enumerate(heads):
         end = heads[k + 1][0] if k + 1 < len(heads) else len(text)
         s, e = _strip(text, he, end)
         if e > s:
-            sections.append(Section(name, s, e))
-    return Report(text, tuple(sections))
+            sections.append(_section(name, s, e))
+    return _report(text, tuple(sections))
+
+
+def _report(text: str, sections: tuple[Section, ...]) -> Report:
+    # sections inside the text by construction: no re-validation
+    rep = _new(Report)
+    rep.__dict__.update(text=text, sections=sections)
+    return rep
 
 
 def _strip(text: str, s: int, e: int) -> tuple[int, int]:
@@ -119,11 +178,15 @@ def nlp():
     return model
 
 
+_DIGIT = re.compile(r"\d")
 _LIST_MARKER = re.compile(r"(?:(?<=^)|(?<=\s)|(?<=[.:;]))(\d{1,2})[.)](?=\s+\S|[A-Z])")
 
 
 def _list_items(text: str, s: int, e: int) -> list[tuple[int, int]]:
     """Cut [s, e) at numbered list markers "1." "2)" (in sequence); drop the markers."""
+    if _DIGIT.search(text, s, e) is None:  # no marker possible (most sections)
+        x = _strip(text, s, e)
+        return [x] if x[1] > x[0] else []
     out: list[tuple[int, int]] = []
     pos, last = s, 0
     for m in _LIST_MARKER.finditer(text, s, e):
@@ -165,6 +228,7 @@ def sentences(text: str, s: int = 0, e: int | None = None) -> list[tuple[int, in
 _CANDIDATE_END = re.compile(r"[.!?]+[^\w\s]*(?=\s|$)")
 _INNER_MARK = re.compile(r"[.!?](?=[^\s.!?])")
 _DECIMAL = re.compile(r"\d\.\d")
+_NEXT_CHAR = re.compile(r"\s*(\S)?")  # \s is str.isspace here (as in str.lstrip)
 
 
 @lru_cache(maxsize=1)
@@ -184,19 +248,19 @@ def _fast_ends(seg: str) -> list[int] | None:
     dotted = _dotted_words()
     ends = []
     for m in _CANDIDATE_END.finditer(seg):
-        start = seg.rfind(" ", 0, m.start()) + 1
-        start = max(start, seg.rfind("\n", 0, m.start()) + 1, seg.rfind("\t", 0, m.start()) + 1)
-        chunk = seg[start : m.end()]
+        ms, me = m.span()
+        start = max(seg.rfind(" ", 0, ms), seg.rfind("\n", 0, ms), seg.rfind("\t", 0, ms)) + 1
+        chunk = seg[start:me]
         core = chunk.lstrip("([{\"'")
         word = core[: len(core) - len(core.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))]
         if core.lower() in dotted or word.lower() + "." in dotted or len(word) == 1 or not core[:1].isalnum():
             return None
-        if core[:1].isdigit() or any(ch.isdigit() for ch in core):
+        if any(map(str.isdigit, core)):
             return None
-        nxt = seg[m.end() :].lstrip()
-        if nxt and not nxt[0].isalnum():
+        nxt = _NEXT_CHAR.match(seg, me).group(1)  # the first non-space character after the end
+        if nxt is not None and not nxt.isalnum():
             return None  # spaCy's sentencizer takes a following mark ("[", "(") with the sentence
-        ends.append(m.end())
+        ends.append(me)
     return ends
 
 
@@ -223,7 +287,7 @@ def _sentences_rel(text: str) -> tuple[tuple[int, int], ...]:
             pos = 0
             for end in ends + [len(seg)]:
                 x, y = _strip(text, sa + pos, sa + end)
-                if y > x and any(ch.isalnum() for ch in text[x:y]):
+                if y > x and any(map(str.isalnum, text[x:y])):
                     if out and out[-1][1] <= x and text[x].islower() and _LEVEL_OR_UNIT_END.search(text, out[-1][0], out[-1][1]):
                         out[-1] = (out[-1][0], y)  # "compression of T12. vertebral body", "2 cm. in size"
                     else:
