@@ -558,16 +558,22 @@ def _head_of(m: Mention, heads: list[Mention]) -> Mention:
 def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]], rels: list, lex: Lexicon, words: list[str], tokens):
     """Entities (ids e1, e2, ... by position), relations, implied normal-statement findings."""
     ents: list[tuple[int, int, str, str, str | None, object]] = []  # (start, end, text, label, norm, key)
-    key_of: dict[int, int] = {}  # id(mention) -> index in ents
-    anat_of_split: dict[int, int] = {}
+    key_of: dict[Mention, int] = {}  # mention (by identity) -> index in ents
+    anat_of_split: dict[Mention, int] = {}
     relations: list[tuple[str, int, int]] = []
 
     def add(start: int, end: int, label: str, norm: str | None) -> int:
         ents.append((start, end, text[start:end], label, norm))
         return len(ents) - 1
 
-    modifiers = {id(r[1]) for r in rels if r[0] in ("modify", "modify_split") and r[1].role in (R_MOD,)}
-    attached_lat = {id(r[1]) for r in rels if r[0] in ("modify", "modify_split") and r[1].role == R_LAT}
+    modifiers: set[Mention] = set()
+    attached_lat: set[Mention] = set()
+    for typ, a, _ in rels:
+        if typ == "modify" or typ == "modify_split":
+            if a.role == R_MOD:
+                modifiers.add(a)
+            elif a.role == R_LAT:
+                attached_lat.add(a)
     for m in mentions:
         if m.role == R_OBS:
             if m.split:
@@ -577,30 +583,30 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
                     (a_s, a_e), (o_s, o_e) = sub
                     o = add(o_s, o_e, m.label, m.norm)
                     a = add(a_s, a_e, "ANAT-DP", anat_norm)
-                    key_of[id(m)] = o
-                    anat_of_split[id(m)] = a
+                    key_of[m] = o
+                    anat_of_split[m] = a
                     relations.append(("located_at", o, a))
                     continue
-            key_of[id(m)] = add(m.start, m.end, m.label, m.norm)
+            key_of[m] = add(m.start, m.end, m.label, m.norm)
         elif m.role == R_ANAT:
-            key_of[id(m)] = add(m.start, m.end, "ANAT-DP", m.norm)
-        elif m.role == R_LAT and id(m) in attached_lat:
-            key_of[id(m)] = add(m.start, m.end, "ANAT-DP", m.norm)
+            key_of[m] = add(m.start, m.end, "ANAT-DP", m.norm)
+        elif m.role == R_LAT and m in attached_lat:
+            key_of[m] = add(m.start, m.end, "ANAT-DP", m.norm)
         elif m.role == R_NORMAL:
-            key_of[id(m)] = add(m.start, m.end, "OBS-DP", m.norm)
-        elif m.role == R_MOD and id(m) in modifiers:
-            key_of[id(m)] = add(m.start, m.end, (m.head.label if m.head else "OBS-DP"), m.norm)
+            key_of[m] = add(m.start, m.end, "OBS-DP", m.norm)
+        elif m.role == R_MOD and m in modifiers:
+            key_of[m] = add(m.start, m.end, (m.head.label if m.head else "OBS-DP"), m.norm)
     seen = set()
     for typ, a, b in rels:
         if typ == "modify_split":
-            if id(a) in key_of and id(b) in anat_of_split:
-                typ, src, dst = "modify", key_of[id(a)], anat_of_split[id(b)]
+            if a in key_of and b in anat_of_split:
+                typ, src, dst = "modify", key_of[a], anat_of_split[b]
             else:
                 continue
         else:
-            if id(a) not in key_of or id(b) not in key_of:
+            if a not in key_of or b not in key_of:
                 continue
-            src, dst = key_of[id(a)], key_of[id(b)]
+            src, dst = key_of[a], key_of[b]
         if src == dst or (typ, src, dst) in seen:
             continue
         seen.add((typ, src, dst))
@@ -634,7 +640,8 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     drop: set[int] = set()
     for idx in range(len(ents)):
         s, e, t, label, norm = ents[idx]
-        acute = any(ents[mm][4] == "acute" for mm in modifiers_of.get(idx, ()))
+        mods = modifiers_of.get(idx)
+        acute = mods is not None and any(ents[mm][4] == "acute" for mm in mods)
         if norm == umbrella and label == "OBS-DA":
             if acute:
                 ents[idx] = (s, e, t, label, lex.acute_umbrella)
@@ -664,12 +671,23 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     if drop:  # with the modifiers that only modified them
         drop |= {mm for k in drop for mm in modifiers_of.get(k, ()) if all(d in drop for t2, s2, d in relations if s2 == mm)}
         relations = [r for r in relations if r[1] not in drop and r[2] not in drop]
-    order = sorted((k for k in range(len(ents)) if k not in drop), key=lambda k: (ents[k][0], ents[k][1], k))
-    new_id = {k: f"e{n + 1}" for n, k in enumerate(order)}
-    entities = tuple(_fast.entity(new_id[k], ents[k][2], ents[k][0], ents[k][1], ents[k][3], ents[k][4]) for k in order)
-    rel_objs = tuple(_fast.relation(t, new_id[s], new_id[d]) for t, s, d in relations)
-    heads = tuple(i for i, m in enumerate(mentions) if m.role in (R_OBS, R_NORMAL, R_ANAT))
+    # entities by position (start, end, then creation order), ids e1, e2, ...
+    order = sorted((x[0], x[1], k) for k, x in enumerate(ents) if k not in drop)
+    new_id = {k: _entity_id(n) for n, (_, _, k) in enumerate(order)}
+    entity, relation = _fast.entity, _fast.relation
+    entities = tuple(entity(new_id[k], ents[k][2], s, e, ents[k][3], ents[k][4]) for s, e, k in order)
+    rel_objs = tuple(relation(t, new_id[s], new_id[d]) for t, s, d in relations)
+    heads = tuple(i for i, m in enumerate(mentions) if m.role in _HEAD_ROLES)
     return _fast.graph(entities, rel_objs), heads
+
+
+_HEAD_ROLES = (R_OBS, R_NORMAL, R_ANAT)
+_ENTITY_IDS = tuple(f"e{n + 1}" for n in range(64))
+
+
+def _entity_id(n: int) -> str:
+    """The id of the n-th entity of a sentence (0-based): "e1", "e2", ..."""
+    return _ENTITY_IDS[n] if n < 64 else f"e{n + 1}"
 
 
 def _tokens_span(tokens, words: list[str], m: Mention, n: int, side: str):
