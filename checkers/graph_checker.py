@@ -499,18 +499,19 @@ class _Index:
 _Reason = Any
 
 
-def _render(r: _Reason, described: dict[int, str]) -> str:
-    """The reason string; ``described`` caches descriptions of findings and evidence items
-    by object id while one batch of claims is checked (they are alive for that long)."""
+def _render(r: _Reason, by_kid: dict[int, str], described: dict[int, str]) -> str:
+    """The reason string. ``by_kid``: finding descriptions by interned key (they depend on
+    the normal forms only); ``described``: evidence item descriptions by object id while
+    one batch of claims is checked (the items are alive for that long)."""
     if r.__class__ is str:
         return r
-    label, c, out, g, item = r
-    dc = described.get(id(c))
+    label, ckid, c, out, g, item = r
+    dc = by_kid.get(ckid)
     if dc is None:
-        dc = described[id(c)] = describe_finding(c)
-    dg = described.get(id(g))
+        dc = by_kid[ckid] = describe_finding(c)
+    dg = by_kid.get(g.kid)
     if dg is None:
-        dg = described[id(g)] = describe_finding(g.finding)
+        dg = by_kid[g.kid] = describe_finding(g.finding)
     di = described.get(id(item))
     if di is None:
         di = described[id(item)] = item.describe()
@@ -537,16 +538,31 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
     only count when every judgement abstains. Reasons: the deciding ones first."""
     if len(judgements) == 1:
         return judgements[0]
-    real = [j for j in judgements if j.status != ABSTAIN]
-    if not real:
+    worst = len(STATUS_ORDER)
+    for j in judgements:
+        if j.status != ABSTAIN:
+            rank = _RANK[j.status]
+            if rank < worst:
+                worst = rank
+    if worst == len(STATUS_ORDER):  # every judgement abstains
         return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], ())
-    worst = min(_RANK[j.status] for j in real)
-    deciding = [j for j in real if _RANK[j.status] == worst]
-    others = [j for j in real if _RANK[j.status] != worst]
-    reasons = tuple(r for j in deciding + others for r in j.reasons)[: 2 * max_reasons]
-    items = _unique(i for j in deciding for i in j.items)
-    scores = [j.score for j in real if j.score is not None]
-    return _Judgement(STATUS_ORDER[worst], min(scores) if scores else None, reasons, items)
+    deciding: list[_Reason] = []
+    others: list[_Reason] = []
+    items: dict[int, EvidenceItem] = {}  # in order, each once (by identity)
+    score = None
+    for j in judgements:
+        if j.status == ABSTAIN:
+            continue
+        if _RANK[j.status] == worst:
+            deciding.extend(j.reasons)
+            for i in j.items:
+                items.setdefault(id(i), i)
+        else:
+            others.extend(j.reasons)
+        if j.score is not None and (score is None or j.score < score):
+            score = j.score
+    deciding.extend(others)
+    return _Judgement(STATUS_ORDER[worst], score, tuple(deciding[: 2 * max_reasons]), tuple(items.values()))
 
 
 class GraphChecker:
@@ -558,6 +574,7 @@ class GraphChecker:
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
         # comparison outcomes: claim key id -> evidence key id -> outcome
         self._cache: dict[int, dict[int, _Outcome | None]] = {}
+        self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
         self._ids: dict[tuple, int] = {}
         self._exc: dict[str, bool] = {}
         narrower: dict[str, set[str]] = {}
@@ -586,6 +603,7 @@ class GraphChecker:
         if len(self._ids) > _CACHE_LIMIT:
             self._ids.clear()
             self._cache.clear()
+            self._descriptions.clear()
         if len(self._exc) > _CACHE_LIMIT:
             self._exc.clear()
         by_source: dict[str, list[EvidenceItem]] = {}
@@ -619,6 +637,7 @@ class GraphChecker:
                 if cid not in probes:
                     probes[cid] = f
             max_reasons = rules.max_reasons
+            by_kid = self._descriptions
             per_source = []
             for source, index in indexes.items():
                 own = span if source == "self" else None
@@ -630,17 +649,25 @@ class GraphChecker:
             # the first max_reasons distinct reasons, rendered only as far as needed
             shown: dict[str, None] = {}
             for r in j.reasons:
-                shown[_render(r, described)] = None
+                shown[_render(r, by_kid, described)] = None
                 if len(shown) == max_reasons:
                     break
             return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score)
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
 
+    def _describe(self, kid: int, f: Finding) -> str:
+        """describe_finding(f), cached by the finding's key id."""
+        out = self._descriptions.get(kid)
+        if out is None:
+            out = self._descriptions[kid] = describe_finding(f)
+        return out
+
     def _judge(self, source: str, c: Finding, cid: int, exc: bool, index: _Index, own: tuple[int, int] | None,
                section: str | None = None) -> _Judgement:
         rules = self.rules
         sc = rules.scores
+        ckid = cid  # the claim finding's own key (reasons describe it)
         hedged = c.presence == "uncertain"
         # A hedged claim is compared as if it were definite, to say what the evidence says
         # about it; its status stays uncertain.
@@ -700,17 +727,17 @@ class GraphChecker:
             top = chosen[0][0]
             if hedged:
                 score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
-                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", c, o, g, i) for o, g, i in chosen), items)
-            return _Judgement(top.status, top.score, tuple((top.status, c, o, g, i) for o, g, i in chosen), items)
+                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items)
+            return _Judgement(top.status, top.score, tuple((top.status, ckid, c, o, g, i) for o, g, i in chosen), items)
         if hedged:
-            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {describe_finding(c)}; no {source} evidence mentions {c.observation}",), ())
+            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
         choice = rules.policy(source, c.presence)
         if choice == ABSTAIN:
             return _Judgement(ABSTAIN, None, (f"not checked: no {source} evidence mentions {c.observation}",), ())
         if choice == "supported":
             return _Judgement("supported", sc["supported_by_default"], (
                 f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
-        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {describe_finding(c)}",), ())
+        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}",), ())
 
 
 _new = object.__new__
