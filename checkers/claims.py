@@ -374,6 +374,8 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
             items.append([start, m.start, []])
             start = m.start if m.role == R_CUE else m.end
     items.append([start, len(sent), []])
+    if len(items) == 1:
+        return []  # no split coordinator: one part (what follows would keep at most one)
     for m in a.mentions:
         for it in items:
             if it[0] <= m.start < it[1] or (it[0] == m.start == it[1]):
