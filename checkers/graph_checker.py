@@ -313,15 +313,20 @@ _IDENTICAL = -1
 _MISMATCH_RANKS = (_MISMATCH, _BROAD_MISMATCH)
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    """What comparing two findings gave, independent of where the evidence came from."""
+class _Outcome(NamedTuple):
+    """What comparing two findings gave, independent of where the evidence came from. The
+    comparison cache keeps it as a plain tuple (fields by index: _RANK_OF, ...): tens of
+    thousands of them, which the garbage collector then untracks (it untracks only exact
+    tuples of plain values)."""
 
     rank: int
     status: str
     score: float
     what: str  # "presence flipped", "matches", "laterality mismatch (...)", ...
     note: str = ""  # appended after the evidence ("; the evidence does not give the side")
+
+
+_RANK_OF, _STATUS_OF, _SCORE_OF, _WHAT_OF, _NOTE_OF = range(5)
 
 
 def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str], list[str]]:
@@ -411,7 +416,7 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: bool = F
         return None
     if claim_broader:  # claim "opacity", evidence "consolidation"
         out = _both_present(rules, c, e, _SUPPORT, _MISMATCH, sc["supported_broader"])
-        return replace(out, what="agrees with the more specific") if out.status == "supported" else out
+        return out._replace(what="agrees with the more specific") if out.status == "supported" else out
     if _overlaps(rules, c, e):  # claim "pneumonia", evidence "opacity": not proven
         return _Outcome(_BROAD_HEDGED, "uncertain", sc["uncertain"], "less specific evidence")
     return None
@@ -515,7 +520,7 @@ def _render(r: _Reason, by_kid: dict[int, str], described: dict[int, str]) -> st
     di = described.get(id(item))
     if di is None:
         di = described[id(item)] = item.describe()
-    return f"{label}: {dc}; {out.what}: {di} says {dg}{out.note}"
+    return f"{label}: {dc}; {out[_WHAT_OF]}: {di} says {dg}{out[_NOTE_OF]}"
 
 
 class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to create
@@ -573,7 +578,7 @@ class GraphChecker:
     def __init__(self, rules: CheckingRules | str | Path | None = None):
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
         # comparison outcomes: claim key id -> evidence key id -> outcome
-        self._cache: dict[int, dict[int, _Outcome | None]] = {}
+        self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
         self._ids: dict[tuple, int] = {}
         self._exc: dict[str, bool] = {}
@@ -678,7 +683,7 @@ class GraphChecker:
         row = self._cache.get(cid)
         if row is None:
             row = self._cache[cid] = {}
-        found: list[tuple[_Outcome, _Group, EvidenceItem]] = []
+        found: list[tuple[tuple, _Group, EvidenceItem]] = []
         best = 99  # the lowest rank found
         own0, own1 = own if own is not None else (0, 0)
         # Same and narrower observations first; broader ones only when nothing as specific
@@ -690,15 +695,19 @@ class GraphChecker:
                 if out is _MISSING:
                     if probe is None:
                         probe = replace(c, presence="present")
-                    out = compare(rules, probe, g.finding, exc, g.exceptions)
-                    if kid == cid and out is not None and out.status == "supported":
-                        out = replace(out, rank=_IDENTICAL, what="states the same")
+                    outcome = compare(rules, probe, g.finding, exc, g.exceptions)
+                    if outcome is None:
+                        out = None
+                    elif kid == cid and outcome.status == "supported":
+                        out = (_IDENTICAL, outcome.status, outcome.score, "states the same", outcome.note)
+                    else:
+                        out = tuple(outcome)
                     row[kid] = out
                 if out is None:
                     continue
                 item = g.item0
                 if own is not None:
-                    if section is not None and out.rank in _MISMATCH_RANKS:
+                    if section is not None and out[_RANK_OF] in _MISMATCH_RANKS:
                         # two positive findings of one section that differ in side or place
                         # are two instances, not a contradiction
                         item = next((x[0] for x in g.members if x[3] != section and not (x[1] < own1 and own0 < x[2])), None)
@@ -711,7 +720,7 @@ class GraphChecker:
                                 break
                     if item is None:
                         continue
-                rank = out.rank
+                rank = out[_RANK_OF]
                 found.append((out, g, item))
                 if rank < best:
                     best = rank
@@ -722,13 +731,14 @@ class GraphChecker:
                 chosen = found
                 items: tuple[EvidenceItem, ...] = (found[0][2],)
             else:
-                chosen = sorted((x for x in found if x[0].rank == best), key=lambda x: -x[0].score)[:3]
+                chosen = sorted((x for x in found if x[0][_RANK_OF] == best), key=lambda x: -x[0][_SCORE_OF])[:3]
                 items = _unique(item for _, _, item in chosen)
             top = chosen[0][0]
             if hedged:
-                score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
+                score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
                 return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items)
-            return _Judgement(top.status, top.score, tuple((top.status, ckid, c, o, g, i) for o, g, i in chosen), items)
+            status = top[_STATUS_OF]
+            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items)
         if hedged:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
         choice = rules.policy(source, c.presence)

@@ -17,8 +17,10 @@ report offsets. Other extractors (radgraph) get each report's sentences in one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterable
+import weakref
+from functools import lru_cache, partial
+from operator import attrgetter
+from typing import Any, Callable, Iterable
 
 from checkers.claims import claim_parts, context_sections, sentence_claims, sentences, split_claims, split_sections
 from checkers.findings import findings_from_graph
@@ -80,22 +82,56 @@ def read_many(texts: Iterable[str | Report], extractor: GraphExtractor | str = "
 def _read_rules(report: Report, ex, include_context: bool) -> tuple[CheckedClaim, ...]:
     text = report.text
     skip = frozenset() if include_context else context_sections()
+    read_sentence = _sentence_reader(ex)
     out: list[CheckedClaim] = []
     n = 0
     for sec in report.sections:
         if sec.name in skip:
             continue
         for ss, se in sentences(text, sec.start, sec.end):
-            for local in _read_sentence(ex, text[ss:se]):
+            for local in read_sentence(text[ss:se]):
                 out.append(_place(local, sec.name, ss, se, f"s{n}."))
             n += 1
     return tuple(out)
 
 
-@lru_cache(maxsize=65536)
-def _read_sentence(ex, sentence: str) -> tuple[tuple[str, int, int, EntityGraph, tuple[dict, ...]], ...]:
-    """(claim text, start, end, graph, findings as field dicts) of each claim of one
-    sentence, in sentence offsets (cached)."""
+# A sentence's claims as cached: (claim text, start, end, entities, relations, findings) in
+# sentence offsets; entities as (id, text, start, end, label, norm), relations as (type,
+# source, target) and findings as Finding field tuples (field order). The cache is keyed by
+# the sentence text alone, one cache per extractor. Tuples of plain values and str keys
+# are untracked by the garbage collector, so a growing cache does not make full
+# collections come more often and take longer (entity objects and (extractor, sentence)
+# keys were ~150,000 more tracked objects over the IU reports).
+_Local = tuple[str, int, int, tuple[tuple, ...], tuple[tuple[str, str, str], ...], tuple[tuple, ...]]
+_SENTENCE_CACHE_SIZE = 65536
+_readers: "weakref.WeakKeyDictionary[Any, Callable[[str], tuple[_Local, ...]]]" = weakref.WeakKeyDictionary()
+
+
+def _sentence_reader(ex) -> Callable[[str], tuple[_Local, ...]]:
+    """The cached sentence reader of ``ex`` (it holds the extractor weakly, so the cache
+    goes with the extractor)."""
+    try:
+        fn = _readers.get(ex)
+    except TypeError:  # an extractor that cannot be weakly referenced: one shared cache
+        return partial(_read_sentence_shared, ex)
+    if fn is None:
+        ref = weakref.ref(ex)
+
+        def read_sentence(sentence: str) -> tuple[_Local, ...]:
+            return _read_sentence(ref(), sentence)
+
+        fn = _readers[ex] = lru_cache(maxsize=_SENTENCE_CACHE_SIZE)(read_sentence)
+    return fn
+
+
+@lru_cache(maxsize=_SENTENCE_CACHE_SIZE)
+def _read_sentence_shared(ex, sentence: str) -> tuple[_Local, ...]:
+    return _read_sentence(ex, sentence)
+
+
+def _read_sentence(ex, sentence: str) -> tuple[_Local, ...]:
+    """(claim text, start, end, entities, relations, findings) of each claim of one
+    sentence, in sentence offsets (cached by ``_sentence_reader``)."""
     # the analysis is not kept: the result below is what is cached (fewer live objects)
     analysis = ex.analyze(sentence, cached=False)
     graph = analysis.graph
@@ -104,40 +140,42 @@ def _read_sentence(ex, sentence: str) -> tuple[tuple[str, int, int, EntityGraph,
     out = []
     for text, cs, ce in parts:
         g = graph if len(parts) == 1 else claim_subgraph(graph, cs, ce)
-        out.append((text, cs, ce, g, tuple(f.__dict__ for f in findings_from_graph(g, lex))))
+        # tuple([...]): the items are made before their tuple, so one collection untracks all
+        out.append((
+            text, cs, ce,
+            tuple([(e.id, e.text, e.start, e.end, e.label, e.norm) for e in g.entities]),
+            tuple([(r.type, r.source, r.target) for r in g.relations]),
+            tuple([_finding_values(f) for f in findings_from_graph(g, lex)]),
+        ))
     return tuple(out)
 
 
 _new = object.__new__
+# A Finding's fields as a tuple, in field order (see _place).
+_finding_values = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "text", "start", "end")
 
 
-def _place(local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
+def _place(local: _Local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
     """Move a sentence-level result to report offsets (sentence at [ss, se)). The values
     were validated when the sentence was read: the objects are built without re-checking."""
-    text, cs, ce, g, fds = local
+    text, cs, ce, ents_local, rels_local, fds = local
     claim = _new(Claim)
     claim.__dict__.update(text=text, section=section, start=cs + ss, end=ce + ss, sentence_start=ss, sentence_end=se)
     findings = []
-    for fd in fds:
+    for observation, presence, laterality, locations, anatomy, severity, change, ftext, start, end in fds:
         f = _new(Finding)
-        d = f.__dict__
-        d.update(fd)
-        d["start"] += ss
-        d["end"] += ss
+        f.__dict__.update(observation=observation, presence=presence, laterality=laterality, locations=locations,
+                          anatomy=anatomy, severity=severity, change=change, text=ftext, start=start + ss, end=end + ss)
         findings.append(f)
     ents = []
-    for e in g.entities:
+    for eid, etext, start, end, label, norm in ents_local:
         x = _new(Entity)
-        d = x.__dict__
-        d.update(e.__dict__)
-        d["id"] = prefix + e.id
-        d["start"] += ss
-        d["end"] += ss
+        x.__dict__.update(id=prefix + eid, text=etext, start=start + ss, end=end + ss, label=label, norm=norm)
         ents.append(x)
     rels = []
-    for r in g.relations:
+    for rtype, source, target in rels_local:
         x = _new(Relation)
-        x.__dict__.update(type=r.type, source=prefix + r.source, target=prefix + r.target)
+        x.__dict__.update(type=rtype, source=prefix + source, target=prefix + target)
         rels.append(x)
     graph = _new(EntityGraph)
     graph.__dict__.update(entities=tuple(ents), relations=tuple(rels))
@@ -150,7 +188,9 @@ def clear_caches() -> None:
     """Forget every cached sentence (to time a cold run)."""
     from checkers import claims
 
-    _read_sentence.cache_clear()
+    for fn in list(_readers.values()):
+        fn.cache_clear()
+    _read_sentence_shared.cache_clear()
     claims._sentences_rel.cache_clear()
     claims._coordination_cached.cache_clear()
     from checkers.graphs import _DEFAULTS
