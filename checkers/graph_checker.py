@@ -580,6 +580,7 @@ class GraphChecker:
         # comparison outcomes: claim key id -> evidence key id -> outcome
         self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
+        self._abstentions: dict[tuple[str, str], str] = {}  # (source, observation) -> reason
         self._ids: dict[tuple, int] = {}
         self._exc: dict[str, bool] = {}
         narrower: dict[str, set[str]] = {}
@@ -611,6 +612,8 @@ class GraphChecker:
             self._descriptions.clear()
         if len(self._exc) > _CACHE_LIMIT:
             self._exc.clear()
+        if len(self._abstentions) > _CACHE_LIMIT:
+            self._abstentions.clear()
         by_source: dict[str, list[EvidenceItem]] = {}
         for item in evidence:
             by_source.setdefault(item.source, []).append(item)
@@ -661,6 +664,14 @@ class GraphChecker:
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
 
+    def _not_mentioned(self, source: str, observation: str) -> str:
+        """The reason of an abstention (cached: made for most claims in self-consistency)."""
+        key = (source, observation)
+        out = self._abstentions.get(key)
+        if out is None:
+            out = self._abstentions[key] = f"not checked: no {source} evidence mentions {observation}"
+        return out
+
     def _describe(self, kid: int, f: Finding) -> str:
         """describe_finding(f), cached by the finding's key id."""
         out = self._descriptions.get(kid)
@@ -688,7 +699,8 @@ class GraphChecker:
         own0, own1 = own if own is not None else (0, 0)
         # Same and narrower observations first; broader ones only when nothing as specific
         # as the claim was found (their outcomes could not win).
-        for phase in index.candidates(c.observation):
+        phases = index._candidates.get(c.observation) or index.candidates(c.observation)
+        for phase in phases:
             for g in phase:
                 kid = g.kid
                 out = row.get(kid, _MISSING)
@@ -728,11 +740,14 @@ class GraphChecker:
                 break
         if found:
             if len(found) == 1:
-                chosen = found
-                items: tuple[EvidenceItem, ...] = (found[0][2],)
-            else:
-                chosen = sorted((x for x in found if x[0][_RANK_OF] == best), key=lambda x: -x[0][_SCORE_OF])[:3]
-                items = _unique(item for _, _, item in chosen)
+                top, g, item = found[0]
+                if hedged:
+                    score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
+                    return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,))
+                status = top[_STATUS_OF]
+                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,))
+            chosen = sorted((x for x in found if x[0][_RANK_OF] == best), key=lambda x: -x[0][_SCORE_OF])[:3]
+            items = _unique(item for _, _, item in chosen)
             top = chosen[0][0]
             if hedged:
                 score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
@@ -743,7 +758,7 @@ class GraphChecker:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
         choice = rules.policy(source, c.presence)
         if choice == ABSTAIN:
-            return _Judgement(ABSTAIN, None, (f"not checked: no {source} evidence mentions {c.observation}",), ())
+            return _Judgement(ABSTAIN, None, (self._not_mentioned(source, c.observation),), ())
         if choice == "supported":
             return _Judgement("supported", sc["supported_by_default"], (
                 f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
