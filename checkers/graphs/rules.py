@@ -36,7 +36,7 @@ from checkers.lexicon import (
     TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
 )
 from checkers import _fast
-from reportgen.types import EntityGraph
+from reportgen.types import Entity, EntityGraph, Relation
 
 # Role of a mention after disambiguation.
 R_OBS, R_ANAT, R_LAT, R_MOD, R_NORMAL, R_CUE, R_STRUCT, R_NONE = "obs", "anat", "lat", "mod", "normal", "cue", "struct", "none"
@@ -671,23 +671,29 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     if drop:  # with the modifiers that only modified them
         drop |= {mm for k in drop for mm in modifiers_of.get(k, ()) if all(d in drop for t2, s2, d in relations if s2 == mm)}
         relations = [r for r in relations if r[1] not in drop and r[2] not in drop]
-    # entities by position (start, end, then creation order), ids e1, e2, ...
-    order = sorted((x[0], x[1], k) for k, x in enumerate(ents) if k not in drop)
-    new_id = {k: _entity_id(n) for n, (_, _, k) in enumerate(order)}
-    entity, relation = _fast.entity, _fast.relation
-    entities = tuple(entity(new_id[k], ents[k][2], s, e, ents[k][3], ents[k][4]) for s, e, k in order)
-    rel_objs = tuple(relation(t, new_id[s], new_id[d]) for t, s, d in relations)
-    heads = tuple(i for i, m in enumerate(mentions) if m.role in _HEAD_ROLES)
-    return _fast.graph(entities, rel_objs), heads
+    # entities by position (start, end, then creation order), ids e1, e2, ...; built
+    # without re-validation (labels and spans made here), like checkers._fast
+    order = sorted([(x[0], x[1], k) for k, x in enumerate(ents) if k not in drop])
+    new_id: list[str | None] = [None] * len(ents)
+    entities = []
+    for n, (s, e, k) in enumerate(order):
+        eid = new_id[k] = _ENTITY_IDS[n] if n < len(_ENTITY_IDS) else f"e{n + 1}"
+        x = ents[k]
+        ent = _new(Entity)
+        ent.__dict__.update(id=eid, text=x[2], start=s, end=e, label=x[3], norm=x[4])
+        entities.append(ent)
+    rel_objs = []
+    for t, s, d in relations:
+        rel = _new(Relation)
+        rel.__dict__.update(type=t, source=new_id[s], target=new_id[d])
+        rel_objs.append(rel)
+    heads = tuple([i for i, m in enumerate(mentions) if m.role in _HEAD_ROLES])
+    return _fast.graph(tuple(entities), tuple(rel_objs)), heads
 
 
+_new = object.__new__
 _HEAD_ROLES = (R_OBS, R_NORMAL, R_ANAT)
-_ENTITY_IDS = tuple(f"e{n + 1}" for n in range(64))
-
-
-def _entity_id(n: int) -> str:
-    """The id of the n-th entity of a sentence (0-based): "e1", "e2", ..."""
-    return _ENTITY_IDS[n] if n < 64 else f"e{n + 1}"
+_ENTITY_IDS = tuple(f"e{n + 1}" for n in range(64))  # "e1", "e2", ...
 
 
 def _tokens_span(tokens, words: list[str], m: Mention, n: int, side: str):
