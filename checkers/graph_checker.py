@@ -580,7 +580,7 @@ class GraphChecker:
         # comparison outcomes: claim key id -> evidence key id -> outcome
         self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
-        self._abstentions: dict[tuple[str, str], str] = {}  # (source, observation) -> reason
+        self._abstentions: dict[tuple[str, str], _Judgement] = {}  # (source, observation) -> abstention
         self._ids: dict[tuple, int] = {}
         self._exc: dict[str, bool] = {}
         narrower: dict[str, set[str]] = {}
@@ -664,12 +664,13 @@ class GraphChecker:
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
 
-    def _not_mentioned(self, source: str, observation: str) -> str:
-        """The reason of an abstention (cached: made for most claims in self-consistency)."""
+    def _not_mentioned(self, source: str, observation: str) -> _Judgement:
+        """The abstention when no evidence mentions the observation (cached: made for a third
+        of the findings in self-consistency)."""
         key = (source, observation)
         out = self._abstentions.get(key)
         if out is None:
-            out = self._abstentions[key] = f"not checked: no {source} evidence mentions {observation}"
+            out = self._abstentions[key] = _Judgement(ABSTAIN, None, (f"not checked: no {source} evidence mentions {observation}",), ())
         return out
 
     def _describe(self, kid: int, f: Finding) -> str:
@@ -746,8 +747,13 @@ class GraphChecker:
                     return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,))
                 status = top[_STATUS_OF]
                 return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,))
-            chosen = sorted((x for x in found if x[0][_RANK_OF] == best), key=lambda x: -x[0][_SCORE_OF])[:3]
-            items = _unique(item for _, _, item in chosen)
+            chosen = [x for x in found if x[0][_RANK_OF] == best]
+            if len(chosen) > 1:
+                chosen.sort(key=_by_score)  # stable: the highest scores first, in evidence order
+                chosen = chosen[:3]
+                items = _unique(item for _, _, item in chosen)
+            else:
+                items = (chosen[0][2],)
             top = chosen[0][0]
             if hedged:
                 score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
@@ -758,7 +764,7 @@ class GraphChecker:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
         choice = rules.policy(source, c.presence)
         if choice == ABSTAIN:
-            return _Judgement(ABSTAIN, None, (self._not_mentioned(source, c.observation),), ())
+            return self._not_mentioned(source, c.observation)
         if choice == "supported":
             return _Judgement("supported", sc["supported_by_default"], (
                 f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
@@ -766,6 +772,10 @@ class GraphChecker:
 
 
 _new = object.__new__
+
+
+def _by_score(x: tuple) -> float:
+    return -x[0][_SCORE_OF]
 
 
 def _verdict(claim: Any, status: str, reasons: tuple[str, ...], evidence: tuple[EvidenceItem, ...], checker: str,
