@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+from checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
 from checkers.lexicon import DATA, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
 from reportgen.types import Claim, Report, Section
 
@@ -353,8 +354,6 @@ def _coordination(sent: str, rules) -> tuple[tuple[str, int, int], ...]:
 def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, int, int]]:
     """(text, start, end) of each atomic claim of one sentence (offsets into ``sent``);
     one entry or none means: do not split."""
-    from checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
-
     a = analysis if analysis is not None else rules.analyze(sent)
     heads_roles = (R_OBS, R_ANAT, R_NORMAL)
 
@@ -541,8 +540,6 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
 def _cue_label(mentions, end: int) -> str | None:
     """The label the leading cues up to ``end`` give (OBS-DA for negation, OBS-U for a
     hedge), or None for a normal predicate prefix ("Normal heart size and ...")."""
-    from checkers.graphs.rules import R_CUE, _cue_has
-
     label = None
     for m in mentions:
         if m.end > end:
@@ -555,8 +552,6 @@ def _cue_label(mentions, end: int) -> str | None:
 def _carry_applies(mentions, label: str | None) -> bool:
     """A shared cue applies to a later item when the item's observations carry its label
     (the scope reached them), or, for a normal predicate prefix, when it names anatomy only."""
-    from checkers.graphs.rules import R_ANAT, R_OBS
-
     obs = [m for m in mentions if m.role == R_OBS]
     if label is None:
         return not obs and any(m.role == R_ANAT for m in mentions)
