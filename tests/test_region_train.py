@@ -141,3 +141,112 @@ def test_calibration_is_saved_with_the_checkpoint_and_used(tiny_clip_dir, tmp_pa
     again = RegionChecker(f"local-dir:{ckpt}")
     assert again.calibration == Calibration.load(ckpt)
     assert again.calibration.cnr_threshold == pytest.approx(calib.cnr_threshold)
+
+
+# ---- the training options the semi-synthetic evaluation needs (see docs/region.md) -------
+
+
+def test_token_loss_scores_the_best_patch_and_reduces_to_clip_loss():
+    from checkers.region.train import clip_loss, loss_floor, token_clip_loss
+
+    txt = torch.eye(3)[:2]  # two texts: e0, e1
+    scale = torch.tensor(np.log(10.0))
+    # image 0 holds e0 in ONE of its nine patches, image 1 holds e1 in one; the rest is e2
+    dense = torch.zeros(2, 3, 3, 3)
+    dense[..., 2] = 1.0
+    dense[0, 1, 0] = torch.tensor([1.0, 0, 0])
+    dense[1, 2, 1] = torch.tensor([0, 1.0, 0])
+    texts = ["a", "b"]
+    assert float(token_clip_loss(dense, txt, scale, texts)) < 1e-3  # max over patches finds them
+    pooled = torch.nn.functional.normalize(dense.mean(dim=(1, 2)), dim=-1)
+    assert float(clip_loss(pooled, txt, scale, texts)) > 0.1  # the mean dilutes them
+    assert float(token_clip_loss(dense.flip(0), txt, scale, texts)) > 5  # wrong pairing is punished
+    # one patch per image: the token loss IS the CLIP loss
+    one = torch.nn.functional.normalize(torch.randn(4, 1, 1, 8), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    tx = ["x", "y", "x", "z"]
+    assert torch.allclose(token_clip_loss(one, t, scale, tx), clip_loss(one[:, 0, 0], t, scale, tx))
+    assert loss_floor(["x", "y", "x", "z"]) == pytest.approx(np.log(2) / 2)
+    assert loss_floor(["x", "y"]) == 0.0
+
+
+def test_no_weight_decay_on_temperature_biases_and_norms(tmp_path):
+    from checkers.region.train import param_groups
+
+    cfg = write_tiny_config(tmp_path / "cfg", "rg-train-groups")
+    net = ClipBackend(str(cfg), warn_random=False).model
+    decay, no_decay = param_groups(net, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    ids = {id(p) for p in no_decay["params"]}
+    assert id(net.logit_scale) in ids
+    names = {n for n, p in net.named_parameters() if id(p) in ids}
+    assert all(p.ndim < 2 or "logit_scale" in n for n, p in net.named_parameters() if n in names)
+    assert all(p.ndim >= 2 for p in decay["params"]) and len(decay["params"]) + len(ids) == len(list(net.parameters()))
+
+
+def test_grouped_batches_and_lr_schedule():
+    from checkers.region.train import _batches, lr_lambda
+
+    groups = {"a": [0, 1, 2, 3, 4], "b": [5, 6, 7, 8, 9, 10]}
+    batches = _batches(11, 4, groups, np.random.default_rng(0))
+    assert sorted(int(i) for b in batches for i in b) == list(range(11))
+    assert all(set(map(int, b)) <= set(groups["a"]) or set(map(int, b)) <= set(groups["b"]) for b in batches)
+    assert [len(b) for b in _batches(10, 4, None, np.random.default_rng(0))] == [4, 4, 2]
+    f = lr_lambda(10, "cosine", 110)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0)
+    assert lr_lambda(0, "constant", 100)(50) == 1.0
+    with pytest.raises(ReportgenError, match="E608"):
+        train_clip(PAIRS, "ViT-B-16", "/nonexistent", dense_weight=2.0)
+
+
+def _background(seed: int, n: int = 64) -> np.ndarray:
+    r = np.random.default_rng(seed)
+    x = np.kron(r.normal(size=(n // 8, n // 8)), np.ones((8, 8))) + 0.5 * r.normal(size=(n, n))
+    return (0.2 + 0.4 * (x - x.min()) / (x.max() - x.min())).astype(np.float32)
+
+
+def _spot(img: np.ndarray, side: str, rng) -> np.ndarray:
+    n = img.shape[0]
+    yy, xx = np.mgrid[0:n, 0:n]
+    r, c = rng.uniform(0.2, 0.8) * n, rng.uniform(0.1, 0.4) * n if side == "left" else rng.uniform(0.6, 0.9) * n
+    return np.clip(img + 0.5 * np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / (2 * (0.06 * n) ** 2)), 0, 1).astype(np.float32)
+
+
+def test_token_loss_and_grouped_batches_train_a_small_cnn_whose_maps_point(tmp_path):
+    """A tiny open_clip ModifiedResNet trained from random weights with the options the
+    semi-synthetic evaluation uses (token-level loss, one background per batch, warm-up and
+    cosine decay): the loss leaves chance, and the map of the bare finding phrase peaks on
+    the half of NEW backgrounds that holds the spot."""
+    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8, "head_width": 32},
+           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    path = tmp_path / "rg-train-tiny-rn.json"
+    path.write_text(json.dumps(cfg))
+    seen: list[str] = []
+
+    def augment(px, pair, rng):
+        seen.append(pair.text)
+        k = rng.integers(3)
+        if k == 2:
+            return px, "No spot."
+        side = ("left", "right")[k]
+        return _spot(px, side, rng), (f"{side.capitalize()} spot." if rng.random() < 0.5 else "spot")
+
+    bgs = [_background(s) for s in range(3)]
+    pairs = [Pair(bgs[i % 3], str(i % 3)) for i in range(48)]
+    res = train_clip(pairs, str(path), tmp_path / "ck", epochs=20, lr=2e-3, batch_size=16, seed=0, augment=augment,
+                     dense_weight=0.5, group_by=lambda p: p.text, warmup=10, schedule="cosine")
+    assert all(len(set(seen[i:i + 16])) == 1 for i in range(0, len(seen), 16))  # one background per batch
+    steps = res.extra["step_losses"]
+    assert len(steps) == 60 and np.mean(steps[-6:]) < np.log(16) - 0.4 < np.mean(steps[:6]) - 0.2
+    saved = json.loads((res.out / "reportgen_train.json").read_text())
+    assert saved["dense_weight"] == 0.5 and saved["grouped"] and saved["schedule"] == "cosine" and saved["steps"] == 60
+    rc = RegionChecker(f"local-dir:{res.out}")
+    rng = np.random.default_rng(9)
+    hits = []
+    for seed in range(10, 16):
+        for side in ("left", "right"):
+            for _ in range(2):
+                m = rc.similarity_maps(rc.encode_image(_spot(_background(seed), side, rng), "PA"), ["spot"])[0]
+                hits.append((np.unravel_index(np.argmax(m), m.shape)[1] < m.shape[1] / 2) == (side == "left"))
+    assert np.mean(hits) >= 0.9

@@ -11,7 +11,18 @@ image, no text, unreadable image) are skipped with a warning naming ``file:line`
 
 Loss: the symmetric InfoNCE of CLIP with the model's learnable temperature; identical
 sentences in a batch are treated as positives of each other (soft targets), since
-radiology reports repeat sentences ("No pneumothorax.") a lot.
+radiology reports repeat sentences ("No pneumothorax.") a lot. Options (Python API):
+- ``dense_weight`` w > 0 adds a token-level term (FILIP-style multiple-instance loss): the
+  image-text score is the MAXIMUM cosine between the sentence and any patch embedding (the
+  same dense embeddings the region checker maps), and the loss is ``(1 - w) * global + w *
+  token``. The global loss alone only constrains the pooled embedding; a small model can then
+  spread a finding over every patch, and its dense maps do not point at the finding.
+- ``group_by(pair) -> key`` draws every batch from one group (e.g. one patient or one base
+  image): the in-batch negatives then differ in what the sentences describe, not in who
+  the patient is.
+- ``warmup`` steps of linear learning-rate warm-up and ``schedule="cosine"`` decay.
+Biases, norm gains, other 1-D parameters and the temperature get no weight decay (the
+CLIP recipe; weight decay on ``logit_scale`` would pull the temperature toward 1).
 
 The checkpoint folder: ``open_clip_config.json`` ({"model_cfg", "preprocess_cfg"}),
 ``open_clip_model.safetensors``, tokenizer files for HF tokenizers, ``reportgen_train.json``
@@ -28,7 +39,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -162,9 +173,31 @@ def _soft_targets(texts: Sequence[str]):
 
 def clip_loss(img, txt, logit_scale, texts: Sequence[str]):
     """Symmetric InfoNCE with soft targets for repeated texts (img, txt normalised)."""
+    return _soft_infonce(img @ txt.T, logit_scale, texts)
+
+
+def token_clip_loss(dense, txt, logit_scale, texts: Sequence[str]):
+    """The token-level (multiple-instance) InfoNCE: image-text score = max over the image's
+    patch embeddings of their cosine with the text. ``dense`` (B, ..., D) and ``txt`` (B, D)
+    normalised."""
+    import torch
+
+    tokens = dense.reshape(dense.shape[0], -1, dense.shape[-1])
+    return _soft_infonce(torch.einsum("bnd,td->btn", tokens, txt).amax(dim=-1), logit_scale, texts)
+
+
+def loss_floor(texts: Sequence[str]) -> float:
+    """The lowest value ``clip_loss`` can reach on a batch with these texts: repeated texts
+    are soft targets, so a batch with k copies of a sentence cannot go below ln k for them
+    (chance is ln(batch size))."""
+    counts = {t: texts.count(t) for t in set(texts)}
+    return float(np.mean([np.log(counts[t]) for t in texts]))
+
+
+def _soft_infonce(sim, logit_scale, texts: Sequence[str]):
     import torch.nn.functional as F
 
-    logits = logit_scale.exp().clamp(max=100) * img @ txt.T
+    logits = logit_scale.exp().clamp(max=100) * sim
     target = _soft_targets(texts).to(logits.device)
     li = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     lt = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
@@ -176,12 +209,17 @@ def train_clip(
     batch_size: int = 32, seed: int = 0, pretrained: str | None = None, device: str = "cpu",
     weight_decay: float = 0.01, augment: Callable[[np.ndarray, Pair, np.random.Generator], tuple[np.ndarray, str]] | None = None,
     calibrate_labels: str | Path | None = None, progress: Callable[[int, float], None] | None = None,
+    dense_weight: float = 0.0, group_by: Callable[[Pair], Hashable] | None = None, warmup: int = 0,
+    schedule: str = "constant",
 ) -> TrainResult:
     """Fine-tune ``model`` on ``pairs`` (or a manifest path) and save a local-dir checkpoint.
 
     ``augment(pixels, pair, rng) -> (pixels, text)`` may rewrite each pair per step (the
     semi-synthetic evaluation inserts lesions this way). ``calibrate_labels`` runs
-    ``checkers.region.calibrate.calibrate`` on the saved checkpoint.
+    ``checkers.region.calibrate.calibrate`` on the saved checkpoint. ``dense_weight``,
+    ``group_by``, ``warmup`` and ``schedule`` ("constant" or "cosine"): see the module
+    docstring. ``TrainResult.extra["step_losses"]`` and ``["loss_floors"]`` hold the loss
+    of every step and the lowest loss its batch allows (``loss_floor``).
     """
     from checkers.region.images import load_radiograph
     from checkers.region.model import ClipBackend
@@ -203,6 +241,10 @@ def train_clip(
             raise ReportgenError("E608", f"{name} must be >= {lo}, not {v}")
     if not lr > 0:
         raise ReportgenError("E608", f"lr must be > 0, not {lr}")
+    if not 0.0 <= float(dense_weight) <= 1.0:
+        raise ReportgenError("E608", f"dense_weight must be in [0, 1], not {dense_weight}")
+    if int(warmup) < 0 or schedule not in ("constant", "cosine"):
+        raise ReportgenError("E608", f"warmup must be >= 0 and schedule 'constant' or 'cosine', not {warmup}, {schedule!r}")
 
     import torch
 
@@ -213,7 +255,7 @@ def train_clip(
     backend.load()
     net = backend.model
     net.train()
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(param_groups(net, weight_decay), lr=lr)
 
     pixel_cache: dict[str, np.ndarray] = {}
 
@@ -231,12 +273,21 @@ def train_clip(
         return pixel_cache[key]
 
     losses: list[float] = []
+    step_losses: list[float] = []
+    floors: list[float] = []
     bs = min(int(batch_size), len(pairs))
+    groups = None
+    if group_by is not None:
+        groups = {}
+        for i, p in enumerate(pairs):
+            groups.setdefault(group_by(p), []).append(i)
+    n_batches = len(_batches(len(pairs), bs, groups, np.random.default_rng(0)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(warmup), schedule, n_batches * int(epochs)))
+    tower = backend.tower if dense_weight > 0 else None
     for epoch in range(int(epochs)):
-        order = rng.permutation(len(pairs))
         total, n = 0.0, 0
-        for s in range(0, len(order), bs):
-            batch = [pairs[i] for i in order[s:s + bs]]
+        for idx in _batches(len(pairs), bs, groups, rng):
+            batch = [pairs[i] for i in idx]
             imgs, texts = [], []
             for p in batch:
                 px = pixels_of(p)
@@ -251,14 +302,26 @@ def train_clip(
                 continue
             x = torch.stack(imgs).to(device)
             tok = backend.tokenizer(texts).to(device)
-            img_f = torch.nn.functional.normalize(net.encode_image(x), dim=-1)
             txt_f = torch.nn.functional.normalize(net.encode_text(tok), dim=-1)
-            loss = clip_loss(img_f, txt_f, net.logit_scale, texts)
+            if dense_weight > 0:
+                from checkers.region.model import dense_forward
+
+                pooled, dense = dense_forward(net.visual, x, tower)
+                img_f = torch.nn.functional.normalize(pooled, dim=-1)
+                dense = torch.nn.functional.normalize(dense, dim=-1)
+                loss = (1 - dense_weight) * clip_loss(img_f, txt_f, net.logit_scale, texts) \
+                    + dense_weight * token_clip_loss(dense, txt_f, net.logit_scale, texts)
+            else:
+                img_f = torch.nn.functional.normalize(net.encode_image(x), dim=-1)
+                loss = clip_loss(img_f, txt_f, net.logit_scale, texts)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             total += float(loss.detach()) * len(texts)
             n += len(texts)
+            step_losses.append(round(float(loss.detach()), 5))
+            floors.append(round(loss_floor(texts), 5))
         losses.append(total / max(n, 1))
         if progress is not None:
             progress(epoch, losses[-1])
@@ -267,7 +330,8 @@ def train_clip(
     extra = {
         "version": 1, "base_model": model, "pretrained": pretrained, "open_clip_name": name,
         "n_pairs": len(pairs), "epochs": int(epochs), "lr": lr, "batch_size": bs, "seed": seed,
-        "losses": losses, "manifest": source,
+        "losses": losses, "manifest": source, "dense_weight": float(dense_weight), "grouped": group_by is not None,
+        "warmup": int(warmup), "schedule": schedule, "steps": len(step_losses),
         "manifest_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None,
         "skipped": len(skipped),
     }
@@ -277,4 +341,43 @@ def train_clip(
         from checkers.region.calibrate import calibrate
 
         calib = calibrate(f"local-dir:{out}", calibrate_labels, save=True)
-    return TrainResult(out, len(pairs), int(epochs), tuple(losses), tuple(skipped), time.perf_counter() - t0, calib, extra)
+    return TrainResult(out, len(pairs), int(epochs), tuple(losses), tuple(skipped), time.perf_counter() - t0, calib,
+                       {**extra, "step_losses": step_losses, "loss_floors": floors})
+
+
+def param_groups(net: Any, weight_decay: float) -> list[dict]:
+    """AdamW groups as in CLIP training: weight decay on matrices and convolution kernels
+    only; biases, norm gains, 1-D embeddings and ``logit_scale`` get none."""
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(warmup: int, schedule: str, total: int) -> Callable[[int], float]:
+    """Learning-rate factor per optimiser step: linear warm-up, then constant or cosine."""
+    import math
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "cosine" and total > warmup:
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+        return 1.0
+
+    return f
+
+
+def _batches(n: int, bs: int, groups: dict | None, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of batches: a permutation cut into batches, or (with groups) each group
+    permuted and cut on its own, then the batches shuffled."""
+    if groups is None:
+        order = rng.permutation(n)
+        return [order[s:s + bs] for s in range(0, n, bs)]
+    out = []
+    for idx in groups.values():
+        idx = np.asarray(idx)[rng.permutation(len(idx))]
+        out += [idx[s:s + bs] for s in range(0, len(idx), bs)]
+    return [out[i] for i in rng.permutation(len(out))]
