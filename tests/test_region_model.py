@@ -159,3 +159,67 @@ def test_text_cache_is_lru_bounded(tiny_clip_dir):
 def test_finding_query_drops_location_words():
     assert finding_query(Finding("pleural effusion", "present", "left", ("base",), severity="small")) == "small pleural effusion"
     assert finding_query(Finding("opacity", "present", "right", ("upper lobe",))) == "opacity"
+
+
+def _hf_text_config(tmp_path) -> dict:
+    """A tiny BERT (config + WordPiece vocab) saved locally: an HFTextEncoder text tower as
+    in BiomedCLIP, without the hub."""
+    transformers = pytest.importorskip("transformers")
+    d = tmp_path / "tiny-bert"
+    d.mkdir()
+    words = "[PAD] [UNK] [CLS] [SEP] [MASK] small right left pleural effusion opacity no base upper lobe".split()
+    (d / "vocab.txt").write_text("\n".join(words) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(d / "vocab.txt")).save_pretrained(d)
+    config = transformers.BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(d)  # open_clip loads the text tower's HF weights
+    return {"hf_model_name": str(d), "hf_tokenizer_name": str(d), "hf_proj_type": "mlp",
+            "hf_pooler_type": "cls_last_hidden_state_pooler", "context_length": 32}
+
+
+@pytest.mark.parametrize("kind", ["clip", "custom-text", "custom-text-eos", "hf-text"])
+def test_trimmed_text_encoding_equals_full_context(tmp_path, kind):
+    """encode_texts runs the text tower on the longest sequence of the batch, not the whole
+    context: the embeddings must be those of model.encode_text on the padded tokens."""
+    from checkers.region.model import encode_text_trimmed
+
+    cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
+    cfg["text_cfg"]["context_length"] = 40
+    if kind.startswith("custom-text"):
+        cfg["custom_text"] = True
+    if kind == "custom-text-eos":
+        cfg["text_cfg"].update(pool_type="eos", eos_id=49407)
+    if kind == "hf-text":
+        cfg["text_cfg"] = _hf_text_config(tmp_path)
+    name = f"rg-trim-{kind}"
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(cfg))
+    b = ClipBackend(str(p), warn_random=False)
+    texts = ["small right pleural effusion", "no opacity", "left upper lobe opacity at the base, small"]
+    tokens = b.tokenizer(texts)
+    with torch.inference_mode():
+        full = b.model.encode_text(tokens)
+        trimmed = encode_text_trimmed(b.model, tokens)
+    assert trimmed is not None, "this text tower should be trimmable"
+    used = int((tokens != (0 if kind != "hf-text" else b.model.text.config.pad_token_id)).any(0).nonzero()[-1]) + 1
+    assert used < tokens.shape[1]  # the test really drops padding
+    assert torch.allclose(trimmed, full, atol=1e-5)
+    assert torch.allclose(b.encode_texts(texts), b.encode_texts(texts, trim=False), atol=1e-5)
+
+
+def test_text_towers_where_padding_matters_are_not_trimmed(tmp_path):
+    """'last' pooling reads the final (padded) position: trimming would change it."""
+    from checkers.region.model import encode_text_trimmed
+
+    cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
+    cfg["custom_text"] = True
+    cfg["text_cfg"]["pool_type"] = "last"
+    m = _model_from_config(tmp_path, "rg-trim-last", cfg)
+    tokens = open_clip.get_tokenizer("rg-trim-last")(["small effusion"])
+    assert encode_text_trimmed(m, tokens) is None
+    b = ClipBackend(str(tmp_path / "rg-trim-last.json"), warn_random=False)
+    torch.manual_seed(0)  # the same random weights as m
+    b.load()
+    with torch.inference_mode():
+        assert torch.allclose(b.encode_texts(["small effusion"], normalize=False), m.encode_text(tokens), atol=1e-5)

@@ -110,8 +110,10 @@ class ClipBackend:
     """An open_clip model: dense image embeddings, text embeddings. Loads on first use."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, pretrained: str | None = None, device: str = "cpu",
-                 precision: str = "fp32", threads: int | None = None, warn_random: bool = True):
+                 precision: str = "fp32", threads: int | None = None, warn_random: bool = True,
+                 trim_text: bool = True):
         self.spec = model
+        self.trim_text = trim_text
         self.kind, self.ident = resolve_model_spec(model)
         self.pretrained = pretrained
         self.device = device
@@ -202,15 +204,76 @@ class ClipBackend:
                 dense = torch.nn.functional.normalize(dense.float(), dim=-1)
         return pooled, dense
 
-    def encode_texts(self, texts: Sequence[str], *, normalize: bool = True):
-        """Texts -> (N, D) embeddings, one batch."""
+    def encode_texts(self, texts: Sequence[str], *, normalize: bool = True, trim: bool | None = None):
+        """Texts -> (N, D) embeddings, one batch.
+
+        ``trim`` (default: the backend's ``trim_text``, True): run the text tower on the
+        batch's longest sequence instead of the full
+        context (77 tokens for CLIP, 256 for BiomedCLIP) where that gives the same
+        embeddings (``encode_text_trimmed``); a claim is ~10-20 tokens, so this is the
+        largest cost of a cold region check cut several-fold."""
         torch, _ = _import()
         with torch.inference_mode():
             tokens = self.tokenizer(list(texts)).to(self.device)
-            feats = self.model.encode_text(tokens)
+            feats = encode_text_trimmed(self.model, tokens) if (self.trim_text if trim is None else trim) else None
+            if feats is None:
+                feats = self.model.encode_text(tokens)
             if normalize:
                 feats = torch.nn.functional.normalize(feats.float(), dim=-1)
         return feats
+
+
+def _used_length(tokens, pad_id: int) -> int:
+    """1 + the last position holding a non-pad token in any row (at least 1)."""
+    used = (tokens != pad_id).any(dim=0).nonzero()
+    return int(used[-1]) + 1 if len(used) else 1
+
+
+def encode_text_trimmed(model: Any, tokens):
+    """``model.encode_text(tokens)`` computed on ``tokens[:, :L]`` (L = longest sequence in
+    the batch), or None when trimming could change the result.
+
+    Exact where the padding cannot reach the pooled token:
+    - open_clip's own text transformer (``CLIP`` or a ``TextTransformer`` text tower) with a
+      CAUSAL mask and pooling at the EOT/EOS token or the first token: no position attends
+      to a later one, so the padded tail never reaches the pooled position;
+    - a Hugging Face text tower (``HFTextEncoder``, BiomedCLIP's PubMedBERT): its attention
+      mask already excludes the pad tokens, so dropping them changes nothing.
+    Anything else (a class token appended at the end, pad masks, 'last' pooling) -> None and
+    the caller uses the full context. tests/test_region_model.py checks equality with
+    ``encode_text`` for each kind.
+    """
+    from open_clip.transformer import text_global_pool
+
+    text = getattr(model, "text", None)
+    if text is not None and type(text).__name__ == "HFTextEncoder":
+        pad = getattr(getattr(text, "config", None), "pad_token_id", None)
+        if pad is None:
+            return None
+        return model.encode_text(tokens[:, :_used_length(tokens, pad)])
+    # the module holding the text transformer: CLIP keeps it inline, CustomTextCLIP in .text
+    t = text if text is not None else model
+    pool = getattr(t, "pool_type", None) or getattr(t, "text_pool_type", None)
+    eos = getattr(t, "eos_id", None) if text is not None else getattr(t, "text_eos_id", None)
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask")
+    if (not all(hasattr(t, a) for a in needed) or t.attn_mask is None or pool not in ("argmax", "eos", "first")
+            or getattr(t, "cls_emb", None) is not None or getattr(t, "use_pad_mask", False)
+            or (pool == "eos" and eos is None)):
+        return None
+    pad = getattr(t, "pad_id", 0) or 0
+    n = _used_length(tokens, pad)
+    if pool == "argmax":  # the EOT token is the largest id in each row: it must be kept
+        n = max(n, int(tokens.argmax(dim=-1).max()) + 1)
+    tok = tokens[:, :n]
+    cast = t.transformer.get_cast_dtype()
+    x = t.token_embedding(tok).to(cast) + t.positional_embedding[:n].to(cast)
+    x = t.transformer(x, attn_mask=t.attn_mask[:n, :n])
+    x = t.ln_final(x)
+    x = text_global_pool(x, tok, pool, eos_token_id=eos)
+    proj = t.text_projection
+    if proj is not None:
+        x = proj(x) if hasattr(proj, "weight") else x @ proj
+    return x
 
 
 def _tower_kind(visual: Any) -> str:

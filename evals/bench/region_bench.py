@@ -4,8 +4,11 @@ on the weights), the image encoded once per study, the claims of a study in one 
 
     python -m evals.bench.region_bench [--studies 6 --claims 10 --threads 2] [--out runs/region_bench.json]
 
-Two figures: "cold" (every claim text new: text encoding counted) and "warm" (the texts
-already cached, as for repeated report sentences: image encoding + maps + verdicts).
+Three rows, side by side in one run: "cold, full context" (every claim text new, the text
+tower run on open_clip's whole padded context, as ``model.encode_text`` does), "cold"
+(every claim text new, the text tower run on the batch's longest sequence: what the
+checker does; the same embeddings, checked here) and "warm" (texts already cached, as for
+repeated report sentences: image encoding + maps + verdicts).
 Target: >= 20 claims/s (cold) with the image encoded once per study.
 """
 
@@ -73,13 +76,15 @@ def main(argv=None) -> int:
 
     rc.backend.encode_images, rc.backend.encode_texts = ci, ct
     studies = [make_claims(args.claims, s) for s in range(args.studies)]
+    full_studies = [make_claims(args.claims, s + args.studies) for s in range(args.studies)]
     rows = {}
     txt_calls = {}
-    for label in ("cold", "warm"):
+    for label in ("cold, full context", "cold", "warm"):
         before = calls["txt"]
+        rc.backend.trim_text = label != "cold, full context"
         t0 = time.perf_counter()
         n = 0
-        for img, claims in zip(images, studies):
+        for img, claims in zip(images, full_studies if label == "cold, full context" else studies):
             n += len(rc.check_images([img], ["PA"], claims))
         dt = time.perf_counter() - t0
         rows[label] = {"claims": n, "studies": args.studies, "seconds": round(dt, 3),
@@ -90,21 +95,28 @@ def main(argv=None) -> int:
     for img in images:
         rc.backend.encode_images(rc.backend.prepare(img)[None])
     t_img = (time.perf_counter() - t0) / args.studies
+    texts = [c.claim.text for c in studies[0]]
     t0 = time.perf_counter()
-    rc.backend.encode_texts([f"bench text {i}" for i in range(args.claims)])
+    trimmed = rc.backend.encode_texts(texts)
     t_txt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    full = rc.backend.encode_texts(texts, trim=False)
+    t_txt_full = time.perf_counter() - t0
+    max_diff = float((trimmed - full).abs().max())
     result = {
         "model": args.model, "weights": "random (architecture only)", "threads": args.threads, "query": args.query,
         "claims_per_study": args.claims, "rows": rows, "image_encode_s": round(t_img, 4),
-        f"text_batch_{args.claims}_s": round(t_txt, 4),
-        "image_encodes_per_study": img_calls / (2 * args.studies),
+        f"text_batch_{args.claims}_s": round(t_txt, 4), f"text_batch_{args.claims}_full_context_s": round(t_txt_full, 4),
+        "trimmed_vs_full_max_abs_diff": max_diff,
+        "image_encodes_per_study": img_calls / (len(rows) * args.studies),
         "text_batches_cold_and_warm": txt_calls, "torch": torch.__version__, "target_claims_per_s": 20,
     }
     print(f"region bench: {args.model} (random weights), {args.threads} threads, {args.claims} claims/study, query={args.query}")
-    print(f"{'run':6} {'claims':>7} {'seconds':>8} {'claims/s':>9} {'images/s':>9}")
+    print(f"{'run':19} {'claims':>7} {'seconds':>8} {'claims/s':>9} {'images/s':>9}")
     for k, r in rows.items():
-        print(f"{k:6} {r['claims']:>7} {r['seconds']:>8.2f} {r['claims_per_s']:>9.1f} {r['images_per_s']:>9.2f}")
-    print(f"one image encode {t_img * 1000:.0f} ms; one batch of {args.claims} texts {t_txt * 1000:.0f} ms; "
+        print(f"{k:19} {r['claims']:>7} {r['seconds']:>8.2f} {r['claims_per_s']:>9.1f} {r['images_per_s']:>9.2f}")
+    print(f"one image encode {t_img * 1000:.0f} ms; one batch of {args.claims} claim texts {t_txt * 1000:.0f} ms "
+          f"(full context {t_txt_full * 1000:.0f} ms; max |difference| {max_diff:.1e}); "
           f"image encodes per study {result['image_encodes_per_study']:.1f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
