@@ -250,3 +250,32 @@ def test_token_loss_and_grouped_batches_train_a_small_cnn_whose_maps_point(tmp_p
                 m = rc.similarity_maps(rc.encode_image(_spot(_background(seed), side, rng), "PA"), ["spot"])[0]
                 hits.append((np.unravel_index(np.argmax(m), m.shape)[1] < m.shape[1] / 2) == (side == "left"))
     assert np.mean(hits) >= 0.9
+
+
+def test_cli_train_clip_training_options(tmp_path, shared_data, capsys):
+    """--dense-loss/--group-by/--warmup/--schedule/--weight-decay reach train_clip and are recorded."""
+    from reportgen.cli import main
+
+    cfg = write_tiny_config(tmp_path / "cfg", "rg-cli-opts")
+    imgs = [shared_data / "cxr" / n for n in ("00000001_000.png", "00027426_000.png")]
+    m = tmp_path / "m.jsonl"
+    m.write_text("\n".join(json.dumps({"id": f"s{k}", "image": str(i), "report": "Right upper opacity. Left base effusion."})
+                           for k, i in enumerate(imgs)) + "\n")
+    rc = main(["train-clip", "--manifest", str(m), "--model", str(cfg), "--out", str(tmp_path / "o"), "--epochs", "3",
+               "--batch-size", "4", "--dense-loss", "0.5", "--group-by", "study", "--warmup", "2", "--schedule", "cosine",
+               "--weight-decay", "0.05", "--format", "json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["options"] == {"dense_weight": 0.5, "group_by": "study", "warmup": 2, "schedule": "cosine", "weight_decay": 0.05}
+    # grouped by study: 2 studies x 2 sentences -> 2 batches of 2 per epoch, 3 epochs
+    assert out["pairs"] == 4 and out["steps"] == 6
+    saved = json.loads((tmp_path / "o" / "reportgen_train.json").read_text())
+    assert saved["group_by"] == "study" and saved["dense_weight"] == 0.5 and saved["schedule"] == "cosine"
+    # one sentence per image: grouping by image leaves nothing to contrast -> a clear error, exit 1
+    m1 = tmp_path / "m1.jsonl"
+    m1.write_text("\n".join(json.dumps({"image": str(i), "text": t}) for i, t in zip(imgs, ["Cardiomegaly.", "Normal chest."])) + "\n")
+    rc = main(["train-clip", "--manifest", str(m1), "--model", str(cfg), "--out", str(tmp_path / "p"), "--group-by", "image"])
+    assert rc == 1
+    assert "each of the 2 groups holds one pair" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train-clip", "--manifest", str(m1), "--model", str(cfg), "--out", str(tmp_path / "q"), "--schedule", "linear"])

@@ -19,7 +19,9 @@ radiology reports repeat sentences ("No pneumothorax.") a lot. Options (Python A
   spread a finding over every patch, and its dense maps do not point at the finding.
 - ``group_by(pair) -> key`` draws every batch from one group (e.g. one patient or one base
   image): the in-batch negatives then differ in what the sentences describe, not in who
-  the patient is.
+  the patient is. Named groupings (also ``reportgen train-clip --group-by``): ``"image"``
+  (the pair's image file), ``"study"`` (the manifest record's ``study`` or ``id``, else the
+  image), ``"none"``.
 - ``warmup`` steps of linear learning-rate warm-up and ``schedule="cosine"`` decay.
 Biases, norm gains, other 1-D parameters and the temperature get no weight decay (the
 CLIP recipe; weight decay on ``logit_scale`` would pull the temperature toward 1).
@@ -55,6 +57,7 @@ class Pair:
     image: Any
     text: str
     view: str | None = None
+    group: str | None = None  # the study (manifest "id" / "study"), for group_by="study"
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,9 @@ def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
         if not path.is_file():
             skipped.append(f"{rec.where}: image {path} not found")
             continue
-        pairs += [Pair(str(path), t.strip(), views[k]) for t in texts if t.strip()]
+        group = d.get("study", d.get("id"))
+        group = str(group) if group is not None else None
+        pairs += [Pair(str(path), t.strip(), views[k], group) for t in texts if t.strip()]
     return pairs, skipped
 
 
@@ -209,7 +214,7 @@ def train_clip(
     batch_size: int = 32, seed: int = 0, pretrained: str | None = None, device: str = "cpu",
     weight_decay: float = 0.01, augment: Callable[[np.ndarray, Pair, np.random.Generator], tuple[np.ndarray, str]] | None = None,
     calibrate_labels: str | Path | None = None, progress: Callable[[int, float], None] | None = None,
-    dense_weight: float = 0.0, group_by: Callable[[Pair], Hashable] | None = None, warmup: int = 0,
+    dense_weight: float = 0.0, group_by: Callable[[Pair], Hashable] | str | None = None, warmup: int = 0,
     schedule: str = "constant",
 ) -> TrainResult:
     """Fine-tune ``model`` on ``pairs`` (or a manifest path) and save a local-dir checkpoint.
@@ -245,6 +250,11 @@ def train_clip(
         raise ReportgenError("E608", f"dense_weight must be in [0, 1], not {dense_weight}")
     if int(warmup) < 0 or schedule not in ("constant", "cosine"):
         raise ReportgenError("E608", f"warmup must be >= 0 and schedule 'constant' or 'cosine', not {warmup}, {schedule!r}")
+    group_name = group_by if isinstance(group_by, str) else ("custom" if group_by is not None else "none")
+    if isinstance(group_by, str):
+        if group_by not in GROUPINGS:
+            raise ReportgenError("E608", f"group_by must be one of {', '.join(map(repr, GROUPINGS))} or a function, not {group_by!r}")
+        group_by = GROUPINGS[group_by]
 
     import torch
 
@@ -281,6 +291,14 @@ def train_clip(
         groups = {}
         for i, p in enumerate(pairs):
             groups.setdefault(group_by(p), []).append(i)
+        single = sum(len(v) < 2 for v in groups.values())
+        if single == len(groups):
+            raise ReportgenError("E608", f"group_by={group_name}: each of the {len(groups)} groups holds one pair, "
+                                 "so no batch has anything to contrast",
+                                 fix="group by a key shared by several sentences (a study with a report, an image "
+                                     "with several sentences) or use --group-by none")
+        if single:
+            log.warning("train-clip: %d of %d groups hold one pair; their batches are skipped", single, len(groups))
     n_batches = len(_batches(len(pairs), bs, groups, np.random.default_rng(0)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(warmup), schedule, n_batches * int(epochs)))
     tower = backend.tower if dense_weight > 0 else None
@@ -330,7 +348,8 @@ def train_clip(
     extra = {
         "version": 1, "base_model": model, "pretrained": pretrained, "open_clip_name": name,
         "n_pairs": len(pairs), "epochs": int(epochs), "lr": lr, "batch_size": bs, "seed": seed,
-        "losses": losses, "manifest": source, "dense_weight": float(dense_weight), "grouped": group_by is not None,
+        "losses": losses, "manifest": source, "dense_weight": float(dense_weight), "grouped": group_by is not None, "group_by": group_name,
+        "weight_decay": weight_decay,
         "warmup": int(warmup), "schedule": schedule, "steps": len(step_losses),
         "manifest_sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else None,
         "skipped": len(skipped),
@@ -354,6 +373,13 @@ def param_groups(net: Any, weight_decay: float) -> list[dict]:
             continue
         (no_decay if p.ndim < 2 or "logit_scale" in name or name.endswith(".bias") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+GROUPINGS: dict[str, Callable[[Pair], Hashable] | None] = {
+    "none": None,
+    "image": lambda p: p.image if isinstance(p.image, str) else id(p.image),
+    "study": lambda p: p.group if p.group is not None else (p.image if isinstance(p.image, str) else id(p.image)),
+}
 
 
 def lr_lambda(warmup: int, schedule: str, total: int) -> Callable[[int], float]:
