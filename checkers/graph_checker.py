@@ -493,7 +493,9 @@ class _Index:
             else:
                 specific = [g for o, gs in by_obs.items() if o == obs or o in narrower for g in gs]
             anc = self.ancestors.get(obs)
-            broader = [g for o in anc for g in by_obs.get(o, ())] if anc else []
+            # sorted: a frozenset's order follows PYTHONHASHSEED, and the order of the
+            # evidence decides which item a verdict cites (outputs must not vary by run)
+            broader = [g for o in sorted(anc) for g in by_obs.get(o, ())] if anc else []
             out = self._candidates[obs] = (specific, broader)
         return out
 
