@@ -21,6 +21,7 @@ import numpy as np
 from checkers.region.evidence import CALIBRATION_FILE, Calibration, Judgement, combine, judge_finding
 from checkers.region.images import RadiographImage, load_radiograph
 from checkers.region.model import DEFAULT_MODEL, ClipBackend
+from checkers.region.segment import resolve_segmenter, segmenter_name
 from checkers.region.zones import GRID, Atlas, LungMasks, Segmenter, ZoneSet, normalise_view, pretty, view_kind
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
@@ -40,6 +41,7 @@ class EncodedImage:
     pooled: Any  # torch (D,)
     zones: ZoneSet
     view_assumed: bool
+    zones_note: str = "atlas"  # where the zones came from, for the evidence meta
 
 
 def finding_query(finding: Finding) -> str:
@@ -55,7 +57,11 @@ class RegionChecker:
     ``model``: a model spec (see ``checkers.region.model``) or a ``ClipBackend``.
     ``calibration``: a Calibration, a path to reportgen_region.json, or None (the file
     next to a ``local-dir:`` checkpoint when there is one, else the uncalibrated defaults).
-    ``segmenter``: optional callable image -> LungMasks (zones from the segmented lungs).
+    ``segmenter``: lung segmentation for the frontal zones: None (the atlas, default), a
+    name (``"threshold"``, ``"xrv-pspnet"``; ``checkers.region.segment.SEGMENTERS``) or a
+    callable pixels -> LungMasks | None (sides as on a standard display; swapped here for
+    mirrored images). When it finds no plausible lungs the atlas is used, and the
+    evidence meta ``zones`` says so.
     """
 
     name = "region"
@@ -63,12 +69,13 @@ class RegionChecker:
     def __init__(
         self, model: str | ClipBackend = DEFAULT_MODEL, *, pretrained: str | None = None, device: str = "cpu",
         calibration: Calibration | str | Path | None = None, atlas: Atlas | str | Path | None = None,
-        segmenter: Segmenter | None = None, sigma: float = 1.0, grid: int = GRID,
+        segmenter: Segmenter | str | None = None, sigma: float = 1.0, grid: int = GRID,
         text_cache_size: int = 4096, image_cache_size: int = 8,
     ):
         self.backend = model if isinstance(model, ClipBackend) else ClipBackend(model, pretrained=pretrained, device=device)
         self.atlas = atlas if isinstance(atlas, Atlas) else Atlas.load(atlas)
-        self.segmenter = segmenter
+        self.segmenter = resolve_segmenter(segmenter)
+        self.segmenter_name = segmenter_name(self.segmenter)
         self.sigma = float(sigma)
         self.grid = int(grid)
         self.calibration = self._resolve_calibration(calibration)
@@ -133,15 +140,28 @@ class RegionChecker:
                 raise ReportgenError("E603", f"image array has shape {arr.shape}, expected (H, W) grey pixels in 0..1")
             rad = RadiographImage(arr, "<array>")
         v = normalise_view(view) or rad.view
-        lungs: LungMasks | None = self.segmenter(rad.pixels) if self.segmenter is not None and view_kind(v) == "frontal" else None
+        lungs, note = self._lungs(rad, v)
         zones = self.atlas.zone_set(v, shape=(self.grid, self.grid), mirrored=rad.mirrored, lungs=lungs)
         pooled, dense = self.backend.encode_images(self.backend.prepare(rad.pixels)[None])
-        enc = EncodedImage(rad.path, v, rad.mirrored, rad.pixels, dense[0], pooled[0], zones, v is None)
+        enc = EncodedImage(rad.path, v, rad.mirrored, rad.pixels, dense[0], pooled[0], zones, v is None, note)
         if key is not None:
             self._image_cache[key] = enc
             while len(self._image_cache) > self._image_cache_size:
                 self._image_cache.popitem(last=False)
         return enc
+
+    def _lungs(self, rad: RadiographImage, view: str | None) -> tuple[LungMasks | None, str]:
+        """The segmenter's lungs for a frontal image (patient sides in the displayed
+        orientation) and the zones note: "atlas", "segmentation (NAME)" or
+        "atlas (NAME segmenter: no plausible lungs)"."""
+        if self.segmenter is None or view_kind(view) != "frontal":
+            return None, "atlas"
+        lungs = self.segmenter(rad.pixels)
+        if lungs is None:
+            return None, f"atlas ({self.segmenter_name} segmenter: no plausible lungs)"
+        if rad.mirrored:  # segmenters label sides as on a standard display (patient right = image left)
+            lungs = LungMasks(lungs.left, lungs.right, lungs.heart)
+        return lungs, f"segmentation ({self.segmenter_name})"
 
     def similarity_maps(self, enc: EncodedImage, texts: Sequence[str]) -> np.ndarray:
         """(N, grid, grid) smoothed cosine maps of ``texts`` on the encoded image."""
@@ -204,6 +224,8 @@ class RegionChecker:
             status, reasons, score = combine([j for _, _, j in items])
             if enc.view_assumed:
                 reasons = reasons + ("view unknown: the image was assumed frontal (PA/AP)",)
+            if enc.zones_note.startswith("atlas ("):
+                reasons = reasons + (f"zones from the atlas: the {self.segmenter_name} segmenter found no plausible lungs",)
             evidence = tuple(self._evidence(enc, f, q, j, idx, images) for f, q, j in items)
             out.append(Verdict(cc.claim, status, reasons, evidence, self.name, score))
         return out
@@ -213,6 +235,7 @@ class RegionChecker:
         meta.update({
             "image": enc.path, "image_index": idx, "view": enc.view, "mirrored": enc.mirrored,
             "query": q, "model": self.backend.spec, "sigma": self.sigma, "atlas_version": self.atlas.version,
+            "zones": enc.zones_note,
         })
         name = Path(enc.path).name if enc.path != "<array>" else "image"
         # The evidence keeps the raw CNR; the verdict's score is the [0, 1] support (evidence.support).
