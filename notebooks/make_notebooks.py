@@ -80,6 +80,86 @@ EXPLORE = [
         "ax.set_ylabel('reports')\n"
         "len(rates)"
     ),
+    new_markdown_cell(
+        "## Region evidence: the mechanics, with a RANDOM model\n\n"
+        "**The model below has random weights** (a tiny open_clip built from a JSON config in this\n"
+        "notebook; nothing is downloaded), **so its verdicts are meaningless.** The point is the\n"
+        "mechanics: the image is encoded once, every claim gets a similarity map, the claimed\n"
+        "anatomical zone comes from the text (on a PA film the patient's left is the image right),\n"
+        "and the verdict comes with its numbers (CNR of the claimed zone, best zone, mirrored side).\n"
+        "For real evidence use a trained checkpoint (`local-dir:` from `reportgen train-clip`) or\n"
+        "BiomedCLIP, see docs/region.md."
+    ),
+    new_code_cell(
+        "import json, os, tempfile\n"
+        "from pathlib import Path\n"
+        "import numpy as np\n"
+        "import torch\n"
+        "import reportgen\n"
+        "from checkers.region import RegionChecker\n\n"
+        "# a 1-layer ViT (64x64 input, 8x8 patches -> an 8x8 map grid) and a 1-layer text tower\n"
+        "config = {\n"
+        "    'embed_dim': 32,\n"
+        "    'vision_cfg': {'image_size': 64, 'layers': 1, 'width': 32, 'head_width': 16, 'patch_size': 8, 'pool_type': 'avg'},\n"
+        "    'text_cfg': {'context_length': 16, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1},\n"
+        "}\n"
+        "work = Path(tempfile.mkdtemp(prefix='reportgen-notebook-'))\n"
+        "config_path = work / 'notebook-tiny-clip.json'\n"
+        "config_path.write_text(json.dumps(config))\n"
+        "torch.manual_seed(0)  # random weights, the same ones on every run\n"
+        "rc = RegionChecker(str(config_path))  # a model-config JSON: random weights (a warning says so)\n\n"
+        "# a real radiograph from ../shared/data/cxr when present, else a synthetic one\n"
+        "shared = Path(os.environ.get('REPORTGEN_SHARED_DATA', Path(reportgen.__file__).resolve().parents[2] / 'shared' / 'data'))\n"
+        "image = shared / 'cxr' / '00000001_000.png'\n"
+        "if not image.is_file():\n"
+        "    from PIL import Image\n"
+        "    y, x = np.mgrid[0:256, 0:256] / 256\n"
+        "    lungs = np.exp(-((x - 0.3) ** 2 + (y - 0.5) ** 2) / 0.03) + np.exp(-((x - 0.7) ** 2 + (y - 0.5) ** 2) / 0.03)\n"
+        "    image = work / 'synthetic.png'\n"
+        "    Image.fromarray((200 - 120 * lungs).clip(0, 255).astype(np.uint8)).save(image)\n"
+        "print('image:', image)"
+    ),
+    new_markdown_cell(
+        "The region checker joins the graph checker in the pipeline; each claim keeps both verdicts.\n"
+        "Negative claims get a region abstention (no absence threshold calibrated): the graph checker decides them."
+    ),
+    new_code_cell(
+        "from checkers.pipeline import Pipeline\n"
+        "from reportgen.types import Study\n\n"
+        "report = ('FINDINGS: Right upper lobe opacity. Small left pleural effusion. No pneumothorax.\\n\\n'\n"
+        "          'IMPRESSION: Cardiomegaly.')\n"
+        "study = Study('nb-1', images=(str(image),), views=('PA',))\n"
+        "result = Pipeline(region=rc).check(study.id, report, study=study)\n"
+        "print(f\"{'claim':36} {'combined':13} {'region':13} {'claimed zone':32} {'CNR':>6} best zone\")\n"
+        "for c in result.claims:\n"
+        "    for v in c.verdicts:\n"
+        "        if v.checker == 'region':\n"
+        "            m = v.evidence[0].meta\n"
+        "            zone = ', '.join(m.get('zone', ()))\n"
+        "            print(f\"{c.claim.text:36} {c.status:13} {v.status:13} {zone[:32]:32} {m['cnr']:6.2f} {m.get('best_zone')}\")"
+    ),
+    new_markdown_cell(
+        "The study's PNG: each region verdict's similarity map over the radiograph, the claimed zone\n"
+        "outlined white, the best-matching zone dashed yellow, \"R\" at the patient's right. Here every\n"
+        "region verdict is drawn (`flagged_only=False`); `reportgen check --region-png-dir` draws the\n"
+        "flagged claims only, and `reportgen check --html` inlines that PNG in its page."
+    ),
+    new_code_cell(
+        "from IPython.display import Image as PNG, display\n"
+        "region_verdicts = [v for c in result.claims for v in c.verdicts if v.checker == 'region']\n"
+        "png = rc.render_study(study.images, study.views, region_verdicts, flagged_only=False, title=study.id)\n"
+        "display(PNG(data=png))"
+    ),
+    new_code_cell(
+        "# the HTML report of reportgen check, from the same record (docs/checking.md, \"HTML report\")\n"
+        "from evals.check_html import render_check_html\n"
+        "record = result.to_record()\n"
+        "(work / 'nb-1.png').write_bytes(png)\n"
+        "record['region_png'] = str(work / 'nb-1.png')\n"
+        "page = render_check_html([record], title='notebook study')\n"
+        "(work / 'check.html').write_text(page, encoding='utf-8')\n"
+        "print(work / 'check.html', f'{len(page):,} characters,', page.count('data:image/png;base64'), 'picture inlined')"
+    ),
 ]
 
 

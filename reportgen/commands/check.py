@@ -17,6 +17,10 @@ missing, unreadable or badly given keeps its graph verdicts: every claim gets an
 ``error`` verdict from the region checker (which drops out of the combination) and
 ``summary.region_error`` names the record and the problem (E700-E729 here, E6xx from the
 region checker). ``--region-png-dir`` writes one PNG per checked study (``region_png``).
+
+``--html OUT.html`` also writes a self-contained HTML page of the results after the JSONL
+(``evals.check_html``: summary, each claim's status and reasons per checker, the region
+PNG inlined); ``--html-flagged-only`` and ``--html-max-studies`` choose the studies shown.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 CONTRACT_KEYS = ("id", "error", "claims", "summary")
 INPUT_KEYS = ("id", "report")
 STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
+HTML_MAX_STUDIES = 500
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,6 +70,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--region-png-dir", metavar="DIR",
                    help='write a PNG per study with images (image, map of each flagged claim, claimed zone outlined); '
                         'the record gets its path as "region_png"')
+    h = p.add_argument_group("HTML report")
+    h.add_argument("--html", metavar="OUT.html",
+                   help="also write a self-contained HTML page of the results (summary, claims coloured by status, "
+                        "reasons per checker, region maps inlined), atomically, after the JSONL")
+    h.add_argument("--html-flagged-only", action="store_true",
+                   help="the page shows only studies with a contradicted or unsupported claim (the summary counts all)")
+    h.add_argument("--html-max-studies", type=int, default=None, metavar="N",
+                   help=f"show at most N studies in the page (default {HTML_MAX_STUDIES}; the page says how many were left out)")
 
 
 # --- reading -----------------------------------------------------------------------
@@ -226,6 +239,47 @@ def write_png(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+# --- the HTML page -----------------------------------------------------------------
+
+
+def make_html_page(args: argparse.Namespace):
+    """The ``evals.check_html.CheckPage`` for ``--html`` (None without it); checks the
+    options and that the page's folder can be written before any record is checked."""
+    if not args.html:
+        extra = [f for f, v in (("--html-flagged-only", args.html_flagged_only),
+                                ("--html-max-studies", args.html_max_studies is not None)) if v]
+        if extra:
+            raise ReportgenError("E709", f"{', '.join(extra)} given without --html", fix="add --html OUT.html")
+        return None
+    max_studies = HTML_MAX_STUDIES if args.html_max_studies is None else args.html_max_studies
+    if max_studies < 1:
+        raise ReportgenError("E709", f"--html-max-studies must be at least 1, got {max_studies}")
+    target = Path(args.html)
+    if args.out and target.resolve() == Path(args.out).resolve():
+        raise ReportgenError("E709", f"--html and --out name the same file {args.out}", fix="give the page another name, e.g. OUT.html")
+    if target.is_dir():
+        raise ReportgenError("E707", f"--html {args.html} is a folder", fix="give a file name, e.g. check.html")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportgenError("E707", f"--html {args.html}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(target.parent, os.W_OK):
+        raise ReportgenError("E707", f"--html {args.html}: the folder {str(target.parent)!r} is not writable")
+    from evals.check_html import CheckPage
+
+    return CheckPage(title=f"reportgen check: {Path(args.reports).name}", flagged_only=args.html_flagged_only,
+                     max_studies=max_studies)
+
+
+def write_html(page: Any, path: str) -> None:
+    try:
+        with atomic_writer(path) as fh:
+            fh.write(page.render())
+    except OSError as e:
+        raise ReportgenError("E707", f"--html {path}: the page could not be written ({e.strerror or e}); the JSONL output is complete",
+                             fix="give a writable path to --html") from None
+
+
 # --- the table ---------------------------------------------------------------------
 
 
@@ -276,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reference:
         refs, ref_problems = load_reference(args.reference, args.max_chars, warn)
     region = make_region_checker(args)
+    page = make_html_page(args)
     records = read_jsonl(args.reports, require=INPUT_KEYS, text_fields=("report",), max_chars=args.max_chars)
     pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region)
     base = Path(args.reports).resolve().parent
@@ -356,6 +411,10 @@ def run(args: argparse.Namespace) -> int:
             region_warn(f"region evidence not used: {summary['region_error']} (graph verdicts kept)")
         else:
             summary["region"] = "checked" if study is not None else "no_images"
+        if png_dir is None and page is not None and summary["region"] == "checked" and page.wants(out):
+            drawn[id(out)] = draw_for_page(result, study, rec)
+            if drawn[id(out)][1]:
+                region_warn(f"{rec.where}: {drawn[id(out)][1]}")
         if png_dir is None or summary["region"] == "no_images":
             return
         out["region_png"] = None
@@ -370,10 +429,24 @@ def run(args: argparse.Namespace) -> int:
             msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
             out["region_png_error"] = f"E706 writing {path} failed: {msg}"
 
+    # the page's pictures drawn in memory (no --region-png-dir): (PNG, problem) by id(record)
+    drawn: dict[int, tuple[bytes | None, str | None]] = {}
+
+    def draw_for_page(result: Any, study: Any, rec: Record) -> tuple[bytes | None, str | None]:
+        verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
+        try:
+            return region.render_study(study.images, study.views, verdicts, title=rec.id), None
+        except Exception as e:  # the page says why there is no picture; the verdicts are kept
+            msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
+            return None, f"E708 the region map could not be drawn: {msg}"
+
     def emit(sink: TextIO | None) -> None:
         for out in results():
             if sink is not None:
                 sink.write(dumps(out) + "\n")
+            if page is not None:
+                png, problem = drawn.pop(id(out), (None, None))
+                page.add(out, png=png, png_problem=problem)
             if args.format == "table":
                 bar.clear()
                 print(render_table(out), file=sys.stdout)
@@ -390,6 +463,8 @@ def run(args: argparse.Namespace) -> int:
                 emit(sys.stdout if args.format == "json" else None)
     finally:
         bar.close()
+    if page is not None:
+        write_html(page, args.html)
 
     if args.reference:
         unmatched = sorted(set(refs) - seen)
@@ -401,6 +476,9 @@ def run(args: argparse.Namespace) -> int:
         took = time.perf_counter() - started
         counts = ", ".join(f"{totals[k]} {k}" for k in STATUSES)
         where = f"; written to {args.out}" if args.out else ""
+        if page is not None:
+            left = f", {page.left_out} left out" if page.left_out else ""
+            where += f"; HTML page {args.html} ({len(page.shown)} studies shown{left})"
         regions = f", {n_region_errors} with region errors" if region is not None else ""
         print(f"reportgen check: {n_records} records ({n_errors} with errors{regions}) in {took:.1f}s; claims: {counts}{where}", file=err)
     if n_region_errors > MAX_LINE_WARNINGS:
