@@ -41,7 +41,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Region numbers shown beside a region verdict (from its evidence_meta), in this order.
 REGION_META = (("zone", "claimed zone"), ("cnr", "CNR"), ("best_zone", "best zone"), ("best_cnr", "best CNR"),
                ("mirror_zone", "mirror zone"), ("mirror_cnr", "mirror CNR"), ("threshold", "threshold"),
-               ("calibrated", "calibrated"), ("view", "view"), ("query", "query"))
+               ("calibrated", "calibrated"), ("view", "view"), ("query", "query"), ("zones", "zones from"))
 
 CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
