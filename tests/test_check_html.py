@@ -24,7 +24,7 @@ REFERENCE = "FINDINGS: Mild cardiomegaly. No pleural effusion or pneumothorax."
 
 
 def tiny_png(path=None, size=(24, 16)) -> bytes:
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")  # Pillow comes with the clip/draft extras
 
     buf = io.BytesIO()
     Image.fromarray((np.arange(size[0] * size[1]).reshape(size[1], size[0]) % 256).astype(np.uint8)).save(buf, format="PNG")
@@ -152,7 +152,7 @@ def write_jsonl(path, rows):
 @pytest.fixture()
 def study(tmp_path):
     """A synthetic grey radiograph-sized PNG and reports naming it (no shared data needed)."""
-    from PIL import Image
+    Image = pytest.importorskip("PIL.Image")
 
     y, x = np.mgrid[0:96, 0:96]
     Image.fromarray((128 + 60 * np.sin(x / 9.0) * np.cos(y / 13.0)).astype(np.uint8)).save(tmp_path / "pa.png")
