@@ -4,6 +4,7 @@ name in RegionChecker, and the laterality convention (patient right = image left
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -279,3 +280,17 @@ def test_xrv_pspnet_implausible_output_gives_none(tmp_path, monkeypatch):
     weights = tmp_path / "pspnet.pth"
     torch.save({}, weights)
     assert XrvPSPNetLungs(weights=weights)(np.full((64, 64), 0.5, np.float32)) is None
+
+
+def test_segment_overlay_script_writes_png_and_table(shared_data, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from evals.segment_overlay import main
+
+    films = [shared_data / "cxr" / "00027426_000.png", shared_data / "cxr" / "tbx11k" / "tb0007.png"]
+    assert main(["--images", *map(str, films), "--data", str(shared_data / "cxr"), "--out", str(tmp_path)]) == 0
+    png = (tmp_path / "overlay.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {r["film"]: r for r in json.loads((tmp_path / "segment_overlay.json").read_text())["films"]}
+    assert rows["00027426_000.png"]["result"] == "ok" and rows["00027426_000.png"]["iou_both"] >= IOU_BOTH_FLOOR
+    assert rows["tbx11k/tb0007.png"]["result"] != "ok" and "iou_both" not in rows["tbx11k/tb0007.png"]
+    assert "| 00027426_000.png | ok |" in capsys.readouterr().out

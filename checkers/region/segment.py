@@ -164,7 +164,7 @@ def heart_from_lungs(right: np.ndarray, left: np.ndarray, params: Mapping[str, A
 
     Per row from ``heart.top`` of the lungs' common height down to the last row where
     both lungs are present: the columns between the right lung's medial edge and the
-    left lung's medial edge.
+    left lung's medial edge, except rows wider than ``heart.max_width`` of the image.
     """
     hp = (params or load_params())["heart"]
     rr = np.nonzero(right.any(axis=1))[0]
@@ -176,6 +176,9 @@ def heart_from_lungs(right: np.ndarray, left: np.ndarray, params: Mapping[str, A
         return None
     top = int(round(both[0] + hp["top"] * (both[-1] + 1 - both[0])))
     heart = _between(right, left, both[both >= top])
+    # below the cardiophrenic angles only the lateral recesses remain and the gap spans the
+    # abdomen: rows wider than max_width are not heart
+    heart[heart.sum(axis=1) > hp["max_width"] * heart.shape[1]] = False
     lo, hi = hp["area"]
     frac = heart.mean()
     return heart if lo <= frac <= hi else None
