@@ -164,8 +164,11 @@ def test_segmenters_by_name():
     assert resolve_segmenter(None) is None and resolve_segmenter("none") is None
     assert resolve_segmenter("threshold") is threshold_lungs
     assert isinstance(resolve_segmenter("xrv-pspnet"), XrvPSPNetLungs)  # constructing loads nothing
+    assert str(resolve_segmenter("xrv-pspnet:/models/psp.pth").weights) == "/models/psp.pth"
     fn = lambda px: None  # noqa: E731
     assert resolve_segmenter(fn) is fn
+    with pytest.raises(ReportgenError, match="E612"):
+        resolve_segmenter("threshold:0.5")
     with pytest.raises(ReportgenError, match="E612") as e:
         resolve_segmenter("unet")
     for name in SEGMENTERS:

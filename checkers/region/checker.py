@@ -74,7 +74,7 @@ class RegionChecker:
     ):
         self.backend = model if isinstance(model, ClipBackend) else ClipBackend(model, pretrained=pretrained, device=device)
         self.atlas = atlas if isinstance(atlas, Atlas) else Atlas.load(atlas)
-        self.segmenter = resolve_segmenter(segmenter)
+        self.segmenter = resolve_segmenter(segmenter, device=device)
         self.segmenter_name = segmenter_name(self.segmenter)
         self.sigma = float(sigma)
         self.grid = int(grid)

@@ -185,10 +185,11 @@ def heart_from_lungs(right: np.ndarray, left: np.ndarray, params: Mapping[str, A
 
 
 # ---- the threshold segmenter --------------------------------------------------------------
+@lru_cache(maxsize=4)
 def lung_prior(n: int, margin: float) -> np.ndarray:
-    """Where a lung may lie on an (n, n) grid: the atlas lungs (checkers/data/zones.json)
+    """Where a lung may lie on an (n, n) grid: the built-in atlas lungs (checkers/data/zones.json)
     grown by ``margin`` (normalised units) - a shape prior that keeps the shoulders, neck
-    and abdomen out of the threshold."""
+    and abdomen out of the threshold. Read-only (cached)."""
     from scipy import ndimage
 
     from checkers.region.zones import Atlas, rasterise_polygon
@@ -196,7 +197,9 @@ def lung_prior(n: int, margin: float) -> np.ndarray:
     st = Atlas.load().data["frontal"]["structures"]
     lungs = rasterise_polygon(st["lung_right"]["polygon"], (n, n)) | rasterise_polygon(st["lung_left"]["polygon"], (n, n))
     r = max(1, int(round(margin * n)))
-    return ndimage.binary_dilation(lungs, _disk(r))
+    prior = ndimage.binary_dilation(lungs, _disk(r))
+    prior.flags.writeable = False  # cached: shared by every call
+    return prior
 
 
 def threshold_lungs_detail(pixels: np.ndarray, params: Mapping[str, Any] | None = None) -> tuple[LungMasks | None, str]:
@@ -372,17 +375,23 @@ SEGMENTERS: dict[str, Callable[[], Callable[[np.ndarray], LungMasks | None]]] = 
 }
 
 
-def resolve_segmenter(spec: Any) -> Callable[[np.ndarray], LungMasks | None] | None:
-    """None (the atlas), a segmenter name (``SEGMENTERS``) or a callable -> the callable."""
+def resolve_segmenter(spec: Any, *, device: str = "cpu") -> Callable[[np.ndarray], LungMasks | None] | None:
+    """None (the atlas), a segmenter name (``SEGMENTERS``; ``"xrv-pspnet:PATH"`` names the
+    weights file) or a callable -> the callable. Unknown names: E612 listing the valid ones."""
     if spec is None or callable(spec):
         return spec
-    name = str(spec).strip().lower()
-    if name in ("", "none", "atlas"):
+    name = str(spec).strip()
+    if name.lower() in ("", "none", "atlas"):
         return None
-    if name not in SEGMENTERS:
+    key, _, arg = name.partition(":")
+    key = key.lower()
+    if key == "xrv-pspnet":
+        return XrvPSPNetLungs(weights=arg or None, device=device)
+    if key not in SEGMENTERS or arg:
         raise ReportgenError("E612", f"unknown lung segmenter {spec!r}",
-                             fix=f"use one of {', '.join(sorted(SEGMENTERS))}, 'none' (atlas) or a callable pixels -> LungMasks")
-    return SEGMENTERS[name]()
+                             fix=f"use one of {', '.join(sorted(SEGMENTERS))} (xrv-pspnet:PATH for a weights file), "
+                                 "'none' (the atlas) or a callable pixels -> LungMasks")
+    return SEGMENTERS[key]()
 
 
 def segmenter_name(fn: Any) -> str | None:
