@@ -19,7 +19,7 @@ def test_region_bench_rows_and_parity(tmp_path, capsys):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        assert main(["--model", str(cfg), "--studies", "2", "--claims", "3", "--threads", "1", "--out", str(out)]) == 0
+        assert main(["--model", str(cfg), "--studies", "2", "--claims", "3", "--threads", "1", "--repeats", "2", "--out", str(out)]) == 0
     finally:
         torch.set_num_threads(threads)  # the script sets it for its process; not for the rest of the tests
     res = json.loads(out.read_text())
@@ -28,6 +28,7 @@ def test_region_bench_rows_and_parity(tmp_path, capsys):
         assert row["claims"] > 0 and row["claims_per_s"] > 0
     assert res["image_encodes_per_study"] == 1.0  # the image is encoded once per study
     # cold runs encode each study's texts in one batch; warm runs hit the cache
-    assert res["text_batches_cold_and_warm"] == {"cold, full context": 2, "cold": 2, "warm": 0}
+    assert res["repeats"] == 2
+    assert res["text_batches_cold_and_warm"] == {"cold, full context": 4, "cold": 4, "warm": 0}
     assert res["trimmed_vs_full_max_abs_diff"] < 1e-4
     assert "claims/s" in capsys.readouterr().out
