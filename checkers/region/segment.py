@@ -4,11 +4,12 @@ Two segmenters, both ``fn(pixels) -> LungMasks | None`` (the ``Segmenter`` hook 
 ``checkers.region.zones``), chosen by name with ``RegionChecker(segmenter=...)``:
 
 - ``"threshold"`` (:func:`threshold_lungs`): classical, numpy + scipy only. The aerated
-  lungs are the dark regions INSIDE the body of a frontal film: Otsu threshold, dark
-  regions touching the border dropped (air outside the body), morphological clean-up,
-  the largest component on each half, holes filled. Returns None when the result is not
-  plausible (a lung too small or too large, one lung only, lungs not side by side): the
-  checker then uses the atlas.
+  lungs are the dark regions INSIDE the body of a frontal film: Otsu threshold within a
+  shape prior (the atlas lungs grown by a margin), the air outside the body (darkest
+  class reached from the border) removed, morphological clean-up, the largest component
+  on each half, holes filled; the heart between the lungs. Returns None when the result
+  is not plausible (a lung too small or too large, one lung only, lungs not side by side,
+  a mediastinum no brighter than the lungs): the checker then uses the atlas.
 - ``"xrv-pspnet"`` (:class:`XrvPSPNetLungs`): torchxrayvision's pretrained ChestX-Det
   PSPNet. torch is imported on the first call, never at import; the weights are never
   downloaded by reportgen (E613 names the file and where to get it).
@@ -284,9 +285,10 @@ class XrvPSPNetLungs:
     Sides: the two lung channels are told apart by the network, but which one is the
     patient's right is decided by position on the displayed image (the one on the image left
     is the patient's right on a standard display), like the threshold segmenter; the
-    checker swaps them for mirrored images. The channel names agree with that on a standard
-    film ('Right Lung' = the patient's right, the radiological convention of ChestX-Det's
-    annotations); the position rule also holds if they do not.
+    checker swaps them for mirrored images. So the mapping does not depend on whether the
+    channel names ('Right Lung', 'Left Lung') mean the patient's sides (the radiological
+    convention, presumably ChestX-Det's) or the image's: that could not be checked here
+    without the weights.
     """
 
     segmenter_name = "xrv-pspnet"
@@ -306,7 +308,7 @@ class XrvPSPNetLungs:
         return ReportgenError(
             "E613", f"xrv-pspnet lung segmenter: weights file {self.weights} not found",
             fix=f"download {url} on a machine with network access and copy it to {self.weights} "
-                f"(or pass weights=PATH); reportgen never downloads it",
+                f"(or name the file: segmenter 'xrv-pspnet:PATH'); reportgen never downloads it",
         )
 
     def load(self) -> Any:
