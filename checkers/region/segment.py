@@ -67,6 +67,14 @@ def _read_params(p: Path) -> Mapping[str, Any]:
 
 
 # ---- small image tools (scipy) ------------------------------------------------------------
+def _ndimage():
+    try:
+        from scipy import ndimage
+    except ImportError:
+        raise ReportgenError("E614", "the threshold lung segmenter needs scipy", fix="pip install scipy") from None
+    return ndimage
+
+
 def _disk(radius: int) -> np.ndarray:
     r = int(radius)
     y, x = np.ogrid[-r:r + 1, -r:r + 1]
@@ -74,8 +82,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def _resize(img: np.ndarray, shape: tuple[int, int], order: int = 1) -> np.ndarray:
-    from scipy import ndimage
-
+    ndimage = _ndimage()
     zoom = (shape[0] / img.shape[0], shape[1] / img.shape[1])
     out = ndimage.zoom(img, zoom, order=order, grid_mode=True, mode="nearest")
     return out[: shape[0], : shape[1]]
@@ -191,8 +198,7 @@ def lung_prior(n: int, margin: float) -> np.ndarray:
     """Where a lung may lie on an (n, n) grid: the built-in atlas lungs (checkers/data/zones.json)
     grown by ``margin`` (normalised units) - a shape prior that keeps the shoulders, neck
     and abdomen out of the threshold. Read-only (cached)."""
-    from scipy import ndimage
-
+    ndimage = _ndimage()
     from checkers.region.zones import Atlas, rasterise_polygon
 
     st = Atlas.load().data["frontal"]["structures"]
@@ -205,8 +211,7 @@ def lung_prior(n: int, margin: float) -> np.ndarray:
 
 def threshold_lungs_detail(pixels: np.ndarray, params: Mapping[str, Any] | None = None) -> tuple[LungMasks | None, str]:
     """(masks or None, what happened): :func:`threshold_lungs` with the reason it gave up."""
-    from scipy import ndimage
-
+    ndimage = _ndimage()
     params = params or load_params()
     tp = params["threshold"]
     img = np.asarray(pixels, dtype=np.float32)
