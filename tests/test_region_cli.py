@@ -137,3 +137,31 @@ def test_region_flags_need_a_model_and_a_bad_model_stops_early(tmp_path, capsys)
     assert "no --region-model" in capsys.readouterr().err
     (rec,) = read_out(out)
     assert "region" not in rec["summary"] and rec["summary"]["checkers"] == ["graph"]
+
+
+def test_region_segmenter_flag(study_files, tiny_clip_dir, capsys):
+    """--region-segmenter threshold cuts the zones from the film's segmented lungs (the
+    evidence says so); a bad name or missing weights stop before any record; the flag
+    needs --region-model."""
+    reports = write_jsonl(study_files / "r.jsonl", [{"id": "a", "report": RIGHT, "images": ["imgs/pa.png"], "view": "PA"}])
+    out = study_files / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet",
+                 "--region-model", f"local-dir:{tiny_clip_dir}", "--region-segmenter", "threshold"]) == 0
+    (rec,) = read_out(out)
+    metas = [m for c in rec["claims"] for v in c["verdicts"] if v["checker"] == "region" for m in v.get("evidence_meta") or ()]
+    assert metas and {m["zones"] for m in metas} == {"segmentation (threshold)"}
+    # the default stays the atlas
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet",
+                 "--region-model", f"local-dir:{tiny_clip_dir}"]) == 0
+    (rec,) = read_out(out)
+    assert {m["zones"] for c in rec["claims"] for v in c["verdicts"] if v["checker"] == "region"
+            for m in v.get("evidence_meta") or ()} == {"atlas"}
+    out.unlink()
+    for name, code in (("watershed", "E612"), (f"xrv-pspnet:{study_files / 'no.pth'}", "E613")):
+        assert main(["check", "--reports", str(reports), "--out", str(out), "--quiet",
+                     "--region-model", f"local-dir:{tiny_clip_dir}", "--region-segmenter", name]) == 1
+        err = capsys.readouterr().err
+        assert code in err and not out.exists(), err
+    assert main(["check", "--reports", str(reports), "--out", str(out), "--region-segmenter", "threshold"]) == 1
+    err = capsys.readouterr().err
+    assert "E700" in err and "--region-segmenter" in err and not out.exists()

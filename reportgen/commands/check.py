@@ -67,6 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "else the uncalibrated defaults)")
     g.add_argument("--region-pretrained", metavar="TAG|FILE", help="open_clip pretrained tag or weights file for a built-in model name")
     g.add_argument("--region-device", default="cpu", metavar="DEVICE", help="torch device of the region model (default: cpu)")
+    g.add_argument("--region-segmenter", default="none", metavar="NAME",
+                   help="lung segmentation for the zones: none (the atlas, default), threshold (classical, numpy+scipy), "
+                        "xrv-pspnet or xrv-pspnet:WEIGHTS.pth (torchxrayvision's PSPNet; weights never downloaded); "
+                        "implausible lungs fall back to the atlas (evidence meta 'zones' says which)")
     g.add_argument("--region-png-dir", metavar="DIR",
                    help='write a PNG per study with images (image, map of each flagged claim, claimed zone outlined); '
                         'the record gets its path as "region_png"')
@@ -150,14 +154,18 @@ def make_region_checker(args: argparse.Namespace):
     now so a model that cannot load stops the command before any record is read."""
     if not args.region_model:
         extra = [f for f, v in (("--region-calibration", args.region_calibration), ("--region-png-dir", args.region_png_dir),
-                                ("--region-pretrained", args.region_pretrained)) if v]
+                                ("--region-pretrained", args.region_pretrained),
+                                ("--region-segmenter", args.region_segmenter not in (None, "none"))) if v]
         if extra:
             raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
         return None
     from checkers.region.checker import RegionChecker
 
     rc = RegionChecker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
-                       calibration=args.region_calibration)
+                       calibration=args.region_calibration,
+                       segmenter=None if args.region_segmenter in (None, "none") else args.region_segmenter)
+    if hasattr(rc.segmenter, "load"):
+        rc.segmenter.load()  # missing weights (E613/E614) stop the command before any record is read
     try:
         rc.backend.load()
     except ReportgenError:
