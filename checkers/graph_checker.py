@@ -68,6 +68,8 @@ STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
 _BOTH = frozenset({"right", "left"})
 _MISSING = object()
+# What a statement's exception cues do (CheckingRules.makes_exceptions)
+REDACTED, EXCEPTS = 1, 2
 _CACHE_LIMIT = 200_000
 
 
@@ -95,6 +97,7 @@ class CheckingRules:
     umbrellas: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     all_bands: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     exception_re: Any = field(default=None, compare=False, repr=False)
+    redaction_re: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "CheckingRules":
@@ -112,8 +115,15 @@ class CheckingRules:
         s = self.scopes.get(anatomy, _MISSING)
         return frozenset({anatomy}) if s is _MISSING else s  # type: ignore[return-value]
 
-    def makes_exceptions(self, text: str) -> bool:
-        return bool(self.exception_re is not None and self.exception_re.search(text))
+    def makes_exceptions(self, text: str) -> int:
+        """``EXCEPTS`` when the statement makes exceptions ("otherwise clear": its negatives
+        deny nothing), ``REDACTED`` when it only holds a de-identification token ("No XXXX
+        nodule": a redacted qualifier may narrow what it denies), else 0."""
+        if self.exception_re is not None and self.exception_re.search(text):
+            return EXCEPTS
+        if self.redaction_re is not None and self.redaction_re.search(text):
+            return REDACTED
+        return 0
 
 
 @lru_cache(maxsize=4)
@@ -161,9 +171,8 @@ def _load_rules(path: str) -> CheckingRules:
         bands = {k: frozenset(v) for k, v in raw["zones"]["bands"].items()}
         cues = tuple(raw.get("exception_cues", {}).get("words", ()))
         tokens = tuple(raw.get("exception_cues", {}).get("redaction_tokens", ()))
-        alts = [r"(?i:\b(?:" + "|".join(re.escape(c) for c in cues) + r")\b)"] if cues else []
-        alts += [re.escape(t) for t in tokens]  # case-sensitive: "XXXX"
-        cue_re = re.compile("|".join(alts)) if alts else None
+        cue_re = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in cues) + r")\b", re.I) if cues else None
+        redaction_re = re.compile("|".join(re.escape(t) for t in tokens)) if tokens else None  # case-sensitive: "XXXX"
         return CheckingRules(
             version=str(raw["version"]),
             severity_levels=dict(raw["severity"]["levels"]),
@@ -184,6 +193,7 @@ def _load_rules(path: str) -> CheckingRules:
             umbrellas=frozenset(o for o in descendants if o not in regions),
             all_bands=frozenset().union(*bands.values()) if bands else frozenset(),
             exception_re=cue_re,
+            redaction_re=redaction_re,
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise bad(f"missing or malformed entry ({e!r})") from e
@@ -238,7 +248,12 @@ def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     if denied is None:
         return True
     if present.observation in rules.umbrellas:
-        return False
+        # "Acute cardiopulmonary process" vs "no acute cardiopulmonary process": an acute
+        # umbrella at a known place is denied where the statement speaks for all of it
+        if present.observation != rules.acute or present.anatomy is None:
+            return False
+        where = rules.scope(present.anatomy)
+        return where is not None and where <= denied
     if present.anatomy is not None:
         where = rules.scope(present.anatomy)
         return where is not None and bool(where & denied)
@@ -311,6 +326,10 @@ _SPECIFIC = 4  # ranks below this come from evidence at least as specific as the
 # internally inconsistent (that is for the self-consistency check to say).
 _IDENTICAL = -1
 _MISMATCH_RANKS = (_MISMATCH, _BROAD_MISMATCH)
+# A negative claim with a redacted qualifier that would deny the evidence ("No XXXX nodule"
+# vs "XXXX nodule"): uncertain, and it outranks every support but the identical statement,
+# so a broader "the lungs are clear" elsewhere never makes the claim supported.
+_REDACTED_FLIP_RANK = 0.5
 
 
 class _Outcome(NamedTuple):
@@ -319,7 +338,7 @@ class _Outcome(NamedTuple):
     thousands of them, which the garbage collector then untracks (it untracks only exact
     tuples of plain values)."""
 
-    rank: int
+    rank: float
     status: str
     score: float
     what: str  # "presence flipped", "matches", "laterality mismatch (...)", ...
@@ -327,6 +346,7 @@ class _Outcome(NamedTuple):
 
 
 _RANK_OF, _STATUS_OF, _SCORE_OF, _WHAT_OF, _NOTE_OF = range(5)
+_REDACTED_FLIP = "presence flipped unless the redacted word of the claim narrows its denial"
 
 
 def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str], list[str]]:
@@ -368,17 +388,24 @@ def _both_present(rules: CheckingRules, c: Finding, e: Finding, rank_support: in
     return _Outcome(rank_support, "supported", support_score, "matches")
 
 
-def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: bool = False, e_exceptions: bool = False) -> _Outcome | None:
-    """Compare a (definite) claim finding with one evidence finding. ``*_exceptions``:
-    the statement makes exceptions ("otherwise clear"), so its negatives deny nothing."""
+def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0, e_exceptions: int = 0) -> _Outcome | None:
+    """Compare a (definite) claim finding with one evidence finding. ``*_exceptions``
+    (``CheckingRules.makes_exceptions``): ``EXCEPTS``, the statement makes exceptions
+    ("otherwise clear"), so its negatives deny nothing; ``REDACTED``, it holds a redacted
+    word ("No XXXX nodule": perhaps "no new nodule"), so a negative claim that would deny the
+    evidence is uncertain, and a redacted negative in the evidence denies nothing (the claim
+    is then judged as unmentioned: a positive claim is not supported by it)."""
     sc = rules.scores
     if c.observation == e.observation:
         if e.presence == "uncertain":
             return _Outcome(_HEDGED, "uncertain", sc["uncertain"], "hedged evidence") if _overlaps(rules, c, e) else None
         if c.presence != e.presence:
             absent, present, excepting = (c, e, c_exceptions) if c.presence == "absent" else (e, c, e_exceptions)
-            if not excepting and _covers(rules, absent, present) and _denies(rules, absent, present):
-                return _Outcome(_FLIP, "contradicted", sc["contradicted"], "presence flipped")
+            if excepting != EXCEPTS and _covers(rules, absent, present) and _denies(rules, absent, present):
+                if not excepting:
+                    return _Outcome(_FLIP, "contradicted", sc["contradicted"], "presence flipped")
+                if absent is c:  # "No XXXX nodule" vs "XXXX nodule": never supported
+                    return _Outcome(_REDACTED_FLIP_RANK, "uncertain", sc["uncertain"], _REDACTED_FLIP)
             return None
         if not _region_overlap(rules, c, e):  # "aortic calcification" vs "calcified lymph nodes"
             return None
@@ -436,7 +463,7 @@ class _Group:
 
     __slots__ = ("finding", "exceptions", "kid", "members", "item0", "start0", "end0")
 
-    def __init__(self, finding: Finding, exceptions: bool, kid: int, item: EvidenceItem, start: int, end: int, section: str | None):
+    def __init__(self, finding: Finding, exceptions: int, kid: int, item: EvidenceItem, start: int, end: int, section: str | None):
         self.finding = finding
         self.exceptions = exceptions
         self.kid = kid  # interned key, for the comparison cache
@@ -449,9 +476,13 @@ class _Index:
     """Evidence findings of one source, by observation, identical findings grouped.
 
     ``kids``: id(finding) -> (exceptions, interned key) of every evidence finding, so a
-    claim that is itself evidence (self-consistency) needs no new key."""
+    claim that is itself evidence (self-consistency) needs no new key. ``positional``: a
+    redacted word counts only before a finding (``GraphChecker.redacted_before``); without it
+    (self-consistency, which only looks for contradictions and keeps its reading
+    conservative) a redacted word anywhere in a statement counts."""
 
-    def __init__(self, checker: "GraphChecker", items: Sequence[EvidenceItem], kids: dict[int, tuple[bool, int]]):
+    def __init__(self, checker: "GraphChecker", items: Sequence[EvidenceItem], kids: dict[int, tuple[int, int]],
+                 positional: bool = True):
         self.by_obs: dict[str, list[_Group]] = {}
         self._candidates: dict[str, tuple[list[_Group], list[_Group]]] = {}
         self.ancestors = checker.rules.ancestors
@@ -467,8 +498,9 @@ class _Index:
             start = meta.get("sentence_start", item.start) if meta else item.start
             end = meta.get("sentence_end", item.end) if meta else item.end
             section = meta.get("section") if meta else None
-            exc = checker.makes_exceptions(item.text)
+            exc0 = checker.makes_exceptions(item.text)
             for f in findings:
+                exc = exc0 if exc0 != REDACTED or not positional else checker.redacted_before(item.text, item.start, f)
                 kid = intern(_key(f), exc)
                 kids[id(f)] = (exc, kid)
                 g = groups.get(kid)
@@ -584,7 +616,7 @@ class GraphChecker:
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
         self._abstentions: dict[tuple[str, str], _Judgement] = {}  # (source, observation) -> abstention
         self._ids: dict[tuple, int] = {}
-        self._exc: dict[str, bool] = {}
+        self._exc: dict[str, int] = {}
         narrower: dict[str, set[str]] = {}
         for obs, ups in self.rules.ancestors.items():
             for a in ups:
@@ -592,7 +624,7 @@ class GraphChecker:
         # observation -> the narrower observations under it (absent: none)
         self.narrower: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in narrower.items()}
 
-    def intern(self, key: tuple, exceptions: bool) -> int:
+    def intern(self, key: tuple, exceptions: int) -> int:
         """A small int for a finding key (comparisons are cached on pairs of these)."""
         k = (key, exceptions)
         i = self._ids.get(k)
@@ -600,11 +632,22 @@ class GraphChecker:
             i = self._ids[k] = len(self._ids)
         return i
 
-    def makes_exceptions(self, text: str) -> bool:
+    def makes_exceptions(self, text: str) -> int:
         out = self._exc.get(text)
         if out is None:
             out = self._exc[text] = self.rules.makes_exceptions(text)
         return out
+
+    def redacted_before(self, text: str, start: int, f: Finding) -> int:
+        """For a statement with a redacted word (``REDACTED``): whether one stands before
+        the end of finding ``f`` (a qualifier or subject: "No XXXX nodule", "Pulmonary XXXX
+        are normal") -> ``REDACTED``; one after it ("No blunting of the costophrenic XXXX",
+        "no nodule, XXXX granuloma") narrows nothing -> 0. ``start``: where ``text`` begins
+        in the finding's document; a finding outside the text keeps ``REDACTED``."""
+        cut = f.end - start
+        if cut <= 0 or cut > len(text) or f.start < start or _is_normal_predicate(f.text):
+            return REDACTED  # a normal statement's subject may stand anywhere ("Normal ..., pulmonary XXXX.")
+        return REDACTED if self.rules.redaction_re.search(text, 0, cut) else 0
 
     def check(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
         # The caches are bounded between calls (never during one: its key ids stay valid).
@@ -619,12 +662,12 @@ class GraphChecker:
         by_source: dict[str, list[EvidenceItem]] = {}
         for item in evidence:
             by_source.setdefault(item.source, []).append(item)
-        kids: dict[int, tuple[bool, int]] = {}
-        indexes = {src: _Index(self, items, kids) for src, items in by_source.items()}
+        kids: dict[int, tuple[int, int]] = {}
+        indexes = {src: _Index(self, items, kids, src != "self") for src, items in by_source.items()}
         described: dict[int, str] = {}
         return [self._check_one(cc, indexes, kids, described) for cc in claims]
 
-    def _check_one(self, cc: CheckedClaim, indexes: Mapping[str, _Index], kids: Mapping[int, tuple[bool, int]],
+    def _check_one(self, cc: CheckedClaim, indexes: Mapping[str, _Index], kids: Mapping[int, tuple[int, int]],
                    described: dict[int, str]) -> Verdict:
         claim = cc.claim
         name = self.name
@@ -634,25 +677,24 @@ class GraphChecker:
             if not indexes:
                 return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None)
             rules = self.rules
-            exc = self.makes_exceptions(claim.text)
+            exc0 = self.makes_exceptions(claim.text)
             span = (
                 claim.sentence_start if claim.sentence_start is not None else claim.start,
                 claim.sentence_end if claim.sentence_end is not None else claim.end,
             )
             # identical findings are judged once (the key id is one-to-one with the key here)
-            probes: dict[int, Finding] = {}
-            for f in cc.findings:
-                known = kids.get(id(f))
-                cid = known[1] if known is not None and known[0] == exc else self.intern(_key(f), exc)
-                if cid not in probes:
-                    probes[cid] = f
+            whole = self._probes(cc.findings, exc0, None, kids)  # for self evidence
+            positional = whole if exc0 != REDACTED else None  # for other sources
             max_reasons = rules.max_reasons
             by_kid = self._descriptions
             per_source = []
             for source, index in indexes.items():
+                if source != "self" and positional is None:
+                    positional = self._probes(cc.findings, exc0, claim, kids)
+                probes = whole if source == "self" else positional
                 own = span if source == "self" else None
                 section = claim.section if source == "self" and rules.self_mismatch_across_sections_only else None
-                per_finding = [self._judge(source, f, cid, exc, index, own, section) for cid, f in probes.items()]
+                per_finding = [self._judge(source, f, cid, exc, index, own, section) for cid, (f, exc) in probes.items()]
                 per_source.append(per_finding[0] if len(per_finding) == 1 else combine(per_finding, max_reasons))
             j = per_source[0] if len(per_source) == 1 else combine(per_source, max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
@@ -665,6 +707,18 @@ class GraphChecker:
             return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score)
         except Exception as e:  # one bad claim must not stop the report
             return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
+
+    def _probes(self, findings: Sequence[Finding], exc0: int, claim: Any, kids: Mapping[int, tuple[int, int]]) -> dict[int, tuple[Finding, int]]:
+        """The claim's distinct findings by key id, each with its exception state: with
+        ``claim``, a redacted word counts only before the finding (``redacted_before``)."""
+        probes: dict[int, tuple[Finding, int]] = {}
+        for f in findings:
+            exc = exc0 if claim is None or exc0 != REDACTED else self.redacted_before(claim.text, claim.start, f)
+            known = kids.get(id(f))
+            cid = known[1] if known is not None and known[0] == exc else self.intern(_key(f), exc)
+            if cid not in probes:
+                probes[cid] = (f, exc)
+        return probes
 
     def _not_mentioned(self, source: str, observation: str) -> _Judgement:
         """The abstention when no evidence mentions the observation (cached: made for a third
@@ -682,7 +736,7 @@ class GraphChecker:
             out = self._descriptions[kid] = describe_finding(f)
         return out
 
-    def _judge(self, source: str, c: Finding, cid: int, exc: bool, index: _Index, own: tuple[int, int] | None,
+    def _judge(self, source: str, c: Finding, cid: int, exc: int, index: _Index, own: tuple[int, int] | None,
                section: str | None = None) -> _Judgement:
         rules = self.rules
         sc = rules.scores
@@ -771,6 +825,15 @@ class GraphChecker:
             return _Judgement("supported", sc["supported_by_default"], (
                 f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
         return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}",), ())
+
+
+@lru_cache(maxsize=4096)
+def _is_normal_predicate(text: str) -> bool:
+    """Whether a finding's text is a normal predicate of the default lexicon ("clear",
+    "Normal"): the finding was implied by a normal statement, not named."""
+    from checkers.lexicon import NORMAL, load_lexicon, phrase_tokens
+
+    return any(e.cat == NORMAL for e in load_lexicon().phrases.get(phrase_tokens(text), ()))
 
 
 _new = object.__new__

@@ -88,6 +88,12 @@ class Lexicon:
     change_norms: frozenset[str] = frozenset()
     severity_norms: frozenset[str] = frozenset()
     specific_normal: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # normal predicates that negate an observation they directly precede ("Negative acute
+    # cardiopulmonary abnormality"), as token tuples
+    negating_normal: frozenset[tuple[str, ...]] = frozenset()
+    # umbrella words that assert an abnormality when they are the whole sentence
+    # ("Disease.", "Abnormality."; not "Findings."), as token tuples
+    standalone_umbrella: frozenset[tuple[str, ...]] = frozenset()
     modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     obs_organ: dict[str, str] = field(default_factory=dict)
     _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
@@ -138,6 +144,8 @@ class Lexicon:
             if syn != "comment":
                 self.specific_normal[syn] = tuple(denied)
                 self._add(syn, Entry(NORMAL, syn))
+        self.negating_normal = frozenset(phrase_tokens(p) for p in normal.get("negating", {}).get("words", ()))
+        self.standalone_umbrella = frozenset(phrase_tokens(p) for p in normal.get("standalone_umbrella", {}).get("words", ()))
         for norm, spec in d.get("observations", {}).items():
             if isinstance(spec, Mapping) and spec.get("organ"):
                 self.obs_organ[norm] = spec["organ"]

@@ -129,7 +129,7 @@ class RulesExtractor:
         words = [t[2] for t in tokens]
         mentions = _mentions(text, tokens, words, lex, self._profiles)
         chunks = _chunks(mentions)
-        _resolve_ambiguous(mentions, chunks, lex)
+        _resolve_ambiguous(mentions, chunks, lex, words)
         _absorb_generic(chunks, lex, words)
         _promote(chunks, lex)
         _scope(mentions, chunks, words)
@@ -228,11 +228,29 @@ def _chunks(mentions: list[Mention]) -> list[list[Mention]]:
     return chunks
 
 
-def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon) -> None:
+def _standalone(lex: Lexicon, words: list[str], s: int, e: int, tokens) -> bool:
+    """Whether the entity [s, e) is the whole sentence (numbering and punctuation aside) and
+    one of the lexicon's standalone umbrella words ("Disease.", "2. Abnormalities.")."""
+    if not lex.standalone_umbrella:
+        return False
+    inside = tuple(t[2] for t in tokens if s <= t[0] and t[1] <= e)
+    return inside in lex.standalone_umbrella and all(
+        not w.isalpha() for t, w in zip(tokens, words) if not (s <= t[0] and t[1] <= e))
+
+
+def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> None:
     """Words that are both a modifier and an observation ("calcified", "prominent"): a
-    modifier when an observation follows in the chunk, else the observation."""
+    modifier when an observation follows in the chunk, else the observation. A negating
+    normal predicate right before an observation ("Negative acute cardiopulmonary
+    abnormality") is a negation cue."""
+    negating = lex.negating_normal
     for ch in chunks:
         for k, m in enumerate(ch):
+            if m.role == R_NORMAL and negating and tuple(words[m.i : m.j]) in negating:
+                nxt = next((x for x in ch[k + 1 :] if x.role not in (R_MOD, R_ANAT, R_LAT)), None)
+                if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 4:
+                    m.role, m.norm, m.kind = R_CUE, "", NEG_PRE
+                continue
             if m.role == R_OBS:
                 other = next((e for e in m.entries if e.cat in (DESC, SEV, CHG, TMP)), None)
                 if other is None:
@@ -646,8 +664,10 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
             if acute:
                 ents[idx] = (s, e, t, label, lex.acute_umbrella)
             continue
-        if norm == umbrella and not located.get(idx):
-            drop.add(idx)  # "Findings discussed with Dr. XXXX", "Chronic changes.": no finding of their own
+        if norm == umbrella and not acute and not located.get(idx) and not _standalone(lex, words, s, e, tokens):
+            # "Findings discussed with Dr. XXXX", "Chronic changes.": no finding of their own;
+            # "Active disease.", "Positive for acute abnormality.", "Disease." assert one
+            drop.add(idx)
             continue
         specific = norm in lex.specific_normal
         if label != "OBS-DP" or not (norm == "normal" or specific):

@@ -1,0 +1,122 @@
+"""Regressions of the graph checker found with the error-injection benchmark (negation flips
+missed after the IU self-consistency review): real sentences through the rules extractor,
+checked with ``Pipeline`` against a reference or for internal consistency."""
+
+from __future__ import annotations
+
+import pytest
+
+from checkers.pipeline import Pipeline
+from checkers.read import read_report
+
+
+@pytest.fixture(scope="module")
+def ref_pipe() -> Pipeline:
+    return Pipeline(self_check=False)
+
+
+@pytest.fixture(scope="module")
+def self_pipe() -> Pipeline:
+    return Pipeline()
+
+
+def statuses(pipe: Pipeline, text: str, reference: str | None = None) -> list[str]:
+    res = pipe.check("r", text, reference)
+    assert res.error is None
+    return [c.status for c in res.claims]
+
+
+def only(pipe: Pipeline, text: str, reference: str | None = None):
+    res = pipe.check("r", text, reference)
+    assert res.error is None and len(res.claims) == 1, [c.claim.text for c in res.claims]
+    return res.claims[0]
+
+
+# --- a drafted report asserting what the reference denies is contradicted ------------------
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("Acute cardiopulmonary process.", "No acute cardiopulmonary process."),
+    ("Acute cardiopulmonary abnormality.", "No acute cardiopulmonary abnormality."),
+    ("There is an acute cardiopulmonary abnormality.", "No acute cardiopulmonary abnormality."),
+    ("Active disease.", "No active disease."),
+    ("1. active disease.", "1. No active disease."),
+    ("Positive for acute abnormality.", "Negative for acute abnormality."),
+    ("Disease.", "No disease."),
+    ("Abnormality.", "No abnormality."),
+])
+def test_an_asserted_umbrella_the_reference_denies_is_contradicted(ref_pipe, claim, reference):
+    c = only(ref_pipe, claim, reference)
+    assert c.status == "contradicted", c.reasons
+    assert "presence flipped" in c.reasons[0]
+
+
+def test_an_acute_umbrella_is_denied_only_where_the_statement_speaks(ref_pipe):
+    # "no acute bony abnormality" says nothing about the lungs
+    c = only(ref_pipe, "Acute cardiopulmonary process.", "No acute bony abnormality.")
+    assert c.status == "unsupported", c.reasons
+
+
+def test_bare_umbrellas_without_assertion_still_give_no_finding(ref_pipe):
+    for text in ("Findings.", "Chronic changes.", "Findings discussed with Dr. XXXX."):
+        assert not read_report(text).claims[0].findings, text
+    c = only(ref_pipe, "Findings.", "No findings.")
+    assert c.status == "uncertain" and c.score is None
+
+
+def test_negative_before_a_finding_negates_it_but_negative_chest_stays_normal():
+    f = read_report("Negative acute cardiopulmonary abnormality.").claims[0].findings
+    assert f and all(x.presence == "absent" for x in f)
+    g = read_report("Negative chest.").claims[0].findings
+    assert ("abnormality", "absent") in {(x.observation, x.presence) for x in g}
+
+
+# --- redacted qualifiers: uncertain at most, never supported ------------------------------
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("No XXXX left lower lobe nodule.", "XXXX left lower lobe nodule."),
+    ("No XXXX opacity persists in the right midlung.", "XXXX opacity persists in the right midlung."),
+])
+def test_a_negative_with_a_redacted_qualifier_never_drops_the_reference_finding(ref_pipe, claim, reference):
+    c = only(ref_pipe, claim, reference)
+    assert c.status == "uncertain" and c.score is not None, c.reasons
+    assert "redacted" in c.reasons[0]
+    # a broader normal statement elsewhere in the reference does not make it supported
+    res = ref_pipe.check("r", claim, reference + " Pulmonary XXXX are normal. No focal infiltrates.")
+    assert [x.status for x in res.claims] == ["uncertain"], res.claims[0].reasons
+
+
+def test_a_positive_claim_against_a_redacted_denial_is_unsupported(ref_pipe):
+    c = only(ref_pipe, "XXXX left lower lobe nodule.", "No XXXX left lower lobe nodule.")
+    assert c.status == "unsupported", c.reasons
+
+
+def test_a_redacted_word_after_the_finding_narrows_nothing(ref_pipe):
+    # "costophrenic XXXX" is the redacted "angle", not a qualifier of the denial
+    c = only(ref_pipe, "No blunting of the left costophrenic XXXX.", "Blunting of the left costophrenic XXXX.")
+    assert c.status == "contradicted", c.reasons
+
+
+def test_self_consistency_keeps_redacted_statements_from_denying(self_pipe):
+    text = "FINDINGS: Normal mediastinal contour, pulmonary XXXX.\n\nIMPRESSION: There is right basal XXXX patchy opacity."
+    assert "contradicted" not in statuses(self_pipe, text)
+    text = ("FINDINGS: No nodules noted within the lungs on a recent outside XXXX from XXXX. "
+            "There is a 1.2 cm nodule in the right midlung.")
+    assert "contradicted" not in statuses(self_pipe, text)
+    # with a reference too, the self evidence keeps the conservative reading
+    assert "contradicted" not in statuses(self_pipe, text, "Heart size is normal.")
+    text = "FINDINGS: Normal mediastinal contour, pulmonary XXXX.\n\nIMPRESSION: There is right basal XXXX patchy opacity."
+    assert "contradicted" not in statuses(self_pipe, text, "There is right basal XXXX patchy opacity. Normal mediastinal contour.")
+
+
+# --- what the self-consistency review was for stays ----------------------------------------
+
+
+def test_no_new_x_does_not_deny_a_stable_finding(ref_pipe, self_pipe):
+    assert only(ref_pipe, "No new opacity.", "Stable right basilar opacity.").status == "supported"
+    assert "contradicted" not in statuses(self_pipe, "FINDINGS: Stable right basilar opacity.\n\nIMPRESSION: No new opacity.")
+
+
+def test_vague_chronic_changes_are_not_denied_by_clear_lungs(self_pipe):
+    assert "contradicted" not in statuses(self_pipe, "FINDINGS: The lungs are clear.\n\nIMPRESSION: Chronic lung changes.")
