@@ -12,7 +12,7 @@ not modify another one):
   entity itself gives no Finding. "acute"/"active" makes the umbrella "acute abnormality".
 - ``presence``: OBS-DP present, OBS-U uncertain, OBS-DA absent.
 - ``anatomy``: the organ ("lung", "heart", "pleura", "mediastinum", "bone", "spine", ...) of
-  the anatomy the observation is located at; ``locations``: zone normal forms ("upper
+  the anatomy the observation is located at; ``locations``: zone normal forms in text order ("upper
   lobe", "middle lobe", "lower lobe", "base", "apex", "lingula", "costophrenic angle",
   "perihilar", "retrocardiac", "midlung", "hilum", "periphery"); ``laterality``: right /
   left / bilateral (right + left = bilateral; "bibasilar", "levoscoliosis" carry a side).
@@ -98,7 +98,10 @@ class _Reader:
         n = self.norms.get(e.id)
         if n in SIDES:
             return n
-        for x in self.lex.entries(e.text):
+        entries = self.lex.entries(e.text)
+        if not entries and e.norm and not e.is_observation:
+            entries = self.lex.entries(e.norm)  # an elided zone word: "middle" (middle lobe) is right
+        for x in entries:
             if x.laterality:
                 return "~" + x.laterality if x.cat == ANAT and x.laterality == "bilateral" else x.laterality
         return None
@@ -107,7 +110,7 @@ class _Reader:
         """(organs, zones, sides) of the anatomy an observation is located at."""
         lex = self.lex
         organs: list[str] = []
-        zones: list[str] = []
+        zones: list[tuple[int, str]] = []  # (start of the anatomy, zone): zones in text order
         sides: set[str] = set()
         visited: set[str] = set()
         stack = list(self.located.get(eid, ()))
@@ -122,13 +125,15 @@ class _Reader:
             an = self.norms.get(x)
             if an and an not in SIDES:
                 z = lex.zone.get(an)
-                if z and z not in zones:
-                    zones.append(z)
+                if z:
+                    zones.append((self.ents[x].start, z))
                 organ = lex.organ.get(an, an)
                 if organ not in organs:
                     organs.append(organ)
             stack.extend(self.modifiers.get(x, ()))
-        return organs, zones, sides
+        if len(zones) > 1:
+            zones.sort(key=lambda t: t[0])
+        return organs, list(dict.fromkeys(z for _, z in zones)), sides
 
     def findings(self) -> tuple[Finding, ...]:
         lex = self.lex

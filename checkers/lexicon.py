@@ -95,6 +95,10 @@ class Lexicon:
     # ("Disease.", "Abnormality."; not "Findings."), as token tuples
     standalone_umbrella: frozenset[tuple[str, ...]] = frozenset()
     modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
+    # zone words that a coordination may leave without their head noun ("middle" in
+    # "right middle and lower lobe") and the coordinator tokens between them
+    elidable_zone_words: frozenset[str] = frozenset()
+    zone_coordinator_tokens: frozenset[str] = frozenset()
     obs_organ: dict[str, str] = field(default_factory=dict)
     _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
     # first token -> the lengths of the phrases it starts, longest first (for ``match``)
@@ -146,6 +150,9 @@ class Lexicon:
                 self._add(syn, Entry(NORMAL, syn))
         self.negating_normal = frozenset(phrase_tokens(p) for p in normal.get("negating", {}).get("words", ()))
         self.standalone_umbrella = frozenset(phrase_tokens(p) for p in normal.get("standalone_umbrella", {}).get("words", ()))
+        zc = d.get("zone_coordination", {})
+        self.elidable_zone_words = frozenset(w for p in zc.get("words", ()) for w in phrase_tokens(p))
+        self.zone_coordinator_tokens = frozenset(w for p in zc.get("coordinators", ()) for w in phrase_tokens(p))
         for norm, spec in d.get("observations", {}).items():
             if isinstance(spec, Mapping) and spec.get("organ"):
                 self.obs_organ[norm] = spec["organ"]
@@ -241,6 +248,15 @@ class Lexicon:
                         if cat is None or cand.cat == cat:
                             return cand.norm
         return e.norm if e else None
+
+    def completed_zone(self, word: str, head: Sequence[str]) -> Entry | None:
+        """The zone anatomy an elided zone word stands for: ``word`` completed with the head
+        tokens of the zone phrase it is coordinated with ("middle" + ("lobe",) -> the
+        "middle lobe" entry), or None when that phrase is no zone anatomy of the lexicon."""
+        for e in self.phrases.get((word, *head), ()):
+            if e.cat == ANAT and e.norm in self.zone:
+                return e
+        return None
 
     def specific(self, observation: str, anatomy: str | None) -> str:
         """The contextual observation ('enlargement' at 'heart' -> 'cardiomegaly')."""

@@ -14,6 +14,8 @@ Offline, no model weights, pure Python. For each sentence:
 5. relate: modifiers -modify-> their observation, laterality -modify-> its anatomy,
    observations -located_at-> the anatomy of their chunk (or of a coordinated anatomy list:
    "heart and mediastinum are normal"), "A suggestive of / likely B" -> A -suggestive_of-> B;
+   an elided zone word ("middle" of "right middle and lower lobe") is an anatomy entity of
+   its own (norm "middle lobe") that shares the side and the observations of its zone phrase;
 6. normal statements ("the lungs are clear") get, beside the RadGraph-style "clear"
    (OBS-DP, norm "normal") located_at "lungs", the findings they deny: OBS-DA entities on
    the same span with the umbrella norm "abnormality" and the lexicon's implied findings
@@ -49,7 +51,7 @@ class Mention:
     """One matched phrase of a sentence (token range [i, j), char span [start, end))."""
 
     __slots__ = ("i", "j", "start", "end", "entries", "role", "norm", "kind", "coord", "term", "cop", "laterality",
-                 "split", "chunk", "label", "head", "cue_dist")
+                 "split", "chunk", "label", "head", "cue_dist", "elided")
 
     def __init__(self, i: int, j: int, start: int, end: int, entries: list[Entry], role: str = R_NONE, norm: str = "",
                  kind: str = "", coord: str | None = None, term: bool = False, cop: bool = False,
@@ -62,6 +64,7 @@ class Mention:
         self.label = "OBS-DP"
         self.head: Mention | None = None  # for modifiers / laterality: what they modify
         self.cue_dist = 10**6
+        self.elided: Mention | None = None  # an elided zone word: the zone phrase it shares its head with
 
     def __repr__(self) -> str:
         return f"Mention({self.i}:{self.j} {self.role} {self.norm!r} {self.label})"
@@ -203,7 +206,48 @@ def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict)
             prof = profiles[id(entries)] = (_profile(entries), entries)
         role, norm, kind, coord, term, cop, lat, split = prof[0]
         out.append(Mention(i, j, tokens[i][0], tokens[j - 1][1], entries, role, norm, kind, coord, term, cop, lat, split))
+    elidable = lex.elidable_zone_words
+    if elidable and out and not elidable.isdisjoint(words):
+        out = _elided_zones(out, tokens, words, lex)
     return out
+
+
+def _elided_zones(mentions: list[Mention], tokens, words: list[str], lex: Lexicon) -> list[Mention]:
+    """Zone words that an elliptical coordination left without their head noun ("middle" in
+    "right middle and lower lobe", "upper" in "upper and mid lung zones") become anatomy
+    mentions of the completed zone ("middle lobe"), linked to the zone phrase they share the
+    head with. A word is taken only when it is free (no lexicon phrase, or a one-word
+    modifier such as "lower") and only coordinators stand between it and the zone phrase
+    (or the next elided word: "upper, middle and lower lobes")."""
+    elidable, coords = lex.elidable_zone_words, lex.zone_coordinator_tokens
+    at = {m.i: m for m in mentions}
+    covered = {k for m in mentions for k in range(m.i, m.j)}
+    found: dict[int, Mention] = {}
+    for m in mentions:
+        if m.role != R_ANAT or m.j - m.i < 2 or words[m.i] not in elidable or m.norm not in lex.zone:
+            continue
+        head = words[m.i + 1 : m.j]
+        p = m.i
+        while True:
+            q = p
+            while q > 0 and p - q < 3 and words[q - 1] in coords:
+                q -= 1
+            k = q - 1
+            if q == p or k < 0 or words[k] not in elidable or k in found:
+                break
+            occupant = at.get(k)
+            if k in covered and not (occupant is not None and occupant.j == k + 1 and occupant.role in (R_MOD, R_NONE)):
+                break
+            entry = lex.completed_zone(words[k], head)
+            if entry is None:
+                break
+            e = Mention(k, k + 1, tokens[k][0], tokens[k][1], [entry], R_ANAT, entry.norm, laterality=entry.laterality)
+            e.elided = m
+            found[k] = e
+            p = k
+    if not found:
+        return mentions
+    return sorted([m for m in mentions if m.i not in found] + list(found.values()), key=lambda m: m.i)
 
 
 def _chunks(mentions: list[Mention]) -> list[list[Mention]]:
@@ -415,7 +459,12 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         run: list[Mention] = []
         for m in ch:
             if m.role == R_ANAT:
-                if run and m.i - run[-1].j <= 2 and not _between_has(ch, run[-1], m):
+                if m.elided is not None or (run and run[-1].elided is not None):
+                    # "middle" of "right middle & lower lobe" is a zone of its own, no modifier
+                    if run:
+                        heads.append(_close_run(run, rels))
+                    run = [m]
+                elif run and m.i - run[-1].j <= 2 and not _between_has(ch, run[-1], m):
                     run.append(m)
                 else:
                     if run:
@@ -542,7 +591,30 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                     rels.append(("located_at", preds[k][0], r[2]))
                 elif r[0] == "suggestive_of" and r[2] is a:  # "A may reflect B or C": A suggests C too
                     rels.append(("suggestive_of", r[1], preds[k][0]))
+    if any(m.elided is not None for m in mentions):
+        _share_elided(mentions, rels)
     return rels
+
+
+def _share_elided(mentions: list[Mention], rels: list) -> None:
+    """Coordinated zones share their side and their observations: in "right middle and lower
+    lobe opacities" both "middle" (middle lobe) and "lower lobe" are modified by "right" and
+    the opacities are located at both (in text order)."""
+    groups: dict[Mention, list[Mention]] = {}
+    for m in mentions:
+        if m.elided is not None and m.role == R_ANAT:
+            groups.setdefault(m.elided, []).append(m)
+    for zone, elided in groups.items():
+        members = [*elided, zone]  # mentions are in text order; the zone phrase comes last
+        ids = {id(x) for x in members}
+        sides = [a for t, a, b in rels if t == "modify" and a.role == R_LAT and id(b) in ids]
+        preds = [a for t, a, b in rels if t == "located_at" and id(b) in ids]
+        for lat in dict.fromkeys(sides):
+            for x in members:
+                rels.append(("modify", lat, x))
+        for p in dict.fromkeys(preds):
+            for x in members:
+                rels.append(("located_at", p, x))
 
 
 LIST_JOINS = frozenset({",", "and", "or", "and/or", "/"})
