@@ -205,7 +205,8 @@ def _load_rules(path: str) -> CheckingRules:
 def describe_finding(f: Finding) -> str:
     """A short human description: "small right base pleural effusion (present)"."""
     change = f.change if f.change and f.change not in f.observation else None  # not "acute acute abnormality"
-    parts = [p for p in (f.severity, change, f.laterality, *f.locations, f.observation) if p]
+    where = " and ".join(f.locations)  # "right middle lobe and lower lobe opacity"
+    parts = [p for p in (f.severity, change, f.laterality, where, f.observation) if p]
     return f"{' '.join(parts)} ({f.presence})"
 
 
@@ -227,6 +228,16 @@ def _bands(rules: CheckingRules, f: Finding) -> frozenset[str] | None:
     for loc in f.locations:
         out |= rules.zone_bands.get(loc, frozenset())
     return frozenset(out)
+
+
+def _outside(rules: CheckingRules, locations: tuple[str, ...], bands: frozenset[str]) -> list[str]:
+    """The placed locations whose bands miss ``bands`` entirely."""
+    out = []
+    for loc in locations:
+        b = rules.zone_bands.get(loc)
+        if b and not b & bands:
+            out.append(loc)
+    return out
 
 
 def _where(rules: CheckingRules, f: Finding) -> frozenset[str] | None:
@@ -362,6 +373,15 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
     if cb and eb:
         if not cb & eb:
             conflicts.append(f"location mismatch (claim {', '.join(c.locations)}, evidence {', '.join(e.locations)})")
+        elif len(c.locations) > 1 or len(e.locations) > 1:
+            # several zones ("right middle and upper lobes" vs "right middle and lower lobes"):
+            # overlapping on one zone is not agreement when each side names a zone the other
+            # does not place it in; a claim that only ADDS a zone is not confirmed
+            c_out = _outside(rules, c.locations, eb)
+            if c_out and _outside(rules, e.locations, cb):
+                conflicts.append(f"location mismatch (claim {', '.join(c.locations)}, evidence {', '.join(e.locations)})")
+            elif c_out:
+                unconfirmed.append(f"location ({', '.join(c_out)})")
     elif c.locations and not e.locations:
         unconfirmed.append("location")
     if c.severity and e.severity:

@@ -120,3 +120,21 @@ def test_no_new_x_does_not_deny_a_stable_finding(ref_pipe, self_pipe):
 
 def test_vague_chronic_changes_are_not_denied_by_clear_lungs(self_pipe):
     assert "contradicted" not in statuses(self_pipe, "FINDINGS: The lungs are clear.\n\nIMPRESSION: Chronic lung changes.")
+
+
+@pytest.mark.parametrize("claim, reference, status", [
+    # each side names a zone the other does not: a location change, although both name the middle lobe
+    ("Right middle and upper lobe opacities.", "Right middle and lower lobe opacities.", "contradicted"),
+    # the claim only adds a zone: supported, but the extra zone is named as not confirmed
+    ("Right middle and lower lobe opacities.", "Right lower lobe opacity.", "supported"),
+    ("Right lower lobe opacity.", "Right middle and lower lobe opacities.", "supported"),
+    ("Right middle and lower lobe opacities.", "Right middle and lower lobe opacities.", "supported"),
+])
+def test_several_zones_are_compared_zone_by_zone(claim, reference, status):
+    (c,) = Pipeline().check("z", claim, reference).claims
+    assert c.status == status, c.verdicts[0].reasons
+    if claim.startswith("Right middle and lower") and reference == "Right lower lobe opacity.":
+        assert "does not give the location (middle lobe)" in c.verdicts[0].reasons[0] and c.score < 1.0
+    if status == "contradicted":
+        assert "location mismatch" in c.verdicts[0].reasons[0]
+        assert "right middle lobe and upper lobe opacity" in c.verdicts[0].reasons[0]
