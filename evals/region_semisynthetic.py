@@ -57,6 +57,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evals.bench import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 TRAIN_BASES = ("00000001_000.png", "tbx11k/h0001.png", "tbx11k/tb0007.png")
@@ -394,8 +396,7 @@ def main(argv=None) -> int:
     print("\nTBX11K boxes (grounded box checker):")
     for r in results.get("tbx11k", []):
         print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.out, results)
     print(f"\nwrote {args.out} ({results['seconds']} s)")
     return 0
 

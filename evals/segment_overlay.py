@@ -22,12 +22,13 @@ segmenter found on that film, not which of the two is right. Look at the PNG.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from evals.bench import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cxr"
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
     draw(films, atlas, png)
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
     payload = {"segmenter": args.segmenter, "atlas_version": atlas.version, "grid": GRID, "films": clean}
-    (args.out / "segment_overlay.json").write_text(json.dumps(payload, indent=2) + "\n")
+    write_json(args.out / "segment_overlay.json", payload)
     print(table(clean))
     print(f"\nwrote {png} and {args.out / 'segment_overlay.json'}")
     return 0

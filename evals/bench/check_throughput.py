@@ -35,8 +35,9 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from evals.bench import write_json
 
 TARGET = 1000.0
 
@@ -273,9 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     res = run(args)
     print_table(res)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    out = write_json(args.out, res)
     print(f"written to {out}")
     return 0
 

@@ -21,7 +21,6 @@ Prints a table and writes JSON (``--out``, default runs/bench/draft_bench.json).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
+
+from evals.bench import write_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -268,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {k: result[k] for k in ("identical_drafts", "vllm_speedup") if k in result}
     if extra:
         print("  ".join(f"{k}: {v}" for k, v in extra.items()))
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

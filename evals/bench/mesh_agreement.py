@@ -29,6 +29,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from evals.bench import write_json
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "mesh_map.json"
 SIDES = ("right", "left", "bilateral")
 
@@ -253,11 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {kind} {rid}: {text}")
     if args.markdown:
         Path(args.markdown).write_text(format_markdown(res, args.min_support), encoding="utf-8")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    out = write_json(args.out, res)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -19,12 +19,12 @@ average before and after is recorded, and the best of ``--repeat`` passes is kep
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
-from pathlib import Path
+
+from evals.bench import write_json
 
 TARGET_S = 10.0
 METRIC_STAGES = ("radgraph", "chexpert", "green", "radfact", "hallucination", "bleu", "rouge", "bootstrap")
@@ -99,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after,
                     "python": platform.python_version(), "platform": platform.platform()},
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
+    path = write_json(args.out, out, indent=1)
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -15,11 +15,12 @@ Target: >= 20 claims/s (cold) with the image encoded once per study.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from evals.bench import write_json
 
 REPO = Path(__file__).resolve().parents[2]
 OBS = ("opacity", "pleural effusion", "atelectasis", "consolidation", "nodule", "pneumothorax", "cardiomegaly", "edema")
@@ -137,8 +138,7 @@ def main(argv=None) -> int:
     print(f"one image encode {t_img * 1000:.0f} ms; one batch of {args.claims} claim texts {t_txt * 1000:.0f} ms "
           f"(full context {t_txt_full * 1000:.0f} ms; max |difference| {max_diff:.1e}); "
           f"image encodes per study {result['image_encodes_per_study']:.1f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
