@@ -375,10 +375,14 @@ def param_groups(net: Any, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _image_key(p: Pair) -> Hashable:
+    return p.image if isinstance(p.image, str) else id(p.image)  # a path, or in-memory pixels
+
+
 GROUPINGS: dict[str, Callable[[Pair], Hashable] | None] = {
     "none": None,
-    "image": lambda p: p.image if isinstance(p.image, str) else id(p.image),
-    "study": lambda p: p.group if p.group is not None else (p.image if isinstance(p.image, str) else id(p.image)),
+    "image": _image_key,
+    "study": lambda p: p.group if p.group is not None else _image_key(p),
 }
 
 
