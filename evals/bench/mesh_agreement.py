@@ -193,6 +193,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def shown_rows(res: dict[str, Any], min_support: int) -> list[dict[str, Any]]:
+    """The rows both tables show: most gold mentions first, rare rows dropped (the normal row kept)."""
+    return [x for x in sorted(res["rows"], key=lambda x: -x["gold"])
+            if x["gold"] >= min_support or x["row"] == "normal (no finding)"]
+
+
 def format_table(res: dict[str, Any], min_support: int) -> str:
     def pct(x):
         return "  -  " if x is None else f"{100 * x:5.1f}"
@@ -200,9 +206,7 @@ def format_table(res: dict[str, Any], min_support: int) -> str:
     lines = [f"MeSH agreement of the {res['settings']['extractor']} graphs over {res['reports']} IU reports "
              f"(uncertain counts as {res['settings']['uncertain']})",
              f"{'finding':<38} {'gold':>5} {'pred':>5} {'P%':>6} {'R%':>6} {'F1%':>6} {'side n':>7} {'side%':>6}"]
-    for x in sorted(res["rows"], key=lambda x: -x["gold"]):
-        if x["gold"] < min_support and x["row"] != "normal (no finding)":
-            continue
+    for x in shown_rows(res, min_support):
         lines.append(f"{x['row']:<38} {x['gold']:>5} {x['predicted']:>5} {pct(x['precision']):>6} {pct(x['recall']):>6} "
                      f"{pct(x['f1']):>6} {x['side_n']:>7} {pct(x['side_agreement']):>6}")
     m, a, s = res["micro"], res["macro_rows_with_support"], res["side_agreement"]
@@ -223,9 +227,7 @@ def format_markdown(res: dict[str, Any], min_support: int) -> str:
 
     lines = ["| finding (MeSH) | gold | predicted | precision % | recall % | F1 % | side n | side agreement % |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for x in sorted(res["rows"], key=lambda x: -x["gold"]):
-        if x["gold"] < min_support and x["row"] != "normal (no finding)":
-            continue
+    for x in shown_rows(res, min_support):
         lines.append(f"| {x['row']} | {x['gold']} | {x['predicted']} | {pct(x['precision'])} | {pct(x['recall'])} | "
                      f"{pct(x['f1'])} | {x['side_n']} | {pct(x['side_agreement'])} |")
     m, a, s = res["micro"], res["macro_rows_with_support"], res["side_agreement"]
