@@ -1,11 +1,10 @@
 """The IU reports are read from the installed torchxrayvision package, without torch."""
 
-import subprocess
-import sys
 
 import pytest
 
 from reportgen.iu import load_iu_reports, parse_xml
+from tests.light_imports import heavy_modules_loaded
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +28,7 @@ def test_all_3955_reports_with_sections_and_mesh(iu):
 
 
 def test_loading_does_not_import_torch():
-    code = "import sys; from reportgen.iu import load_iu_reports; load_iu_reports(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert heavy_modules_loaded("from reportgen.iu import load_iu_reports; load_iu_reports()", ("torch",)) == []
 
 
 def test_parse_xml_minimal():

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
 from reportgen.errors import ReportgenError
 from reportgen.models import DEFAULT_MODEL, FAMILIES, family_of, lm_target_regex, load_model, pick_dtype
+from tests.light_imports import heavy_modules_loaded
 
 
 def test_importing_the_drafting_modules_loads_no_heavy_package():
-    code = (
-        "import sys, reportgen.models, reportgen.prompting, reportgen.images, reportgen.train, reportgen.encoding;"
-        "import reportgen.backends.hf, reportgen.commands.train;"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'pydicom', 'PIL') if m in sys.modules];"
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    code = ("import reportgen.models, reportgen.prompting, reportgen.images, reportgen.train, reportgen.encoding;"
+            "import reportgen.backends.hf, reportgen.commands.train")
+    assert heavy_modules_loaded(code, ("torch", "transformers", "peft", "pydicom", "PIL")) == []
 
 
 def test_families_cover_the_vllm_lora_families_and_the_default():

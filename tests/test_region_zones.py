@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import pytest
 from checkers.region.zones import GRID, Atlas, LungMasks, box_mask, normalise_view, rasterise_polygon, view_kind
 from reportgen.errors import ReportgenError
 from reportgen.types import Finding
+from tests.light_imports import heavy_modules_loaded
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +29,9 @@ def centroid_y(mask: np.ndarray) -> float:
 
 
 def test_import_checkers_region_is_light():
-    code = (
-        "import sys, checkers, checkers.region, checkers.region.zones, checkers.region.evidence, "
-        "checkers.region.grounded, checkers.region.checker\n"
-        "heavy = [m for m in ('torch', 'open_clip', 'transformers', 'vllm') if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    code = ("import checkers, checkers.region, checkers.region.zones, checkers.region.evidence, "
+            "checkers.region.grounded, checkers.region.checker")
+    assert heavy_modules_loaded(code, ("torch", "open_clip", "transformers", "vllm")) == []
 
 
 def test_atlas_has_every_named_zone(atlas):
