@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
-from checkers.lexicon import DATA, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
+from reportgen.checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
+from reportgen.checkers.lexicon import DATA, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
 from reportgen.types import Claim, Report, Section
 
 ABBREVIATIONS = DATA / "abbreviations.json"
@@ -323,7 +323,7 @@ def split_claims(report: Report, *, include_context: bool = False, extractor=Non
 
 @lru_cache(maxsize=1)
 def _default_rules():
-    from checkers.graphs.rules import RulesExtractor
+    from reportgen.checkers.graphs.rules import RulesExtractor
 
     return RulesExtractor()
 

@@ -28,7 +28,7 @@ _new = object.__new__
 
 
 class ReadLike(Protocol):
-    """What evidence needs of a read report (checkers.read.ReadReport has it)."""
+    """What evidence needs of a read report (reportgen.checkers.read.ReadReport has it)."""
 
     report: Report
     claims: tuple[CheckedClaim, ...]

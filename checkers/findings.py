@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from checkers.lexicon import ANAT, CHG, DESC, LAT, NORMAL, OBS, SEV, TMP, Lexicon, load_lexicon
+from reportgen.checkers.lexicon import ANAT, CHG, DESC, LAT, NORMAL, OBS, SEV, TMP, Lexicon, load_lexicon
 from reportgen.types import Entity, EntityGraph, Finding
 
 PRESENCE = {"OBS-DP": "present", "OBS-U": "uncertain", "OBS-DA": "absent"}

@@ -851,7 +851,7 @@ class GraphChecker:
 def _is_normal_predicate(text: str) -> bool:
     """Whether a finding's text is a normal predicate of the default lexicon ("clear",
     "Normal"): the finding was implied by a normal statement, not named."""
-    from checkers.lexicon import NORMAL, load_lexicon, phrase_tokens
+    from reportgen.checkers.lexicon import NORMAL, load_lexicon, phrase_tokens
 
     return any(e.cat == NORMAL for e in load_lexicon().phrases.get(phrase_tokens(text), ()))
 

@@ -1,7 +1,7 @@
 """The checking pipeline: report text -> claims -> graphs -> findings -> verdicts.
 
 ``Pipeline.check(id, report_text, reference_text=None, study=None)`` reads the report
-(claims, graphs and findings via ``checkers.read.read_report``), builds the evidence
+(claims, graphs and findings via ``reportgen.checkers.read.read_report``), builds the evidence
 (the reference report's claims, the report's own claims for internal consistency, and
 image evidence when a region checker and a study with images are given), runs every
 checker, and combines their verdicts into one status per claim.
@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
-from checkers.evidence import IMAGE, reference_evidence, self_evidence
-from checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
+from reportgen.checkers.evidence import IMAGE, reference_evidence, self_evidence
+from reportgen.checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
 from reportgen.errors import ReportgenError
 from reportgen.jsonl import MAX_RECORD_CHARS
 from reportgen.protocols import CheckedClaim, Checker
@@ -183,7 +183,7 @@ class Pipeline:
     ``checkers``: names (``"graph"``) or Checker objects. ``self_check``: add the report's
     own claims as evidence (internal consistency). ``region``: an optional region
     checker (``check_images(images, views, claims)``), called for studies with images.
-    ``reader``: replaces ``checkers.read.read_report`` (text -> object with ``report``
+    ``reader``: replaces ``reportgen.checkers.read.read_report`` (text -> object with ``report``
     and ``claims``), e.g. for another claim splitter.
     """
 
@@ -347,10 +347,10 @@ def batch_gc(gen0_threshold: int = 10_000) -> Iterator[None]:
 
 
 def default_reader(extractor: str) -> Callable[[str], Any]:
-    """``checkers.read.read_report`` bound to one extractor backend, resolved once (an
+    """``reportgen.checkers.read.read_report`` bound to one extractor backend, resolved once (an
     unavailable backend fails here, before any record is read)."""
-    from checkers.graphs import resolve_extractor
-    from checkers.read import read_report
+    from reportgen.checkers.graphs import resolve_extractor
+    from reportgen.checkers.read import read_report
 
     backend = resolve_extractor(extractor)
 

@@ -1,6 +1,6 @@
 """The one entry point from text to checked-claim material: sections, claims, graphs, findings.
 
-    >>> from checkers.read import read_report
+    >>> from reportgen.checkers.read import read_report
     >>> rr = read_report("FINDINGS: No pleural effusion or pneumothorax. Mild cardiomegaly.")
     >>> [(c.claim.text, [(f.observation, f.presence) for f in c.findings]) for c in rr.claims]
     [('No pleural effusion.', [('pleural effusion', 'absent')]), ('No pneumothorax.', [('pneumothorax', 'absent')]), ('Mild cardiomegaly.', [('cardiomegaly', 'present')])]
@@ -22,9 +22,9 @@ from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
-from checkers.claims import claim_parts, context_sections, sentence_claims, sentences, split_claims, split_sections
-from checkers.findings import findings_from_graph
-from checkers.graphs import claim_graphs, claim_subgraph, resolve_extractor
+from reportgen.checkers.claims import claim_parts, context_sections, sentence_claims, sentences, split_claims, split_sections
+from reportgen.checkers.findings import findings_from_graph
+from reportgen.checkers.graphs import claim_graphs, claim_subgraph, resolve_extractor
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim, GraphExtractor
 from reportgen.types import Claim, Entity, EntityGraph, Finding, Relation, Report
@@ -186,14 +186,14 @@ def _place(local: _Local, section: str, ss: int, se: int, prefix: str) -> Checke
 
 def clear_caches() -> None:
     """Forget every cached sentence (to time a cold run)."""
-    from checkers import claims
+    from reportgen.checkers import claims
 
     for fn in list(_readers.values()):
         fn.cache_clear()
     _read_sentence_shared.cache_clear()
     claims._sentences_rel.cache_clear()
     claims._coordination_cached.cache_clear()
-    from checkers.graphs import _DEFAULTS
+    from reportgen.checkers.graphs import _DEFAULTS
 
     for ex in _DEFAULTS.values():
         cache = getattr(ex, "_analyze", None)
@@ -207,7 +207,7 @@ def benchmark_stages(extractor: str = "rules"):
     read once): "sections+sentences", "graphs+claims", "findings"; "read_report (cold)"
     clears the caches and runs the whole path; "read_report (warm)" repeats it with the
     sentence caches filled."""
-    from checkers.graphs import resolve_extractor
+    from reportgen.checkers.graphs import resolve_extractor
 
     ex = resolve_extractor(extractor)
 

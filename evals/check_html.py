@@ -10,12 +10,12 @@ visible note naming the file (E708), never an exception. All text is HTML-escape
 Report text is what the page is for, so it appears in the page; nothing here logs it.
 
 ```python
-from evals.check_html import render_check_html
+from reportgen.evals.check_html import render_check_html
 from reportgen.jsonl import read_jsonl
 records = [r.data for r in read_jsonl("V.jsonl") if r.data]
 open("check.html", "w").write(render_check_html(records, flagged_only=True))
 ```
-or ``python -m evals.check_html V.jsonl --out check.html [--flagged-only] [--max-studies N]``.
+or ``python -m reportgen.evals.check_html V.jsonl --out check.html [--flagged-only] [--max-studies N]``.
 
 ``CheckPage`` builds the page one record at a time (the summary counts every record; only
 the studies shown are kept), which is what the command uses for large batches.
@@ -135,7 +135,7 @@ def _read_png(path: str, base: Path | None) -> tuple[bytes | None, str | None]:
 
 
 def _data_uri(png: bytes) -> str:
-    from checkers.region.visuals import png_data_uri
+    from reportgen.checkers.region.visuals import png_data_uri
 
     return png_data_uri(png)
 
@@ -356,11 +356,11 @@ def render_check_html(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m evals.check_html V.jsonl --out check.html``: the page of an existing output."""
+    """``python -m reportgen.evals.check_html V.jsonl --out check.html``: the page of an existing output."""
     from reportgen.errors import ReportgenError
     from reportgen.jsonl import atomic_writer
 
-    p = argparse.ArgumentParser(prog="python -m evals.check_html", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m reportgen.evals.check_html", description=__doc__.split("\n\n")[0])
     p.add_argument("records", metavar="V.jsonl", help="output of reportgen check")
     p.add_argument("--out", required=True, metavar="OUT.html")
     p.add_argument("--flagged-only", action="store_true", help="only studies with a contradicted or unsupported claim")

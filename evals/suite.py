@@ -1,10 +1,10 @@
 """The metric suite behind ``reportgen eval`` and ``evals/bench/metrics_bench.py``.
 
 For each (id, prediction, reference) pair: both reports are read once (claims, entity
-graphs, findings: ``checkers.read.read_report``), the prediction's claims are checked
+graphs, findings: ``reportgen.checkers.read.read_report``), the prediction's claims are checked
 against the reference and the reference's claims against the prediction
-(``checkers.pipeline.Pipeline`` with the graph checker), and every metric of
-``evals.metrics`` is computed from those results. Corpus figures come with seeded
+(``reportgen.checkers.pipeline.Pipeline`` with the graph checker), and every metric of
+``reportgen.evals.metrics`` is computed from those results. Corpus figures come with seeded
 bootstrap CIs over the same resamples of reports. Stage times are recorded.
 """
 
@@ -18,12 +18,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from evals.metrics import bootstrap as bs
-from evals.metrics.chexpert import CHEXPERT_LABELS, chexpert_labels, f1_from_counts, label_counts, label_f1
-from evals.metrics.green import GREEN_CATEGORIES, GreenCounts, HallucinationRate, green_counts, hallucination_rate
-from evals.metrics.radfact import Judged, RadFactScore, aggregate, judged_from_verdict, logical_score
-from evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
-from evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_l, sentence_bleu4
+from reportgen.evals.metrics import bootstrap as bs
+from reportgen.evals.metrics.chexpert import CHEXPERT_LABELS, chexpert_labels, f1_from_counts, label_counts, label_f1
+from reportgen.evals.metrics.green import GREEN_CATEGORIES, GreenCounts, HallucinationRate, green_counts, hallucination_rate
+from reportgen.evals.metrics.radfact import Judged, RadFactScore, aggregate, judged_from_verdict, logical_score
+from reportgen.evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
+from reportgen.evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_l, sentence_bleu4
 
 STAGES = ("read", "check", "radgraph", "chexpert", "green", "radfact", "hallucination", "bleu", "rouge", "bootstrap")
 
@@ -99,8 +99,8 @@ class CachedReader:
 
 def graph_checker_flags(extractor: str = "rules", self_check: bool = False) -> Callable[[Sequence[tuple[str, str]]], list]:
     """``check(pairs) -> [[(start, end, status), ...]]``: the pipeline's graph checker on
-    (candidate, reference) text pairs, as ``evals.inject.run_benchmark`` wants it."""
-    from checkers.pipeline import Pipeline, default_reader
+    (candidate, reference) text pairs, as ``reportgen.evals.inject.run_benchmark`` wants it."""
+    from reportgen.checkers.pipeline import Pipeline, default_reader
 
     pipe = Pipeline(extractor, self_check=self_check, reader=CachedReader(default_reader(extractor)))
 
@@ -121,7 +121,7 @@ class Suite:
 
     def __init__(self, extractor: str = "rules", *, judge: Any = None, self_check: bool = False,
                  policy: str = "uncertain-as-positive", reader: Callable[[str], Any] | None = None):
-        from checkers.pipeline import Pipeline, default_reader
+        from reportgen.checkers.pipeline import Pipeline, default_reader
 
         self.extractor = extractor
         self.judge = judge
@@ -350,9 +350,9 @@ def _phrase_judgements(result: Any, spans: Sequence[tuple[int, int]], other_span
 
 def grounded_scores(examples: Sequence[Any], *, extractor: str = "rules", judge: Any = None) -> tuple[list[RadFactScore], RadFactScore]:
     """RadFact logical, spatial and grounding scores of grounded examples
-    (``evals.metrics.radfact.parse_grounded_examples``): per example and aggregated."""
-    from checkers.pipeline import Pipeline
-    from evals.metrics.radfact import radfact_score
+    (``reportgen.evals.metrics.radfact.parse_grounded_examples``): per example and aggregated."""
+    from reportgen.checkers.pipeline import Pipeline
+    from reportgen.evals.metrics.radfact import radfact_score
 
     pipe = Pipeline(extractor, self_check=False)
     scores = []

@@ -19,9 +19,9 @@ EXPLORE = [
     ),
     new_code_cell(
         "from reportgen.iu import load_iu_reports\n"
-        "from checkers.read import read_report\n"
-        "from checkers.pipeline import Pipeline\n"
-        "from evals.inject import inject_report\n\n"
+        "from reportgen.checkers.read import read_report\n"
+        "from reportgen.checkers.pipeline import Pipeline\n"
+        "from reportgen.evals.inject import inject_report\n\n"
         "reports = load_iu_reports(require_text=True)\n"
         "# a report with a positive, lateralised finding makes a good first look\n"
         "study = next(r for r in reports if any('/right' in t or '/left' in t for t in r.mesh_major) and r.findings)\n"
@@ -59,7 +59,7 @@ EXPLORE = [
     ),
     new_markdown_cell("## Metrics over a small corpus\nEvery figure comes with a seeded bootstrap 95% CI."),
     new_code_cell(
-        "from evals.suite import Suite\n"
+        "from reportgen.evals.suite import Suite\n"
         "sample = reports[:150]\n"
         "pairs = []\n"
         "for r in sample:\n"
@@ -96,7 +96,7 @@ EXPLORE = [
         "import numpy as np\n"
         "import torch\n"
         "import reportgen\n"
-        "from checkers.region import RegionChecker\n\n"
+        "from reportgen.checkers.region import RegionChecker\n\n"
         "# a 1-layer ViT (64x64 input, 8x8 patches -> an 8x8 map grid) and a 1-layer text tower\n"
         "config = {\n"
         "    'embed_dim': 32,\n"
@@ -124,7 +124,7 @@ EXPLORE = [
         "Negative claims get a region abstention (no absence threshold calibrated): the graph checker decides them."
     ),
     new_code_cell(
-        "from checkers.pipeline import Pipeline\n"
+        "from reportgen.checkers.pipeline import Pipeline\n"
         "from reportgen.types import Study\n\n"
         "report = ('FINDINGS: Right upper lobe opacity. Small left pleural effusion. No pneumothorax.\\n\\n'\n"
         "          'IMPRESSION: Cardiomegaly.')\n"
@@ -152,7 +152,7 @@ EXPLORE = [
     ),
     new_code_cell(
         "# the HTML report of reportgen check, from the same record (docs/checking.md, \"HTML report\")\n"
-        "from evals.check_html import render_check_html\n"
+        "from reportgen.evals.check_html import render_check_html\n"
         "record = result.to_record()\n"
         "(work / 'nb-1.png').write_bytes(png)\n"
         "record['region_png'] = str(work / 'nb-1.png')\n"

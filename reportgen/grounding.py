@@ -1,7 +1,7 @@
 """Grounded-report types: sentences (phrases) with boxes, as in RadFact / MAIRA-2.
 
-One definition shared by the RadFact metrics (``evals.metrics.radfact``) and the region
-checker's box rules (``checkers.region.grounded``); both re-export these names. Pure
+One definition shared by the RadFact metrics (``reportgen.evals.metrics.radfact``) and the region
+checker's box rules (``reportgen.checkers.region.grounded``); both re-export these names. Pure
 Python (no numpy, no torch).
 
 RadFact's grounded JSON (``grounded_reporting_examples.json``) is a list of examples

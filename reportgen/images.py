@@ -118,7 +118,7 @@ def _read_dicom(p: Path, stop_before_pixels: bool = False):
     try:
         import pydicom
     except ImportError as e:  # pragma: no cover - pydicom is in the draft extra
-        raise ReportgenError("E503", "reading DICOM needs pydicom", fix="pip install 'reportgen[draft]'") from e
+        raise ReportgenError("E503", "reading DICOM needs pydicom", fix="pip install 'reportgen-cxr[draft]'") from e
     try:
         return pydicom.dcmread(str(p), stop_before_pixels=stop_before_pixels)
     except Exception as e:  # pydicom raises many types for bad files

@@ -54,7 +54,7 @@ def archive_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise BackendUnavailable(
             "E201", "the IU reports come with the torchxrayvision package, which is not installed",
-            fix="pip install 'reportgen[iu]' (or pip install torchxrayvision)",
+            fix="pip install 'reportgen-cxr[iu]' (or pip install torchxrayvision)",
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / ARCHIVE
     if not path.exists():

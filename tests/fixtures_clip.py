@@ -43,7 +43,7 @@ def build_tiny_clip(folder: Path, *, seed: int = 0, name: str = "reportgen-tiny-
     """Config -> random model (seeded) -> local-dir checkpoint in ``folder/model``."""
     torch = pytest.importorskip("torch")
     open_clip = pytest.importorskip("open_clip")
-    from checkers.region.train import save_local_dir
+    from reportgen.checkers.region.train import save_local_dir
 
     cfg_path = write_tiny_config(folder / "configs", name)
     open_clip.add_model_config(cfg_path)
@@ -61,7 +61,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def tiny_region_checker(tiny_clip_dir):
     """A fresh RegionChecker on the tiny model (caches empty)."""
-    from checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.checker import RegionChecker
 
     return RegionChecker(f"local-dir:{tiny_clip_dir}")
 

@@ -20,6 +20,6 @@ def iu_by_id():
 
 @pytest.fixture(scope="session")
 def rules_extractor():
-    from checkers.graphs import get_extractor
+    from reportgen.checkers.graphs import get_extractor
 
     return get_extractor("rules")

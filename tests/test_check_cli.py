@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import checkers.pipeline as pipeline_mod
+import reportgen.checkers.pipeline as pipeline_mod
 from reportgen.cli import main
 from tests.test_pipeline import fake_reader
 

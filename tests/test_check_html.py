@@ -1,4 +1,4 @@
-"""The HTML page of `reportgen check` results (evals.check_html, `reportgen check --html`):
+"""The HTML page of `reportgen check` results (reportgen.evals.check_html, `reportgen check --html`):
 summary counts, claims coloured by status with each checker's reasons, the region PNG
 inlined as a data URI, escaping, notes for missing pictures, flagged-only and the cap."""
 
@@ -12,11 +12,11 @@ import re
 import numpy as np
 import pytest
 
-from evals.check_html import CheckPage, render_check_html, split_reasons
+from reportgen.evals.check_html import CheckPage, render_check_html, split_reasons
 
-pytest.importorskip("checkers.read")
+pytest.importorskip("reportgen.checkers.read")
 
-from checkers.pipeline import Pipeline  # noqa: E402
+from reportgen.checkers.pipeline import Pipeline  # noqa: E402
 
 PNG_URI = re.compile(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'")
 REPORT = "FINDINGS: Mild cardiomegaly. No pneumothorax.\n\nIMPRESSION: Normal chest."
@@ -168,8 +168,8 @@ def left_upper_maps(monkeypatch):
     """Every region map puts the evidence in the patient's LEFT upper zone, so the right
     upper lobe claim is contradicted (wrong side) and its map is drawn."""
     pytest.importorskip("open_clip")
-    from checkers.region.checker import RegionChecker
-    from checkers.region.zones import GRID
+    from reportgen.checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.zones import GRID
     from tests.fixtures_clip import LEFT_UPPER, blob
 
     monkeypatch.setattr(RegionChecker, "similarity_maps",
@@ -224,7 +224,7 @@ def test_cli_html_without_region_model_and_option_errors(study, tmp_path, capsys
 
 
 def test_module_cli_renders_an_existing_output(records, tmp_path, capsys):
-    from evals.check_html import main
+    from reportgen.evals.check_html import main
 
     flagged, clean = records
     src = tmp_path / "v.jsonl"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from checkers.claims import sentences, split_claims, split_sections
+from reportgen.checkers.claims import sentences, split_claims, split_sections
 from reportgen.types import Report
 from tests.light_imports import heavy_modules_loaded
 
@@ -214,13 +214,13 @@ def test_given_report_sections_are_used_as_they_are():
 
 
 def test_importing_the_text_modules_stays_light():
-    code = ("import checkers, checkers.claims, checkers.graphs, checkers.findings, checkers.read;"
-            "from checkers.read import read_report; read_report('FINDINGS: No effusion. Mild cardiomegaly.')")
+    code = ("import reportgen.checkers, reportgen.checkers.claims, reportgen.checkers.graphs, reportgen.checkers.findings, reportgen.checkers.read;"
+            "from reportgen.checkers.read import read_report; read_report('FINDINGS: No effusion. Mild cardiomegaly.')")
     assert heavy_modules_loaded(code, ("torch", "transformers", "open_clip", "vllm")) == []
 
 
 def test_regex_fast_path_agrees_with_spacy_on_every_iu_section(iu_by_id):
-    from checkers.claims import _fast_ends, _list_items, _spacy_ends
+    from reportgen.checkers.claims import _fast_ends, _list_items, _spacy_ends
 
     taken = 0
     for r in iu_by_id.values():

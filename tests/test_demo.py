@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from checkers.pipeline import default_reader
+from reportgen.checkers.pipeline import default_reader
 from reportgen.cli import main
 from reportgen.commands.demo import CAUGHT, FABRICATE, FLIP, SWAP, alter
 

@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import json, sys
 from reportgen.iu import load_iu_reports
-from checkers.pipeline import Pipeline
-from evals.inject import inject_report
+from reportgen.checkers.pipeline import Pipeline
+from reportgen.evals.inject import inject_report
 p = Pipeline()
 for r in load_iu_reports(require_text=True)[:300]:
     text = " ".join(x for x in (r.findings, r.impression) if x)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from checkers.findings import findings_from_graph
-from checkers.read import ReadReport, read_many, read_report
+from reportgen.checkers.findings import findings_from_graph
+from reportgen.checkers.read import ReadReport, read_many, read_report
 from reportgen.errors import ReportgenError
 from reportgen.types import Entity, EntityGraph, Relation
 

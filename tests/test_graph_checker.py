@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from checkers import graph_checker as gc
-from checkers.graph_checker import CheckingRules, GraphChecker, describe_finding, is_abstention
+from reportgen.checkers import graph_checker as gc
+from reportgen.checkers.graph_checker import CheckingRules, GraphChecker, describe_finding, is_abstention
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
 from reportgen.types import Claim, EntityGraph, EvidenceItem, Finding
@@ -390,14 +390,14 @@ def test_a_specific_finding_beats_another_normal_statement_for_a_normal_claim(ch
 
 @pytest.fixture(scope="module")
 def ref_pipeline():
-    from checkers.pipeline import Pipeline
+    from reportgen.checkers.pipeline import Pipeline
 
     return Pipeline(self_check=False)
 
 
 @pytest.fixture(scope="module")
 def self_pipeline():
-    from checkers.pipeline import Pipeline
+    from reportgen.checkers.pipeline import Pipeline
 
     return Pipeline()
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from checkers.pipeline import Pipeline
-from checkers.read import read_report
+from reportgen.checkers.pipeline import Pipeline
+from reportgen.checkers.read import read_report
 
 
 @pytest.fixture(scope="module")

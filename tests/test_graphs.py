@@ -10,10 +10,10 @@ import types
 
 import pytest
 
-from checkers.claims import split_claims, split_sections
-from checkers.graphs import claim_graphs, get_extractor
-from checkers.graphs.radgraph_backend import RadGraphExtractor, graph_from_annotation, map_label, map_relation
-from checkers.graphs.rules import RulesExtractor
+from reportgen.checkers.claims import split_claims, split_sections
+from reportgen.checkers.graphs import claim_graphs, get_extractor
+from reportgen.checkers.graphs.radgraph_backend import RadGraphExtractor, graph_from_annotation, map_label, map_relation
+from reportgen.checkers.graphs.rules import RulesExtractor
 from reportgen.errors import ReportgenError
 from reportgen.protocols import GraphExtractor
 
@@ -297,7 +297,7 @@ def test_radgraph_missing_weights_is_a_clear_error_at_first_use(monkeypatch):
 
 
 def test_read_report_with_the_radgraph_backend(monkeypatch):
-    from checkers.read import read_report
+    from reportgen.checkers.read import read_report
 
     _fake_radgraph(monkeypatch, _xl_annotation)
     rr = read_report("FINDINGS: No evidence of pneumothorax following chest tube removal.", RadGraphExtractor())

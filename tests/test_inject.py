@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.inject import (
+from reportgen.evals.inject import (
     CATEGORIES, build_benchmark, inject_report, run_benchmark, score_run, category_score, split_sentences,
 )
 from reportgen.errors import ReportgenError

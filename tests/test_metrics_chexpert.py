@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from evals.metrics.bootstrap import bootstrap_sums
-from evals.metrics.chexpert import (
+from reportgen.evals.metrics.bootstrap import bootstrap_sums
+from reportgen.evals.metrics.chexpert import (
     CHEXPERT_LABELS, ChexpertMap, chexpert_labels, f1_from_counts, label_counts, label_f1,
 )
 from reportgen.errors import ReportgenError

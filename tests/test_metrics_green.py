@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evals.metrics.green import GreenCounts, green_counts, hallucination_rate
+from reportgen.evals.metrics.green import GreenCounts, green_counts, hallucination_rate
 from reportgen.types import Finding
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from evals.metrics.judge import EntailmentDecision, EntailmentPrompt, LLMJudge
-from evals.metrics.radfact import Judged, logical_score
+from reportgen.evals.metrics.judge import EntailmentDecision, EntailmentPrompt, LLMJudge
+from reportgen.evals.metrics.radfact import Judged, logical_score
 
 PREMISES = ["Heart size is mildly enlarged.", "Small left pleural effusion.", "No pneumothorax."]
 
@@ -89,7 +89,7 @@ def test_from_endpoint_is_greedy_and_lazy():
     # Nothing listens on port 9: the call fails and is reported as an error.
     out = LLMJudge.from_endpoint("http://127.0.0.1:9/v1", "tiny-model", structured="text", max_retries=0, timeout=2).judge(["x"], ["y"])
     assert out[0].entailed is None and out[0].error.startswith("E444")
-    code = "import sys, evals.metrics.judge, evals.metrics; print(any(m.startswith('langchain') for m in sys.modules))"
+    code = "import sys, reportgen.evals.metrics.judge, reportgen.evals.metrics; print(any(m.startswith('langchain') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 

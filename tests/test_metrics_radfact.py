@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from evals.metrics.radfact import (
+from reportgen.evals.metrics.radfact import (
     Box, GroundedPhrase, Judged, aggregate, box_precision, boxes_entailed, finding_entailed,
     findings_entailment, judged_from_verdict, logical_score, parse_grounded_examples, radfact_score,
 )

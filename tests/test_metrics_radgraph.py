@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.metrics.radgraph_f1 import (
+from reportgen.evals.metrics.radgraph_f1 import (
     RadGraphScore, from_radgraph, radgraph_f1, reward, to_radgraph, tokenize,
 )
 from reportgen.errors import ReportgenError
@@ -180,7 +180,7 @@ def test_import_errors_name_the_problem():
 
 
 def test_merge_claim_graphs():
-    from evals.metrics.radgraph_f1 import merge_graphs
+    from reportgen.evals.metrics.radgraph_f1 import merge_graphs
 
     text = "No pleural effusion or pneumothorax."
     a = EntityGraph((Entity("e1", "pleural effusion", 3, 19, "OBS-DA"),), ())
@@ -193,7 +193,7 @@ def test_merge_claim_graphs():
 
 
 def test_export_of_several_graphs_equals_export_of_merged():
-    from evals.metrics.radgraph_f1 import merge_graphs
+    from reportgen.evals.metrics.radgraph_f1 import merge_graphs
 
     text = "Small left pleural effusion and left basilar atelectasis."
     g1 = _graph(text, [("left", "ANAT-DP"), ("pleural effusion", "OBS-DP"), ("Small", "OBS-DP")], [("located_at", 1, 0), ("modify", 2, 1)])

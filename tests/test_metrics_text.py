@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
 
-from evals.metrics.bootstrap import bootstrap_mean, bootstrap_ratio, bootstrap_statistic, resample_indices
-from evals.metrics.text import bleu_counts, bleu_tokens, corpus_bleu4, rouge_l, sentence_bleu4
+from reportgen.evals.metrics.bootstrap import bootstrap_mean, bootstrap_ratio, bootstrap_statistic, resample_indices
+from reportgen.evals.metrics.text import bleu_counts, bleu_tokens, corpus_bleu4, rouge_l, sentence_bleu4
 
 HYPS = [
     "The heart size is normal. No pleural effusion or pneumothorax.",

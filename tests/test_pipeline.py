@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from checkers.pipeline import ClaimResult, Pipeline, ReportResult, combine_verdicts
+from reportgen.checkers.pipeline import ClaimResult, Pipeline, ReportResult, combine_verdicts
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
 from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, Finding, Report, Study, Verdict
@@ -20,7 +20,7 @@ class FakeRead:
     claims: tuple[CheckedClaim, ...]
 
 
-# A stand-in for checkers.read.read_report: one claim per sentence, a few keywords.
+# A stand-in for reportgen.checkers.read.read_report: one claim per sentence, a few keywords.
 _KEYWORDS = [
     (re.compile(r"\bno (pleural )?effusion", re.I), Finding("pleural effusion", "absent")),
     (re.compile(r"\bright (pleural )?effusion", re.I), Finding("pleural effusion", "present", "right")),

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from checkers.region.evidence import Calibration  # noqa: E402
-from checkers.region.zones import GRID  # noqa: E402
+from reportgen.checkers.region.evidence import Calibration  # noqa: E402
+from reportgen.checkers.region.zones import GRID  # noqa: E402
 from reportgen.protocols import CheckedClaim  # noqa: E402
 from reportgen.types import Claim, EntityGraph, EvidenceItem, Finding, Verdict  # noqa: E402
 from tests.fixtures_clip import LEFT_UPPER, blob  # noqa: E402
@@ -141,8 +141,8 @@ def test_render_png(fake_maps, shared_data, tmp_path):
 
 def test_pipeline_joins_region_and_graph_verdicts(fake_maps, shared_data):
     """The real claim reader + graph checker + this region checker in one result."""
-    pytest.importorskip("checkers.read")
-    from checkers.pipeline import Pipeline
+    pytest.importorskip("reportgen.checkers.read")
+    from reportgen.checkers.pipeline import Pipeline
     from reportgen.types import Study
 
     img = str(shared_data / "cxr" / "00027426_000.png")

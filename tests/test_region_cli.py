@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("open_clip")
-pytest.importorskip("checkers.read")
+pytest.importorskip("reportgen.checkers.read")
 
-from checkers.region.checker import RegionChecker  # noqa: E402
-from checkers.region.zones import GRID  # noqa: E402
+from reportgen.checkers.region.checker import RegionChecker  # noqa: E402
+from reportgen.checkers.region.zones import GRID  # noqa: E402
 from reportgen.cli import main  # noqa: E402
 from tests.fixtures_clip import LEFT_UPPER, blob  # noqa: E402
 

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
-from checkers.region.checker import RegionChecker, finding_query  # noqa: E402
-from checkers.region.model import ClipBackend, dense_forward, resolve_model_spec, smooth_and_upsample  # noqa: E402
+from reportgen.checkers.region.checker import RegionChecker, finding_query  # noqa: E402
+from reportgen.checkers.region.model import ClipBackend, dense_forward, resolve_model_spec, smooth_and_upsample  # noqa: E402
 from reportgen.errors import ReportgenError  # noqa: E402
 from reportgen.protocols import CheckedClaim  # noqa: E402
 from reportgen.types import Claim, EntityGraph, Finding  # noqa: E402
@@ -182,7 +182,7 @@ def _hf_text_config(tmp_path) -> dict:
 def test_trimmed_text_encoding_equals_full_context(tmp_path, kind):
     """encode_texts runs the text tower on the longest sequence of the batch, not the whole
     context: the embeddings must be those of model.encode_text on the padded tokens."""
-    from checkers.region.model import encode_text_trimmed
+    from reportgen.checkers.region.model import encode_text_trimmed
 
     cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
     cfg["text_cfg"]["context_length"] = 40
@@ -210,7 +210,7 @@ def test_trimmed_text_encoding_equals_full_context(tmp_path, kind):
 
 def test_text_towers_where_padding_matters_are_not_trimmed(tmp_path):
     """'last' pooling reads the final (padded) position: trimming would change it."""
-    from checkers.region.model import encode_text_trimmed
+    from reportgen.checkers.region.model import encode_text_trimmed
 
     cfg = json.loads(json.dumps(TINY_CLIP_CONFIG))
     cfg["custom_text"] = True

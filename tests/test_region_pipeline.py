@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("open_clip")
-pytest.importorskip("checkers.read")
+pytest.importorskip("reportgen.checkers.read")
 
-from checkers.graph_checker import is_abstention  # noqa: E402
-from checkers.pipeline import Pipeline  # noqa: E402
-from checkers.region.zones import GRID  # noqa: E402
+from reportgen.checkers.graph_checker import is_abstention  # noqa: E402
+from reportgen.checkers.pipeline import Pipeline  # noqa: E402
+from reportgen.checkers.region.zones import GRID  # noqa: E402
 from reportgen.types import Study  # noqa: E402
 from tests.fixtures_clip import LEFT_UPPER, blob  # noqa: E402
 

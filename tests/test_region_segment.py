@@ -9,12 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from checkers.region.images import RadiographImage, load_radiograph
-from checkers.region.segment import (
+from reportgen.checkers.region.images import RadiographImage, load_radiograph
+from reportgen.checkers.region.segment import (
     SEGMENTERS, XrvPSPNetLungs, implausible, load_params, resize_mask, resolve_segmenter, threshold_lungs,
     threshold_lungs_detail,
 )
-from checkers.region.zones import Atlas
+from reportgen.checkers.region.zones import Atlas
 from reportgen.errors import ReportgenError
 from tests.light_imports import heavy_modules_loaded
 
@@ -80,7 +80,7 @@ def films(shared_data):
 
 
 def test_import_is_light():
-    assert heavy_modules_loaded("import checkers.region.segment", ("torch", "torchxrayvision", "open_clip", "scipy")) == []
+    assert heavy_modules_loaded("import reportgen.checkers.region.segment", ("torch", "torchxrayvision", "open_clip", "scipy")) == []
 
 
 def test_phantom_lungs_are_recovered_on_the_right_sides():
@@ -191,7 +191,7 @@ def test_segmenters_by_name():
 
 
 def test_checker_records_where_the_zones_came_from(tiny_clip_dir):
-    from checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.checker import RegionChecker
 
     img, image_left, image_right = phantom()
     rc = RegionChecker(f"local-dir:{tiny_clip_dir}", segmenter="threshold")
@@ -214,8 +214,8 @@ def test_checker_records_where_the_zones_came_from(tiny_clip_dir):
 
 
 def test_verdict_meta_and_reasons_name_the_zone_source(tiny_clip_dir):
-    from checkers.read import read_report
-    from checkers.region.checker import RegionChecker
+    from reportgen.checkers.read import read_report
+    from reportgen.checkers.region.checker import RegionChecker
 
     claims = read_report("FINDINGS: Right upper lobe opacity.").claims
     img, _, _ = phantom()
@@ -302,7 +302,7 @@ def test_xrv_pspnet_implausible_output_gives_none(tmp_path, monkeypatch):
 
 def test_segment_overlay_script_writes_png_and_table(shared_data, tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from evals.segment_overlay import main
+    from evals.bench.segment_overlay import main
 
     films = [shared_data / "cxr" / "00027426_000.png", shared_data / "cxr" / "tbx11k" / "tb0007.png"]
     assert main(["--images", *map(str, films), "--data", str(shared_data / "cxr"), "--out", str(tmp_path)]) == 0

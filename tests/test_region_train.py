@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from checkers.region.checker import RegionChecker  # noqa: E402
-from checkers.region.evidence import Calibration  # noqa: E402
-from checkers.region.model import ClipBackend  # noqa: E402
-from checkers.region.train import Pair, read_pairs, split_sentences, train_clip  # noqa: E402
+from reportgen.checkers.region.checker import RegionChecker  # noqa: E402
+from reportgen.checkers.region.evidence import Calibration  # noqa: E402
+from reportgen.checkers.region.model import ClipBackend  # noqa: E402
+from reportgen.checkers.region.train import Pair, read_pairs, split_sentences, train_clip  # noqa: E402
 from reportgen.errors import ReportgenError  # noqa: E402
 from reportgen.protocols import CheckedClaim  # noqa: E402
 from reportgen.types import Claim, EntityGraph, Finding  # noqa: E402
@@ -104,7 +104,7 @@ def test_cli_train_clip(tmp_path, shared_data, capsys):
 
 
 def _reader(text: str):
-    """A stand-in for checkers.read: 'left upper opacity' / 'no opacity' sentences."""
+    """A stand-in for reportgen.checkers.read: 'left upper opacity' / 'no opacity' sentences."""
     t = text.lower()
     if t.startswith("no "):
         f = Finding("opacity", "absent")
@@ -134,7 +134,7 @@ def test_calibration_is_saved_with_the_checkpoint_and_used(tiny_clip_dir, tmp_pa
         + [{"image": img, "text": "Right upper opacity.", "label": False}] * 3
         + [{"image": img, "text": "Left lower opacity.", "label": False}] * 2
     )
-    calib = __import__("checkers.region.calibrate", fromlist=["calibrate"]).calibrate(rc, labels, reader=_reader, save=True)
+    calib = __import__("reportgen.checkers.region.calibrate", fromlist=["calibrate"]).calibrate(rc, labels, reader=_reader, save=True)
     assert calib.calibrated and calib.stats["positive"]["auc"] == 1.0
     assert calib.absence_threshold is None  # no negative claims labelled
     assert (ckpt / "reportgen_region.json").is_file()
@@ -147,7 +147,7 @@ def test_calibration_is_saved_with_the_checkpoint_and_used(tiny_clip_dir, tmp_pa
 
 
 def test_token_loss_scores_the_best_patch_and_reduces_to_clip_loss():
-    from checkers.region.train import clip_loss, loss_floor, token_clip_loss
+    from reportgen.checkers.region.train import clip_loss, loss_floor, token_clip_loss
 
     txt = torch.eye(3)[:2]  # two texts: e0, e1
     scale = torch.tensor(np.log(10.0))
@@ -171,7 +171,7 @@ def test_token_loss_scores_the_best_patch_and_reduces_to_clip_loss():
 
 
 def test_no_weight_decay_on_temperature_biases_and_norms(tmp_path):
-    from checkers.region.train import param_groups
+    from reportgen.checkers.region.train import param_groups
 
     cfg = write_tiny_config(tmp_path / "cfg", "rg-train-groups")
     net = ClipBackend(str(cfg), warn_random=False).model
@@ -185,7 +185,7 @@ def test_no_weight_decay_on_temperature_biases_and_norms(tmp_path):
 
 
 def test_grouped_batches_and_lr_schedule():
-    from checkers.region.train import _batches, lr_lambda
+    from reportgen.checkers.region.train import _batches, lr_lambda
 
     groups = {"a": [0, 1, 2, 3, 4], "b": [5, 6, 7, 8, 9, 10]}
     batches = _batches(11, 4, groups, np.random.default_rng(0))

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from checkers.region.calibrate import youden
-from checkers.region.evidence import Calibration, Judgement, cnr, combine, judge_finding, support
-from checkers.region.grounded import box_from_coco, check_box, describe_box, load_grounded, tbx11k_boxes
-from checkers.region.zones import GRID, Atlas
-from evals.metrics.radfact import Box
+from reportgen.checkers.region.calibrate import youden
+from reportgen.checkers.region.evidence import Calibration, Judgement, cnr, combine, judge_finding, support
+from reportgen.checkers.region.grounded import box_from_coco, check_box, describe_box, load_grounded, tbx11k_boxes
+from reportgen.checkers.region.zones import GRID, Atlas
+from reportgen.evals.metrics.radfact import Box
 from reportgen.errors import ReportgenError
 from reportgen.types import Finding
 from tests.fixtures_clip import LEFT_UPPER, RIGHT_UPPER, blob
@@ -256,7 +256,7 @@ def test_radfact_examples_boxes_follow_the_laterality_convention(grounded_exampl
 
 
 def test_box_verdict_scores_are_in_0_1():
-    from checkers.region.grounded import check_grounded
+    from reportgen.checkers.region.grounded import check_grounded
     from reportgen.grounding import GroundedPhrase
     from reportgen.protocols import CheckedClaim
     from reportgen.types import Claim, EntityGraph
@@ -288,8 +288,8 @@ def test_grounded_types_have_one_definition_in_the_core():
     import ast
     from pathlib import Path
 
-    import checkers.region.grounded as region_grounded
-    import evals.metrics.radfact as radfact
+    import reportgen.checkers.region.grounded as region_grounded
+    import reportgen.evals.metrics.radfact as radfact
     import reportgen.grounding as core
 
     for name in ("Box", "GroundedPhrase", "GroundedExample", "parse_grounded_examples"):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from checkers.region.zones import GRID, Atlas, LungMasks, box_mask, normalise_view, rasterise_polygon, view_kind
+from reportgen.checkers.region.zones import GRID, Atlas, LungMasks, box_mask, normalise_view, rasterise_polygon, view_kind
 from reportgen.errors import ReportgenError
 from reportgen.types import Finding
 from tests.light_imports import heavy_modules_loaded
@@ -29,8 +29,8 @@ def centroid_y(mask: np.ndarray) -> float:
 
 
 def test_import_checkers_region_is_light():
-    code = ("import checkers, checkers.region, checkers.region.zones, checkers.region.evidence, "
-            "checkers.region.grounded, checkers.region.checker")
+    code = ("import reportgen.checkers, reportgen.checkers.region, reportgen.checkers.region.zones, reportgen.checkers.region.evidence, "
+            "reportgen.checkers.region.grounded, reportgen.checkers.region.checker")
     assert heavy_modules_loaded(code, ("torch", "open_clip", "transformers", "vllm")) == []
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from checkers.findings import findings_from_graph
-from checkers.graphs.rules import RulesExtractor
-from checkers.lexicon import load_lexicon
-from checkers.read import read_report
+from reportgen.checkers.findings import findings_from_graph
+from reportgen.checkers.graphs.rules import RulesExtractor
+from reportgen.checkers.lexicon import load_lexicon
+from reportgen.checkers.read import read_report
 
 
 def _anat(g):

@@ -12,13 +12,13 @@ from typing import Any, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import GraphExtractor
-from checkers import _fast
+from reportgen.checkers import _fast
 from reportgen.types import Claim, EntityGraph, Report
 
 # name -> (module, class). Modules are imported only when chosen.
 EXTRACTORS: dict[str, tuple[str, str]] = {
-    "rules": ("checkers.graphs.rules", "RulesExtractor"),
-    "radgraph": ("checkers.graphs.radgraph_backend", "RadGraphExtractor"),
+    "rules": ("reportgen.checkers.graphs.rules", "RulesExtractor"),
+    "radgraph": ("reportgen.checkers.graphs.radgraph_backend", "RadGraphExtractor"),
 }
 
 

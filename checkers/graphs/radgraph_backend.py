@@ -1,7 +1,7 @@
 """The ``radgraph`` graph extractor: the `radgraph` package's model (Jain et al. 2021;
 RadGraph-XL, Delbrouck et al. 2024) behind the GraphExtractor protocol.
 
-Install with ``pip install 'reportgen[radgraph]'``. The package downloads its weights from
+Install with ``pip install 'reportgen-cxr[radgraph]'``. The package downloads its weights from
 the Hugging Face hub on first use (``RadGraph(model_type=...)``) into its cache folder, or
 reads them from ``model_cache_dir``. Nothing is imported or downloaded when this extractor
 is constructed; the model loads at the first ``extract``. Without the package, or without
@@ -31,7 +31,7 @@ RELATIONS = {"located_at": "located_at", "located at": "located_at", "locatedat"
              "modify": "modify", "modifies": "modify", "suggestive_of": "suggestive_of",
              "suggestive of": "suggestive_of", "suggestiveof": "suggestive_of"}
 _SHORT = {"OBS-DP": "OBS-DP", "OBS-U": "OBS-U", "OBS-DA": "OBS-DA", "ANAT-DP": "ANAT-DP", "ANAT-U": "ANAT-DP", "ANAT-DA": "ANAT-DP"}
-_FIX = "install it with pip install 'reportgen[radgraph]' (its weights download on first use), or use the offline 'rules' extractor (--extractor rules)"
+_FIX = "install it with pip install 'reportgen-cxr[radgraph]' (its weights download on first use), or use the offline 'rules' extractor (--extractor rules)"
 
 
 def map_label(label: str) -> str | None:

@@ -33,11 +33,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from checkers.lexicon import (
+from reportgen.checkers.lexicon import (
     ANAT, CHG, COORD, COP, DESC, IGNORE, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
     TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
 )
-from checkers import _fast
+from reportgen.checkers import _fast
 from reportgen.types import Entity, EntityGraph, Relation
 
 # Role of a mention after disambiguation.
@@ -764,7 +764,7 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
         drop |= {mm for k in drop for mm in modifiers_of.get(k, ()) if all(d in drop for t2, s2, d in relations if s2 == mm)}
         relations = [r for r in relations if r[1] not in drop and r[2] not in drop]
     # entities by position (start, end, then creation order), ids e1, e2, ...; built
-    # without re-validation (labels and spans made here), like checkers._fast
+    # without re-validation (labels and spans made here), like reportgen.checkers._fast
     order = sorted([(x[0], x[1], k) for k, x in enumerate(ents) if k not in drop])
     new_id: list[str | None] = [None] * len(ents)
     entities = []

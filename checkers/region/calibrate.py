@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from checkers.region.evidence import Calibration, cnr
+from reportgen.checkers.region.evidence import Calibration, cnr
 from reportgen.errors import ReportgenError
 
 
@@ -53,9 +53,9 @@ def youden(scores: Sequence[float], labels: Sequence[bool]) -> dict[str, float]:
 
 def _default_reader() -> Callable[[str], Sequence[Any]]:
     try:
-        from checkers.read import read_report  # type: ignore[import-not-found]
+        from reportgen.checkers.read import read_report  # type: ignore[import-not-found]
     except ImportError:
-        raise ReportgenError("E609", "calibration needs checkers.read.read_report to read claims",
+        raise ReportgenError("E609", "calibration needs reportgen.checkers.read.read_report to read claims",
                              fix="pass reader=... (text -> CheckedClaims)") from None
     return lambda text: read_report(text).claims
 
@@ -66,7 +66,7 @@ def calibrate(
 ) -> Calibration:
     """Thresholds from a labelled set. ``checker``: a RegionChecker or a model spec;
     ``save``: write reportgen_region.json into the checker's local-dir checkpoint."""
-    from checkers.region.checker import RegionChecker, finding_query
+    from reportgen.checkers.region.checker import RegionChecker, finding_query
     from reportgen.jsonl import read_jsonl
 
     rc = checker if isinstance(checker, RegionChecker) else RegionChecker(checker, calibration=base or Calibration())

@@ -18,11 +18,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from checkers.region.evidence import CALIBRATION_FILE, Calibration, Judgement, combine, judge_finding
-from checkers.region.images import RadiographImage, load_radiograph
-from checkers.region.model import DEFAULT_MODEL, ClipBackend
-from checkers.region.segment import resolve_segmenter, segmenter_name
-from checkers.region.zones import GRID, Atlas, LungMasks, Segmenter, ZoneSet, normalise_view, pretty, view_kind
+from reportgen.checkers.region.evidence import CALIBRATION_FILE, Calibration, Judgement, combine, judge_finding
+from reportgen.checkers.region.images import RadiographImage, load_radiograph
+from reportgen.checkers.region.model import DEFAULT_MODEL, ClipBackend
+from reportgen.checkers.region.segment import resolve_segmenter, segmenter_name
+from reportgen.checkers.region.zones import GRID, Atlas, LungMasks, Segmenter, ZoneSet, normalise_view, pretty, view_kind
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
 from reportgen.types import EvidenceItem, Finding, Verdict
@@ -54,11 +54,11 @@ def finding_query(finding: Finding) -> str:
 class RegionChecker:
     """Checker "region": claims vs image-region evidence of an open_clip model.
 
-    ``model``: a model spec (see ``checkers.region.model``) or a ``ClipBackend``.
+    ``model``: a model spec (see ``reportgen.checkers.region.model``) or a ``ClipBackend``.
     ``calibration``: a Calibration, a path to reportgen_region.json, or None (the file
     next to a ``local-dir:`` checkpoint when there is one, else the uncalibrated defaults).
     ``segmenter``: lung segmentation for the frontal zones: None (the atlas, default), a
-    name (``"threshold"``, ``"xrv-pspnet"``; ``checkers.region.segment.SEGMENTERS``) or a
+    name (``"threshold"``, ``"xrv-pspnet"``; ``reportgen.checkers.region.segment.SEGMENTERS``) or a
     callable pixels -> LungMasks | None (sides as on a standard display; swapped here for
     mirrored images). When it finds no plausible lungs the atlas is used, and the
     evidence meta ``zones`` says so.
@@ -165,7 +165,7 @@ class RegionChecker:
 
     def similarity_maps(self, enc: EncodedImage, texts: Sequence[str]) -> np.ndarray:
         """(N, grid, grid) smoothed cosine maps of ``texts`` on the encoded image."""
-        from checkers.region.model import smooth_and_upsample
+        from reportgen.checkers.region.model import smooth_and_upsample
 
         if not texts:
             return np.zeros((0, self.grid, self.grid), dtype=np.float32)
@@ -268,7 +268,7 @@ class RegionChecker:
     ) -> bytes:
         """PNG of the image with the similarity map of each (flagged) verdict and its claimed
         zone outlined. Returns the PNG bytes (also written to ``out`` when given)."""
-        from checkers.region.visuals import Panel, render_panels
+        from reportgen.checkers.region.visuals import Panel, render_panels
 
         enc = self.encode_image(image, view)
         panels = []

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from checkers.region.zones import ClaimZones, ZoneSet, pretty
+from reportgen.checkers.region.zones import ClaimZones, ZoneSet, pretty
 from reportgen.errors import ReportgenError
 
 CALIBRATION_FILE = "reportgen_region.json"

@@ -25,7 +25,7 @@ Sentences without boxes get no verdict; negative or hedged findings with boxes g
 
 Scores: the verdict score is in [0, 1] like every checker's: boxes alone give 1.0
 (supported) or 0.0 (contradicted, unsupported); with a map, a supported claim scores
-``support(box CNR, cnr_threshold)`` (checkers.region.evidence). The raw box CNR stays in
+``support(box CNR, cnr_threshold)`` (reportgen.checkers.region.evidence). The raw box CNR stays in
 the evidence item's score and ``meta["box_cnr"]``; not-checkable verdicts score None.
 """
 
@@ -38,11 +38,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from checkers.region.evidence import Calibration, cnr, support
-from checkers.region.zones import GRID, Atlas, ZoneSet, box_mask, pretty, view_kind
+from reportgen.checkers.region.evidence import Calibration, cnr, support
+from reportgen.checkers.region.zones import GRID, Atlas, ZoneSet, box_mask, pretty, view_kind
 from reportgen.errors import ReportgenError
 # The grounded-report types are defined once in the core and shared with the RadFact
-# metrics (evals.metrics.radfact); importable from here as before.
+# metrics (reportgen.evals.metrics.radfact); importable from here as before.
 from reportgen.grounding import Box, GroundedExample, GroundedPhrase, parse_grounded_examples, parse_grounded_report
 from reportgen.types import Claim, EvidenceItem, Finding, Verdict
 
@@ -209,12 +209,12 @@ def check_grounded(
     """Verdicts (checker "region-box") for the boxed sentences of one grounded report.
 
     The sentences are joined with single spaces into one report text (claim offsets
-    refer to it) and read with ``reader`` (default ``checkers.read.read_report``). Each
+    refer to it) and read with ``reader`` (default ``reportgen.checkers.read.read_report``). Each
     claim inherits the boxes of the sentence it lies in. With ``image`` and ``region``
     (a RegionChecker) the box CNR of each claim's similarity map is checked as well.
     """
     if reader is None:
-        from checkers.region.calibrate import _default_reader
+        from reportgen.checkers.region.calibrate import _default_reader
 
         reader = _default_reader()
     atlas = atlas or (region.atlas if region is not None else Atlas.load())
@@ -240,7 +240,7 @@ def check_grounded(
         for f in cc.findings:
             sim = None
             if enc is not None:
-                from checkers.region.checker import finding_query
+                from reportgen.checkers.region.checker import finding_query
 
                 q = c.text if calib.query == "claim" else finding_query(f)
                 sim = region.similarity_maps(enc, [q])[0]

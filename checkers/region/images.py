@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from checkers.region.zones import normalise_view
+from reportgen.checkers.region.zones import normalise_view
 from reportgen.errors import ReportgenError
 
 
@@ -44,7 +44,7 @@ def load_radiograph(path: str | Path) -> RadiographImage:
     except ReportgenError as e:
         raise ReportgenError("E603", f"image {p}: {e.code} {e.message.rstrip('.')}", fix=e.fix) from None
     except ImportError:
-        raise ReportgenError("E611", "reading images needs Pillow (and pydicom for DICOM)", fix="pip install 'reportgen[clip]'") from None
+        raise ReportgenError("E611", "reading images needs Pillow (and pydicom for DICOM)", fix="pip install 'reportgen-cxr[clip]'") from None
     view, mirrored = None, False
     if images.is_dicom(p):
         view = normalise_view(images.view_from_dicom(p))

@@ -57,7 +57,7 @@ def _import():
     except ImportError as e:
         raise BackendUnavailable(
             "E611", f"the region checker needs torch and open_clip ({e})",
-            fix="pip install 'reportgen[clip]'",
+            fix="pip install 'reportgen-cxr[clip]'",
         ) from None
     return torch, open_clip
 

@@ -1,7 +1,7 @@
 """Lung segmentation for the zones of the region checker.
 
 Two segmenters, both ``fn(pixels) -> LungMasks | None`` (the ``Segmenter`` hook of
-``checkers.region.zones``), chosen by name with ``RegionChecker(segmenter=...)``:
+``reportgen.checkers.region.zones``), chosen by name with ``RegionChecker(segmenter=...)``:
 
 - ``"threshold"`` (:func:`threshold_lungs`): classical, numpy + scipy only. The aerated
   lungs are the dark regions INSIDE the body of a frontal film: Otsu threshold within a
@@ -33,8 +33,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from checkers.region.zones import LungMasks
-from checkers.region.zones import _resize_mask as resize_mask  # nearest neighbour, pixel centres
+from reportgen.checkers.region.zones import LungMasks
+from reportgen.checkers.region.zones import _resize_mask as resize_mask  # nearest neighbour, pixel centres
 from reportgen.errors import ReportgenError
 
 PARAMS_PATH = Path(__file__).resolve().parents[1] / "data" / "segment.json"
@@ -199,7 +199,7 @@ def lung_prior(n: int, margin: float) -> np.ndarray:
     grown by ``margin`` (normalised units) - a shape prior that keeps the shoulders, neck
     and abdomen out of the threshold. Read-only (cached)."""
     ndimage = _ndimage()
-    from checkers.region.zones import Atlas, rasterise_polygon
+    from reportgen.checkers.region.zones import Atlas, rasterise_polygon
 
     st = Atlas.load().data["frontal"]["structures"]
     lungs = rasterise_polygon(st["lung_right"]["polygon"], (n, n)) | rasterise_polygon(st["lung_left"]["polygon"], (n, n))

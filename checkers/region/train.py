@@ -77,10 +77,10 @@ _HEAD = re.compile(r"^\s*[A-Z][A-Z /]{2,30}:\s*")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Report -> sentences for training: the claims of ``checkers.read`` when that module
+    """Report -> sentences for training: the claims of ``reportgen.checkers.read`` when that module
     is installed, else a plain sentence split (section headings dropped)."""
     try:
-        from checkers.read import read_report  # type: ignore[import-not-found]
+        from reportgen.checkers.read import read_report  # type: ignore[import-not-found]
 
         return [c.claim.text.strip() for c in read_report(text).claims if c.claim.text.strip()]
     except ImportError:
@@ -123,7 +123,7 @@ def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
             continue
         if len(views) != len(imgs):
             views = [None] * len(imgs)
-        from checkers.region.zones import normalise_view
+        from reportgen.checkers.region.zones import normalise_view
 
         k = next((i for i, v in enumerate(views) if normalise_view(v) in ("PA", "AP")), 0)
         path = Path(imgs[k])
@@ -139,7 +139,7 @@ def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
 
 def model_config(spec: str) -> tuple[str, dict]:
     """(open_clip name, model_cfg) for a model spec, registering config files."""
-    from checkers.region.model import _import, register_config_file, resolve_model_spec
+    from reportgen.checkers.region.model import _import, register_config_file, resolve_model_spec
 
     _, open_clip = _import()
     kind, ident = resolve_model_spec(spec)
@@ -221,13 +221,13 @@ def train_clip(
 
     ``augment(pixels, pair, rng) -> (pixels, text)`` may rewrite each pair per step (the
     semi-synthetic evaluation inserts lesions this way). ``calibrate_labels`` runs
-    ``checkers.region.calibrate.calibrate`` on the saved checkpoint. ``dense_weight``,
+    ``reportgen.checkers.region.calibrate.calibrate`` on the saved checkpoint. ``dense_weight``,
     ``group_by``, ``warmup`` and ``schedule`` ("constant" or "cosine"): see the module
     docstring. ``TrainResult.extra["step_losses"]`` and ``["loss_floors"]`` hold the loss
     of every step and the lowest loss its batch allows (``loss_floor``).
     """
-    from checkers.region.images import load_radiograph
-    from checkers.region.model import ClipBackend
+    from reportgen.checkers.region.images import load_radiograph
+    from reportgen.checkers.region.model import ClipBackend
 
     t0 = time.perf_counter()
     skipped: list[str] = []
@@ -322,7 +322,7 @@ def train_clip(
             tok = backend.tokenizer(texts).to(device)
             txt_f = torch.nn.functional.normalize(net.encode_text(tok), dim=-1)
             if dense_weight > 0:
-                from checkers.region.model import dense_forward
+                from reportgen.checkers.region.model import dense_forward
 
                 pooled, dense = dense_forward(net.visual, x, tower)
                 img_f = torch.nn.functional.normalize(pooled, dim=-1)
@@ -357,7 +357,7 @@ def train_clip(
     out = save_local_dir(net, cfg, Path(out).resolve(), tokenizer=backend.tokenizer, extra=extra)
     calib = None
     if calibrate_labels is not None:
-        from checkers.region.calibrate import calibrate
+        from reportgen.checkers.region.calibrate import calibrate
 
         calib = calibrate(f"local-dir:{out}", calibrate_labels, save=True)
     return TrainResult(out, len(pairs), int(epochs), tuple(losses), tuple(skipped), time.perf_counter() - t0, calib,

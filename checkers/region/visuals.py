@@ -41,7 +41,7 @@ def render_panels(
     except ImportError:
         from reportgen.errors import BackendUnavailable
 
-        raise BackendUnavailable("E611", "matplotlib is needed for region figures", fix="pip install 'reportgen[clip]'") from None
+        raise BackendUnavailable("E611", "matplotlib is needed for region figures", fix="pip install 'reportgen-cxr[clip]'") from None
     n = max(1, len(panels))
     cols = min(n, max_cols)
     rows = (n + cols - 1) // cols

@@ -10,7 +10,7 @@ Laterality convention: on frontal (PA/AP) views the patient's LEFT is the IMAGE 
 PatientOrientation rows toward the patient's right) gets its masks flipped. Lateral
 views get no left/right zones.
 
-Lung masks from a segmentation (``LungMasks``; segmenters in ``checkers.region.segment``)
+Lung masks from a segmentation (``LungMasks``; segmenters in ``reportgen.checkers.region.segment``)
 replace the atlas lungs (and the cardiac silhouette, when they give a heart) when given;
 the zones are then cut from the segmented lungs by the same bands.
 """
@@ -399,5 +399,5 @@ def _cached_zone_set(atlas: Atlas, kind: str, shape: tuple[int, int]) -> ZoneSet
 # A segmentation hook: image (H, W float 0..1) -> LungMasks, or None where it cannot tell.
 # Pixels carry no orientation, so a segmenter labels the sides as on a STANDARD frontal
 # display (right = the lung on the image left); RegionChecker swaps them for images flagged
-# mirrored before ``zone_set``. Built-in segmenters: checkers.region.segment.
+# mirrored before ``zone_set``. Built-in segmenters: reportgen.checkers.region.segment.
 Segmenter = Callable[[np.ndarray], "LungMasks | None"]

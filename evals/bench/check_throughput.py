@@ -11,7 +11,7 @@ the checker's comparison cache start empty. Later passes over the same reports a
 is the cold end-to-end pass: the median of ``--runs`` fresh processes (each run's cold
 time and the machine's load average are kept in the JSON). The end-to-end pass is also
 timed with the garbage-collector settings ``reportgen check`` uses
-(``checkers.pipeline.batch_gc``), in as many runs, interleaved with the others; the
+(``reportgen.checkers.pipeline.batch_gc``), in as many runs, interleaved with the others; the
 target is judged on the default settings. torch is never imported.
 
     python -m evals.bench.check_throughput [--runs 3] [--out runs/bench/check_throughput.json]
@@ -64,9 +64,9 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def worker(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """One fresh process: cold pass, then warm passes, of one mode."""
     cpu = pin_one_core(args.cpu)
-    from checkers.evidence import self_evidence
-    from checkers.graph_checker import GraphChecker
-    from checkers.pipeline import Pipeline, default_reader
+    from reportgen.checkers.evidence import self_evidence
+    from reportgen.checkers.graph_checker import GraphChecker
+    from reportgen.checkers.pipeline import Pipeline, default_reader
     from reportgen.iu import load_iu_reports
     from reportgen.jsonl import dumps
 
@@ -84,7 +84,7 @@ def worker(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     passes = 1 + args.repeat
 
     if mode == "read_stages":  # the reader's own split of its cold path, when it offers one
-        from checkers import read as reader_module
+        from reportgen.checkers import read as reader_module
 
         split = getattr(reader_module, "benchmark_stages", None)
         out["read_stages"] = {}
@@ -106,7 +106,7 @@ def worker(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         out["seconds"] = rows
         out["claims"] = sum(len(v) for v in verdicts)
     else:
-        from checkers.pipeline import batch_gc
+        from reportgen.checkers.pipeline import batch_gc
 
         pipeline = Pipeline(extractor=args.extractor, reader=read)
 

@@ -3,7 +3,7 @@
     python -m evals.bench.mesh_agreement [--out runs/mesh_agreement.json] [--uncertain positive|negative]
                                          [--min-support 10] [--limit N] [--show-errors ROW --max-errors 10]
 
-Every IU report with text is read with ``checkers.read.read_report``; a MeSH row (see
+Every IU report with text is read with ``reportgen.checkers.read.read_report``; a MeSH row (see
 ``evals/data/mesh_map.json``) is *predicted* when one of its observation normal forms is
 found present (or uncertain, with ``--uncertain positive``, the default) in any claim, and
 *gold* when one of its MeSH tag patterns is among the report's major tags. Per row:
@@ -104,8 +104,8 @@ def _side_match(gold: set[str], pred: set[str]) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from checkers.graphs import get_extractor
-    from checkers.read import read_report
+    from reportgen.checkers.graphs import get_extractor
+    from reportgen.checkers.read import read_report
     from reportgen.iu import load_iu_reports
 
     mm = MeshMap(load_map(args.map))
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     macro = {k: (sum(x[k] or 0.0 for x in supported) / len(supported) if supported else None) for k in ("precision", "recall", "f1")}
     side_n = sum(x["side_n"] for x in findings_rows)
     side_ok = sum(counts[x["row"]]["side_ok"] for x in findings_rows)
-    from checkers.lexicon import load_lexicon
+    from reportgen.checkers.lexicon import load_lexicon
 
     result = {
         "benchmark": "mesh_agreement",

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/bench/metrics_bench.json")
     args = ap.parse_args(argv)
 
-    from checkers.read import read_report
-    from evals.inject import build_benchmark
-    from evals.suite import Suite
+    from reportgen.checkers.read import read_report
+    from reportgen.evals.inject import build_benchmark
+    from reportgen.evals.suite import Suite
     from reportgen.iu import load_iu_reports
 
     load_before = os.getloadavg()

@@ -55,9 +55,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from checkers.region.checker import RegionChecker
-    from checkers.region.evidence import Calibration
-    from checkers.region.model import ClipBackend
+    from reportgen.checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.evidence import Calibration
+    from reportgen.checkers.region.model import ClipBackend
 
     torch.set_num_threads(args.threads)
     rc = RegionChecker(ClipBackend(args.model, warn_random=False), calibration=Calibration(query=args.query))

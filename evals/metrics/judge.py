@@ -26,7 +26,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
-from evals.metrics.radfact import Judged
+from reportgen.evals.metrics.radfact import Judged
 from reportgen.errors import BackendUnavailable, ReportgenError
 
 PROMPT = "entailment.yaml"
@@ -120,7 +120,7 @@ class LLMJudge:
         try:
             from langchain_openai import ChatOpenAI
         except ImportError:
-            raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen[judge]'") from None
+            raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen-cxr[judge]'") from None
         llm = ChatOpenAI(base_url=base_url, model=model, temperature=0, api_key=api_key or "EMPTY",
                          timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
         return cls(llm, **kwargs)

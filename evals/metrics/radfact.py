@@ -15,7 +15,7 @@ entailment is pluggable; each phrase gets a :class:`Judged`:
   must be stated on the other side: same observation and presence, and the other side at
   least as specific in side, zone, severity and change for positive findings, at most as
   specific for negative ones); a phrase without findings is not scored.
-- ``evals.metrics.judge``: an LLM judge; a failed call gives ``Judged(None, error=...)``,
+- ``reportgen.evals.metrics.judge``: an LLM judge; a failed call gives ``Judged(None, error=...)``,
   counted as an error and excluded, never scored "not entailed".
 
 Grounding (phrases with boxes, RadFact's grounded JSON): a phrase's boxes are spatially

@@ -126,7 +126,7 @@ def backend_class(kind: str) -> type:
         from reportgen.errors import BackendUnavailable
 
         raise BackendUnavailable(
-            "E561", f"the {kind} backend cannot be imported ({e})", fix="pip install 'reportgen[draft]'",
+            "E561", f"the {kind} backend cannot be imported ({e})", fix="pip install 'reportgen-cxr[draft]'",
         ) from e
     return getattr(mod, cls_name)
 

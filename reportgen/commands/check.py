@@ -2,7 +2,7 @@
 
 Input records ``{"id": str, "report": str, ...}``; the optional reference file has the same
 shape and is matched by ``id``. One output record per input line (the JSONL contract of
-``checkers.pipeline.ReportResult.to_record``); extra input keys are passed through. Bad
+``reportgen.checkers.pipeline.ReportResult.to_record``); extra input keys are passed through. Bad
 lines (malformed JSON, non-UTF-8 bytes, a missing id, an empty or oversized report) give
 an error record ``{"id": <id or "line:N">, "error": "<file:line: code problem>",
 "claims": [], "summary": {...}}`` and the batch goes on. The output file is written
@@ -19,7 +19,7 @@ missing, unreadable or badly given keeps its graph verdicts: every claim gets an
 region checker). ``--region-png-dir`` writes one PNG per checked study (``region_png``).
 
 ``--html OUT.html`` also writes a self-contained HTML page of the results after the JSONL
-(``evals.check_html``: summary, each claim's status and reasons per checker, the region
+(``reportgen.evals.check_html``: summary, each claim's status and reasons per checker, the region
 PNG inlined); ``--html-flagged-only`` and ``--html-max-studies`` choose the studies shown.
 """
 
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
-    g = p.add_argument_group("image-region evidence (needs the clip extra: pip install 'reportgen[clip]')")
+    g = p.add_argument_group("image-region evidence (needs the clip extra: pip install 'reportgen-cxr[clip]')")
     g.add_argument("--region-model", metavar="SPEC",
                    help="open_clip model for region evidence: local-dir:PATH, hf-hub:ORG/REPO, a built-in name (ViT-B-16) "
                         "or a model-config JSON (default: none, no region checking); records may then carry "
@@ -140,7 +140,7 @@ def passthrough(record: dict[str, Any], data: Mapping[str, Any] | None) -> dict[
 
 
 def error_record(rec: Record, extra_summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    from checkers.pipeline import empty_summary
+    from reportgen.checkers.pipeline import empty_summary
 
     out = {"id": rec.fallback_id(), "error": rec.error, "claims": [], "summary": empty_summary(**(extra_summary or {}))}
     return passthrough(out, rec.data)
@@ -159,7 +159,7 @@ def make_region_checker(args: argparse.Namespace):
         if extra:
             raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
         return None
-    from checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.checker import RegionChecker
 
     rc = RegionChecker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
                        calibration=args.region_calibration,
@@ -251,7 +251,7 @@ def write_png(path: Path, data: bytes) -> None:
 
 
 def make_html_page(args: argparse.Namespace):
-    """The ``evals.check_html.CheckPage`` for ``--html`` (None without it); checks the
+    """The ``reportgen.evals.check_html.CheckPage`` for ``--html`` (None without it); checks the
     options and that the page's folder can be written before any record is checked."""
     if not args.html:
         extra = [f for f, v in (("--html-flagged-only", args.html_flagged_only),
@@ -273,7 +273,7 @@ def make_html_page(args: argparse.Namespace):
         raise ReportgenError("E707", f"--html {args.html}: cannot create the folder ({e.strerror or e})") from None
     if not os.access(target.parent, os.W_OK):
         raise ReportgenError("E707", f"--html {args.html}: the folder {str(target.parent)!r} is not writable")
-    from evals.check_html import CheckPage
+    from reportgen.evals.check_html import CheckPage
 
     return CheckPage(title=f"reportgen check: {Path(args.reports).name}", flagged_only=args.html_flagged_only,
                      max_studies=max_studies)
@@ -323,7 +323,7 @@ def render_table(record: Mapping[str, Any], width: int | None = None, marks: Map
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from checkers.pipeline import Pipeline, batch_gc
+    from reportgen.checkers.pipeline import Pipeline, batch_gc
 
     err: TextIO = sys.stderr
     warnings: list[str] = []

@@ -120,7 +120,7 @@ def _sample(reports: Sequence[Any], n: int, rng: random.Random, exclude: set[str
 
 
 def run(args: argparse.Namespace) -> int:
-    from checkers.pipeline import Pipeline, default_reader
+    from reportgen.checkers.pipeline import Pipeline, default_reader
     from reportgen.commands.check import STATUSES, render_table
     from reportgen.iu import load_iu_reports
     from reportgen.jsonl import atomic_writer, dumps

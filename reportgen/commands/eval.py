@@ -69,7 +69,7 @@ def _judge(args: argparse.Namespace) -> Any:
         return None
     if not (args.judge_url and args.judge_model):
         raise ReportgenError("E470", "the LLM judge needs both --judge-url and --judge-model", fix="give both, or neither for graph entailment")
-    from evals.metrics.judge import LLMJudge
+    from reportgen.evals.metrics.judge import LLMJudge
 
     return LLMJudge.from_endpoint(args.judge_url, args.judge_model, api_key=os.environ.get(args.judge_api_key_env),
                                   structured=args.judge_structured, max_concurrency=args.judge_concurrency,
@@ -134,7 +134,7 @@ def _table(corpus: dict[str, Any], out: TextIO) -> None:
 def _run_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from evals.suite import Suite
+    from reportgen.evals.suite import Suite
 
     pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred")
     ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
@@ -167,7 +167,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     })
     _write_json(args.out, metrics)
     if args.html:
-        from evals.html import render_html
+        from reportgen.evals.html import render_html
 
         with atomic_writer(args.html) as fh:
             fh.write(render_html(metrics, rows))
@@ -197,8 +197,8 @@ def injection_table(rows: list[Any], out: TextIO) -> None:
 
 
 def _run_inject(args: argparse.Namespace) -> int:
-    from evals.inject import CATEGORIES, Vocabulary, run_benchmark
-    from evals.suite import graph_checker_flags
+    from reportgen.evals.inject import CATEGORIES, Vocabulary, run_benchmark
+    from reportgen.evals.suite import graph_checker_flags
     from reportgen.iu import load_iu_reports
 
     if not args.out:
@@ -234,8 +234,8 @@ def _run_inject(args: argparse.Namespace) -> int:
 # --- grounded ---------------------------------------------------------------------------------
 
 def _run_grounded(args: argparse.Namespace) -> int:
-    from evals.metrics.radfact import parse_grounded_examples
-    from evals.suite import grounded_scores
+    from reportgen.evals.metrics.radfact import parse_grounded_examples
+    from reportgen.evals.suite import grounded_scores
 
     if not args.out:
         raise ReportgenError("E472", "--grounded needs --out", fix="reportgen eval --grounded G.json --out radfact.json")

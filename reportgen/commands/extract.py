@@ -2,7 +2,7 @@
 
     reportgen extract "No pleural effusion or pneumothorax. Mild cardiomegaly."
     echo "FINDINGS: The lungs are clear." | reportgen extract - --format json
-    reportgen extract "..." --extractor radgraph          # needs reportgen[radgraph]
+    reportgen extract "..." --extractor radgraph          # needs reportgen-cxr[radgraph]
     reportgen extract "..." --lexicon my_terms.json        # a user lexicon merged in
 
 Offsets are into the text as given (several words on the command line are joined by
@@ -40,8 +40,8 @@ def _read_text(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checkers.graphs import get_extractor
-    from checkers.read import read_report
+    from reportgen.checkers.graphs import get_extractor
+    from reportgen.checkers.read import read_report
 
     text = _read_text(args)
     if not text.strip():

@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from checkers.read import read_report
-    from evals.metrics.chexpert import CHEXPERT_LABELS, ChexpertMap, chexpert_labels
+    from reportgen.checkers.read import read_report
+    from reportgen.evals.metrics.chexpert import CHEXPERT_LABELS, ChexpertMap, chexpert_labels
     from reportgen.errors import ReportgenError
 
     mapping = ChexpertMap.load(args.map)

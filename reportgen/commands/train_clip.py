@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from checkers.region.train import train_clip
+    from reportgen.checkers.region.train import train_clip
 
     def progress(epoch: int, loss: float) -> None:
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss:.4f}", file=sys.stderr)

@@ -23,13 +23,13 @@ Method
   samples) "No opacity.". One sentence per zone: paraphrases would be negatives of each other.
 - Model: a SMALL open_clip ModifiedResNet (CLIP's RN layout, widths /8: 128x128 input ->
   4x4 map grid) and a 2-layer text tower, built from a config (no download), trained from
-  RANDOM weights with ``reportgen train-clip``'s code (checkers.region.train.train_clip):
+  RANDOM weights with ``reportgen train-clip``'s code (reportgen.checkers.region.train.train_clip):
   global CLIP loss + the token-level (max over patches) loss with weight 0.5, every batch
   drawn from one base radiograph (``group_by``), lr 1e-3, 40 warm-up steps and cosine decay,
   1,200 steps of 32, and during the first
   40% of the steps denser lesions (contrast raised toward 1, annealed to the test range).
   Lesions and sentences are drawn on the fly, so no training image is ever seen twice.
-- Calibration: the thresholds are calibrated (checkers.region.calibrate) on lesions inserted
+- Calibration: the thresholds are calibrated (reportgen.checkers.region.calibrate) on lesions inserted
   into the TRAIN bases; tested on fresh lesions.
 - Metrics, query "opacity" (the checker's finding query): pointing game (argmax of the map
   inside the thorax falls in the lesion's zone / in the lesion disk), CNR of the map
@@ -42,7 +42,7 @@ Method
   other side (contradicted), and the trained model's box CNR (out of distribution: TB is
   not a Gaussian blob).
 
-    python -m evals.region_semisynthetic [--steps 1200] [--out runs/region_semisynthetic.json]
+    python -m evals.bench.region_semisynthetic [--steps 1200] [--out runs/region_semisynthetic.json]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def load_bases(names, data: Path = DATA) -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
 
-    from checkers.region.images import load_radiograph
+    from reportgen.checkers.region.images import load_radiograph
 
     out = {}
     for n in names:
@@ -104,7 +104,7 @@ class LesionSampler:
     into (see the module docstring)."""
 
     def __init__(self):
-        from checkers.region.zones import Atlas
+        from reportgen.checkers.region.zones import Atlas
 
         self.zones = Atlas.load().zone_set("PA", shape=(BASE_SIZE, BASE_SIZE))
         self.points = {(s, lv): np.argwhere(self.zones.masks[f"{s}_{lv}_zone"]) for s in SIDES for lv in LEVELS}
@@ -214,9 +214,9 @@ def calibration_labels(bases, sampler, rng, n_per_base: int = 12) -> list[dict]:
 
 def evaluate(rc, bases, sampler, rng, n_per_base: int = 24) -> dict:
     """Pointing game, CNR, claim verdicts and CNR AUCs on fresh lesions in the given bases."""
-    from checkers.region.calibrate import youden
-    from checkers.region.evidence import cnr
-    from checkers.region.zones import _resize_mask
+    from reportgen.checkers.region.calibrate import youden
+    from reportgen.checkers.region.evidence import cnr
+    from reportgen.checkers.region.zones import _resize_mask
 
     hits_disk = hits_zone = 0
     cnrs = []
@@ -265,7 +265,7 @@ def evaluate(rc, bases, sampler, rng, n_per_base: int = 24) -> dict:
 
 
 def tbx11k_check(rc, data: Path = DATA) -> list[dict]:
-    from checkers.region.grounded import check_box, describe_box, tbx11k_boxes
+    from reportgen.checkers.region.grounded import check_box, describe_box, tbx11k_boxes
     from reportgen.types import Finding
 
     rows = []
@@ -317,11 +317,11 @@ def main(argv=None) -> int:
 
     import torch
 
-    from checkers.region.calibrate import calibrate
-    from checkers.region.checker import RegionChecker
-    from checkers.region.evidence import Calibration
-    from checkers.region.model import ClipBackend
-    from checkers.region.train import Pair, model_config, save_local_dir, train_clip
+    from reportgen.checkers.region.calibrate import calibrate
+    from reportgen.checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.evidence import Calibration
+    from reportgen.checkers.region.model import ClipBackend
+    from reportgen.checkers.region.train import Pair, model_config, save_local_dir, train_clip
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ checkers/data/zones.json (dashed yellow / orange), and the agreement is measured
 There is no ground-truth lung mask here: IoU says how far the atlas is from what the
 segmenter found on that film, not which of the two is right. Look at the PNG.
 
-    python -m evals.segment_overlay [--segmenter threshold|xrv-pspnet] [--images A.png B.dcm ...]
+    python -m evals.bench.segment_overlay [--segmenter threshold|xrv-pspnet] [--images A.png B.dcm ...]
         [--out runs/segment_overlay]     # writes overlay.png and segment_overlay.json
 """
 
@@ -47,7 +47,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def measure(pixels: np.ndarray, segmenter, atlas) -> dict:
     """Agreement of one film's segmentation with the atlas (see the module docstring)."""
-    from checkers.region.segment import resize_mask, threshold_lungs_detail
+    from reportgen.checkers.region.segment import resize_mask, threshold_lungs_detail
 
     t0 = time.perf_counter()
     if segmenter is None:
@@ -132,9 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "segment_overlay", help="output folder")
     args = ap.parse_args(argv)
 
-    from checkers.region.images import load_radiograph
-    from checkers.region.segment import resolve_segmenter
-    from checkers.region.zones import Atlas
+    from reportgen.checkers.region.images import load_radiograph
+    from reportgen.checkers.region.segment import resolve_segmenter
+    from reportgen.checkers.region.zones import Atlas
     from reportgen.errors import ReportgenError
 
     paths = list(args.images or film_paths(args.data))
