@@ -19,6 +19,7 @@ lazily (the ``draft`` extra).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,101 @@ VIEW_NAMES = {
     "PA": "PA", "AP": "AP", "LL": "LATERAL", "RL": "LATERAL", "LAT": "LATERAL", "LATERAL": "LATERAL",
     "LLD": "DECUBITUS", "RLD": "DECUBITUS", "LAO": "OBLIQUE", "RAO": "OBLIQUE", "LPO": "OBLIQUE", "RPO": "OBLIQUE",
 }
+
+
+# ---------------------------------------------------------------------- image policy
+# Defaults sized for chest radiographs: a 3056x2544 film becomes about 560x470 (~262k
+# pixels, ~340 Qwen2-VL tokens) instead of ~9,900 tokens at the processor's own limit;
+# two images (frontal, then lateral) per study, the limit `reportgen serve` passes to vLLM.
+DEFAULT_MAX_PIXELS = 512 * 512
+DEFAULT_MIN_PIXELS = 0
+DEFAULT_MAX_IMAGES = 2
+FRONTAL_VIEWS = frozenset({"PA", "AP", "FRONTAL", "AP AXIAL", "PA LLD", "AP LLD", "AP RLD", "PA RLD"})
+LATERAL_VIEWS = frozenset({"LATERAL", "LAT", "LL", "RL", "LLD-LAT", "RLD-LAT", "LEFT LATERAL", "RIGHT LATERAL"})
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """How many images of a study a prompt gets and at what size, the same in ``train``,
+    the ``hf`` and ``vllm`` backends and ``serve``.
+
+    ``max_images``: images per prompt, chosen frontal first, then lateral (see
+    :meth:`order`); None: all.
+    ``max_pixels`` / ``min_pixels``: an image with more (fewer) pixels is resized, aspect
+    kept, to fit (0/None: no bound). Resizing happens before the processor and before the
+    vLLM backend's base64 encoding, so both see the same pixels.
+    """
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    min_pixels: int | None = DEFAULT_MIN_PIXELS
+    max_images: int | None = DEFAULT_MAX_IMAGES
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "min_pixels", "max_images"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ReportgenError("E580", f"image policy: {name} must be an integer >= 0 or None, got {v!r}",
+                                     fix=f"e.g. --{name.replace('_', '-')} " + ("2" if name == "max_images" else "262144"))
+        if self.max_images == 0:
+            raise ReportgenError("E580", "image policy: max_images 0 leaves no image", fix="use 1 or more (2: frontal + lateral)")
+        if self.max_pixels and self.min_pixels and self.min_pixels > self.max_pixels:
+            raise ReportgenError("E580", f"image policy: min_pixels {self.min_pixels} is above max_pixels {self.max_pixels}",
+                                 fix="lower --min-pixels or raise --max-pixels")
+
+    @classmethod
+    def of(cls, max_pixels: Any = DEFAULT_MAX_PIXELS, min_pixels: Any = DEFAULT_MIN_PIXELS,
+           max_images: Any = DEFAULT_MAX_IMAGES) -> "ImagePolicy":
+        """A policy from CLI/spec values (0 or None for max_pixels/max_images: no limit)."""
+        return cls(max_pixels=max_pixels or None, min_pixels=min_pixels or 0, max_images=max_images or None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_pixels": self.max_pixels, "min_pixels": self.min_pixels, "max_images": self.max_images}
+
+    def size_for(self, width: int, height: int) -> tuple[int, int]:
+        """The (width, height) an image of this size is resized to (the same when it fits)."""
+        import math
+
+        area = width * height
+        scale = 1.0
+        if self.max_pixels and area > self.max_pixels:
+            scale = math.sqrt(self.max_pixels / area)
+        elif self.min_pixels and area < self.min_pixels:
+            scale = math.sqrt(self.min_pixels / area)
+        if scale == 1.0:
+            return width, height
+        rnd = math.ceil if scale > 1 else math.floor  # never short of min_pixels, never over max_pixels
+        return max(1, int(rnd(width * scale))), max(1, int(rnd(height * scale)))
+
+    def fit(self, image):
+        """``image`` (PIL) resized to the pixel bounds, aspect kept (Lanczos); as is when it fits."""
+        size = self.size_for(*image.size)
+        if size == image.size:
+            return image
+        from PIL import Image
+
+        return image.resize(size, Image.Resampling.LANCZOS)
+
+    def order(self, views) -> list[int]:
+        """Indices of the images to keep, in prompt order: the first frontal view, the
+        first lateral, then images whose view is not given, further frontals, further
+        laterals, other views (decubitus, oblique, ...); input order within each group."""
+        seen: set[int] = set()
+
+        def rank(view) -> int:
+            v = str(view or "").strip().upper()
+            group = 0 if v in FRONTAL_VIEWS else 1 if v in LATERAL_VIEWS else 2 if not v else 5
+            if group in (0, 1):
+                if group in seen:
+                    return group + 3
+                seen.add(group)
+            return group
+
+        ranks = [rank(v) for v in views]
+        idx = sorted(range(len(views)), key=lambda i: (ranks[i], i))
+        return idx[: self.max_images] if self.max_images else idx
+
+
+DEFAULT_POLICY = ImagePolicy()
 
 
 def is_dicom(path: str | os.PathLike[str]) -> bool:

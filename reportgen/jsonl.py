@@ -160,16 +160,25 @@ class AppendWriter:
         self._fh = self.path.open("a", encoding="utf-8")
 
     def _repair_tail(self) -> None:
-        # A crash mid-write can leave a last line without its newline; drop it so the
-        # next record starts on a fresh line and the torn one is redone.
+        # A crash mid-write can leave a last line without its newline. A torn record is
+        # dropped (and redone); a complete one (only its newline missing) is kept and its
+        # line ended, since readers already count it as done.
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         data = self.path.read_bytes()
         if data.endswith(b"\n"):
             return
         cut = data.rfind(b"\n") + 1
+        try:  # a complete record whose newline was not written: keep it, end its line
+            complete = isinstance(json.loads(data[cut:]), dict)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            complete = False
         with self.path.open("r+b") as fh:
-            fh.truncate(cut)
+            if complete:
+                fh.seek(0, os.SEEK_END)
+                fh.write(b"\n")
+            else:
+                fh.truncate(cut)
 
     def done_ids(self) -> set[str]:
         return {rec["id"] for _, rec in written_records(self.path)}

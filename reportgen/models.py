@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from reportgen.errors import BackendUnavailable, ReportgenError
 
@@ -32,15 +32,21 @@ LM_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 VISION_MARKERS = ("visual", "vision", "image_tower", "vit", "multi_modal_projector", "merger", "connector")
 
 
-def lm_target_regex(projections: tuple[str, ...] = LM_PROJECTIONS, lm_prefix: str = r"(?:language_model|text_model)") -> str:
+def lm_target_regex(projections: tuple[str, ...] = LM_PROJECTIONS, lm_prefix: str = r"(?:language_model|text_model)",
+                    blocks: tuple[str, ...] = ("self_attn", "mlp")) -> str:
     """A peft ``target_modules`` regex (full match) for the text decoder's projections."""
     names = "|".join(projections)
-    return rf"^(?!.*(?:visual|vision))(?:.*\.)?{lm_prefix}\.(?:model\.)?layers\.\d+\.(?:self_attn|mlp)\.(?:{names})$"
+    return (rf"^(?!.*(?:visual|vision))(?:.*\.)?{lm_prefix}\.(?:model\.)?layers\.\d+\.(?:{'|'.join(blocks)})"
+            rf"\.(?:{names})$")
+
+
+MODELS_FILE = "models.json"
+VLLM_LORA = ("yes", "no")
 
 
 @dataclass(frozen=True)
 class Family:
-    """What reportgen knows about a model family."""
+    """What reportgen knows about a model family (one entry of ``reportgen/data/models.json``)."""
 
     name: str
     model_types: tuple[str, ...]
@@ -48,21 +54,53 @@ class Family:
     vllm_lora: bool
     target_modules: str
     notes: str = ""
+    chat_template: str | None = None
+    stop_tokens: tuple[str, ...] = ()
+    extend_over_report: Mapping[str, Any] = field(default_factory=dict)
+    tested: Mapping[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = MODELS_FILE) -> "Family":
+        try:
+            tm = d["target_modules"]
+            target = tm if isinstance(tm, str) else lm_target_regex(
+                tuple(tm.get("projections", LM_PROJECTIONS)), tm.get("lm_prefix", r"(?:language_model|text_model)"),
+                tuple(tm.get("blocks", ("self_attn", "mlp"))))
+            if d["vllm_lora"] not in VLLM_LORA:
+                raise ValueError(f"vllm_lora must be one of {VLLM_LORA}")
+            for k, v in dict(d.get("extend_over_report") or {}).items():
+                if not (isinstance(v, (int, float)) and not isinstance(v, bool)) and v != "last":
+                    raise ValueError(f"extend_over_report[{k!r}] must be a number or 'last'")
+            return cls(
+                name=d["name"], model_types=tuple(d["model_types"]), example=d["example"], vllm_lora=d["vllm_lora"] == "yes",
+                target_modules=target, notes=d.get("notes", ""), chat_template=d.get("chat_template"),
+                stop_tokens=tuple(d.get("stop_tokens", ())), extend_over_report=dict(d.get("extend_over_report") or {}),
+                tested={k: bool(d.get("tested", {}).get(k, False)) for k in ("train", "hf", "vllm_lora")},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ReportgenError("E585", f"{where}: family {d.get('name', '?') if isinstance(d, Mapping) else '?'!r} is malformed ({e})",
+                                 fix="compare it with the other entries of reportgen/data/models.json") from e
 
 
-FAMILIES: tuple[Family, ...] = (
-    Family("Qwen2-VL", ("qwen2_vl",), "Qwen/Qwen2-VL-2B-Instruct", True, lm_target_regex(),
-           "the default; dynamic resolution (min/max pixels), several images per prompt"),
-    Family("Qwen2.5-VL", ("qwen2_5_vl",), "Qwen/Qwen2.5-VL-3B-Instruct", True, lm_target_regex()),
-    Family("Gemma 3 / MedGemma", ("gemma3",), "google/medgemma-4b-it", True, lm_target_regex(),
-           "MedGemma is gated on the hub: accept its licence first; 896x896 images"),
-    Family("Idefics3 / SmolVLM", ("idefics3", "smolvlm"), "HuggingFaceTB/SmolVLM-256M-Instruct", True,
-           lm_target_regex(lm_prefix="text_model"), "image splitting; a very small option"),
-    Family("LLaVA-1.5", ("llava",), "llava-hf/llava-1.5-7b-hf", True, lm_target_regex(),
-           "one image per prompt works best"),
-    Family("PaliGemma", ("paligemma",), "google/paligemma-3b-mix-224", True, lm_target_regex(),
-           "gated on the hub; trained for short prefixes rather than chat"),
-)
+def load_families(path: str | os.PathLike[str] | None = None) -> tuple[Family, ...]:
+    """The families of ``reportgen/data/models.json`` (or of a file with the same shape)."""
+    import json
+
+    if path is None:
+        from importlib import resources
+
+        text, where = (resources.files("reportgen.data") / MODELS_FILE).read_text(encoding="utf-8"), f"reportgen/data/{MODELS_FILE}"
+    else:
+        text, where = Path(path).read_text(encoding="utf-8"), str(path)
+    try:
+        data = json.loads(text)
+        entries = data["families"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ReportgenError("E585", f"{where} is not a model-family file ({e})", fix="restore reportgen/data/models.json") from e
+    return tuple(Family.from_dict(d, where) for d in entries)
+
+
+FAMILIES: tuple[Family, ...] = load_families()
 
 
 def family_of(model_type: str | None) -> Family | None:
@@ -137,13 +175,14 @@ def _check_source(name_or_path: str, what: str) -> None:
         raise ReportgenError("E504", f"{what} folder {str(name_or_path)!r} does not exist", fix="give an existing folder or a hub id such as " + DEFAULT_MODEL)
 
 
-def load_processor(name_or_path: str):
-    """The model's processor (tokenizer + image processor + chat template)."""
+def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
+    """The model's processor (tokenizer + image processor + chat template).
+    ``trust_remote_code`` runs the Python code shipped with the model (see load_base_model)."""
     from transformers import AutoProcessor
 
     _check_source(name_or_path, "model")
     try:
-        return AutoProcessor.from_pretrained(str(name_or_path))
+        return AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise BackendUnavailable("E506", f"cannot load the processor of {str(name_or_path)!r}: {e}", fix=_hub_fix()) from e
 
@@ -154,9 +193,15 @@ def _hub_fix() -> str:
     return "check the hub id or folder; with network access the model is downloaded into the Hugging Face cache"
 
 
-def load_base_model(name_or_path: str, *, device: str | None = None, dtype: Any = None):
+def load_base_model(name_or_path: str, *, device: str | None = None, dtype: Any = None,
+                    trust_remote_code: bool = False, quantization_config: Any = None):
     """The base model in eval mode on ``device``: AutoModelForImageTextToText, falling
-    back to the class its config names (``architectures``)."""
+    back to the class its config names (``architectures``), then AutoModelForCausalLM.
+
+    ``trust_remote_code=True`` imports and RUNS the Python files of the model's repository
+    (its author's code, e.g. MAIRA-2, CheXagent): only for models whose source you trust.
+    ``quantization_config`` (e.g. bitsandbytes 4-bit for QLoRA) is passed to transformers;
+    such a model is placed on ``device`` by transformers."""
     import transformers
     from transformers import AutoConfig, AutoModelForImageTextToText
 
@@ -164,34 +209,47 @@ def load_base_model(name_or_path: str, *, device: str | None = None, dtype: Any 
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     try:
-        config = AutoConfig.from_pretrained(str(name_or_path))
+        config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
+        if "trust_remote_code" in str(e) and not trust_remote_code:
+            raise ReportgenError("E586", f"{str(name_or_path)!r} ships its own model code: {e}",
+                                 fix="pass --trust-remote-code if you trust its author's code (it runs on this machine)") from e
         raise BackendUnavailable("E506", f"cannot load the config of {str(name_or_path)!r}: {e}", fix=_hub_fix()) from e
+    kw: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if quantization_config is not None:
+        kw.update(quantization_config=quantization_config, device_map={"": device})
     try:
-        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), dtype=torch_dtype)
+        model = AutoModelForImageTextToText.from_pretrained(str(name_or_path), **kw)
     except ValueError:
         arch = (getattr(config, "architectures", None) or [None])[0]
         cls = getattr(transformers, arch, None) if arch else None
+        if cls is None and trust_remote_code:
+            from transformers import AutoModelForCausalLM
+
+            cls = AutoModelForCausalLM
         if cls is None:
             raise ReportgenError(
                 "E507", f"{str(name_or_path)!r} (model_type {config.model_type!r}) is not a vision-language model transformers can load",
-                fix="use an image-text-to-text model, e.g. " + ", ".join(f.example for f in FAMILIES[:3]),
+                fix="use an image-text-to-text model, e.g. " + ", ".join(f.example for f in FAMILIES[:3])
+                + "; a model with its own code needs --trust-remote-code",
             ) from None
-        model = cls.from_pretrained(str(name_or_path), dtype=torch_dtype)
-    model.to(device)
+        model = cls.from_pretrained(str(name_or_path), **kw)
+    if quantization_config is None:
+        model.to(device)
     model.eval()
     return model
 
 
 def load_model(
     name_or_path: str, adapter: str | None = None, *, device: str | None = None, dtype: Any = None,
+    trust_remote_code: bool = False,
 ) -> LoadedModel:
     """Load ``name_or_path`` (hub id or folder) with its processor and an optional LoRA
     ``adapter`` folder (``PeftModel.from_pretrained``), ready for generation."""
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
-    processor = load_processor(name_or_path)
-    model = load_base_model(name_or_path, device=device, dtype=torch_dtype)
+    processor = load_processor(name_or_path, trust_remote_code=trust_remote_code)
+    model = load_base_model(name_or_path, device=device, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     if adapter:
         model = load_adapter(model, adapter)
     fam = family_of(getattr(model.config, "model_type", None))

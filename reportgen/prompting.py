@@ -30,6 +30,25 @@ from reportgen.types import Study
 
 TASKS = ("findings", "impression", "full")
 DEFAULT_TEMPLATE = "draft.json"
+# Optional free-text fields of a study record: absent, null, "" and whitespace all mean
+# "not given", in `train` and `draft` alike.
+OPTIONAL_TEXT_FIELDS = ("indication", "comparison")
+
+
+def clean_optional_fields(data: dict[str, Any], max_chars: int = 200_000) -> str | None:
+    """Drop empty optional text fields (None, "", whitespace) from a study record in place;
+    return a problem ("E107 ..."/"E108 ...") for a non-string or oversized one, else None."""
+    for key in OPTIONAL_TEXT_FIELDS:
+        if key not in data:
+            continue
+        value = data[key]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            del data[key]
+        elif not isinstance(value, str):
+            return f"E107 {key!r} must be a string, got {type(value).__name__}"
+        elif len(value) > max_chars:
+            return f"E108 {key!r} has {len(value):,} characters, over the limit of {max_chars:,}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,16 @@ class PromptTemplate:
         except (KeyError, TypeError) as e:
             raise ReportgenError("E520", f"{source or 'prompt template'}: missing or malformed key {e}", fix="compare with prompts/draft.json") from e
 
+    @property
+    def sha256(self) -> str:
+        """The content hash of what the template renders (every key but ``source``), recorded
+        beside ``version`` so an edited template that kept its version is still told apart."""
+        import hashlib
+
+        body = {"version": self.version, "system": self.system, "tasks": dict(self.tasks), "image_label": self.image_label,
+                "view_labels": dict(self.view_labels), "context": dict(self.context)}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
     def view_label(self, view: str | None) -> str:
         if not view:
             return self.view_labels.get("unknown", "view not given")
@@ -101,6 +130,7 @@ def default_template() -> PromptTemplate:
 
 
 PROMPT_VERSION: str = default_template().version
+PROMPT_SHA256: str = default_template().sha256
 
 
 def _views(study: Study) -> list[str | None]:
@@ -119,11 +149,30 @@ def _views(study: Study) -> list[str | None]:
     return views
 
 
-def render_messages(study: Study, task: str = "findings", template: PromptTemplate | None = None) -> list[dict[str, Any]]:
-    """Chat messages for drafting ``task`` ("findings", "impression" or "full") of ``study``."""
+def select_images(study: Study, policy: Any = None) -> Study:
+    """``study`` with the images an image policy (reportgen.images.ImagePolicy) keeps, in
+    prompt order (frontal first, then lateral); views read from DICOM headers are filled in."""
+    if policy is None or not study.images:
+        return study
+    views = _views(study)
+    keep = policy.order(views)
+    if keep == list(range(len(study.images))) and tuple(views) == tuple(study.views):
+        return study
+    from dataclasses import replace
+
+    dropped = len(study.images) - len(keep)
+    meta = {**dict(study.meta), "images_dropped": dropped} if dropped else study.meta
+    return replace(study, images=tuple(study.images[i] for i in keep), views=tuple(views[i] for i in keep), meta=meta)
+
+
+def render_messages(study: Study, task: str = "findings", template: PromptTemplate | None = None,
+                    policy: Any = None) -> list[dict[str, Any]]:
+    """Chat messages for drafting ``task`` ("findings", "impression" or "full") of ``study``;
+    with an image ``policy`` only the images it selects, in its order."""
     if task not in TASKS:
         raise ReportgenError("E521", f"unknown drafting task {task!r}", fix=f"use one of {', '.join(TASKS)}")
     t = template or default_template()
+    study = select_images(study, policy)
     parts: list[dict[str, Any]] = []
     for n, (img, view) in enumerate(zip(study.images, _views(study)), start=1):
         parts.append({"type": "text", "text": t.image_label.format(n=n, view=t.view_label(view))})

@@ -45,7 +45,12 @@ INSTALL_ROUTES = (
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """What to serve and how. ``adapters`` are (name, path) pairs; ``extra_args`` go to vLLM as is."""
+    """What to serve and how. ``adapters`` are (name, path) pairs; ``extra_args`` go to vLLM as is.
+
+    ``max_images`` is the image policy's images per study (reportgen.images, default 2:
+    frontal + lateral), the same setting `train` and `draft` use; vLLM's
+    ``--limit-mm-per-prompt`` is made from it unless given explicitly (then its image count
+    must equal ``max_images`` when both are given)."""
 
     model: str
     adapters: tuple[tuple[str, str], ...] = ()
@@ -53,7 +58,9 @@ class ServeConfig:
     port: int = 8000
     max_lora_rank: int = 16
     max_loras: int | None = None
-    limit_mm_per_prompt: str = '{"image": 2, "video": 0}'
+    limit_mm_per_prompt: str | None = None
+    max_images: int | None = None
+    trust_remote_code: bool = False
     dtype: str | None = None
     max_model_len: int | None = None
     python: str | None = None
@@ -90,6 +97,23 @@ def check_adapter(name: str, path: str, max_lora_rank: int) -> tuple[str, str]:
             fix=f"pass --max-lora-rank {higher}",
         )
     return name, str(p.resolve())
+
+
+def limit_mm(cfg: ServeConfig) -> str:
+    """vLLM's --limit-mm-per-prompt for ``cfg`` (from max_images unless given), checked."""
+    from reportgen.images import DEFAULT_MAX_IMAGES
+
+    max_images = DEFAULT_MAX_IMAGES if cfg.max_images is None else cfg.max_images
+    if not isinstance(max_images, int) or isinstance(max_images, bool) or max_images < 1:
+        raise ReportgenError("E580", f"--max-images must be 1 or more, got {max_images!r}", fix="e.g. --max-images 2")
+    if cfg.limit_mm_per_prompt is None:
+        return json.dumps({"image": max_images, "video": 0})
+    value = check_limit_mm(cfg.limit_mm_per_prompt)
+    images = json.loads(value).get("image")
+    if cfg.max_images is not None and images != cfg.max_images:
+        raise ReportgenError("E583", f"--limit-mm-per-prompt allows {images} image(s) per prompt but --max-images is {cfg.max_images}",
+                             fix="give only --max-images (the same value `reportgen draft --max-images` uses)")
+    return value
 
 
 def check_limit_mm(value: str) -> str:
@@ -162,7 +186,9 @@ def build_command(cfg: ServeConfig, launcher: Sequence[str]) -> list[str]:
     cmd += ["--max-loras", str(cfg.max_loras or max(1, len(cfg.adapters)))]
     if cfg.adapters:
         cmd += ["--lora-modules", *(f"{n}={p}" for n, p in cfg.adapters)]
-    cmd += ["--limit-mm-per-prompt", cfg.limit_mm_per_prompt]
+    cmd += ["--limit-mm-per-prompt", limit_mm(cfg)]
+    if cfg.trust_remote_code:
+        cmd += ["--trust-remote-code"]
     if cfg.dtype:
         cmd += ["--dtype", cfg.dtype]
     if cfg.max_model_len:
@@ -216,7 +242,7 @@ class VLLMServer:
         if cfg.max_lora_rank not in LORA_RANKS:
             raise ReportgenError("E555", f"--max-lora-rank {cfg.max_lora_rank} is not supported by vLLM", fix=f"use one of {', '.join(map(str, LORA_RANKS))}")
         port = cfg.port or free_port(cfg.host)
-        self.cfg = replace(cfg, adapters=adapters, port=port, limit_mm_per_prompt=check_limit_mm(cfg.limit_mm_per_prompt))
+        self.cfg = replace(cfg, adapters=adapters, port=port, limit_mm_per_prompt=limit_mm(cfg))
         self.launcher = list(launcher) if launcher else None
         self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"reportgen-vllm-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

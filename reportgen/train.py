@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence
 
 from reportgen.errors import InputError, ReportgenError
 from reportgen.jsonl import AppendWriter, atomic_writer, dumps, read_jsonl
+from reportgen.prompting import clean_optional_fields
 from reportgen.types import Study
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,13 @@ class TrainConfig:
     template: str | None = None
     device: str | None = None
     dtype: str | None = None
+    max_pixels: int | None = None
+    min_pixels: int | None = None
+    max_images: int | None = None
+    max_skipped_share: float = 0.05
+    gradient_checkpointing: bool = False
+    quantize: str | None = None
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         from reportgen.prompting import TASKS
@@ -127,6 +135,19 @@ class TrainConfig:
             raise bad("target_modules", "must be a regex string or a list of module names", "omit it for the family default")
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
+        if not isinstance(self.max_skipped_share, (int, float)) or not 0 <= self.max_skipped_share <= 1:
+            raise bad("max_skipped_share", f"must be in [0, 1], got {self.max_skipped_share!r}", "e.g. --max-skipped-share 0.05")
+        if self.quantize not in (None, "4bit"):
+            raise bad("quantize", f"must be None or '4bit', got {self.quantize!r}", "use --quantize 4bit (QLoRA, CUDA only)")
+        self.image_policy  # validates the image bounds (E580)
+
+    @property
+    def image_policy(self):
+        from reportgen.images import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImagePolicy
+
+        return ImagePolicy.of(DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels,
+                              DEFAULT_MIN_PIXELS if self.min_pixels is None else self.min_pixels,
+                              DEFAULT_MAX_IMAGES if self.max_images is None else self.max_images)
 
     @property
     def steps_between_saves(self) -> int:
@@ -171,7 +192,7 @@ def read_manifest(path: str | os.PathLike[str]) -> ManifestData:
             errors.append({"id": rid, "where": rec.where, "error": rec.error})
             continue
         data = dict(rec.data or {})
-        problem = _check_record(data, base)
+        problem = clean_optional_fields(data) or _check_record(data, base)
         if problem is None and rid in seen:
             problem = f"E512 duplicate id {rid!r}"
         if problem:
@@ -216,49 +237,101 @@ def _check_record(data: dict[str, Any], base: Path) -> str | None:
     return None
 
 
+PATIENT_KEYS = ("patient_id", "subject_id", "patient")
+SPLIT_KEYS = ("split",)
+VAL_SPLITS = frozenset({"validate", "validation", "val", "valid", "dev"})
+TEST_SPLITS = frozenset({"test"})
+
+
+def patient_of(study: Study) -> str:
+    """The patient a study belongs to (``patient_id``/``subject_id`` of the record, kept in
+    ``Study.meta``); a study without one is its own patient."""
+    for k in PATIENT_KEYS:
+        v = study.meta.get(k)
+        if v not in (None, ""):
+            return str(v)
+    return f"study:{study.id}"
+
+
+def official_split(study: Study) -> str | None:
+    v = study.meta.get("split")
+    return str(v).strip().lower() if v not in (None, "") else None
+
+
 def split_examples(examples: Sequence[Example], val_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """A seeded train/validation split (at least one validation study when the fraction
-    is positive and there are two or more studies)."""
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
+    """A train/validation split BY PATIENT: every study of one patient lands on the same
+    side. When records carry an official ``split`` ("train", "validate", "test", as in
+    MIMIC-CXR's split file) it is honoured: "validate" studies validate, "test" studies are
+    never trained on (nor validated on). Otherwise a seeded share ``val_fraction`` of the
+    patients (at least one when positive and there are two or more) validates."""
+    if any(official_split(e.study) for e in examples):
+        train = [e for e in examples if official_split(e.study) not in VAL_SPLITS | TEST_SPLITS]
+        val = [e for e in examples if official_split(e.study) in VAL_SPLITS]
+        return train, val
+    patients = sorted({patient_of(e.study) for e in examples})
+    random.Random(seed).shuffle(patients)
     n_val = 0
-    if val_fraction > 0 and len(examples) >= 2:
-        n_val = min(len(examples) - 1, max(1, round(val_fraction * len(examples))))
-    val_idx = set(order[:n_val])
-    train = [e for i, e in enumerate(examples) if i not in val_idx]
-    val = [e for i, e in enumerate(examples) if i in val_idx]
+    if val_fraction > 0 and len(patients) >= 2:
+        n_val = min(len(patients) - 1, max(1, round(val_fraction * len(patients))))
+    val_p = set(patients[:n_val])
+    train = [e for e in examples if patient_of(e.study) not in val_p]
+    val = [e for e in examples if patient_of(e.study) in val_p]
     return train, val
 
 
 # ------------------------------------------------------------------------------ encoding
-def encode_example(processor, ex: Example, task: str, template, max_length: int) -> dict:
+def encode_example(processor, ex: Example, task: str, template, max_length: int, policy=None, family=None,
+                   stop_ids: Sequence[int] | None = None) -> dict:
     """Model inputs for one example with ``labels``: -100 on the prompt (text, image and
     special tokens) and on padding, the target tokens elsewhere.
 
-    The prompt is tokenized exactly as the ``hf`` backend tokenizes it for drafting; the
-    target's tokens follow it, so the adapter learns to continue the drafting prompt."""
+    The prompt is tokenized exactly as the ``hf`` backend tokenizes it for drafting (same
+    image ``policy``, same family chat template); the target's tokens follow it, so the
+    adapter learns to continue the drafting prompt. When the target the chat template
+    writes holds none of ``stop_ids`` (e.g. llava-1.5's template ends the answer with a
+    space), the tokenizer's EOS is appended so the adapter learns to stop. Per-token
+    inputs other than ids and mask continue over the target as the family says
+    (``extend_over_report`` in reportgen/data/models.json; 0 otherwise)."""
     import torch
 
     from reportgen.encoding import conversation_text, encode, load_images
     from reportgen.prompting import render_messages
 
-    messages = render_messages(ex.study, task, template)
-    prompt, target = conversation_text(processor, messages, ex.report)
-    inputs = encode(processor, [prompt], [load_images(messages)], padding_side="right")
+    from reportgen.images import DEFAULT_POLICY
+
+    policy = policy or DEFAULT_POLICY
+    messages = render_messages(ex.study, task, template, policy)
+    prompt, target = conversation_text(processor, messages, ex.report, family)
+    inputs = encode(processor, [prompt], [load_images(messages, policy)], padding_side="right")
     tok = getattr(processor, "tokenizer", processor)
     target_ids = tok(target, add_special_tokens=False)["input_ids"]
+    if stop_ids and not any(t in stop_ids for t in target_ids):
+        if tok.eos_token_id is None:
+            raise ReportgenError("E582", f"record {ex.study.id!r}: the chat template's answer has no stop token and the tokenizer no EOS",
+                                 fix="give the family's stop_tokens in reportgen/data/models.json or use a tokenizer with an eos_token")
+        target_ids = list(target_ids) + [int(tok.eos_token_id)]
     prompt_len = inputs["input_ids"].shape[1]
     if prompt_len >= max_length:
         raise InputError("E514", f"record {ex.study.id!r}: the prompt has {prompt_len} tokens, max_length is {max_length}",
-                         fix="raise --max-length or use smaller images (max_pixels)")
+                         fix="raise --max-length or use smaller images (--max-pixels) or fewer (--max-images)")
     if prompt_len + len(target_ids) > max_length:
         log.warning("record %s: target cut to %d tokens (max_length %d)", ex.study.id, max_length - prompt_len, max_length)
         target_ids = target_ids[: max_length - prompt_len]
     tgt = torch.tensor([target_ids], dtype=inputs["input_ids"].dtype)
+    n_t = tgt.shape[1]
+    rules = dict(getattr(family, "extend_over_report", None) or {})
     out: dict[str, Any] = {}
     for k, v in inputs.items():
-        if hasattr(v, "dim") and v.dim() == 2 and v.shape == (1, prompt_len) and k != "pixel_values":
-            fill = tgt if k == "input_ids" else torch.ones_like(tgt) if k == "attention_mask" else torch.zeros_like(tgt)
+        if k == "input_ids":
+            out[k] = torch.cat([v, tgt], dim=1)
+        elif k == "attention_mask" and v.dim() == 2:
+            out[k] = torch.cat([v, torch.ones((1, n_t), dtype=v.dtype)], dim=1)
+        elif hasattr(v, "dim") and v.dim() >= 2 and v.shape[0] == 1 and v.shape[1] == prompt_len and k != "pixel_values":
+            rule = rules.get(k, 0)
+            if rule == "last":
+                fill = v[:, -1:].expand(1, n_t, *v.shape[2:])
+            else:
+                fill = torch.full((1, n_t, *v.shape[2:]), rule, dtype=v.dtype)
             out[k] = torch.cat([v, fill.to(v.dtype)], dim=1)
         else:
             out[k] = v
@@ -279,9 +352,14 @@ def collate(encoded: Sequence[dict], pad_id: int) -> dict:
     out: dict[str, Any] = {}
     for k in encoded[0]:
         vals = [e[k] for e in encoded]
-        if k in ("input_ids", "attention_mask", "labels") or (vals[0].dim() == 2 and vals[0].shape[1] == encoded[0]["input_ids"].shape[1] and k != "pixel_values"):
+        if k in ("input_ids", "attention_mask", "labels") or (vals[0].dim() >= 2 and vals[0].shape[1] == encoded[0]["input_ids"].shape[1] and k != "pixel_values"):
             fill = pad_id if k == "input_ids" else -100 if k == "labels" else 0
-            out[k] = torch.cat([torch.nn.functional.pad(v, (0, length - v.shape[1]), value=fill) for v in vals], dim=0)
+
+            def pad(v):
+                extra = torch.full((v.shape[0], length - v.shape[1], *v.shape[2:]), fill, dtype=v.dtype)
+                return torch.cat([v, extra], dim=1)
+
+            out[k] = torch.cat([pad(v) for v in vals], dim=0)
         else:
             out[k] = torch.cat(vals, dim=0)
     return out
@@ -428,9 +506,50 @@ def latest_checkpoint(out: str | os.PathLike[str]) -> Path | None:
     return max(done, key=lambda p: int(p.name[5:]), default=None)
 
 
+REASONS = {
+    "E102": "not UTF-8", "E103": "malformed JSON", "E104": "not a JSON object", "E105": "missing field",
+    "E106": "bad id", "E107": "field not a string", "E108": "field too long", "E109": "empty field",
+    "E512": "bad 'images' or duplicate id", "E513": "image missing", "E500": "image missing", "E501": "image unreadable",
+    "E502": "image pixels unsupported", "E514": "too long for --max-length",
+}
+
+
+def skipped_by_reason(errors: Sequence[dict[str, str]]) -> dict[str, int]:
+    """Counts of skipped records per error code, e.g. {"E514 too long for --max-length": 3}."""
+    import re
+
+    out: dict[str, int] = {}
+    for e in errors:
+        m = re.search(r"\b(E\d{3})\b", e.get("error", ""))
+        code = m.group(1) if m else "other"
+        key = f"{code} {REASONS.get(code, 'other error')}".strip()
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def quantization_config(cfg: "TrainConfig", device: str, dtype):
+    """bitsandbytes 4-bit (NF4, double quantization) for QLoRA, or None. QLoRA needs a CUDA
+    GPU and the bitsandbytes package; elsewhere E587 says so."""
+    if cfg.quantize is None:
+        return None
+    if not device.startswith("cuda"):
+        raise ReportgenError("E587", f"--quantize {cfg.quantize} (QLoRA) needs a CUDA GPU; the device is {device!r}",
+                             fix="train on a CUDA machine, or drop --quantize (LoRA on the full-precision model)")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ReportgenError("E587", "--quantize 4bit (QLoRA) needs the bitsandbytes package",
+                             fix="pip install 'reportgen-cxr[qlora]' (bitsandbytes) on the CUDA machine") from e
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
 # Config fields that must match for --resume to continue the same run.
 _RESUME_KEYS = ("model", "rank", "alpha", "dropout", "target_modules", "batch_size", "grad_accum", "seed",
-                "val_fraction", "task", "max_length", "lr", "epochs", "max_steps", "warmup_ratio", "weight_decay")
+                "val_fraction", "task", "max_length", "lr", "epochs", "max_steps", "warmup_ratio", "weight_decay",
+                "max_pixels", "min_pixels", "max_images", "quantize")
 
 
 class Trainer:
@@ -450,27 +569,50 @@ class Trainer:
         from reportgen.models import load_base_model, load_processor, pick_device, pick_dtype
         from reportgen.prompting import default_template, load_template
 
+        from reportgen.encoding import stop_token_ids
+        from reportgen.models import family_of
+
         cfg = self.cfg
         self.data = read_manifest(cfg.manifest)
         if not self.data.examples:
             raise InputError("E516", f"manifest {cfg.manifest!r} has no usable record ({len(self.data.errors)} bad)",
                              fix="see the errors above; each names its record")
         self.train_set, self.val_set = split_examples(self.data.examples, cfg.val_fraction, cfg.seed)
+        self.n_test_held_out = len(self.data.examples) - len(self.train_set) - len(self.val_set)
         self.template = load_template(cfg.template) if cfg.template else default_template()
+        self.policy = cfg.image_policy
         self.device = pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
+        quant = quantization_config(cfg, self.device, self.dtype)
         _seed_all(cfg.seed)
-        self.processor = load_processor(cfg.model)
-        base = load_base_model(cfg.model, device=self.device, dtype=self.dtype)
+        self.processor = load_processor(cfg.model, trust_remote_code=cfg.trust_remote_code)
+        base = load_base_model(cfg.model, device=self.device, dtype=self.dtype, trust_remote_code=cfg.trust_remote_code,
+                               quantization_config=quant)
         self.model_type = getattr(base.config, "model_type", None)
+        self.family = family_of(self.model_type)
+        self.stop_ids = stop_token_ids(self.processor, self.family, base)
+        if quant is not None:
+            from peft import prepare_model_for_kbit_training
+
+            base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        elif cfg.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            base.enable_input_require_grads()
         self.model = get_peft_model(base, lora_config(cfg, self.model_type))
         self.model.peft_config["default"].base_model_name_or_path = cfg.model
         self.lora_modules = lora_module_names(self.model)
         check_targets(self.lora_modules)
         tok = getattr(self.processor, "tokenizer", self.processor)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self.bad_ids: set[str] = set()
+        self.token_stats = self._preflight()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # float16 weights need loss scaling (bfloat16 and float32 do not): small gradients
+        # underflow to 0 in float16 otherwise. The LoRA weights themselves stay float32.
+        self.scaler = None
+        if self.dtype == torch.float16:
+            self.scaler = torch.amp.GradScaler(self.device.split(":")[0])
         per_epoch = math.ceil(len(self.train_set) / (cfg.batch_size * cfg.grad_accum))
         self.steps_per_epoch = per_epoch
         # max_steps, when given, overrides epochs (as in transformers' Trainer).
@@ -484,7 +626,61 @@ class Trainer:
             return max(0.0, (total - step) / max(1, total - warmup))
 
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        self.bad_ids: set[str] = set()
+
+    def _preflight(self) -> dict[str, Any]:
+        """Encode every training and validation study once before the first step: studies
+        that cannot be trained (too long, unreadable image, ...) are known up front and
+        their share checked (E581), and the token counts per study go into the stats."""
+        n_records = len(self.data.examples) + len(self.data.errors) - self.n_test_held_out
+        prompt_tokens: list[int] = []
+        target_tokens: list[int] = []
+        images: list[int] = []
+        for ex in list(self.train_set) + list(self.val_set):
+            try:
+                enc = encode_example(self.processor, ex, self.cfg.task, self.template, self.cfg.max_length,
+                                     self.policy, self.family, self.stop_ids)
+            except ReportgenError as e:
+                self._record_error(ex, str(e))
+                continue
+            n_target = int((enc["labels"] != -100).sum())
+            prompt_tokens.append(int(enc["input_ids"].shape[1]) - n_target)
+            target_tokens.append(n_target)
+            images.append(len(self.policy.order(ex.study.views or [None] * len(ex.study.images))))
+        self.train_set = [e for e in self.train_set if e.study.id not in self.bad_ids]
+        self.val_set = [e for e in self.val_set if e.study.id not in self.bad_ids]
+        total = n_records
+        skipped = len(self.data.errors)
+        by_reason = skipped_by_reason(self.data.errors)
+        share = skipped / total if total else 1.0
+        if not self.train_set or share > self.cfg.max_skipped_share:
+            reasons = ", ".join(f"{n} {r}" for r, n in by_reason.items())
+            raise InputError(
+                "E581", f"{skipped} of {total} studies cannot be trained ({share:.1%}, limit {self.cfg.max_skipped_share:.0%}"
+                f"{'; none left to train' if not self.train_set else ''}): {reasons}",
+                fix="fix the records named in the warnings above; for 'E514 too long' lower --max-pixels / --max-images "
+                    "or raise --max-length; or accept more skips with --max-skipped-share",
+            )
+
+        def summary(xs: list[int]) -> dict[str, Any]:
+            if not xs:
+                return {}
+            ys = sorted(xs)
+            return {"min": ys[0], "median": ys[len(ys) // 2], "mean": round(sum(ys) / len(ys), 1), "max": ys[-1]}
+
+        return {"prompt_tokens": summary(prompt_tokens), "target_tokens": summary(target_tokens),
+                "total_tokens": summary([a + b for a, b in zip(prompt_tokens, target_tokens)]),
+                "images": summary(images), "eos_added": self._eos_added(), "skipped_by_reason": by_reason}
+
+    def _eos_added(self) -> bool:
+        """Whether the chat template's answer lacks a stop token (training appends the EOS)."""
+        from reportgen.encoding import conversation_text
+        from reportgen.prompting import render_messages
+
+        ex = (self.train_set or self.val_set)[0]
+        _, target = conversation_text(self.processor, render_messages(ex.study, self.cfg.task, self.template, self.policy),
+                                      ex.report, self.family)
+        tok = getattr(self.processor, "tokenizer", self.processor)
+        return not any(t in self.stop_ids for t in tok(target, add_special_tokens=False)["input_ids"])
 
     # -- data order ---------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[Example]]:
@@ -501,7 +697,8 @@ class Trainer:
             if ex.study.id in self.bad_ids:
                 continue
             try:
-                encoded.append(encode_example(self.processor, ex, self.cfg.task, self.template, self.cfg.max_length))
+                encoded.append(encode_example(self.processor, ex, self.cfg.task, self.template, self.cfg.max_length,
+                                              self.policy, self.family, self.stop_ids))
             except ReportgenError as e:
                 self._record_error(ex, str(e))
         if not encoded:
@@ -535,7 +732,8 @@ class Trainer:
         loss_total = 0.0
         for b in encoded:
             loss, _ = self._loss_sum(b)
-            (loss / max(1, n_tokens)).backward()
+            scaled = loss / max(1, n_tokens)
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_total += float(loss.detach())
         return loss_total, n_tokens
 
@@ -564,6 +762,8 @@ class Trainer:
             "step": step, "epoch": epoch, "batch_index": batch_index, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": _rng_state(), "history": history,
             "bad_ids": sorted(self.bad_ids), "config": self.cfg.to_dict(), "data_sha256": self.data.sha256,
+            "prompt_version": self.template.version, "prompt_sha256": self.template.sha256,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }, tmp / STATE_FILE)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -586,11 +786,19 @@ class Trainer:
         if state.get("data_sha256") != self.data.sha256:
             raise ReportgenError("E517", f"cannot resume from {ckpt}: the manifest or its images changed",
                                  fix="restore the data of the interrupted run, or train into a new --out")
+        old_hash = state.get("prompt_sha256")
+        if old_hash is not None and old_hash != self.template.sha256:
+            raise ReportgenError(
+                "E517", f"cannot resume from {ckpt}: the prompt template changed (version {state.get('prompt_version')!r} "
+                f"sha256 {old_hash[:12]} then, {self.template.version!r} sha256 {self.template.sha256[:12]} now)",
+                fix="restore the template of the interrupted run (--template), or train into a new --out")
         weights = load_file(str(ckpt / "adapter_model.safetensors"), device=str(self.device))
         set_peft_model_state_dict(self.model, weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.bad_ids = set(state.get("bad_ids", ()))
         return state
 
@@ -637,9 +845,14 @@ class Trainer:
                         consistent = False  # between here and the step's bookkeeping, a Ctrl-C leaves a half step
                         window = batches[batch_index : batch_index + cfg.grad_accum]
                         loss_total, n_tokens = self.accumulate(window)
+                        if n_tokens and self.scaler is not None:
+                            self.scaler.unscale_(self.optimizer)  # clip the true gradients
                         if n_tokens and cfg.max_grad_norm > 0:
                             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm)
-                        if n_tokens:
+                        if n_tokens and self.scaler is not None:
+                            self.scaler.step(self.optimizer)  # skipped when the scaled gradients overflowed
+                            self.scaler.update()
+                        elif n_tokens:
                             self.optimizer.step()
                         self.scheduler.step()
                         batch_index += len(window)
@@ -693,12 +906,17 @@ class Trainer:
                 "device": self.device, "dtype": str(self.dtype).replace("torch.", ""), "model_type": self.model_type,
                 "target_modules": self.model.peft_config["default"].target_modules if isinstance(self.model.peft_config["default"].target_modules, str) else sorted(self.model.peft_config["default"].target_modules),
                 "lora_modules": len(self.lora_modules), "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-                "prompt_version": self.template.version,
+                "prompt_version": self.template.version, "prompt_sha256": self.template.sha256,
+                "image_policy": self.policy.to_dict(), "family": self.family.name if self.family else None,
+                "stop_token_ids": self.stop_ids, "grad_scaler": self.scaler is not None,
                 "trainable_parameters": sum(p.numel() for p in self.model.parameters() if p.requires_grad),
             },
             "versions": _versions(),
             "data": {"manifest": str(self.cfg.manifest), "sha256": self.data.sha256, "n_train": len(self.train_set),
                      "n_val": len(self.val_set), "val_ids": [e.study.id for e in self.val_set],
+                     "n_test_held_out": self.n_test_held_out, "split": "official" if any(official_split(e.study) for e in self.data.examples) else "by patient",
+                     "tokens_per_study": self.token_stats,
+                     "skipped_by_reason": skipped_by_reason(self.data.errors),
                      "skipped": [{"id": e["id"], "where": e["where"], "error": e["error"]} for e in self.data.errors]},
             "result": {"steps": step, "initial_val_loss": history.get("initial_val_loss"),
                        "train_loss": history.get("last_train_loss"), "val_loss": history.get("last_val_loss"),
@@ -715,9 +933,11 @@ class Trainer:
         from reportgen.models import LoadedModel
 
         self.model.eval()
-        loaded = LoadedModel(self.model, self.processor, self.cfg.model, str(self.out), self.device, self.dtype, None)
+        loaded = LoadedModel(self.model, self.processor, self.cfg.model, str(self.out), self.device, self.dtype, self.family)
+        p = self.policy
         drafter = HFDrafter(self.cfg.model, str(self.out), task=self.cfg.task, max_new_tokens=self.cfg.max_new_tokens,
-                            batch_size=self.cfg.batch_size, template=self.cfg.template, loaded=loaded)
+                            batch_size=self.cfg.batch_size, template=self.cfg.template, loaded=loaded,
+                            max_pixels=p.max_pixels or 0, min_pixels=p.min_pixels or 0, max_images=p.max_images or 0)
         rows = []
         for ex in self.val_set[: self.cfg.eval_examples]:
             if ex.study.id in self.bad_ids:

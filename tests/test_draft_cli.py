@@ -192,6 +192,44 @@ def test_resume_after_a_hard_crash_loses_and_redoes_nothing(fake_backend, study_
     assert run_draft(studies, out) == 0 and calls(fake_backend) == [f"s{i}" for i in range(10)]
 
 
+def test_resume_keeps_a_complete_last_record_that_lost_its_newline(fake_backend, study_dir, tmp_path):
+    # Bug 3: the last line was complete JSON without its newline: it counted as done and
+    # was then cut off by the tail repair, so that study was missing from the output.
+    studies = write_studies(study_dir, 3)
+    out = tmp_path / "drafts.jsonl"
+    out.write_text(json.dumps({"id": "s0", "report": "kept", "error": None}) + "\n"
+                   + json.dumps({"id": "s1", "report": "kept too", "error": None}))
+    assert run_draft(studies, out) == 0
+    assert [r["id"] for r in records(out)] == ["s0", "s1", "s2"] and calls(fake_backend) == ["s2"]
+    assert records(out)[1]["report"] == "kept too" and out.read_text().endswith("\n")
+
+
+def test_empty_optional_fields_are_absent_in_draft_as_in_train(fake_backend, study_dir, tmp_path):
+    # Bug 4: "indication": "" (or whitespace) made `draft` refuse the study (E109) while
+    # `train` accepted it. Both now treat it as not given; a non-string is still an error.
+    from reportgen.commands.draft import load_studies
+    from reportgen.train import read_manifest
+
+    rows = [{"id": "a", "images": ["img/a.png"], "indication": ""},
+            {"id": "b", "images": ["img/a.png"], "indication": "  ", "comparison": None},
+            {"id": "c", "images": ["img/a.png"], "indication": 3}]
+    studies = study_dir / "studies.jsonl"
+    studies.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = {sid: (study, err) for sid, study, err, _ in load_studies(studies)}
+    assert got["a"][1] is None and got["a"][0].indication is None
+    assert got["b"][1] is None and got["b"][0].indication is None and got["b"][0].comparison is None
+    assert "E107" in got["c"][1]
+    (study_dir / "img" / "a.png").write_bytes(b"png")
+    manifest = study_dir / "train.jsonl"
+    manifest.write_text("".join(json.dumps({**r, "report": "Clear."}) + "\n" for r in rows))
+    data = read_manifest(manifest)
+    assert [e.study.id for e in data.examples] == ["a", "b"] and all(e.study.indication is None for e in data.examples)
+    assert "E107" in data.errors[0]["error"] and data.errors[0]["id"] == "c"
+    out = tmp_path / "drafts.jsonl"
+    assert run_draft(studies, out) == 1  # c fails alone
+    assert {r["id"]: r["error"] is None for r in records(out)} == {"a": True, "b": True, "c": False}
+
+
 def test_error_records_are_kept_unless_retry_errors(fake_backend, study_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL", "s1")
     studies = write_studies(study_dir, 3, [json.dumps({"id": "noimg", "images": ["nope.png"]})])
@@ -249,6 +287,14 @@ def test_hf_backend_drafts_the_tiny_manifest_with_the_adapter(tiny_vlm_dir, tiny
         assert r["error"] is None and r["report"] == ADAPTER_TARGET
         assert r["model"] == str(tiny_vlm_dir) and r["adapter"] == str(tiny_adapter_dir)
         assert r["prompt_version"] and r["latency_s"] > 0 and r["finish_reason"] == "stop"
+        # the template's content hash, the image policy and every generation setting
+        from reportgen.prompting import PROMPT_SHA256
+
+        assert r["prompt_sha256"] == PROMPT_SHA256
+        assert r["image_policy"] == {"max_pixels": 512 * 512, "min_pixels": 0, "max_images": 2}
+        gen = r["generation"]
+        assert gen["max_new_tokens"] == 24 and gen["do_sample"] is False and gen["repetition_penalty"] == 1.0
+        assert gen["num_beams"] == 1 and gen["eos_token_id"]
     assert ADAPTER_TARGET not in capsys.readouterr().err
     assert main(["draft", "--studies", str(tiny_manifest), "--backend", spec, "--out", str(out), "--no-progress"]) == 0
     assert "nothing to do" in capsys.readouterr().err and len(records(out)) == len(ids)

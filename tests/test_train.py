@@ -199,11 +199,112 @@ def test_unreadable_images_are_skipped_and_training_goes_on(tiny_vlm_dir, tiny_m
     rows.append({"id": "junk", "images": [str(junk)], "report": "x"})
     m = tmp_path / "m.jsonl"
     m.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n")
-    result = train(cfg(m, tiny_vlm_dir, tmp_path / "run", max_steps=4))
+    # 2 of 8 records skipped (25%): above the default 5% share, training refuses (bug 1) ...
+    with pytest.raises(ReportgenError) as e:
+        train(cfg(m, tiny_vlm_dir, tmp_path / "refused", max_steps=4))
+    assert e.value.code == "E581" and "2 of 8" in str(e.value)
+    assert "1 E103 malformed JSON" in str(e.value) and "1 E501 image unreadable" in str(e.value)
+    assert not (tmp_path / "refused" / "adapter_model.safetensors").exists()
+    # ... and goes on when that share is accepted.
+    result = train(cfg(m, tiny_vlm_dir, tmp_path / "run", max_steps=4, max_skipped_share=0.3))
     assert result.steps == 4 and result.skipped == 2
-    skipped = json.loads((tmp_path / "run" / "reportgen_train.json").read_text())["data"]["skipped"]
+    data = json.loads((tmp_path / "run" / "reportgen_train.json").read_text())["data"]
+    skipped = data["skipped"]
     assert {s["id"] for s in skipped} == {"junk", "line:8"}
     assert any("junk.png" in s["error"] and "E501" in s["error"] for s in skipped)
+    assert data["skipped_by_reason"] == {"E103 malformed JSON": 1, "E501 image unreadable": 1}
+    stats = data["tokens_per_study"]  # token counts per study, from the pre-flight encoding
+    assert 0 < stats["prompt_tokens"]["min"] <= stats["prompt_tokens"]["max"] and stats["target_tokens"]["min"] > 0
+    assert stats["images"]["max"] == 2
+
+
+def test_training_where_every_study_is_too_long_fails_with_counts_per_reason(tiny_vlm_dir, tiny_manifest, tmp_path):
+    # Bug 1: every example over max_length used to 'succeed' with an untrained adapter.
+    with pytest.raises(ReportgenError) as e:
+        train(cfg(tiny_manifest, tiny_vlm_dir, tmp_path / "run", max_steps=2, max_length=40, max_skipped_share=1.0))
+    msg = str(e.value)
+    assert e.value.code == "E581" and "6 of 6" in msg and "none left to train" in msg and "6 E514 too long" in msg
+    assert "--max-pixels" in msg
+    assert not (tmp_path / "run" / "adapter_model.safetensors").exists()
+
+
+def test_a_template_that_ends_the_answer_without_a_stop_token_gets_the_eos(tiny_vlm_dir, tiny_manifest):
+    # Bug 2: llava-1.5's template writes 'ASSISTANT: report ' with no </s>; the adapter
+    # never learned to stop. Here the tiny Qwen2-VL's template loses its <|im_end|> after
+    # the answer; training appends the tokenizer's EOS (one of the family's stop tokens).
+    from reportgen.encoding import stop_token_ids
+    from reportgen.models import family_of, load_processor
+    from reportgen.prompting import default_template
+    from tests.tiny_models import CHAT_TEMPLATE
+
+    proc = load_processor(str(tiny_vlm_dir))
+    old_end = "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    proc.chat_template = CHAT_TEMPLATE.replace("{% endfor %}<|im_end|>\n{% endif %}{% endfor %}",
+                                               "{% endfor %}{% if message['role'] != 'assistant' %}<|im_end|>\n{% endif %}{% endif %}{% endfor %}")
+    assert proc.chat_template != CHAT_TEMPLATE and old_end in proc.chat_template
+    ex = read_manifest(tiny_manifest).examples[1]
+    stops = stop_token_ids(proc, family_of("qwen2_vl"))
+    im_end = proc.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert im_end in stops
+    plain = encode_example(proc, ex, "findings", default_template(), 4096)
+    fixed = encode_example(proc, ex, "findings", default_template(), 4096, stop_ids=stops)
+    target = lambda enc: enc["labels"][0][enc["labels"][0] != -100].tolist()  # noqa: E731
+    assert im_end not in target(plain)
+    assert target(fixed) == target(plain) + [proc.tokenizer.eos_token_id] and target(fixed)[-1] == im_end
+    assert fixed["attention_mask"].shape == fixed["input_ids"].shape
+
+
+def test_resume_refuses_a_changed_prompt_template(tiny_vlm_dir, tiny_manifest, tmp_path):
+    # Bug 5: the template's content hash is recorded with its version; an edited template
+    # (same version string) cannot continue a run.
+    from reportgen.prompting import load_template
+
+    src = json.loads((Path(__file__).resolve().parents[1] / "prompts" / "draft.json").read_text())
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps({**src, "system": src["system"] + " Be brief."}))
+    assert load_template(edited).version == src["version"] and load_template(edited).sha256 != load_template().sha256
+
+    def stop(step: int) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    kw = dict(max_steps=2, save_every=1, batch_size=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(tiny_manifest, tiny_vlm_dir, out, **kw), on_step=stop)
+    with pytest.raises(ReportgenError) as e:
+        train(cfg(tiny_manifest, tiny_vlm_dir, out, **kw, resume=True, template=str(edited)))
+    assert e.value.code == "E517" and "prompt template changed" in str(e.value)
+    result = train(cfg(tiny_manifest, tiny_vlm_dir, out, **kw, resume=True))
+    summary = json.loads((out / "reportgen_train.json").read_text())["resolved"]
+    assert result.steps == 2 and summary["prompt_sha256"] == load_template().sha256
+
+
+def test_float16_training_uses_a_gradient_scaler(tiny_vlm_dir, tiny_manifest, tmp_path):
+    # Bug 8: float16 (GPUs without bfloat16) trained without loss scaling.
+    t = Trainer(cfg(tiny_manifest, tiny_vlm_dir, tmp_path / "run", max_steps=1, dtype="float16", device="cpu"))
+    result = t.run()
+    assert t.scaler is not None and t.scaler.get_scale() > 1
+    assert {p.dtype for p in t.model.parameters() if p.requires_grad} == {__import__("torch").float32}
+    assert result.steps == 1 and result.train_loss == result.train_loss  # not NaN
+    resolved = json.loads((tmp_path / "run" / "reportgen_train.json").read_text())["resolved"]
+    assert resolved["grad_scaler"] is True and resolved["dtype"] == "float16"
+    assert Trainer(cfg(tiny_manifest, tiny_vlm_dir, tmp_path / "x", dtype="float32")).cfg.dtype == "float32"
+
+
+def test_validation_split_is_by_patient_and_honours_an_official_split():
+    from reportgen.train import Example, split_examples
+    from reportgen.types import Study
+
+    exs = [Example(Study(f"s{i}", ("a.png",), meta={"subject_id": f"p{i // 3}"}), "r", f"m:{i}") for i in range(30)]
+    for seed in range(5):
+        train_set, val = split_examples(exs, 0.2, seed)
+        tp = {e.study.meta["subject_id"] for e in train_set}
+        vp = {e.study.meta["subject_id"] for e in val}
+        assert not tp & vp and len(vp) == 2 and len(val) == 6 and len(train_set) + len(val) == 30
+    official = [Example(Study(f"s{i}", ("a.png",), meta={"subject_id": f"p{i}", "split": sp}), "r", f"m:{i}")
+                for i, sp in enumerate(["train", "train", "validate", "test", "train"])]
+    train_set, val = split_examples(official, 0.5, 0)
+    assert [e.study.id for e in train_set] == ["s0", "s1", "s4"] and [e.study.id for e in val] == ["s2"]
 
 
 def test_cli_trains_and_reports_errors(tiny_vlm_dir, tiny_manifest, tmp_path, capsys):

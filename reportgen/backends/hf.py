@@ -48,7 +48,13 @@ class HFDrafter:
         seed: int = 0,
         template: str | None = None,
         loaded: Any = None,
+        max_pixels: int | None = None,
+        min_pixels: int | None = None,
+        max_images: int | None = None,
+        repetition_penalty: float = 1.0,
+        trust_remote_code: bool = False,
     ):
+        from reportgen.images import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImagePolicy
         from reportgen.prompting import TASKS, default_template, load_template
 
         if task not in TASKS:
@@ -64,21 +70,36 @@ class HFDrafter:
         self.seed = int(seed)
         self.template = load_template(template) if template else default_template()
         self.prompt_version = self.template.version
+        self.prompt_sha256 = self.template.sha256
+        self.policy = ImagePolicy.of(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                                     DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels,
+                                     DEFAULT_MAX_IMAGES if max_images is None else max_images)
+        self.repetition_penalty = float(repetition_penalty)
         if loaded is None:
             from reportgen.models import load_model
 
-            loaded = load_model(str(model), adapter, device=device, dtype=dtype)
+            loaded = load_model(str(model), adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self.loaded = loaded
         self.model_name = str(model)
         self.adapter = str(adapter) if adapter else loaded.adapter
         self.name = f"hf:{self.model_name}" + (f"+{self.adapter}" if self.adapter else "")
+        from reportgen.encoding import stop_token_ids
+
         tok = loaded.tokenizer
-        eos = loaded.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-        if tok.eos_token_id is not None:
-            eos_ids.add(tok.eos_token_id)
-        self.eos_ids = frozenset(int(i) for i in eos_ids)
+        # The family's stop tokens (models.json), the tokenizer's EOS, generation_config's.
+        self.eos_ids = frozenset(stop_token_ids(loaded.processor, loaded.family, loaded.model))
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else min(self.eos_ids, default=0)
+        # Everything generate() is called with, so nothing comes silently from the model's
+        # generation_config.json: recorded in every draft record ("generation").
+        self.generation_config: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens, "num_beams": 1, "eos_token_id": sorted(self.eos_ids) or None,
+            "pad_token_id": self.pad_id, "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": 0, "length_penalty": 1.0,
+        }
+        if self.temperature > 0:
+            self.generation_config.update(do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0, seed=self.seed)
+        else:
+            self.generation_config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         # Cumulative counts for benchmarks: reports, prompt and completion tokens, seconds.
         self.stats = {"reports": 0, "prompt_tokens": 0, "completion_tokens": 0, "generate_s": 0.0}
 
@@ -88,9 +109,10 @@ class HFDrafter:
         from reportgen.prompting import render_messages
 
         proc = self.loaded.processor
-        msgs = [render_messages(s, self.task, self.template) for s in studies]
-        texts = [prompt_text(proc, m) for m in msgs]
-        images = [load_images(m) for m in msgs]
+        family = self.loaded.family
+        msgs = [render_messages(s, self.task, self.template, self.policy) for s in studies]
+        texts = [prompt_text(proc, m, family) for m in msgs]
+        images = [load_images(m, self.policy) for m in msgs]
         inputs = encode(proc, texts, images, padding_side="left")
         dev, dtype = self.loaded.device, self.loaded.dtype
         out = {}
@@ -114,15 +136,9 @@ class HFDrafter:
         if not studies:
             return []
         inputs = self._inputs(studies)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens, "pad_token_id": self.pad_id,
-            "eos_token_id": sorted(self.eos_ids) or None, "num_beams": 1,
-        }
+        kwargs = {k: v for k, v in self.generation_config.items() if k != "seed"}
         if self.temperature > 0:
             torch.manual_seed(self.seed)
-            kwargs.update(do_sample=True, temperature=self.temperature, top_p=1.0, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = self.loaded.model.generate(**inputs, **kwargs)

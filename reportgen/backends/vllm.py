@@ -87,16 +87,25 @@ def _default_load_image(path: str) -> Any:
     return load_image(path)
 
 
-def _template(path: str | None) -> tuple[Any, str]:
-    """(template or None, its version): the prompt template file, else the default one."""
+def _template(path: str | None) -> tuple[Any, str, str | None]:
+    """(template or None, its version, its content hash): the prompt template file, else
+    the default one."""
     try:
-        from reportgen.prompting import PROMPT_VERSION, load_template
+        from reportgen.prompting import PROMPT_SHA256, PROMPT_VERSION, load_template
     except ImportError:
-        return None, "unknown"
+        return None, "unknown", None
     if path is None:
-        return None, str(PROMPT_VERSION)
+        return None, str(PROMPT_VERSION), PROMPT_SHA256
     tmpl = load_template(path)
-    return tmpl, str(tmpl.version)
+    return tmpl, str(tmpl.version), tmpl.sha256
+
+
+def _policy(max_pixels: int | None, min_pixels: int | None, max_images: int | None):
+    from reportgen.images import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImagePolicy
+
+    return ImagePolicy.of(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                          DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels,
+                          DEFAULT_MAX_IMAGES if max_images is None else max_images)
 
 
 class VLLMDrafter:
@@ -127,6 +136,9 @@ class VLLMDrafter:
         api_key: str | None = None,
         return_token_ids: bool = False,
         template: str | None = None,
+        max_pixels: int | None = None,
+        min_pixels: int | None = None,
+        max_images: int | None = None,
         render: Callable[[Study, str], list[dict[str, Any]]] | None = None,
         load_image: Callable[[str], Any] | None = None,
         transport: httpx.BaseTransport | None = None,
@@ -152,7 +164,13 @@ class VLLMDrafter:
         self.return_token_ids = bool(return_token_ids)
         self._render = render or _default_render
         self._load_image = load_image or _default_load_image
-        self.template, self.prompt_version = _template(template)
+        self.template, self.prompt_version, self.prompt_sha256 = _template(template)
+        # The same image policy as training and the hf backend: images are selected
+        # (frontal first) and resized BEFORE the base64 PNG, never sent at full resolution.
+        self.policy = _policy(max_pixels, min_pixels, max_images)
+        self.generation_config: dict[str, Any] = {"max_tokens": self.max_new_tokens, "temperature": self.temperature}
+        if self.seed is not None:
+            self.generation_config["seed"] = self.seed
         key = api_key or os.environ.get("REPORTGEN_VLLM_API_KEY")
         self._client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {key}"} if key else {}, transport=transport,
@@ -237,7 +255,10 @@ class VLLMDrafter:
     # -- one study ----------------------------------------------------------------------
     def messages(self, study: Study) -> list[dict[str, Any]]:
         """The rendered chat with image parts as data URLs (OpenAI content parts)."""
+        from reportgen.prompting import select_images
+
         out: list[dict[str, Any]] = []
+        study = select_images(study, self.policy)
         rendered = self._render(study, self.task, self.template) if self.template is not None else self._render(study, self.task)
         for msg in rendered:
             content = msg.get("content")
@@ -252,7 +273,7 @@ class VLLMDrafter:
                             raise
                         except Exception as e:  # noqa: BLE001 - an unreadable image is an input error
                             raise VLLMError("E564", f"study {study.id!r}: cannot read image {src!r} ({e})", error_kind=INPUT) from e
-                        parts.append({"type": "image_url", "image_url": {"url": image_data_url(img)}})
+                        parts.append({"type": "image_url", "image_url": {"url": image_data_url(self.policy.fit(img))}})
                     else:
                         parts.append(dict(part))
                 content = parts

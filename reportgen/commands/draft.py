@@ -48,6 +48,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop when the backend is unreachable for this many studies in a row (default 8; 0: never)")
     p.add_argument("--limit", type=int, default=None, help="draft at most this many pending studies")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from reportgen.images import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help=f"resize larger images to this many pixels, aspect kept (default {DEFAULT_MAX_PIXELS}; 0: no limit); "
+                        "use the value the adapter was trained with")
+    p.add_argument("--min-pixels", type=int, default=None, help="enlarge smaller images to this many pixels (default 0: never)")
+    p.add_argument("--max-images", type=int, default=None,
+                   help=f"images per study, frontal first then lateral (default {DEFAULT_MAX_IMAGES}; 0: all); "
+                        "`reportgen serve --max-images` must allow as many")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="hf backend: RUN the Python code shipped with the model (its author's code; e.g. MAIRA-2, CheXagent); "
+                        "only for models whose source you trust")
 
 
 # -- output file ------------------------------------------------------------------------
@@ -82,15 +94,20 @@ def load_studies(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]
     resolved against the studies file's folder; missing images are input errors."""
     from reportgen.backends.base import INPUT
     from reportgen.jsonl import read_jsonl
+    from reportgen.prompting import clean_optional_fields
     from reportgen.types import Study
 
     base = path.resolve().parent
-    for rec in read_jsonl(path, require=("id",), text_fields=("indication", "comparison")):
+    for rec in read_jsonl(path, require=("id",)):
         sid = rec.fallback_id()
         if rec.error:
             yield sid, None, rec.error, INPUT
             continue
         data = dict(rec.data or {})
+        problem = clean_optional_fields(data)  # "" or whitespace: absent, as in `train`
+        if problem:
+            yield sid, None, f"{rec.where}: {problem}", INPUT
+            continue
         images = data.get("images", data.get("image", ()))
         if isinstance(images, str):
             images = [images]
@@ -120,7 +137,8 @@ def load_studies(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]
 
 
 # -- the command ------------------------------------------------------------------------
-def _record(result, *, backend: str, task: str, model: str | None, adapter: str | None, prompt_version: str | None) -> dict[str, Any]:
+def _record(result, *, backend: str, task: str, model: str | None, adapter: str | None, prompt_version: str | None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
     d = result.draft
     if d is not None:
         rec = {
@@ -134,6 +152,7 @@ def _record(result, *, backend: str, task: str, model: str | None, adapter: str 
             "error_kind": result.error_kind,
         }
     rec.update({"backend": backend, "task": task})
+    rec.update(extra or {})
     if result.completion_tokens is not None:
         rec["completion_tokens"] = result.completion_tokens
     if result.finish_reason is not None:
@@ -151,6 +170,23 @@ def _describe(drafter: Any) -> tuple[str | None, str | None, str | None]:
     model = model if isinstance(model, str) else getattr(model, "name_or_path", None)
     adapter = adapter if isinstance(adapter, str) or adapter is None else str(adapter)
     return model, adapter, getattr(drafter, "prompt_version", None)
+
+
+def _run_fields(drafter: Any) -> dict[str, Any]:
+    """Keys every record of this run carries besides the contract: the prompt template's
+    content hash, the image policy and the full generation settings, when the backend
+    says them."""
+    out: dict[str, Any] = {}
+    sha = getattr(drafter, "prompt_sha256", None)
+    if isinstance(sha, str):
+        out["prompt_sha256"] = sha
+    policy = getattr(drafter, "policy", None)
+    if policy is not None and hasattr(policy, "to_dict"):
+        out["image_policy"] = policy.to_dict()
+    gen = getattr(drafter, "generation_config", None)
+    if isinstance(gen, dict):
+        out["generation"] = dict(gen)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,15 +236,18 @@ def run(args: argparse.Namespace) -> int:
         if not pending and not bad:
             print(f"reportgen draft: nothing to do: {skipped} studies already in {out_path}", file=sys.stderr)
             return 0
+        policy_opts = {k: getattr(args, k, None) for k in ("max_pixels", "min_pixels", "max_images")}
+        if getattr(args, "trust_remote_code", False):
+            policy_opts["trust_remote_code"] = True
         drafter = get_drafter(spec, task=args.task, max_new_tokens=args.max_new_tokens,
-                              concurrency=args.concurrency, batch_size=args.batch_size) if pending else None
+                              concurrency=args.concurrency, batch_size=args.batch_size, **policy_opts) if pending else None
         model, adapter, prompt_version = _describe(drafter) if drafter else (None, None, None)
         if prompt_version is None:
             try:
                 from reportgen.prompting import PROMPT_VERSION as prompt_version
             except ImportError:
                 prompt_version = None
-        common = dict(backend=str(spec), task=args.task)
+        common: dict[str, Any] = dict(backend=str(spec), task=args.task, extra=_run_fields(drafter))
         for r in bad:
             writer.write(_record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common))
             n_err += 1

@@ -27,8 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--max-lora-rank", type=int, default=16, help="largest LoRA rank to serve (default 16)")
     p.add_argument("--max-loras", type=int, default=None, help="adapters active in one batch (default: the number of adapters)")
-    p.add_argument("--limit-mm-per-prompt", default='{"image": 2, "video": 0}',
-                   help='images per prompt, JSON (default \'{"image": 2, "video": 0}\': frontal + lateral)')
+    p.add_argument("--limit-mm-per-prompt", default=None,
+                   help='images per prompt, JSON (default: made from --max-images, \'{"image": 2, "video": 0}\')')
+    p.add_argument("--max-images", type=int, default=None,
+                   help="images per study, as `train`/`draft --max-images` (default 2: frontal + lateral)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="pass --trust-remote-code to vLLM: RUNS the model author's Python code (only for trusted models)")
     p.add_argument("--dtype", default=None, help="vLLM --dtype (default: vLLM's auto)")
     p.add_argument("--max-model-len", type=int, default=None, help="vLLM --max-model-len (default: the model's)")
     p.add_argument("--python", default=None, metavar="PATH",
@@ -48,6 +52,7 @@ def _config(args: argparse.Namespace):
     return ServeConfig(
         model=args.model, adapters=tuple(parse_adapter(a) for a in args.adapter), host=args.host, port=args.port,
         max_lora_rank=args.max_lora_rank, max_loras=args.max_loras, limit_mm_per_prompt=args.limit_mm_per_prompt,
+        max_images=args.max_images, trust_remote_code=args.trust_remote_code,
         dtype=args.dtype, max_model_len=args.max_model_len, python=args.python, extra_args=tuple(extra),
     )
 

@@ -1,0 +1,1 @@
+"""Drafting data files (installed as ``reportgen.data``): ``models.json``, the model families."""
