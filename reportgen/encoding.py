@@ -83,7 +83,9 @@ def encode(processor, texts: Sequence[str], images: Sequence[Sequence[Any]], *, 
         kwargs: dict[str, Any] = {"text": list(texts), "return_tensors": "pt", "padding": True}
         if any(len(i) for i in images):
             kwargs["images"] = [list(i) for i in images]
-        return dict(processor(**kwargs))
+        out = dict(processor(**kwargs))
+        out.pop("labels", None)  # PaliGemma's processor makes its own; training sets them
+        return out
     finally:
         if old is not None:
             tok.padding_side = old

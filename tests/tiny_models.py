@@ -61,8 +61,11 @@ CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 400):
-    """A byte-level BPE tokenizer (transformers fast tokenizer) with the Qwen2 special tokens."""
+def build_tokenizer(vocab_size: int = 400, special_tokens=SPECIAL_TOKENS, eos: str = "<|im_end|>",
+                    pad: str = "<|endoftext|>", bos: str | None = None, chat_template: str | None = CHAT_TEMPLATE,
+                    extra: dict | None = None):
+    """A byte-level BPE tokenizer (transformers fast tokenizer) trained on CORPUS with the
+    given special tokens (default: Qwen2's; ``eos``/``pad``/``bos`` among them)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -70,15 +73,18 @@ def build_tokenizer(vocab_size: int = 400):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        vocab_size=vocab_size, special_tokens=list(special_tokens), show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS * 4, trainer=trainer)
+    named = {t for t in (eos, pad, bos) if t}
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,
-        additional_special_tokens=SPECIAL_TOKENS[1:], model_max_length=4096, padding_side="left",
+        tokenizer_object=tok, eos_token=eos, pad_token=pad, bos_token=bos, unk_token=None,
+        additional_special_tokens=[t for t in special_tokens if t not in named], model_max_length=4096,
+        padding_side="left", **(extra or {}),
     )
-    fast.chat_template = CHAT_TEMPLATE
+    if chat_template:
+        fast.chat_template = chat_template
     return fast
 
 

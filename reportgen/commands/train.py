@@ -42,7 +42,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="for the drafted validation examples")
     p.add_argument("--template", default=None, help="a prompt template JSON (default: the packaged prompts/draft.json)")
     p.add_argument("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bfloat16 on GPU, float32 on CPU)")
+    p.add_argument("--dtype", default=None,
+                   help="float32, bfloat16, float16 (default: bfloat16 on GPU, float16 with loss scaling on GPUs without bfloat16, float32 on CPU)")
+    from reportgen.images import DEFAULT_MAX_IMAGES, DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help=f"resize larger images to this many pixels, aspect kept (default {DEFAULT_MAX_PIXELS}; 0: no limit); draft with the same value")
+    p.add_argument("--min-pixels", type=int, default=None, help="enlarge smaller images to this many pixels (default 0: never)")
+    p.add_argument("--max-images", type=int, default=None,
+                   help=f"images per study, frontal first then lateral (default {DEFAULT_MAX_IMAGES}; 0: all); serve with the same")
+    p.add_argument("--max-skipped-share", type=float, default=0.05,
+                   help="fail (E581) when more than this share of the studies cannot be trained (default 0.05)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory, ~30%% slower")
+    p.add_argument("--quantize", choices=("4bit",), default=None,
+                   help="QLoRA: load the base model in 4-bit (bitsandbytes NF4; CUDA only, the qlora extra)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="RUN the Python code shipped with the model (its author's code; e.g. MAIRA-2, CheXagent); only for trusted models")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints, task=args.task, max_length=args.max_length,
         target_modules=args.target_modules, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         eval_examples=args.eval_examples, max_new_tokens=args.max_new_tokens, template=args.template,
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, max_pixels=args.max_pixels, min_pixels=args.min_pixels,
+        max_images=args.max_images, max_skipped_share=args.max_skipped_share,
+        gradient_checkpointing=args.gradient_checkpointing, quantize=args.quantize, trust_remote_code=args.trust_remote_code,
     )
     result = train(cfg)
     def fmt(x: float | None) -> str:
@@ -67,5 +84,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"steps: {result.steps}  train loss: {fmt(result.train_loss)}  val loss: {fmt(result.initial_val_loss)} -> {fmt(result.val_loss)}")
     if result.skipped:
         print(f"skipped {result.skipped} bad record(s); see {result.out}/reportgen_train.json", file=sys.stderr)
-    print(f"serve it: reportgen serve --model {args.model} --adapter NAME={result.out}")
+    images = f" --max-images {args.max_images}" if args.max_images is not None else ""
+    print(f"serve it: reportgen serve --model {args.model} --adapter NAME={result.out}{images}")
     return 0
