@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("reportgen.commands.train", "LoRA fine-tuning of a vision-language model"),
     "draft": ("reportgen.commands.draft", "draft reports for studies (JSONL) with a backend"),
     "serve": ("reportgen.commands.serve", "start a vLLM OpenAI-compatible server with LoRA adapters"),
+    "prepare": ("reportgen.commands.prepare", "write the studies JSONL of MIMIC-CXR-JPG or a CSV dataset"),
     "models": ("reportgen.commands.models", "the model families with train / hf / vLLM-LoRA support as tested"),
     "train-clip": ("reportgen.commands.train_clip", "contrastive fine-tuning of an open_clip model"),
 }
