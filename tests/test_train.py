@@ -320,3 +320,28 @@ def test_cli_trains_and_reports_errors(tiny_vlm_dir, tiny_manifest, tmp_path, ca
     assert main(["train", "--manifest", str(tiny_manifest), "--model", str(tiny_vlm_dir), "--out", str(tmp_path / "x"),
                  "--rank", "0"]) == 1
     assert "E510" in capsys.readouterr().err
+
+
+def test_quality_metrics_during_training_and_gradient_checkpointing(tiny_vlm_dir, tiny_manifest, tmp_path):
+    out = tmp_path / "run"
+    t = Trainer(cfg(tiny_manifest, tiny_vlm_dir, out, max_steps=1, eval_every=1, eval_drafts=2, val_fraction=0.34,
+                    max_new_tokens=6, batch_size=2, gradient_checkpointing=True))
+    result = t.run()
+    assert result.steps == 1
+    base = t.model.get_base_model()
+    assert getattr(base, "is_gradient_checkpointing", False)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1]
+    for r in rows[1:]:  # TensorBoard/W&B-style flat scalars per step, quality beside the loss
+        assert r["val_drafted"] == 2 and r["val_loss"] is not None
+        for k in ("val_chexpert_micro_f1_14", "val_chexpert_micro_f1_5", "val_hallucination_rate", "val_bleu4"):
+            assert k in r and (r[k] is None or 0.0 <= r[k] <= 1.0), (k, r[k])
+
+
+def test_qlora_without_cuda_says_what_to_do(tiny_vlm_dir, tiny_manifest, tmp_path):
+    with pytest.raises(ReportgenError) as e:
+        train(cfg(tiny_manifest, tiny_vlm_dir, tmp_path / "q", quantize="4bit", device="cpu", max_steps=1))
+    assert e.value.code == "E587" and "CUDA" in str(e.value) and "drop --quantize" in str(e.value)
+    with pytest.raises(ReportgenError) as e:
+        TrainConfig(manifest="m", model="m", out="o", quantize="8bit")
+    assert e.value.code == "E510"

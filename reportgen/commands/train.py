@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward: less memory, ~30%% slower")
     p.add_argument("--quantize", choices=("4bit",), default=None,
                    help="QLoRA: load the base model in 4-bit (bitsandbytes NF4; CUDA only, the qlora extra)")
+    p.add_argument("--eval-drafts", type=int, default=0,
+                   help="at each evaluation, draft this many validation studies and log CheXpert-label F1, the graph "
+                        "checker's hallucination rate and BLEU-4 beside the loss in metrics.jsonl (default 0: off)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="RUN the Python code shipped with the model (its author's code; e.g. MAIRA-2, CheXagent); only for trusted models")
 
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         eval_examples=args.eval_examples, max_new_tokens=args.max_new_tokens, template=args.template,
         device=args.device, dtype=args.dtype, max_pixels=args.max_pixels, min_pixels=args.min_pixels,
         max_images=args.max_images, max_skipped_share=args.max_skipped_share,
-        gradient_checkpointing=args.gradient_checkpointing, quantize=args.quantize, trust_remote_code=args.trust_remote_code,
+        gradient_checkpointing=args.gradient_checkpointing, eval_drafts=args.eval_drafts, quantize=args.quantize, trust_remote_code=args.trust_remote_code,
     )
     result = train(cfg)
     def fmt(x: float | None) -> str:
