@@ -561,6 +561,34 @@ class Trainer:
         self.cfg = cfg
         self.on_step = on_step
         self.out = Path(cfg.out)
+        self.acc = None
+        self.acc_device: str | None = None
+        self.rank, self.world = 0, 1
+        self.train_model = None
+
+    # -- data parallel (accelerate launch) ------------------------------------------------
+    def _init_distributed(self) -> None:
+        """Under ``accelerate launch`` (WORLD_SIZE > 1) every process trains on its share
+        of each step's micro-batches; DDP (through accelerate) averages the gradients.
+        Process 0 alone evaluates, writes metrics, checkpoints and the adapter."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return
+        from accelerate import Accelerator
+
+        self.acc = Accelerator(cpu=str(self.cfg.device or "").startswith("cpu"))
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self.acc_device = str(self.acc.device)
+        if self.cfg.quantize:
+            raise ReportgenError("E588", "--quantize with several processes is not supported yet",
+                                 fix="run QLoRA in one process, or drop --quantize for data-parallel LoRA")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def _barrier(self) -> None:
+        if self.acc is not None:
+            self.acc.wait_for_everyone()
 
     # -- setup ------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -574,6 +602,7 @@ class Trainer:
         from reportgen.models import family_of
 
         cfg = self.cfg
+        self._init_distributed()
         self.data = read_manifest(cfg.manifest)
         if not self.data.examples:
             raise InputError("E516", f"manifest {cfg.manifest!r} has no usable record ({len(self.data.errors)} bad)",
@@ -582,7 +611,7 @@ class Trainer:
         self.n_test_held_out = len(self.data.examples) - len(self.train_set) - len(self.val_set)
         self.template = load_template(cfg.template) if cfg.template else default_template()
         self.policy = cfg.image_policy
-        self.device = pick_device(cfg.device)
+        self.device = self.acc_device or pick_device(cfg.device)
         self.dtype = pick_dtype(cfg.dtype, self.device)
         quant = quantization_config(cfg, self.device, self.dtype)
         _seed_all(cfg.seed)
@@ -609,12 +638,13 @@ class Trainer:
         self.token_stats = self._preflight()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.train_model = self.acc.prepare_model(self.model) if self.acc is not None else self.model
         # float16 weights need loss scaling (bfloat16 and float32 do not): small gradients
         # underflow to 0 in float16 otherwise. The LoRA weights themselves stay float32.
         self.scaler = None
         if self.dtype == torch.float16:
             self.scaler = torch.amp.GradScaler(self.device.split(":")[0])
-        per_epoch = math.ceil(len(self.train_set) / (cfg.batch_size * cfg.grad_accum))
+        per_epoch = math.ceil(len(self.train_set) / (cfg.batch_size * cfg.grad_accum * self.world))
         self.steps_per_epoch = per_epoch
         # max_steps, when given, overrides epochs (as in transformers' Trainer).
         self.total_steps = per_epoch * cfg.epochs if cfg.max_steps is None else cfg.max_steps
@@ -727,6 +757,8 @@ class Trainer:
         """Gradients of one optimizer step over its micro-batches: the summed token losses
         divided by the step's target-token count, so accumulating N micro-batches gives
         the gradient of one batch N times bigger. Returns (summed loss, tokens)."""
+        if self.world > 1:
+            return self._accumulate_distributed(window)
         encoded = [b for b in (self._encode(w) for w in window) if b is not None]
         n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in encoded)
         self.optimizer.zero_grad(set_to_none=True)
@@ -737,6 +769,39 @@ class Trainer:
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_total += float(loss.detach())
         return loss_total, n_tokens
+
+    def _accumulate_distributed(self, window: Sequence[Sequence[Example]]) -> tuple[float, int]:
+        """accumulate() across processes: process r takes micro-batches r, r+W, ... of the
+        step's window; the token count is summed over all processes, so the update equals
+        the one-process update of the whole window. Every process runs the same number of
+        backward passes (a process short of data repeats a micro-batch with weight 0)."""
+        import contextlib
+
+        import torch
+        import torch.distributed as dist
+
+        per = math.ceil(len(window) / self.world)
+        real = [b for b in (self._encode(w) for w in window[self.rank :: self.world]) if b is not None]
+        n_local = sum(int((b["labels"][:, 1:] != -100).sum()) for b in real)
+        counts = torch.tensor([float(n_local), 0.0], dtype=torch.float64, device=self.device)
+        dist.all_reduce(counts)
+        n_tokens = int(counts[0].item())
+        plan = [(b, 1.0) for b in real]
+        if len(plan) < per:
+            filler = real[0] if real else self._encode([self.train_set[0]])
+            plan += [(filler, 0.0)] * (per - len(plan))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total = 0.0
+        for i, (b, weight) in enumerate(plan):
+            sync = i == len(plan) - 1
+            with (contextlib.nullcontext() if sync else self.train_model.no_sync()):
+                loss, _ = token_loss_sum(self.train_model, dict(b))
+                scaled = loss * (weight * self.world / max(1, n_tokens))  # DDP averages over processes
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            loss_total += float(loss.detach()) * weight
+        total = torch.tensor([loss_total], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return float(total.item()), n_tokens
 
     def evaluate(self, examples: Sequence[Example]) -> float | None:
         """Mean per-token loss over ``examples`` (None when there are none)."""
@@ -816,6 +881,7 @@ class Trainer:
             raise ReportgenError("E518", f"{cfg.out} holds a finished run and no checkpoint to resume",
                                  fix="choose another --out to train again")
         self._setup()
+        self._barrier()  # every process has checked --out before process 0 writes to it
         step, epoch, batch_index = 0, 0, 0
         history: dict[str, Any] = {"initial_val_loss": None, "last_train_loss": None}
         resumed_from = None
@@ -826,7 +892,7 @@ class Trainer:
             step, epoch, batch_index, history = state["step"], state["epoch"], state["batch_index"], state["history"]
             resumed_from = step
             log.info("resuming from %s (step %d, epoch %d)", ckpt, step, epoch)
-        else:
+        elif self.main:
             if metrics_path.exists():
                 metrics_path.unlink()
             history["initial_val_loss"] = self.evaluate(self.val_set)
@@ -835,7 +901,7 @@ class Trainer:
         window_loss, window_tokens = 0.0, 0
         progress = _progress(self.total_steps, step)
         saved, consistent = False, True
-        with AppendWriter(metrics_path) as metrics:
+        with (AppendWriter(metrics_path) if self.main else _NullWriter()) as metrics:
             if ckpt is None:
                 metrics.write({"step": 0, "epoch": 0, "train_loss": None, "val_loss": history["initial_val_loss"], "lr": cfg.lr, "elapsed_s": 0.0})
             try:
@@ -844,7 +910,7 @@ class Trainer:
                     while batch_index < len(batches) and step < self.total_steps:
                         saved = False
                         consistent = False  # between here and the step's bookkeeping, a Ctrl-C leaves a half step
-                        window = batches[batch_index : batch_index + cfg.grad_accum]
+                        window = batches[batch_index : batch_index + cfg.grad_accum * self.world]
                         loss_total, n_tokens = self.accumulate(window)
                         if n_tokens and self.scaler is not None:
                             self.scaler.unscale_(self.optimizer)  # clip the true gradients
@@ -866,18 +932,22 @@ class Trainer:
                         if (cfg.eval_every and step % cfg.eval_every == 0) or last_of_epoch or step >= self.total_steps:
                             train_loss = window_loss / window_tokens if window_tokens else None
                             window_loss, window_tokens = 0.0, 0
-                            val_loss = self.evaluate(self.val_set)
                             history["last_train_loss"] = train_loss
-                            history["last_val_loss"] = val_loss
-                            row = {"step": step, "epoch": epoch + (batch_index / len(batches)), "train_loss": train_loss,
-                                   "val_loss": val_loss, "lr": self.scheduler.get_last_lr()[0]}
-                            row.update(self.draft_metrics())
-                            row["elapsed_s"] = round(time.perf_counter() - t_start, 3)
-                            metrics.write(row)
+                            if self.main:
+                                val_loss = self.evaluate(self.val_set)
+                                history["last_val_loss"] = val_loss
+                                row = {"step": step, "epoch": epoch + (batch_index / len(batches)), "train_loss": train_loss,
+                                       "val_loss": val_loss, "lr": self.scheduler.get_last_lr()[0]}
+                                row.update(self.draft_metrics())
+                                row["elapsed_s"] = round(time.perf_counter() - t_start, 3)
+                                metrics.write(row)
+                            self._barrier()
                         next_epoch, next_index = (epoch + 1, 0) if last_of_epoch else (epoch, batch_index)
                         save_every = cfg.steps_between_saves
                         if (save_every and step % save_every == 0) or last_of_epoch:
-                            self._save_checkpoint(step, next_epoch, next_index, history)
+                            if self.main:
+                                self._save_checkpoint(step, next_epoch, next_index, history)
+                            self._barrier()
                             saved = True
                         if self.on_step is not None:
                             self.on_step(step)
@@ -886,14 +956,16 @@ class Trainer:
             except KeyboardInterrupt:
                 # Keep what was done: the next run with --resume continues from here. A
                 # step cut in half is dropped (the newest checkpoint is before it).
-                if step and consistent and not saved:
+                if step and consistent and not saved and self.main:
                     next_epoch, next_index = (epoch + 1, 0) if batch_index >= len(self._epoch_batches(epoch)) else (epoch, batch_index)
                     self._save_checkpoint(step, next_epoch, next_index, history)
                 log.warning("interrupted at step %d; rerun with --resume to continue from the newest checkpoint", step)
                 progress.close()
                 raise
         progress.close()
-        self._finish(step, history, resumed_from)
+        if self.main:
+            self._finish(step, history, resumed_from)
+        self._barrier()
         return TrainResult(str(self.out), step, history.get("last_train_loss"), history.get("last_val_loss"),
                            history.get("initial_val_loss"), len(self.data.errors), resumed_from)
 
@@ -909,6 +981,7 @@ class Trainer:
                 "device": self.device, "dtype": str(self.dtype).replace("torch.", ""), "model_type": self.model_type,
                 "target_modules": self.model.peft_config["default"].target_modules if isinstance(self.model.peft_config["default"].target_modules, str) else sorted(self.model.peft_config["default"].target_modules),
                 "lora_modules": len(self.lora_modules), "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                "processes": self.world,
                 "prompt_version": self.template.version, "prompt_sha256": self.template.sha256,
                 "image_policy": self.policy.to_dict(), "family": self.family.name if self.family else None,
                 "stop_token_ids": self.stop_ids, "grad_scaler": self.scaler is not None,
@@ -982,6 +1055,19 @@ class Trainer:
             except ReportgenError as e:
                 rows.append({"id": ex.study.id, "reference": ex.report, "draft": None, "error": str(e)})
         return rows
+
+
+class _NullWriter:
+    """What processes other than process 0 write metrics to: nothing."""
+
+    def __enter__(self) -> "_NullWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, record: Any) -> None:
+        return None
 
 
 def _progress(total: int, initial: int):

@@ -345,3 +345,32 @@ def test_qlora_without_cuda_says_what_to_do(tiny_vlm_dir, tiny_manifest, tmp_pat
     with pytest.raises(ReportgenError) as e:
         TrainConfig(manifest="m", model="m", out="o", quantize="8bit")
     assert e.value.code == "E510"
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_equals_one_process(tiny_vlm_dir, tiny_manifest, tmp_path):
+    # Multi-GPU data parallel runs through accelerate (DDP); here 2 CPU processes (gloo)
+    # started by torchrun, as `accelerate launch --multi_gpu` starts them on GPUs.
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    kw = dict(max_steps=2, batch_size=1, dropout=0.0, lr=1e-2, device="cpu")
+    one = train(cfg(tiny_manifest, tiny_vlm_dir, tmp_path / "one", grad_accum=2, **kw))
+    args = ["train", "--manifest", str(tiny_manifest), "--model", str(tiny_vlm_dir), "--out", str(tmp_path / "two"),
+            "--max-steps", "2", "--batch-size", "1", "--grad-accum", "1", "--val-fraction", "0", "--eval-examples", "0",
+            "--dropout", "0", "--warmup-ratio", "0", "--lr", "0.01", "--eval-every", "0", "--device", "cpu", "--epochs", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    from reportgen.serve import free_port
+
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+                        "-m", "reportgen.cli", *args], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("adapter:") == 1  # process 0 reports, writes the adapter and the summary
+    summary = json.loads((tmp_path / "two" / "reportgen_train.json").read_text())
+    assert summary["resolved"]["processes"] == 2 and summary["result"]["steps"] == one.steps == 2
+    a, b = adapter_weights(Path(one.out)), adapter_weights(tmp_path / "two")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert any(a[k].abs().max() > 0 for k in a if "lora_B" in k)  # it did train

@@ -79,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing, eval_drafts=args.eval_drafts, quantize=args.quantize, trust_remote_code=args.trust_remote_code,
     )
     result = train(cfg)
+    import os
+
+    if os.environ.get("RANK", "0") != "0":  # data parallel: process 0 reports
+        return 0
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.4f}"
 
