@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from reportgen.errors import InputError
+from reportgen.errors import InputError, error_code
 
 # A report of a few kB is normal; 1 MB of text is not a radiology report. Records longer
 # than this are refused by default (users can raise it) so one runaway line cannot stall
@@ -49,6 +49,11 @@ class Record:
     def fallback_id(self) -> str:
         """An id for error records of lines without one: ``line:N``."""
         return self.id or f"line:{self.line}"
+
+    @property
+    def error_code(self) -> str | None:
+        """The code of ``error`` (``"E103"``), None for a good line."""
+        return error_code(self.error)
 
 
 def read_jsonl(

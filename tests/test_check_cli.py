@@ -187,3 +187,30 @@ def test_an_unexpected_failure_on_one_record_becomes_an_error_record(tmp_path, f
     assert [r["id"] for r in recs] == ["r0", "r1", "r2"]
     assert recs[1]["error"].startswith(f"{reports}:2: E399 checking failed: RuntimeError") and recs[1]["claims"] == []
     assert recs[0]["error"] is None and recs[2]["error"] is None
+
+
+def test_error_records_carry_the_code_as_its_own_field(tmp_path, fake_read, monkeypatch):
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "ok", "report": "No effusion.", "error_code": "E565"},  # e.g. a draft record: kept under "input"
+        {"id": "empty", "report": ""},
+        b'{"id": "broken", "report": \n',
+        {"id": "boom", "report": "No effusion."},
+    ])
+    real = pipeline_mod.Pipeline.check
+
+    def fail_on_boom(self, id, text, ref=None, study=None):
+        if id == "boom":
+            raise RuntimeError("bug")
+        return real(self, id, text, ref, study)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "check", fail_on_boom)
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(out), "-q"]) == 0
+    ok, empty, broken, boom = read_out(out)
+    assert "error_code" not in ok and ok["input"] == {"error_code": "E565"}  # never mistaken for ours
+    assert [r["error_code"] for r in (empty, broken, boom)] == ["E109", "E103", "E399"]
+    for r in (empty, broken, boom):
+        assert list(r)[:3] == ["id", "error", "error_code"]  # beside the message, which is unchanged
+    assert empty["error"] == f"{reports}:2: E109 'report' is empty"
+    assert boom["error"].startswith(f"{reports}:4: E399 checking failed: RuntimeError")
+

@@ -5,7 +5,8 @@ shape and is matched by ``id``. One output record per input line (the JSONL cont
 ``reportgen.checkers.pipeline.ReportResult.to_record``); extra input keys are passed through. Bad
 lines (malformed JSON, non-UTF-8 bytes, a missing id, an empty or oversized report) give
 an error record ``{"id": <id or "line:N">, "error": "<file:line: code problem>",
-"claims": [], "summary": {...}}`` and the batch goes on. The output file is written
+"error_code": "E103", "claims": [], "summary": {...}}`` and the batch goes on (every record
+with an ``error`` carries its code as ``error_code``, docs/errors.md). The output file is written
 atomically: a crash leaves the previous file untouched. Report text is never logged.
 
 Region evidence (``--region-model SPEC``): records may carry ``"images": [paths]`` and
@@ -36,12 +37,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, TextIO
 
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS, Record, atomic_writer, dumps, read_jsonl
 
 log = logging.getLogger(__name__)
 
-CONTRACT_KEYS = ("id", "error", "claims", "summary")
+CONTRACT_KEYS = ("id", "error", "error_code", "claims", "summary")
 INPUT_KEYS = ("id", "report")
 STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
 HTML_MAX_STUDIES = 500
@@ -142,7 +143,8 @@ def passthrough(record: dict[str, Any], data: Mapping[str, Any] | None) -> dict[
 def error_record(rec: Record, extra_summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
     from reportgen.checkers.pipeline import empty_summary
 
-    out = {"id": rec.fallback_id(), "error": rec.error, "claims": [], "summary": empty_summary(**(extra_summary or {}))}
+    out = {"id": rec.fallback_id(), "error": rec.error, "error_code": rec.error_code, "claims": [],
+           "summary": empty_summary(**(extra_summary or {}))}
     return passthrough(out, rec.data)
 
 
@@ -400,6 +402,7 @@ def run(args: argparse.Namespace) -> int:
             if out["error"]:
                 n_errors += 1
                 out["error"] = f"{rec.where}: {out['error']}"
+                out = with_error_code(out)
             out["summary"].update(ref_note)
             if out.get("region_png_error"):
                 region_warn(f"{rec.where}: {out['region_png_error']}")
