@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,9 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
     def bad(msg: str, data: Mapping[str, Any] | None = None) -> Record:
         return Record(path, lineno, data, f"{path}:{lineno}: {msg}")
 
+    # The line without its end: parsed with it, a line cut short fails on the newline
+    # ("line 2 column 1") instead of where the line ends.
+    raw = raw.rstrip(b"\r\n")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -89,7 +93,10 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        return bad(f"E103 malformed JSON ({e.msg} at column {e.colno})")
+        # One line, so the column is the character position (1-based) where parsing stopped.
+        at = f"column {e.pos + 1}" + (", the end of the line" if e.pos >= len(text) else "")
+        said = e.msg if e.msg.endswith(" at") else f"{e.msg} at"  # "Unterminated string starting at"
+        return bad(f"E103 malformed JSON ({said} {at})")
     if not isinstance(data, dict):
         return bad(f"E104 a record must be a JSON object, got {type(data).__name__}")
     for key in require:
@@ -120,10 +127,12 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
 
     On an exception the temporary file is removed and an existing ``path`` is untouched.
+    The file ends with the permissions a plain ``open(path, "w")`` would give it: those of
+    the file it replaces, else 0666 less the umask.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temp(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
@@ -136,6 +145,28 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new file beside ``target``, created as ``open()`` creates files (mode 0666, which
+    the kernel narrows by the umask and default ACLs; ``tempfile.mkstemp`` would force
+    0600), or with the mode of the existing ``target`` it will replace."""
+    for _ in range(100):
+        tmp = str(target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except OSError:  # no file yet: the umask decided
+            return fd, tmp
+        try:
+            os.chmod(tmp, mode)  # overwriting keeps the old file's permissions, as open() does
+        except OSError:
+            pass
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def written_records(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, dict[str, Any]]]:

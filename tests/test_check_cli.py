@@ -214,3 +214,19 @@ def test_error_records_carry_the_code_as_its_own_field(tmp_path, fake_read, monk
     assert empty["error"] == f"{reports}:2: E109 'report' is empty"
     assert boom["error"].startswith(f"{reports}:4: E399 checking failed: RuntimeError")
 
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_permissions_of_the_umask(tmp_path, fake_read, umask):
+    # issue 9 item 5: --out and --html were 0600 whatever the umask
+    import os
+    import stat
+
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": "No effusion."}])
+    out, page = tmp_path / "v.jsonl", tmp_path / "v.html"
+    old = os.umask(umask)
+    try:
+        assert main(["check", "--reports", str(reports), "--out", str(out), "--html", str(page), "-q"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(page.stat().st_mode) == 0o666 & ~umask
