@@ -61,7 +61,7 @@ _E = ErrorCode
 # Families by hundreds (the headings of docs/errors.md). Ranges inside a family are handed
 # to whoever adds codes there; the table is in code order.
 FAMILIES: dict[str, str] = {
-    "E0": "Core types and the error machinery",
+    "E0": "Core types and cross-cutting errors",
     "E1": "Input files (JSONL)",
     "E2": "Reading reports: IU data, lexicons, graph extractors, `reportgen extract`",
     "E3": "Checking: pipeline, graph checker, `reportgen check`",
@@ -80,6 +80,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E003", "a study has no id or its id is not a non-empty string", "give every study a non-empty string 'id'"),
     _E("E004", "a study gives a different number of views than images", "give one view per image, or no views"),
     _E("E005", "an entity graph is inconsistent: repeated entity ids, or a relation naming an unknown entity", "give entities unique ids and let relations name only those ids"),
+    _E("E020", "a reference id has no usable report: the report line that carried it is an error record (e.g. malformed JSON)", "fix the report line the message names (its own error record says what is wrong)"),
     # E1xx: input files (JSONL reading: reportgen.jsonl)
     _E("E101", "an input file does not exist", "check the path"),
     _E("E102", "an input line is not valid UTF-8", "re-encode the file as UTF-8"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import stat
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ class Record:
     line: int
     data: Mapping[str, Any] | None
     error: str | None = None
+    id_hint: str | None = None  # a line that did not parse: the id it seems to carry (messages only)
 
     @property
     def id(self) -> str | None:
@@ -80,8 +82,8 @@ def read_jsonl(
 
 
 def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], max_chars: int, text_fields: tuple[str, ...]) -> Record:
-    def bad(msg: str, data: Mapping[str, Any] | None = None) -> Record:
-        return Record(path, lineno, data, f"{path}:{lineno}: {msg}")
+    def bad(msg: str, data: Mapping[str, Any] | None = None, id_hint: str | None = None) -> Record:
+        return Record(path, lineno, data, f"{path}:{lineno}: {msg}", id_hint)
 
     # The line without its end: parsed with it, a line cut short fails on the newline
     # ("line 2 column 1") instead of where the line ends.
@@ -89,14 +91,15 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return bad(f"E102 line is not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8")
+        return bad(f"E102 line is not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
+                   id_hint=id_hint(raw.decode("utf-8", errors="replace")))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         # One line, so the column is the character position (1-based) where parsing stopped.
         at = f"column {e.pos + 1}" + (", the end of the line" if e.pos >= len(text) else "")
         said = e.msg if e.msg.endswith(" at") else f"{e.msg} at"  # "Unterminated string starting at"
-        return bad(f"E103 malformed JSON ({said} {at})")
+        return bad(f"E103 malformed JSON ({said} {at})", id_hint=id_hint(text))
     if not isinstance(data, dict):
         return bad(f"E104 a record must be a JSON object, got {type(data).__name__}")
     for key in require:
@@ -115,6 +118,22 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
         if not value.strip():
             return bad(f"E109 {key!r} is empty", data)
     return Record(path, lineno, data)
+
+
+_ID_IN_BROKEN_LINE = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def id_hint(text: str) -> str | None:
+    """The id a line that is not valid JSON seems to carry (its first ``"id": "..."``), so
+    messages can say which record was lost; never used as the record's id."""
+    m = _ID_IN_BROKEN_LINE.search(text)
+    if not m:
+        return None
+    try:
+        value = json.loads(m.group(1))
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def dumps(obj: Any) -> str:

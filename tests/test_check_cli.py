@@ -215,6 +215,26 @@ def test_error_records_carry_the_code_as_its_own_field(tmp_path, fake_read, monk
     assert boom["error"].startswith(f"{reports}:4: E399 checking failed: RuntimeError")
 
 
+def test_a_reference_whose_report_line_is_broken_says_so(tmp_path, fake_read, capsys):
+    # issue 9 item 6: "E304 1 reference id(s) have no report: A2" when A2's line was malformed
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "A1", "report": "No effusion."},
+        ('{"id": "A2", "report": "Left effusion. ' + "x" * 100 + "\n").encode(),  # cut short
+        {"id": "A3", "report": "No effusion."},
+    ])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [{"id": i, "report": "No effusion."} for i in ("A1", "A2", "A3", "A9")])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    # A9 is absent from the reports: which side lacks it
+    assert f"E304 1 reference id(s) have no report: A9 (no line of --reports {reports} has them)" in err
+    # A2 has a line, but it is an error record: where, and why
+    assert ("E020 1 reference id(s) have no usable report: their line in --reports is an error record: "
+            f"A2 ({reports}:2: E103 malformed JSON (Unterminated string starting at column 24)") in err
+    assert "have no report: A2" not in err and "A2," not in err
+    assert [r["id"] for r in read_out(out)] == ["A1", "line:2", "A3"]  # the error record keeps its line id
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_outputs_get_the_permissions_of_the_umask(tmp_path, fake_read, umask):
     # issue 9 item 5: --out and --html were 0600 whatever the umask

@@ -67,6 +67,22 @@ def test_eval_pairs_json_html_and_listed_ids(files, capsys):
     assert "ref-only" in html and "pred-only" in html
 
 
+def test_eval_names_a_broken_lines_id_and_the_error_code(tmp_path, capsys):
+    # issue 9 item 6 in eval: a prediction line that is not JSON is a bad line, not a missing id
+    pred = _jsonl(tmp_path / "p.jsonl", [{"id": "a", "report": SAME}, '{"id": "b", "report": "cut', "{broken"])
+    ref = _jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": SAME}, {"id": "b", "report": SAME}, {"id": "c", "report": SAME}])
+    out = tmp_path / "m.json"
+    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q"]) == 0
+    m = json.loads(out.read_text())
+    assert m["only_in_ref"] == ["c"]  # b has a (broken) prediction line: listed below with its id, not as missing
+    assert m["input_errors"] == [
+        {"side": "pred", "id": "line:2", "error": f"{pred}:2: E103 malformed JSON (Unterminated string starting at column 23)",
+         "error_code": "E103", "id_hint": "b"},
+        {"side": "pred", "id": "line:3", "error": f"{pred}:3: E103 malformed JSON (Expecting property name enclosed in double quotes at column 2)",
+         "error_code": "E103"},
+    ]
+
+
 def test_eval_argument_errors(files, capsys):
     tmp, pred, ref = files
     assert main(["eval", "--pred", pred, "--out", str(tmp / "x.json")]) == 1

@@ -98,6 +98,22 @@ def test_malformed_json_points_at_the_real_column(tmp_path):
     assert rec.error.endswith("(Expecting ',' delimiter at column 27)") and '{"id": "é", "report": "ü" x}'[26] == "x"
 
 
+def test_a_broken_line_keeps_the_id_it_seems_to_carry_as_a_hint_only(tmp_path):
+    p = tmp_path / "in.jsonl"
+    write_lines(p, [
+        b'{"id": "A2", "report": "cut sh',
+        b'{"report": "he said \\"id\\": \\"z\\"", "id": "q\\"1" oops}',  # an escaped "id" inside text is not it
+        b'{"id": 7, "report": ',
+        b'{"id": "d\xe9", "report": "x"}',  # not UTF-8: the hint still names the record
+        b'{"id": "ok", "report": "fine"}',
+    ])
+    recs = list(read_jsonl(p, text_fields=("report",)))
+    assert [r.id_hint for r in recs] == ["A2", 'q"1', None, "d\ufffd", None]
+    assert [r.id for r in recs] == [None, None, None, None, "ok"]  # never used as the id
+    assert [r.fallback_id() for r in recs[:2]] == ["line:1", "line:2"]
+    assert [r.error_code for r in recs] == ["E103", "E103", "E103", "E102", None]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_atomic_writes_get_the_permissions_open_would_give(tmp_path, umask):
     # issue 9 item 5: mkstemp made every output 0600 whatever the umask

@@ -352,6 +352,7 @@ def run(args: argparse.Namespace) -> int:
     totals = {k: 0 for k in STATUSES}
     n_records = n_errors = 0
     seen: set[str] = set()
+    unparsed: dict[str, Record] = {}  # id a bad line seems to carry -> that line (for E020)
     missing_ref: list[str] = []
     started = time.perf_counter()
     bar = tqdm(total=_count_lines(args.reports), file=err, unit="report", disable=args.quiet or not err.isatty(), desc="check")
@@ -371,6 +372,8 @@ def run(args: argparse.Namespace) -> int:
                 seen.add(rec.id)
             if rec.error:
                 n_errors += 1
+                if rec.id is None and rec.id_hint:
+                    unparsed.setdefault(rec.id_hint, rec)
                 yield error_record(rec)
                 continue
             ref_text = None
@@ -479,10 +482,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.reference:
         unmatched = sorted(set(refs) - seen)
+        lost = [i for i in unmatched if i in unparsed]  # their report line is an error record
+        absent = [i for i in unmatched if i not in unparsed]
         if missing_ref:
             warn(f"E307 {len(missing_ref)} report id(s) have no usable reference and were checked for self-consistency only: {_ids(missing_ref)}")
-        if unmatched:
-            warn(f"E304 {len(unmatched)} reference id(s) have no report: {_ids(unmatched)}")
+        if absent:
+            warn(f"E304 {len(absent)} reference id(s) have no report: {_ids(absent)} (no line of --reports {args.reports} has them)")
+        if lost:
+            warn(f"E020 {len(lost)} reference id(s) have no usable report: their line in --reports is an error record: "
+                 + _ids([f"{i} ({unparsed[i].error})" for i in lost], sep="; "))
     if not args.quiet:
         took = time.perf_counter() - started
         counts = ", ".join(f"{totals[k]} {k}" for k in STATUSES)
@@ -498,6 +506,6 @@ def run(args: argparse.Namespace) -> int:
     return 1 if args.strict and (n_errors or missing_ref or n_region_errors) else 0
 
 
-def _ids(ids: list[str], most: int = 10) -> str:
-    shown = ", ".join(ids[:most])
+def _ids(ids: list[str], most: int = 10, sep: str = ", ") -> str:
+    shown = sep.join(ids[:most])
     return shown + (f", ... ({len(ids) - most} more)" if len(ids) > most else "")

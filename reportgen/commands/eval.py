@@ -7,7 +7,9 @@
 
 Pair mode: records ``{"id", "report"}`` in both files are matched by id; ids present on
 one side only, and bad lines, are listed in the output (never dropped silently). Each bad
-line and each unscored pair carries its ``error`` message and ``error_code`` (docs/errors.md). Prints a
+line and each unscored pair carries its ``error`` message and ``error_code`` (docs/errors.md);
+a line that is not JSON but seems to carry an id names it as ``id_hint`` (that id is then
+not listed as present on the other side only: its line is broken, not missing). Prints a
 table of corpus figures with bootstrap 95% CIs; writes JSON with settings, corpus
 figures, per-study rows and stage timings; ``--html`` adds a page with matplotlib plots.
 Metrics: BLEU-4, ROUGE-L, RadGraph F1 (simple/partial/complete), CheXpert label F1
@@ -115,6 +117,8 @@ def load_side(path: str, max_chars: int, side: str) -> tuple[dict[str, str], lis
     for rec in read_jsonl(path, require=("id", "report"), text_fields=("report",), max_chars=max_chars):
         if rec.error:
             problem = {"side": side, "id": rec.fallback_id(), "error": rec.error, "error_code": rec.error_code}
+            if rec.id is None and rec.id_hint:
+                problem["id_hint"] = rec.id_hint
             problems.append(problem)
             if rec.id is not None:  # a bad later line replaces an earlier good one: no silent fallback
                 texts.pop(rec.id, None)
@@ -140,7 +144,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
 
     pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred")
     ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
-    bad_ids = {p["id"] for p in pred_problems + ref_problems}
+    bad_ids = {p.get("id_hint", p["id"]) for p in pred_problems + ref_problems}
     pairs = [(i, pred[i], ref[i]) for i in pred if i in ref]
     only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
     only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
