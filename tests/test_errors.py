@@ -122,3 +122,12 @@ def test_every_code_the_documentation_names_is_registered():
             named.setdefault(code, []).append(page.name)
     unknown = {c: p for c, p in sorted(named.items()) if c not in CODES}
     assert not unknown, f"the documentation names codes the registry does not have: {unknown}"
+
+
+def test_python_users_get_the_code_in_a_failed_reports_record_too():
+    from reportgen import Pipeline
+
+    rec = Pipeline().check("x", "").to_record()
+    assert list(rec)[:3] == ["id", "error", "error_code"]
+    assert rec["error"] == "E301 report is empty" and rec["error_code"] == "E301"
+    assert Pipeline().check("y", 5).to_record()["error_code"] == "E302"
