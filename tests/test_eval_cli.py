@@ -4,6 +4,8 @@ values on pairs whose answers are known, the injection and grounded modes."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -72,7 +74,12 @@ def test_eval_names_a_broken_lines_id_and_the_error_code(tmp_path, capsys):
     pred = _jsonl(tmp_path / "p.jsonl", [{"id": "a", "report": SAME}, '{"id": "b", "report": "cut', "{broken"])
     ref = _jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": SAME}, {"id": "b", "report": SAME}, {"id": "c", "report": SAME}])
     out = tmp_path / "m.json"
-    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q"]) == 0
+    old = os.umask(0o027)  # issue 9 item 5: the output gets the umask's permissions, not 0600
+    try:
+        assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
     m = json.loads(out.read_text())
     assert m["only_in_ref"] == ["c"]  # b has a (broken) prediction line: listed below with its id, not as missing
     assert m["input_errors"] == [
