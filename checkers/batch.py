@@ -61,6 +61,8 @@ def load_reference(path: str, max_chars: int, warn: Warn = _no_warning) -> tuple
                 warn(f"reference {rec.error}")
             if rec.id:
                 problems[rec.id] = rec.error
+            elif rec.id_hint and rec.id_hint not in texts:  # a broken line: the id it seems to carry
+                problems[rec.id_hint] = rec.error
             continue
         if rec.id in texts:
             warn(f"reference {rec.where}: E305 duplicate id {rec.id!r}; the later line is used")

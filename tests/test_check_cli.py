@@ -235,6 +235,22 @@ def test_a_reference_whose_report_line_is_broken_says_so(tmp_path, fake_read, ca
     assert [r["id"] for r in read_out(out)] == ["A1", "line:2", "A3"]  # the error record keeps its line id
 
 
+def test_a_report_whose_reference_line_is_broken_says_so(tmp_path, fake_read, capsys):
+    # the other side: A2's reference line is not JSON, so A2's reference is invalid, not missing
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": i, "report": "No effusion."} for i in ("A1", "A2", "A3")])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [
+        {"id": "A1", "report": "No effusion."},
+        b'{"id": "A2", "report": "No effusion."\n',
+    ])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out)]) == 0
+    a1, a2, a3 = read_out(out)
+    assert a1["summary"]["reference"] == "given"
+    assert a2["summary"]["reference"] == "invalid"
+    assert a2["summary"]["reference_error"] == f"{ref}:2: E103 malformed JSON (Expecting ',' delimiter at column 38, the end of the line)"
+    assert a3["summary"]["reference"] == "missing" and "reference_error" not in a3["summary"]
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_outputs_get_the_permissions_of_the_umask(tmp_path, fake_read, umask):
     # issue 9 item 5: --out and --html were 0600 whatever the umask
