@@ -80,7 +80,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E003", "a study has no id or its id is not a non-empty string", "give every study a non-empty string 'id'"),
     _E("E004", "a study gives a different number of views than images", "give one view per image, or no views"),
     _E("E005", "an entity graph is inconsistent: repeated entity ids, or a relation naming an unknown entity", "give entities unique ids and let relations name only those ids"),
-    _E("E020", "a reference id has no usable report: the report line that carried it is an error record (e.g. malformed JSON)", "fix the report line the message names (its own error record says what is wrong)"),
+    _E("E020", "a reference id has no usable report: the report line that carried it is an error record, e.g. malformed JSON (warning)", "fix the report line the message names (its own error record says what is wrong)"),
     # E1xx: input files (JSONL reading: reportgen.jsonl)
     _E("E101", "an input file does not exist", "check the path"),
     _E("E102", "an input line is not valid UTF-8", "re-encode the file as UTF-8"),
@@ -289,7 +289,7 @@ def markdown() -> str:
         "(`\"<file>:<line>: E123 <problem>\"`) and carry the code on its own under `\"error_code\"`",
         "(null only when a failure came from outside reportgen without a code). A message may",
         "nest the code of its cause (`E603 image x.png: E501 cannot read ...`): the first code is",
-        "the record's. Codes marked *(warning)* are printed on stderr and stop nothing.",
+        "the record's. Codes whose meaning ends in `(warning)` are printed on stderr and stop nothing.",
         "",
         "To add a code: one line `_E(\"E123\", \"meaning\", \"fix\"),` in `ERRORS` in",
         "`reportgen/errors.py` (in code order, inside your range), then run",
