@@ -14,8 +14,8 @@ keys), with the batch's counters (``RecordChecker.counts``) updated.
 
 Bad lines give an error record ``{"id": <id or "line:N">, "error": "<file:line: code
 problem>", "error_code": "E103", "claims": [], "summary": {...}}`` and the batch goes on
-(every record with an ``error`` carries its code as ``error_code``, docs/errors.md); a bug on one record
-becomes an E399 error record. Report text is never logged.
+(every record with an ``error`` carries its code as ``error_code``, docs/errors.md); a bug
+on one record becomes an E399 error record. Report text is never logged.
 """
 
 from __future__ import annotations

@@ -92,14 +92,14 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         return bad(f"E102 line is not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
-                   id_hint=id_hint(raw.decode("utf-8", errors="replace")))
+                   id_hint=find_id_hint(raw.decode("utf-8", errors="replace")))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         # One line, so the column is the character position (1-based) where parsing stopped.
         at = f"column {e.pos + 1}" + (", the end of the line" if e.pos >= len(text) else "")
         said = e.msg if e.msg.endswith(" at") else f"{e.msg} at"  # "Unterminated string starting at"
-        return bad(f"E103 malformed JSON ({said} {at})", id_hint=id_hint(text))
+        return bad(f"E103 malformed JSON ({said} {at})", id_hint=find_id_hint(text))
     if not isinstance(data, dict):
         return bad(f"E104 a record must be a JSON object, got {type(data).__name__}")
     for key in require:
@@ -123,7 +123,7 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
 _ID_IN_BROKEN_LINE = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
-def id_hint(text: str) -> str | None:
+def find_id_hint(text: str) -> str | None:
     """The id a line that is not valid JSON seems to carry (its first ``"id": "..."``), so
     messages can say which record was lost; never used as the record's id."""
     m = _ID_IN_BROKEN_LINE.search(text)
