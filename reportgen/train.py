@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from reportgen.errors import InputError, ReportgenError
+from reportgen.errors import InputError, ReportgenError, error_code
 from reportgen.jsonl import AppendWriter, atomic_writer, dumps, read_jsonl
 from reportgen.prompting import clean_optional_fields
 from reportgen.types import Study
@@ -993,7 +993,8 @@ class Trainer:
                      "n_test_held_out": self.n_test_held_out, "split": "official" if any(official_split(e.study) for e in self.data.examples) else "by patient",
                      "tokens_per_study": self.token_stats,
                      "skipped_by_reason": skipped_by_reason(self.data.errors),
-                     "skipped": [{"id": e["id"], "where": e["where"], "error": e["error"]} for e in self.data.errors]},
+                     "skipped": [{"id": e["id"], "where": e["where"], "error": e["error"], "error_code": error_code(e["error"])}
+                                 for e in self.data.errors]},
             "result": {"steps": step, "initial_val_loss": history.get("initial_val_loss"),
                        "train_loss": history.get("last_train_loss"), "val_loss": history.get("last_val_loss"),
                        "resumed_from_step": resumed_from},
@@ -1053,7 +1054,7 @@ class Trainer:
                 d = drafter.draft([ex.study])[0]
                 rows.append({"id": ex.study.id, "reference": ex.report, "draft": d.report})
             except ReportgenError as e:
-                rows.append({"id": ex.study.id, "reference": ex.report, "draft": None, "error": str(e)})
+                rows.append({"id": ex.study.id, "reference": ex.report, "draft": None, "error": str(e), "error_code": e.code})
         return rows
 
 
