@@ -213,6 +213,41 @@ def build_mllama(out_dir: str | os.PathLike[str]) -> Path:
     return _save(model, proc, out, [ids["<|eot_id|>"], ids["<|end_of_text|>"]], ids["<|finetune_right_pad_id|>"])
 
 
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{% set sys = m['content'] %}{% else %}"
+    "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<start_of_image>{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_turn>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def build_gemma3(out_dir: str | os.PathLike[str]) -> Path:
+    import torch
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    out = Path(out_dir)
+    specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
+                "<image_soft_token>"]
+    tok = build_tokenizer(special_tokens=specials, eos="<eos>", pad="<pad>", bos="<bos>", chat_template=GEMMA3_TEMPLATE,
+                          extra={"extra_special_tokens": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                                                          "image_token": "<image_soft_token>"}})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials}
+    config = Gemma3Config(
+        text_config={**TEXT, "head_dim": 32, "vocab_size": _vocab(tok), "sliding_window": 64, "bos_token_id": ids["<bos>"],
+                     "eos_token_id": ids["<end_of_turn>"], "pad_token_id": ids["<pad>"]},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        mm_tokens_per_image=4, boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"], tie_word_embeddings=False,
+    )
+    torch.manual_seed(SEED)
+    model = Gemma3ForConditionalGeneration(config).float().eval()
+    ip = Gemma3ImageProcessor(size={"height": 32, "width": 32})
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=GEMMA3_TEMPLATE, image_seq_length=4)
+    return _save(model, proc, out, [ids["<end_of_turn>"], ids["<eos>"]], ids["<pad>"])
+
+
 BUILDERS = {
     "Qwen2.5-VL": build_qwen2_5_vl,
     "LLaVA-1.5": build_llava,
@@ -220,4 +255,5 @@ BUILDERS = {
     "PaliGemma": build_paligemma,
     "Idefics3 / SmolVLM": build_idefics3,
     "Llama-3.2-Vision": build_mllama,
+    "Gemma 3 / MedGemma": build_gemma3,
 }
