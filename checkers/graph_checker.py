@@ -63,6 +63,8 @@ from reportgen.types import EvidenceItem, Finding, Verdict
 
 RULES_PATH = Path(__file__).parent / "data" / "checking.json"
 ABSTAIN = "abstain"
+# The named conventions for a finding that no evidence mentions (checking.json "conventions").
+CONVENTIONS = ("chexpert", "radfact")
 # Worst first: how verdicts of several findings, sources or checkers combine.
 STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -93,6 +95,9 @@ class CheckingRules:
     exception_cues: tuple[str, ...] = ()
     max_reasons: int = 4
     self_mismatch_across_sections_only: bool = False
+    # convention name -> source -> presence -> status (overrides no_evidence)
+    conventions: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+    default_convention: str = "chexpert"
     # Derived at load time.
     umbrellas: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     all_bands: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -103,9 +108,24 @@ class CheckingRules:
     def load(cls, path: str | Path | None = None) -> "CheckingRules":
         return _load_rules(str(path or RULES_PATH))
 
-    def policy(self, source: str, presence: str) -> str:
+    def policy(self, source: str, presence: str, convention: str | None = None) -> str:
+        """What a finding that no evidence of ``source`` mentions gets, under ``convention``
+        (``conventions`` in the rules file; None: the no_evidence table alone)."""
+        key = "absent" if presence == "absent" else "present"
+        if convention is not None:
+            choice = self.conventions.get(convention, {}).get(source, {}).get(key)
+            if choice is not None:
+                return choice
         table = self.no_evidence.get(source) or self.no_evidence.get("default") or {}
-        return table.get("absent" if presence == "absent" else "present", ABSTAIN)
+        return table.get(key, ABSTAIN)
+
+    def check_convention(self, convention: str | None) -> str:
+        """``convention`` (None: the rules' default) if the rules define it, else E350."""
+        name = self.default_convention if convention is None else convention
+        if name not in self.conventions:
+            raise ReportgenError("E350", f"unknown convention {name!r} for unmentioned findings",
+                                 fix=f"use one of {', '.join(self.conventions) or 'the conventions of checking.json'}")
+        return name
 
     def is_broader(self, broad: str, narrow: str) -> bool:
         return broad in self.ancestors.get(narrow, ())
@@ -168,6 +188,16 @@ def _load_rules(path: str) -> CheckingRules:
             for presence, choice in table.items():
                 if choice not in (*STATUS_ORDER, ABSTAIN):
                     raise bad(f"no_evidence {presence!r} must be a status or 'abstain', not {choice!r}")
+        conv_raw = raw.get("conventions") or {"default": "chexpert", "chexpert": {}}
+        conventions = {k: {src: dict(t) for src, t in v.items()} for k, v in conv_raw.items() if k not in ("comment", "default")}
+        for name, tables in conventions.items():
+            for table in tables.values():
+                for presence, choice in table.items():
+                    if choice not in (*STATUS_ORDER, ABSTAIN):
+                        raise bad(f"convention {name!r}: {presence!r} must be a status or 'abstain', not {choice!r}")
+        default_convention = str(conv_raw.get("default", next(iter(conventions), "chexpert")))
+        if default_convention not in conventions:
+            raise bad(f"the default convention {default_convention!r} is not defined")
         bands = {k: frozenset(v) for k, v in raw["zones"]["bands"].items()}
         cues = tuple(raw.get("exception_cues", {}).get("words", ()))
         tokens = tuple(raw.get("exception_cues", {}).get("redaction_tokens", ()))
@@ -189,6 +219,8 @@ def _load_rules(path: str) -> CheckingRules:
             incidental=frozenset(hierarchy.get("incidental", {}).get("observations", ())),
             exception_cues=cues + tokens,
             self_mismatch_across_sections_only=bool(raw.get("self_mismatch", {}).get("across_sections_only", False)),
+            conventions=conventions,
+            default_convention=default_convention,
             max_reasons=int(raw.get("max_reasons", 4)),
             umbrellas=frozenset(o for o in descendants if o not in regions),
             all_bands=frozenset().union(*bands.values()) if bands else frozenset(),
@@ -582,6 +614,18 @@ class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to
     score: float | None
     reasons: tuple[_Reason, ...]
     items: tuple[EvidenceItem, ...]
+    basis: str = "no_evidence"  # reportgen.types.VERDICT_BASES
+
+
+def _basis_of(rank: float) -> str:
+    """The basis of an outcome, from its rank."""
+    if rank == _REDACTED_FLIP_RANK:
+        return "redacted"
+    if rank in (_IDENTICAL, _SUPPORT, _BROAD_SUPPORT):
+        return "matched"
+    if rank in (_FLIP, _MISMATCH, _BROAD_FLIP, _BROAD_MISMATCH):
+        return "conflicting"
+    return "weak_evidence"
 
 
 def _unique(items: Iterable[EvidenceItem]) -> tuple[EvidenceItem, ...]:
@@ -604,15 +648,18 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
             if rank < worst:
                 worst = rank
     if worst == len(STATUS_ORDER):  # every judgement abstains
-        return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], ())
+        return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], (), judgements[0].basis)
     deciding: list[_Reason] = []
     others: list[_Reason] = []
     items: dict[int, EvidenceItem] = {}  # in order, each once (by identity)
     score = None
+    basis = None
     for j in judgements:
         if j.status == ABSTAIN:
             continue
         if _RANK[j.status] == worst:
+            if basis is None:
+                basis = j.basis
             deciding.extend(j.reasons)
             for i in j.items:
                 items.setdefault(id(i), i)
@@ -621,7 +668,7 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
         if j.score is not None and (score is None or j.score < score):
             score = j.score
     deciding.extend(others)
-    return _Judgement(STATUS_ORDER[worst], score, tuple(deciding[: 2 * max_reasons]), tuple(items.values()))
+    return _Judgement(STATUS_ORDER[worst], score, tuple(deciding[: 2 * max_reasons]), tuple(items.values()), basis or "no_evidence")
 
 
 class GraphChecker:
@@ -629,8 +676,10 @@ class GraphChecker:
 
     name = "graph"
 
-    def __init__(self, rules: CheckingRules | str | Path | None = None):
+    def __init__(self, rules: CheckingRules | str | Path | None = None, convention: str | None = None):
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
+        # how an unmentioned finding is read ("chexpert" or "radfact": CONVENTIONS)
+        self.convention = self.rules.check_convention(convention)
         # comparison outcomes: claim key id -> evidence key id -> outcome
         self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
@@ -693,9 +742,9 @@ class GraphChecker:
         name = self.name
         try:
             if not cc.findings:
-                return _verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None)
+                return _verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None, "not_read")
             if not indexes:
-                return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None)
+                return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None, "no_source")
             rules = self.rules
             exc0 = self.makes_exceptions(claim.text)
             span = (
@@ -724,9 +773,9 @@ class GraphChecker:
                 shown[_render(r, by_kid, described)] = None
                 if len(shown) == max_reasons:
                     break
-            return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score)
+            return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score, j.basis)
         except Exception as e:  # one bad claim must not stop the report
-            return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
+            return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None, "error")
 
     def _probes(self, findings: Sequence[Finding], exc0: int, claim: Any, kids: Mapping[int, tuple[int, int]]) -> dict[int, tuple[Finding, int]]:
         """The claim's distinct findings by key id, each with its exception state: with
@@ -820,9 +869,9 @@ class GraphChecker:
                 top, g, item = found[0]
                 if hedged:
                     score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
-                    return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,))
+                    return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,), "hedged")
                 status = top[_STATUS_OF]
-                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,))
+                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,), _basis_of(top[_RANK_OF]))
             chosen = [x for x in found if x[0][_RANK_OF] == best]
             if len(chosen) > 1:
                 chosen.sort(key=_by_score)  # stable: the highest scores first, in evidence order
@@ -833,18 +882,19 @@ class GraphChecker:
             top = chosen[0][0]
             if hedged:
                 score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
-                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items)
+                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items, "hedged")
             status = top[_STATUS_OF]
-            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items)
+            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items, _basis_of(top[_RANK_OF]))
         if hedged:
-            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
-        choice = rules.policy(source, c.presence)
+            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), (), "hedged")
+        choice = rules.policy(source, c.presence, self.convention)
         if choice == ABSTAIN:
             return self._not_mentioned(source, c.observation)
         if choice == "supported":
             return _Judgement("supported", sc["supported_by_default"], (
-                f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
-        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}",), ())
+                f"supported by default ({self.convention} convention): no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), (), "convention")
+        why = f" (the {self.convention} convention: an unmentioned finding is not entailed)" if c.presence == "absent" else ""
+        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}{why}",), (), "no_evidence")
 
 
 @lru_cache(maxsize=4096)
@@ -864,10 +914,10 @@ def _by_score(x: tuple) -> float:
 
 
 def _verdict(claim: Any, status: str, reasons: tuple[str, ...], evidence: tuple[EvidenceItem, ...], checker: str,
-             score: float | None) -> Verdict:
-    """A Verdict from values this module made (a known status, tuples), without re-checking."""
+             score: float | None, basis: str) -> Verdict:
+    """A Verdict from values this module made (a known status and basis, tuples), without re-checking."""
     v = _new(Verdict)
-    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score)
+    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score, basis=basis)
     return v
 
 

@@ -54,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("json", "table"), default="json", help="stdout: JSONL records (json) or a verdict table (table)")
     p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default: rules, offline)")
     p.add_argument("--no-self-check", action="store_true", help="do not compare claims with the report's other sentences")
+    p.add_argument("--convention", choices=("chexpert", "radfact"), default="chexpert",
+                   help="a finding the reference never mentions: chexpert (default) reads it as absent, so an unmentioned "
+                        "negative claim is supported; radfact reads it as not entailed, so the claim is unsupported "
+                        "(basis no_evidence). Stated in every record's summary.convention")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
@@ -291,6 +295,18 @@ def write_html(page: Any, path: str) -> None:
 # --- the table ---------------------------------------------------------------------
 
 
+def table_legend() -> str:
+    """The legend printed above the table: the columns, the basis words, the evidence notation."""
+    from reportgen.evals.check_html import EVIDENCE_NOTATION
+    from reportgen.types import VERDICT_BASES
+
+    lines = ["legend: each row is status, basis (why), section, claim; reasons below name their evidence.",
+             textwrap.fill(EVIDENCE_NOTATION, 100, initial_indent="  ", subsequent_indent="  "),
+             "  basis:"]
+    lines += [f"    {k:<14}{v}" for k, v in VERDICT_BASES.items()]
+    return "\n".join(lines)
+
+
 def render_table(record: Mapping[str, Any], width: int | None = None, marks: Mapping[int, str] | None = None, max_reasons: int = 2) -> str:
     """A human table of one output record: a row per claim (status, section, claim text)
     with its reasons indented below.
@@ -306,11 +322,11 @@ def render_table(record: Mapping[str, Any], width: int | None = None, marks: Map
         lines.append(f"   error: {record['error']}")
         return "\n".join(lines)
     marks = marks or {}
-    claim_w = width - 28
+    claim_w = width - 42
     for c in record["claims"]:
         mark = marks.get(c["start"], "")
         text = textwrap.shorten(c["text"], claim_w, placeholder="...")
-        lines.append(f"{mark:<3}{c['status']:<13}{c['section'][:10]:<11} {text}")
+        lines.append(f"{mark:<3}{c['status']:<13}{(c.get('basis') or '-'):<14}{c['section'][:10]:<11} {text}")
         reasons = c.get("reasons") or []
         for r in reasons[: 1 if c["status"] == "supported" else max_reasons]:
             lines.append(textwrap.fill(r, width, initial_indent="      - ", subsequent_indent="        ", max_lines=3, placeholder=" ..."))
@@ -340,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     region = make_region_checker(args)
     page = make_html_page(args)
     records = read_jsonl(args.reports, require=INPUT_KEYS, text_fields=("report",), max_chars=args.max_chars)
-    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region)
+    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region, convention=args.convention)
     base = Path(args.reports).resolve().parent
     png_dir = Path(args.region_png_dir) if region is not None and args.region_png_dir else None
     png_names: set[str] = set()
@@ -449,6 +465,8 @@ def run(args: argparse.Namespace) -> int:
             return None, f"E708 the region map could not be drawn: {msg}"
 
     def emit(sink: TextIO | None) -> None:
+        if args.format == "table":
+            print(table_legend() + "\n", file=sys.stdout)
         for out in results():
             if sink is not None:
                 sink.write(dumps(out) + "\n")

@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", choices=("uncertain-as-positive", "uncertain-as-negative"), default="uncertain-as-positive",
                    help="CheXpert label F1: how uncertain (-1) labels count (default uncertain-as-positive, CheXbert 'rrg')")
     p.add_argument("--self-check", action="store_true", help="hallucination check also against the report's own sentences")
+    p.add_argument("--convention", choices=("radfact", "chexpert"), default="radfact",
+                   help="RadFact logical precision/recall with graph entailment: how a finding the other report never "
+                        "mentions is read; radfact (default, RadFact's metric): not entailed; chexpert: read as absent, so "
+                        "an unmentioned negative claim is entailed. The hallucination rate keeps chexpert. Stated in settings")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,})")
     g = p.add_argument_group("LLM judge (RadFact entailment through an OpenAI-compatible endpoint, e.g. vLLM)")
     g.add_argument("--judge-url", metavar="URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -143,7 +147,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
     only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
     judge = _judge(args)
-    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy)
+    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy, convention=args.convention)
     bar = tqdm(total=len(pairs), file=sys.stderr, unit="pair", disable=args.quiet or not sys.stderr.isatty(), desc="eval")
     res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1))
     bar.close()
@@ -152,6 +156,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
         "version": 1,
         "settings": {"extractor": args.extractor, "policy": args.policy, "bootstrap": args.bootstrap, "seed": args.seed,
                      "self_check": args.self_check, "entailment": "llm" if judge else "graph",
+                     "convention": None if judge else suite.convention, "hallucination_convention": suite.hallucination_convention,
                      "judge_model": args.judge_model if judge else None, "pred": args.pred, "ref": args.ref},
         "n_pairs": len(pairs), "n_scored": len(res.scored),
         "only_in_pred": only_pred, "only_in_ref": only_ref,
@@ -245,10 +250,11 @@ def _run_grounded(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReportgenError("E473", f"cannot read grounded examples {args.grounded!r}: {e}", fix="give RadFact's grounded JSON") from None
     examples = parse_grounded_examples(data)
-    per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args))
+    per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args), convention=args.convention)
     result = _clean({
         "version": 1,
-        "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph", "grid": 224, "box_precision_threshold": 0.5},
+        "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph",
+                     "convention": None if args.judge_url else args.convention, "grid": 224, "box_precision_threshold": 0.5},
         "n_examples": len(examples),
         "corpus": agg.to_dict(),
         "per_example": [{"id": ex.id, **s.to_dict()} for ex, s in zip(examples, per)],
