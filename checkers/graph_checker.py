@@ -28,16 +28,23 @@ that applies decides):
    that makes exceptions ("the lungs are otherwise clear").
 7. A broader or narrower finding that agrees ("no pneumothorax" vs "no acute
    abnormality") -> **supported** (lower score).
-8. Nothing comparable -> the source's no-evidence policy: reference reports are complete,
-   so an unmentioned positive finding is **unsupported** and an unmentioned negative one
-   **supported** by default (the CheXpert convention: not mentioned = absent); self and
-   image evidence **abstain** (status uncertain, score None: other checkers decide).
+8. Nothing comparable -> the source's no-evidence policy under the checker's named
+   convention (``convention``, checking.json "conventions"): an unmentioned positive
+   finding in a reference is **unsupported**; an unmentioned negative one is **supported**
+   under ``chexpert`` (the default: not mentioned = absent, basis ``convention``) and
+   **unsupported** under ``radfact`` (basis ``no_evidence``); self and image evidence
+   **abstain** (status uncertain, score None: other checkers decide).
 
 A claim with several findings takes the worst of them (contradicted > unsupported >
 uncertain > supported). A claim with no findings ("Comparison made to prior study")
 abstains: the graph checker has nothing to compare. Several sources (reference and self)
-are judged separately and combined the same way, abstentions dropped: a claim matched by
-the reference but contradicted by its own impression is contradicted.
+are judged separately and combined the same way, abstentions dropped, except that a claim
+the reference supports keeps ``supported`` when its own report contradicts it: the
+self-conflict becomes a secondary reason naming the partner sentence, which the reference
+flags (``attribute``). Without a reference, a self-contradiction flags the claim.
+
+Every verdict names its ``basis`` (``reportgen.types.VERDICT_BASES``): matched,
+conflicting, hedged, weak_evidence, no_evidence, convention, redacted, not_read, ...
 
 ``Verdict.score`` is how strongly the evidence supports the claim, in [0, 1] (1 = matched
 in every detail, 0 = contradicted or unsupported); None marks an abstention.
@@ -671,6 +678,30 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
     return _Judgement(STATUS_ORDER[worst], score, tuple(deciding[: 2 * max_reasons]), tuple(items.values()), basis or "no_evidence")
 
 
+SELF_CONFLICT = "self-conflict (secondary: the reference supports this claim; the partner sentence carries the flag)"
+
+
+def attribute(sources: Sequence[str], judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgement:
+    """Judgements of several sources -> one (issue 11 section 2). With a reference: a claim
+    the other sources (the reference) support keeps ``supported`` even when its own report
+    contradicts it; the self-conflict stays as a secondary reason naming the partner
+    sentence, which the reference flags (or, if the reference supports both, neither is
+    flagged). Otherwise the worst status wins (``combine``)."""
+    if "self" in sources and len(sources) > 1:
+        own = judgements[sources.index("self")]
+        if own.status == "contradicted":
+            rest = [j for s, j in zip(sources, judgements) if s != "self"]
+            others = rest[0] if len(rest) == 1 else combine(rest, max_reasons)
+            if others.status == "supported":
+                secondary = tuple(
+                    r if r.__class__ is str else (SELF_CONFLICT, *r[1:])
+                    for r in own.reasons if r.__class__ is str or r[0] == "contradicted"
+                )
+                reasons = others.reasons[: max(1, max_reasons - 1)] + secondary
+                return _Judgement("supported", others.score, reasons, others.items, others.basis)
+    return combine(judgements, max_reasons)
+
+
 class GraphChecker:
     """Checks claims against evidence findings (reference, self, image, ...)."""
 
@@ -765,7 +796,7 @@ class GraphChecker:
                 section = claim.section if source == "self" and rules.self_mismatch_across_sections_only else None
                 per_finding = [self._judge(source, f, cid, exc, index, own, section) for cid, (f, exc) in probes.items()]
                 per_source.append(per_finding[0] if len(per_finding) == 1 else combine(per_finding, max_reasons))
-            j = per_source[0] if len(per_source) == 1 else combine(per_source, max_reasons)
+            j = per_source[0] if len(per_source) == 1 else attribute(tuple(indexes), per_source, max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
             # the first max_reasons distinct reasons, rendered only as far as needed
             shown: dict[str, None] = {}

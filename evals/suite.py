@@ -97,12 +97,13 @@ class CachedReader:
         return hit
 
 
-def graph_checker_flags(extractor: str = "rules", self_check: bool = False) -> Callable[[Sequence[tuple[str, str]]], list]:
+def graph_checker_flags(extractor: str = "rules", self_check: bool = False,
+                        convention: str = "chexpert") -> Callable[[Sequence[tuple[str, str]]], list]:
     """``check(pairs) -> [[(start, end, status), ...]]``: the pipeline's graph checker on
     (candidate, reference) text pairs, as ``reportgen.evals.inject.run_benchmark`` wants it."""
     from reportgen.checkers.pipeline import Pipeline, default_reader
 
-    pipe = Pipeline(extractor, self_check=self_check, reader=CachedReader(default_reader(extractor)))
+    pipe = Pipeline(extractor, self_check=self_check, reader=CachedReader(default_reader(extractor)), convention=convention)
 
     def check(pairs: Sequence[tuple[str, str]]) -> list:
         out = []

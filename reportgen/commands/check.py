@@ -328,7 +328,9 @@ def render_table(record: Mapping[str, Any], width: int | None = None, marks: Map
         text = textwrap.shorten(c["text"], claim_w, placeholder="...")
         lines.append(f"{mark:<3}{c['status']:<13}{(c.get('basis') or '-'):<14}{c['section'][:10]:<11} {text}")
         reasons = c.get("reasons") or []
-        for r in reasons[: 1 if c["status"] == "supported" else max_reasons]:
+        shown = reasons[: 1 if c["status"] == "supported" else max_reasons]
+        shown += [r for r in reasons[len(shown):] if r.startswith("self-conflict")][:1]  # the partner of an attributed conflict
+        for r in shown:
             lines.append(textwrap.fill(r, width, initial_indent="      - ", subsequent_indent="        ", max_lines=3, placeholder=" ..."))
     return "\n".join(lines)
 

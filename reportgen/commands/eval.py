@@ -64,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--mode", choices=("separate", "mixed"), default="separate", help="one run per category (default) or all in one")
     i.add_argument("--categories", nargs="+", metavar="CAT", help="categories to inject (default: all six)")
     i.add_argument("--bench-out", metavar="B.jsonl", help="also write the injected reports with their labels")
+    i.add_argument("--check-convention", dest="convention_check", choices=("chexpert", "radfact"), default="chexpert",
+                   help="the checker's convention for unmentioned findings in the benchmark (default chexpert)")
     p.add_argument("--grounded", metavar="G.json", help="RadFact grounded-report JSON: logical, spatial and grounding scores")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
 
@@ -191,14 +193,18 @@ def _run_pairs(args: argparse.Namespace) -> int:
 
 # --- error injection --------------------------------------------------------------------------
 
-def injection_table(rows: list[Any], out: TextIO) -> None:
-    print(f"{'category':<20}{'errors':>8}{'detected':>10}{'precision':>11}{'recall':>9}{'F1':>8}{'false-flag':>12}", file=out)
+def injection_table(rows: list[Any], out: TextIO, self_check_ff: dict[str, float | None] | None = None) -> None:
+    """The benchmark table; ``self_check_ff``: the false-flag rate on verbatim sentences with
+    self-consistency evidence added, per category (a column of its own)."""
+    extra = f"{'ff self-check':>15}" if self_check_ff is not None else ""
+    print(f"{'category':<20}{'errors':>8}{'detected':>10}{'precision':>11}{'recall':>9}{'F1':>8}{'false-flag':>12}{extra}", file=out)
 
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
     for r in rows:
-        print(f"{r.category:<20}{r.errors:>8}{r.detected:>10}{f(r.precision):>11}{f(r.recall):>9}{f(r.f1):>8}{f(r.false_flag_rate):>12}", file=out)
+        more = f"{f(self_check_ff.get(r.category)):>15}" if self_check_ff is not None else ""
+        print(f"{r.category:<20}{r.errors:>8}{r.detected:>10}{f(r.precision):>11}{f(r.recall):>9}{f(r.f1):>8}{f(r.false_flag_rate):>12}{more}", file=out)
 
 
 def _run_inject(args: argparse.Namespace) -> int:
@@ -213,14 +219,21 @@ def _run_inject(args: argparse.Namespace) -> int:
     reports = reports if args.n == 0 else reports[: args.n]
     pairs = [(r.id, r.report.text) for r in reports]
     vocab = Vocabulary.load()
-    rows, benches = run_benchmark(pairs, graph_checker_flags(args.extractor, args.self_check), seed=args.seed, rate=args.rate,
-                                  categories=cats, mode=args.mode, vocab=vocab)
+    rows, benches = run_benchmark(pairs, graph_checker_flags(args.extractor, args.self_check, args.convention_check), seed=args.seed,
+                                  rate=args.rate, categories=cats, mode=args.mode, vocab=vocab)
+    # False flags on verbatim (reference-identical) sentences when the report's own sentences
+    # are evidence too (issue 11 section 2): the same benchmark, self-consistency on.
+    rows_self = rows if args.self_check else run_benchmark(
+        pairs, graph_checker_flags(args.extractor, True, args.convention_check), seed=args.seed, rate=args.rate,
+        categories=cats, mode=args.mode, vocab=vocab)[0]
+    ff_self = {r.category: r.false_flag_rate for r in rows_self}
     result = _clean({
         "version": 1,
         "settings": {"reports": len(pairs), "rate": args.rate, "seed": args.seed, "mode": args.mode, "categories": list(cats),
                      "extractor": args.extractor, "self_check": args.self_check, "vocabulary_version": vocab.version,
-                     "checker": "graph"},
-        "rows": [r.to_dict() for r in rows],
+                     "checker": "graph", "convention": args.convention_check,
+                     "false_flag_rate_self_check": "flagged claims / claims on verbatim sentences, self-consistency on"},
+        "rows": [{**r.to_dict(), "false_flag_rate_self_check": ff_self.get(r.category)} for r in rows],
     })
     _write_json(args.out, result)
     if args.bench_out:
@@ -231,7 +244,7 @@ def _run_inject(args: argparse.Namespace) -> int:
                 for b in bench:
                     fh.write(dumps({"run": run_name, **b.to_dict()}) + "\n")
     if not args.quiet:
-        injection_table(rows, sys.stdout)
+        injection_table(rows, sys.stdout, ff_self)
     print(f"reportgen eval --inject: {len(pairs)} IU reports, rate {args.rate}, seed {args.seed}, {args.mode} -> {args.out}", file=sys.stderr)
     return 0
 
