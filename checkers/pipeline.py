@@ -48,6 +48,8 @@ _new = object.__new__
 # sentence spans) is already in the reasons.
 META_SOURCES = frozenset({IMAGE, "box"})
 CHECKERS: dict[str, Callable[..., Checker]] = {"graph": GraphChecker}
+# Checkers that need an LLM endpoint (``Pipeline(llm=LLMChecker...)``, reportgen.checkers.llm_checker).
+LLM_CHECKERS = ("llm", "cascade")
 
 
 class RegionCheckerLike(Protocol):
@@ -187,7 +189,9 @@ class Pipeline:
     own claims as evidence (internal consistency). ``region``: an optional region
     checker (``check_images(images, views, claims)``), called for studies with images.
     ``reader``: replaces ``reportgen.checkers.read.read_report`` (text -> object with ``report``
-    and ``claims``), e.g. for another claim splitter. ``convention``: how a finding that the
+    and ``claims``), e.g. for another claim splitter. ``llm``: an
+    ``reportgen.checkers.llm_checker.LLMChecker`` for the checker names ``"llm"`` and
+    ``"cascade"`` (rules first, the LLM for what they leave uncertain). ``convention``: how a finding that the
     reference never mentions is read, ``"chexpert"`` (default: an unmentioned negative claim
     is supported) or ``"radfact"`` (it is unsupported, basis ``no_evidence``); given to the
     checkers named here and stated in every summary (``summary.convention``).
@@ -202,19 +206,28 @@ class Pipeline:
         *,
         reader: Callable[[str], Any] | None = None,
         convention: str | None = None,
+        llm: Any = None,
     ):
         self.extractor = extractor
         self.self_check = self_check
         self.region = region
         self.convention = resolve_convention(convention)
-        self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c, self.convention) for c in checkers)
+        self.llm = llm
+        self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c, self.convention, llm) for c in checkers)
         self._read = reader if reader is not None else default_reader(extractor)
 
     @staticmethod
-    def _make_checker(c: str | Checker, convention: str) -> Checker:
+    def _make_checker(c: str | Checker, convention: str, llm: Any = None) -> Checker:
         if isinstance(c, str):
+            if c in LLM_CHECKERS:
+                if llm is None:
+                    raise ReportgenError("E484", f"checker {c!r} needs an LLM endpoint",
+                                         fix="pass llm=LLMChecker.from_endpoint(URL, MODEL) (CLI: --llm-url URL --llm-model NAME)")
+                from reportgen.checkers.llm_checker import CascadeChecker
+
+                return llm if c == "llm" else CascadeChecker(llm, convention=convention)
             if c not in CHECKERS:
-                raise ReportgenError("E311", f"unknown checker {c!r}", fix=f"use one of {', '.join(CHECKERS)}")
+                raise ReportgenError("E311", f"unknown checker {c!r}", fix=f"use one of {', '.join((*CHECKERS, *LLM_CHECKERS))}")
             return CHECKERS[c](convention=convention)
         return c
 
