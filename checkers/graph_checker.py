@@ -396,6 +396,10 @@ class _Outcome(NamedTuple):
 
 
 _RANK_OF, _STATUS_OF, _SCORE_OF, _WHAT_OF, _NOTE_OF = range(5)
+# A mismatch with hedged evidence ("Questionable large right nodule"): judged against a
+# reference only; within one report, hedged findings that differ are usually two instances
+# ("Probably scarring in the left apex" ... "right upper lobe, likely scarring").
+_HEDGED_MISMATCH = " (hedged evidence)"
 _REDACTED_FLIP = "presence flipped unless the redacted word of the claim narrows its denial"
 
 
@@ -457,6 +461,13 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
     sc = rules.scores
     if c.observation == e.observation:
         if e.presence == "uncertain":
+            if c.presence == "present" and _region_overlap(rules, c, e):
+                # hedged or not, two statements of one finding that disagree on side, zone,
+                # size or change are a mismatch ("Questionable small right midlung nodule"
+                # vs "Questionable large right midlung nodule")
+                conflicts = _mismatches(rules, c, e)[0]
+                if conflicts:
+                    return _Outcome(_MISMATCH, "contradicted", sc["contradicted"], "; ".join(conflicts) + _HEDGED_MISMATCH)
             return _Outcome(_HEDGED, "uncertain", sc["uncertain"], "hedged evidence") if _overlaps(rules, c, e) else None
         if c.presence != e.presence:
             absent, present, excepting = (c, e, c_exceptions) if c.presence == "absent" else (e, c, e_exceptions)
@@ -559,6 +570,8 @@ class _Index:
             section = meta.get("section") if meta else None
             exc0 = checker.makes_exceptions(item.text)
             for f in findings:
+                if f.presence == "hypothetical":  # a request never supports or contradicts
+                    continue
                 exc = exc0 if exc0 != REDACTED or not positional else checker.redacted_before(item.text, item.start, f)
                 kid = intern(_key(f), exc)
                 kids[id(f)] = (exc, kid)
@@ -841,6 +854,8 @@ class GraphChecker:
         rules = self.rules
         sc = rules.scores
         ckid = cid  # the claim finding's own key (reasons describe it)
+        if c.presence == "hypothetical":
+            return _Judgement(ABSTAIN, None, (f"not checked: a request or recommendation about {c.observation} (hypothetical), not a finding",), (), "hypothetical")
         hedged = c.presence == "uncertain"
         # A hedged claim is compared as if it were definite, to say what the evidence says
         # about it; its status stays uncertain.
@@ -875,6 +890,8 @@ class GraphChecker:
                 if out is None:
                     continue
                 item = g.item0
+                if own is not None and out[_RANK_OF] in _MISMATCH_RANKS and (hedged or out[_WHAT_OF].endswith(_HEDGED_MISMATCH)):
+                    continue  # self-consistency: a hedged mismatch is no contradiction (see _HEDGED_MISMATCH)
                 if own is not None:
                     if section is not None and out[_RANK_OF] in _MISMATCH_RANKS:
                         # two positive findings of one section that differ in side or place
@@ -898,7 +915,7 @@ class GraphChecker:
         if found:
             if len(found) == 1:
                 top, g, item = found[0]
-                if hedged:
+                if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:
                     score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
                     return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,), "hedged")
                 status = top[_STATUS_OF]
@@ -911,7 +928,7 @@ class GraphChecker:
             else:
                 items = (chosen[0][2],)
             top = chosen[0][0]
-            if hedged:
+            if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:
                 score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
                 return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items, "hedged")
             status = top[_STATUS_OF]

@@ -18,7 +18,9 @@ from reportgen.errors import ReportgenError
 ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RELATION_TYPES = ("located_at", "modify", "suggestive_of")
 VERDICT_STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
-PRESENCE = ("present", "absent", "uncertain")
+# "hypothetical": a request or recommendation ("evaluate for pneumonia", "rule out"), not a
+# finding; RadGraph has no such label (its graph says OBS-U), so it lives in the Finding only.
+PRESENCE = ("present", "absent", "uncertain", "hypothetical")
 # Why a checker gave its status: one vocabulary for every checker, the JSONL records, the
 # table and the HTML page (docs/checking.md "Basis"). ``uncertain`` alone means two things
 # (a hedged claim; nothing to compare): the basis tells them apart.
@@ -35,7 +37,6 @@ VERDICT_BASES: Mapping[str, str] = {
     "no_source": "no evidence was given",
     "error": "the checker failed on this claim",
 }
-ASSERTIONS = ("present", "absent", "uncertain", "hypothetical")
 
 
 def default_basis(status: str, score: float | None) -> str:
