@@ -311,6 +311,14 @@ def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     return regions is not None and bool(regions & denied)
 
 
+def _other_anatomy(rules: CheckingRules, a: Finding, b: Finding) -> bool:
+    """Whether two findings of one observation name different anatomy, neither of which
+    speaks for the whole chest ("spine" vs "bone" of a shoulder; not "lung" vs "chest")."""
+    if a.anatomy is None or b.anatomy is None or a.anatomy == b.anatomy:
+        return False
+    return rules.scope(a.anatomy) is not None and rules.scope(b.anatomy) is not None
+
+
 def _region_overlap(rules: CheckingRules, a: Finding, b: Finding) -> bool:
     wa, wb = _where(rules, a), _where(rules, b)
     return wa is None or wb is None or bool(wa & wb)
@@ -380,6 +388,10 @@ _MISMATCH_RANKS = (_MISMATCH, _BROAD_MISMATCH)
 # vs "XXXX nodule"): uncertain, and it outranks every support but the identical statement,
 # so a broader "the lungs are clear" elsewhere never makes the claim supported.
 _REDACTED_FLIP_RANK = 0.5
+# The same observation at another anatomy ("degenerative changes of the thoracic spine" vs
+# "... of the right shoulder"): the evidence does not speak about the claim; at most
+# uncertain, basis no_evidence (issue 11 section 3).
+_OTHER_ANATOMY_RANK = 3.5
 
 
 class _Outcome(NamedTuple):
@@ -479,6 +491,8 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
             return None
         if not _region_overlap(rules, c, e):  # "aortic calcification" vs "calcified lymph nodes"
             return None
+        if _other_anatomy(rules, c, e):
+            return _Outcome(_OTHER_ANATOMY_RANK, "uncertain", sc["uncertain"], f"other anatomy (claim {c.anatomy}, evidence {e.anatomy})")
         if c.presence == "absent":
             return _Outcome(_SUPPORT, "supported", sc["supported"], "matches") if _overlaps(rules, c, e) else None
         return _both_present(rules, c, e, _SUPPORT, _MISMATCH, sc["supported"])
@@ -505,9 +519,10 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
                 return _Outcome(_FLIP + shift, "contradicted", sc["contradicted"], "presence flipped")
             return None
         # Both absent: a broader negative implies the narrower one; a narrower negative
-        # agrees with a broader one without proving it.
-        if _overlaps(rules, c, e) and _region_overlap(rules, broad, narrow):
-            return _Outcome(_SUPPORT + shift, "supported", sc["supported_broader"] if claim_broader else sc["supported"], "agrees with")
+        # does not prove a broader one ("No cavitary lesions" says nothing about "The right
+        # lung is clear": that claim is judged as unmentioned).
+        if not claim_broader and _overlaps(rules, c, e) and _region_overlap(rules, broad, narrow):
+            return _Outcome(_SUPPORT + shift, "supported", sc["supported"], "agrees with")
         return None
     if narrow.presence != "present" or not _region_overlap(rules, broad, narrow):
         return None
@@ -641,6 +656,8 @@ def _basis_of(rank: float) -> str:
     """The basis of an outcome, from its rank."""
     if rank == _REDACTED_FLIP_RANK:
         return "redacted"
+    if rank == _OTHER_ANATOMY_RANK:
+        return "no_evidence"
     if rank in (_IDENTICAL, _SUPPORT, _BROAD_SUPPORT):
         return "matched"
     if rank in (_FLIP, _MISMATCH, _BROAD_FLIP, _BROAD_MISMATCH):
@@ -913,6 +930,13 @@ class GraphChecker:
             if best < _SPECIFIC:
                 break
         if found:
+            if hedged and best in _MISMATCH_RANKS:
+                # a hedged claim: a mismatch decides only when no evidence agrees with it
+                # (another statement of the same hedged finding is a second instance)
+                agree = [x for x in found if x[0][_RANK_OF] not in _MISMATCH_RANKS]
+                if agree:
+                    found = agree
+                    best = min(x[0][_RANK_OF] for x in agree)
             if len(found) == 1:
                 top, g, item = found[0]
                 if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:

@@ -64,3 +64,42 @@ def test_hedged_statements_that_disagree_are_a_mismatch():
     assert (side.status, side.basis) == ("contradicted", "conflicting") and "laterality mismatch" in side.reasons[0]
     same = c["Possible left pleural effusion."]
     assert (same.status, same.basis) == ("uncertain", "hedged")
+
+
+# --- evidence must match anatomy ------------------------------------------------------------
+
+def test_evidence_about_another_anatomy_does_not_support_a_claim():
+    ref = "FINDINGS: Degenerative changes of the right shoulder. No cavitary lesions."
+    c = claims("FINDINGS: Degenerative changes of the thoracic spine. The right lung is clear.", ref, self_check=False)
+    spine = c["Degenerative changes of the thoracic spine."]
+    assert (spine.status, spine.basis) == ("uncertain", "no_evidence")
+    assert "other anatomy (claim spine, evidence bone)" in spine.reasons[0]
+    # a narrower negative does not prove a broader one: the claim is judged as unmentioned
+    lung = c["The right lung is clear."]
+    assert (lung.status, lung.basis) == ("supported", "convention")
+    assert not any("cavitary" in r for r in lung.reasons)
+    strict = claims("FINDINGS: The right lung is clear.", ref, self_check=False, convention="radfact")
+    assert (strict["The right lung is clear."].status, strict["The right lung is clear."].basis) == ("unsupported", "no_evidence")
+    # the same anatomy still matches, and a broader negative still supports a narrower one
+    same = claims("FINDINGS: Degenerative changes of the thoracic spine. No pneumothorax.",
+                  "FINDINGS: Thoracic spine degenerative changes. No acute cardiopulmonary abnormality.", self_check=False)
+    assert same["Degenerative changes of the thoracic spine."].status == "supported"
+    assert (same["No pneumothorax."].status, same["No pneumothorax."].basis) == ("supported", "matched")
+
+
+# --- negation scope after the finding; coordinated modifiers of one head -------------------
+
+def test_a_normal_predicate_scopes_over_the_observations_of_its_subject():
+    f = findings("FINDINGS: Heart size and pulmonary vascular engorgement appear within limits of normal.")
+    (fs,) = f.values()
+    assert ("vascular congestion", "present") not in fs and ("vascular congestion", "absent") in fs
+    # a coordinated part with its own subject keeps its finding
+    f2 = findings("FINDINGS: Mild cardiomegaly and lungs are clear.")
+    assert f2["Mild cardiomegaly."] == [("cardiomegaly", "present")]
+
+
+def test_coordinated_modifiers_of_one_head_are_one_claim():
+    text = "FINDINGS: Blunting of the lateral and posterior right costophrenic sulcus may represent small effusion."
+    (claim,) = findings(text)
+    assert claim == text[len("FINDINGS: "):]
+    assert list(findings("FINDINGS: No pleural effusion or pneumothorax.")) == ["No pleural effusion.", "No pneumothorax."]
