@@ -87,7 +87,7 @@ def test_a_failed_call_is_an_error_verdict_never_unsupported(fake):
 
 
 def test_cascade_asks_the_llm_only_for_what_the_rules_leave_open(fake):
-    report = "FINDINGS: Mild cardiomegaly. Comparison made to prior study. There may be a small right pleural effusion."
+    report = "FINDINGS: Mild cardiomegaly. Comparison made to prior study. There may be a small left pleural effusion."
     cascade = CascadeChecker(llm_for(fake))
     r = by_text(Pipeline(checkers=[cascade], self_check=False).check("a", report, REFERENCE))
     decided = r["Mild cardiomegaly."]
@@ -96,7 +96,7 @@ def test_cascade_asks_the_llm_only_for_what_the_rules_leave_open(fake):
     assert cascade.escalated == 2 and len(fake.requests) == 2
     asked = [json.dumps(b["messages"][-1]) for b in fake.requests]
     assert not any("CLAIM: Mild cardiomegaly." in a for a in asked)
-    hedged = r["There may be a small right pleural effusion."]
+    hedged = r["There may be a small left pleural effusion."]
     assert (hedged.status, hedged.basis) == ("unsupported", "no_evidence")
     assert hedged.reasons[-1].startswith("rules (secondary): uncertain (hedged)")
 
@@ -147,7 +147,7 @@ def test_llm_checker_and_cascade_against_a_real_vllm_server(tmp_path_factory, ti
         pytest.skip(f"no vLLM environment at {py}: run `bash scripts/setup_vllm_env.sh`")
     srv = Served(serve_args(py, tiny_vlm_dir, tiny_adapter_dir, free_port()), tmp_path_factory.mktemp("llmcheck") / "vllm.log")
     url = srv.wait_ready()
-    report = "FINDINGS: Mild cardiomegaly. There may be a small right pleural effusion."
+    report = "FINDINGS: Mild cardiomegaly. There may be a small left pleural effusion."
     try:
         base = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1")
         llm = LLMChecker.from_endpoint(base, str(tiny_vlm_dir), structured="json_schema", max_tokens=64, timeout=300,
