@@ -149,3 +149,38 @@ def rouge_l(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = Fal
         lcs = a + c + (lcs_table(mr, mh)[-1][-1] if mh and mr else 0)
         out[i] = scoring.fmeasure(lcs / len(ht), lcs / len(rt))
     return out
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = False) -> dict[str, np.ndarray]:
+    """Per-report ROUGE-1, ROUGE-2 and ROUGE-L F-measures, equal to
+    ``RougeScorer(["rouge1", "rouge2", "rougeL"]).score(ref, hyp)``: each text is tokenized
+    once (rouge-score's tokenizer) and rouge-score's own n-gram and LCS scoring is used."""
+    from rouge_score import rouge_scorer
+
+    if len(hyps) != len(refs):
+        raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    tokenize = getattr(getattr(scorer, "_tokenizer", None), "tokenize", None)
+    ngrams = getattr(rouge_scorer, "_create_ngrams", None)
+    score_ngrams = getattr(rouge_scorer, "_score_ngrams", None)
+    if tokenize is None or ngrams is None or score_ngrams is None:  # another rouge-score layout
+        scores = [scorer.score(r, h) for h, r in zip(hyps, refs)]
+        return {t: np.array([s[t].fmeasure for s in scores], dtype=float) for t in ROUGE_TYPES}
+    cache: dict[str, list[str]] = {}
+
+    def tok(text: str) -> list[str]:
+        t = cache.get(text)
+        if t is None:
+            t = cache[text] = tokenize(text)
+        return t
+
+    out = {"rouge1": np.zeros(len(hyps)), "rouge2": np.zeros(len(hyps))}
+    for i, (h, r) in enumerate(zip(hyps, refs)):
+        ht, rt = tok(h), tok(r)
+        for n, key in ((1, "rouge1"), (2, "rouge2")):
+            out[key][i] = score_ngrams(ngrams(rt, n), ngrams(ht, n)).fmeasure
+    out["rougeL"] = rouge_l(hyps, refs, use_stemmer=use_stemmer)
+    return out
