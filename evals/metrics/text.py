@@ -133,9 +133,14 @@ def rouge_l(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = Fal
     lcs_table = getattr(rouge_scorer, "_lcs_table", None)
     if tokenize is None or lcs_table is None:  # another rouge-score layout: the plain path
         return np.array([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)], dtype=float)
-    out = np.zeros(len(hyps))
-    for i, (h, r) in enumerate(zip(hyps, refs)):
-        ht, rt = tokenize(h), tokenize(r)
+    return _lcs_f([tokenize(h) for h in hyps], [tokenize(r) for r in refs], lcs_table, scoring.fmeasure)
+
+
+def _lcs_f(hyp_tokens: Sequence[list[str]], ref_tokens: Sequence[list[str]], lcs_table, fmeasure) -> np.ndarray:
+    """ROUGE-L F-measure per pair of token lists; shared leading and trailing tokens are
+    counted before rouge-score's LCS table is built (LCS(a+m+c, a+n+c) = |a| + LCS(m, n) + |c|)."""
+    out = np.zeros(len(hyp_tokens))
+    for i, (ht, rt) in enumerate(zip(hyp_tokens, ref_tokens)):
         if not ht or not rt:
             continue
         n = min(len(ht), len(rt))
@@ -147,7 +152,7 @@ def rouge_l(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = Fal
             c += 1
         mh, mr = ht[a: len(ht) - c], rt[a: len(rt) - c]
         lcs = a + c + (lcs_table(mr, mh)[-1][-1] if mh and mr else 0)
-        out[i] = scoring.fmeasure(lcs / len(ht), lcs / len(rt))
+        out[i] = fmeasure(lcs / len(ht), lcs / len(rt))
     return out
 
 
@@ -158,15 +163,16 @@ def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = F
     """Per-report ROUGE-1, ROUGE-2 and ROUGE-L F-measures, equal to
     ``RougeScorer(["rouge1", "rouge2", "rougeL"]).score(ref, hyp)``: each text is tokenized
     once (rouge-score's tokenizer) and rouge-score's own n-gram and LCS scoring is used."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer, scoring
 
     if len(hyps) != len(refs):
         raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    lcs_table = getattr(rouge_scorer, "_lcs_table", None)
     tokenize = getattr(getattr(scorer, "_tokenizer", None), "tokenize", None)
     ngrams = getattr(rouge_scorer, "_create_ngrams", None)
     score_ngrams = getattr(rouge_scorer, "_score_ngrams", None)
-    if tokenize is None or ngrams is None or score_ngrams is None:  # another rouge-score layout
+    if tokenize is None or ngrams is None or score_ngrams is None or lcs_table is None:  # another rouge-score layout
         scores = [scorer.score(r, h) for h, r in zip(hyps, refs)]
         return {t: np.array([s[t].fmeasure for s in scores], dtype=float) for t in ROUGE_TYPES}
     cache: dict[str, list[str]] = {}
@@ -177,10 +183,19 @@ def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = F
             t = cache[text] = tokenize(text)
         return t
 
+    grams: dict[str, tuple] = {}
+
+    def counted(text: str) -> tuple:
+        g = grams.get(text)
+        if g is None:
+            t = tok(text)
+            g = grams[text] = (ngrams(t, 1), ngrams(t, 2))
+        return g
+
     out = {"rouge1": np.zeros(len(hyps)), "rouge2": np.zeros(len(hyps))}
     for i, (h, r) in enumerate(zip(hyps, refs)):
-        ht, rt = tok(h), tok(r)
-        for n, key in ((1, "rouge1"), (2, "rouge2")):
-            out[key][i] = score_ngrams(ngrams(rt, n), ngrams(ht, n)).fmeasure
-    out["rougeL"] = rouge_l(hyps, refs, use_stemmer=use_stemmer)
+        gh, gr = counted(h), counted(r)
+        out["rouge1"][i] = score_ngrams(gr[0], gh[0]).fmeasure
+        out["rouge2"][i] = score_ngrams(gr[1], gh[1]).fmeasure
+    out["rougeL"] = _lcs_f([tok(h) for h in hyps], [tok(r) for r in refs], lcs_table, scoring.fmeasure)
     return out

@@ -61,7 +61,8 @@ def parse_systems(specs: list[str]) -> dict[str, str]:
 
 def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], failures: dict[str, dict[str, str]], *,
             extractor: str = "rules", policy: str = "uncertain-as-positive", resamples: int = 1000, permutations: int = 1000,
-            seed: int = 0, correction: str = "holm", alpha: float = 0.05, metrics: list[str] | None = None) -> dict[str, Any]:
+            seed: int = 0, correction: str = "holm", alpha: float = 0.05, metrics: list[str] | None = None,
+            reader: Any = None) -> dict[str, Any]:
     """The comparison of ``systems`` (name -> {study id: text or None}) on the studies of
     ``ref``; a study missing in a system is a failure for it."""
     import numpy as np
@@ -72,7 +73,8 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
 
     t0 = time.perf_counter()
     studies = sorted(ref)
-    shared = CachedReader(default_reader(extractor))
+    shared = reader or CachedReader(default_reader(extractor))
+    stages: dict[str, float] = {}
     per: dict[str, Any] = {}
     out_systems: dict[str, Any] = {}
     for name, texts in systems.items():
@@ -80,6 +82,8 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
         pairs = [(i, texts.get(i), ref[i]) for i in studies]
         res = Suite(extractor, policy=policy, reader=shared).evaluate(pairs, n_bootstrap=resamples, seed=seed, failures=reasons)
         per[name] = res
+        for k, v in res.timings.items():
+            stages[k] = stages.get(k, 0.0) + v
         out_systems[name] = {
             "n_scored": len(res.scored), "n_failed": len(res.failed),
             "failed": [{"id": r.id, "reason": r.failed} for r in res.failed],
@@ -123,7 +127,8 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
         "systems": out_systems,
         "comparisons": comparisons,
         "figure_notes": FIGURE_NOTES,
-        "timings_s": {"score": round(t_score, 3), "tests": round(time.perf_counter() - t0 - t_score, 3)},
+        "timings_s": {"score": round(t_score, 3), "tests": round(time.perf_counter() - t0 - t_score, 3),
+                      "score_stages": {k: round(v, 3) for k, v in stages.items()}},
     }
 
 
