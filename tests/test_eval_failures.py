@@ -86,7 +86,7 @@ def test_judge_failures_over_the_share_exit_non_zero(tmp_path, capsys):
     assert m["corpus"]["radfact_logical_f1"]["estimate"] is None
     assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q", *dead, "--max-failed-share", "1"]) == 0
     assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--max-failed-share", "2"]) == 1
-    assert "E490" in capsys.readouterr().err
+    assert "E492" in capsys.readouterr().err
 
 
 def test_green_counts_several_errors_per_finding():

@@ -286,7 +286,7 @@ def metric_failures(rows: list[dict[str, Any]], judged: bool, model_names: list[
 
 def _check_share(args: argparse.Namespace) -> None:
     if not 0.0 <= args.max_failed_share <= 1.0:
-        raise ReportgenError("E490", f"--max-failed-share must be between 0 and 1, got {args.max_failed_share}",
+        raise ReportgenError("E492", f"--max-failed-share must be between 0 and 1, got {args.max_failed_share}",
                              fix="e.g. --max-failed-share 0.05 (1 never fails the run)")
 
 
