@@ -9,10 +9,11 @@ import io
 from typing import Any, Mapping, Sequence
 
 DISTRIBUTIONS = (
-    ("bleu4", "BLEU-4 (per report, smoothed)"), ("rouge_l", "ROUGE-L"),
+    ("bleu4", "BLEU-4 (per report, smoothed)"), ("rouge_l", "ROUGE-L"), ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"),
     ("radgraph_simple", "RadGraph F1 simple"), ("radgraph_partial", "RadGraph F1 partial"), ("radgraph_complete", "RadGraph F1 complete"),
     ("green", "GREEN-style score"), ("radfact_logical_precision", "RadFact logical precision"),
     ("radfact_logical_recall", "RadFact logical recall"), ("hallucination_rate", "Hallucination rate"),
+    ("temporal_f1", "Temporal F1"), ("bertscore_f1", "BERTScore F1"), ("ratescore", "RaTEScore"), ("srr_bert", "SRR-BERT"),
 )
 
 
@@ -83,6 +84,15 @@ def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], t
     for key, label in (("only_in_pred", "ids only in the predictions"), ("only_in_ref", "ids only in the references")):
         if metrics.get(key):
             ids += f"<p><b>{label} ({len(metrics[key])}):</b> {html.escape(', '.join(metrics[key][:200]))}</p>"
+    failed = metrics.get("failed_predictions") or []
+    if failed:
+        ids += f"<p><b>failed predictions, scored as empty reports ({len(failed)}):</b></p><ul>" + "".join(
+            f"<li>{html.escape(f['id'])}: {html.escape(str(f['reason']))}</li>" for f in failed[:200]) + "</ul>"
+    for name, mf in (metrics.get("metric_failures") or {}).items():
+        ids += (f"<p><b>{html.escape(name)} could not be computed for {mf['n']} studies ({mf['share']:.1%}):</b> "
+                f"{html.escape(', '.join(mf['ids'][:200]))}</p>")
+    for sk in metrics.get("skipped_metrics") or []:
+        ids += f"<p><b>{html.escape(sk['metric'])} skipped:</b> {html.escape(sk['reason'])} Fix: {html.escape(sk['fix'])}</p>"
     errs = metrics.get("errors") or []
     if errs:
         ids += f"<p><b>unscored pairs ({len(errs)}):</b></p><ul>" + "".join(

@@ -34,9 +34,10 @@ def test_failed_predictions_are_scored_as_empty_reports(tmp_path, capsys):
         {"id": "number", "report": 7},  # a wrong type stays an input error
     ])
     ref = _jsonl(tmp_path / "r.jsonl", [{"id": i, "report": SAME} for i in ("ok", "null", "blank", "absent", "number")])
-    out = tmp_path / "m.json"
-    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "20"]) == 0
+    out, page = tmp_path / "m.json", tmp_path / "m.html"
+    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "20", "--html", str(page)]) == 0
     assert "3 failed predictions scored as empty reports" in capsys.readouterr().err
+    assert "failed predictions, scored as empty reports (3)" in page.read_text() and "E231 backend timed out" in page.read_text()
     m = json.loads(out.read_text())
     assert m["n_pairs"] == 4 and m["n_scored"] == 4 and m["n_failed_predictions"] == 3
     reasons = {f["id"]: f["reason"] for f in m["failed_predictions"]}
