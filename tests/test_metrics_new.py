@@ -175,5 +175,7 @@ def test_missing_backends_name_the_extra_and_the_weights(tmp_path, capsys, monke
     assert "E851" in capsys.readouterr().err and not out.exists()
     assert main(["eval", "--pred", str(p), "--ref", str(p), "--out", str(out), "--with-radeval"]) == 1
     assert "radeval" in capsys.readouterr().err
+    assert main(["eval", "--pred", str(p), "--ref", str(p), "--out", str(out), "--labeler", "chexbert"]) == 1
+    assert "reportgen-cxr[chexbert]" in capsys.readouterr().err
     assert main(["eval", "--pred", str(p), "--ref", str(p), "--out", str(out), "--model-metrics", "nope"]) == 1
     assert "E857" in capsys.readouterr().err

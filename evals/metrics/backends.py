@@ -138,62 +138,64 @@ class RaTEScoreMetric:
         return {"ratescore": out}
 
 
-class _RadEvalSingle:
-    """One RadEval metric through RadEval itself (the radeval extra)."""
+class _RadEvalBackend:
+    """RadEval itself (the radeval extra), asked for per-sample scores
+    (``RadEval(..., do_per_sample=True)``): every list-valued entry of its answer becomes a
+    per-study figure named ``prefix + key``. ``names`` is known after the first ``score``."""
 
     name = ""
-    names: tuple[str, ...] = ()
+    prefix = ""
     flags: dict[str, bool] = {}
 
     def __init__(self, **_: Any):
         mod = _need("RadEval", "radeval", self.name)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.names: tuple[str, ...] = ()
         try:
-            self.evaluator = mod.RadEval(**self.flags, do_details=True)
+            self.evaluator = mod.RadEval(**self.flags, do_per_sample=True, show_progress=False)
         except Exception as exc:
             raise BackendUnavailable("E854", f"{self.name}: RadEval could not load its models offline ({type(exc).__name__}: {exc})",
                                      fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face cache)") from None
+        self.settings = {"package": "RadEval", "flags": dict(self.flags), "per_sample": True}
 
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
         keep = [i for i, h in enumerate(hyps) if h.strip()]
         res = self.evaluator(refs=[refs[i] for i in keep], hyps=[hyps[i] for i in keep]) if keep else {}
-        out = {n: [None] * len(hyps) for n in self.names}
-        for n in self.names:
-            per = _per_sample(res, n.removeprefix("radeval_"))
-            if per is None:
+        out: dict[str, list[float | None]] = {}
+        for key, per in (res.items() if isinstance(res, dict) else ()):
+            if not isinstance(per, (list, tuple)) or len(per) != len(keep):
                 continue
+            col: list[float | None] = [None] * len(hyps)
             for i, v in zip(keep, per):
-                out[n][i] = None if v is None else float(v)
+                col[i] = _float_or_none(v)
+            out[self.prefix + key] = col
+        self.names = tuple(out)
         return out
 
 
-def _per_sample(res: Any, key: str) -> list | None:
-    """Per-sample values under ``key`` in RadEval's detailed output, when it has them."""
-    if not isinstance(res, dict):
+def _float_or_none(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
         return None
-    v = res.get(key)
-    if isinstance(v, dict):
-        for k in ("sample_scores", "per_sample", "scores"):
-            if isinstance(v.get(k), list):
-                return v[k]
-    return None
 
 
-class SRRBertMetric(_RadEvalSingle):
+class SRRBertMetric(_RadEvalBackend):
+    """SRR-BERT through RadEval (figures ``srr_bert_<RadEval's key>``)."""
+
     name = "srr_bert"
-    names = ("srr_bert",)
-    flags = {"do_srr_bert": True}
+    prefix = "srr_bert_"
+    flags = {"do_srrbert": True}
 
 
-class RadEvalMetric(_RadEvalSingle):
-    """RadEval's default metric set; every figure it returns per sample is added with the
-    prefix ``radeval_``."""
+class RadEvalMetric(_RadEvalBackend):
+    """RadEval's offline metric set; every per-sample figure it returns is added with the
+    prefix ``radeval_`` (``--with-radeval``)."""
 
     name = "radeval"
-    names = ("radeval_bleu", "radeval_bertscore", "radeval_radgraph", "radeval_chexbert", "radeval_ratescore",
-             "radeval_temporal", "radeval_srr_bert")
-    flags = {"do_bleu": True, "do_bertscore": True, "do_radgraph": True, "do_chexbert": True, "do_ratescore": True,
-             "do_temporal": True, "do_srr_bert": True}
+    prefix = "radeval_"
+    flags = {"do_bleu": True, "do_rouge": True, "do_bertscore": True, "do_radgraph": True, "do_f1chexbert": True,
+             "do_ratescore": True, "do_temporal": True, "do_srrbert": True}
 
 
 class CheXbertMetric:

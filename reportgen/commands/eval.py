@@ -58,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--model-metrics", nargs="+", metavar="NAME", default=[],
                    help="more model metrics: ratescore, srr_bert, chexbert; 'auto' uses each one installed with local weights "
                         "and skips the others with a message")
+    m.add_argument("--labeler", choices=("rules", "chexbert"), default="rules",
+                   help="CheXpert labels from our findings (rules, default) or from CheXbert (f1chexbert + local chexbert.pth), "
+                        "the labeler published CheXbert F1 numbers need")
     m.add_argument("--with-radeval", action="store_true", help="add RadEval's metrics (radeval extra) to metrics.json, names prefixed radeval_")
     g = p.add_argument_group("LLM judge (RadFact entailment through an OpenAI-compatible endpoint, e.g. vLLM)")
     g.add_argument("--judge-url", metavar="URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -101,6 +104,8 @@ def model_metrics(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, s
     names = list(getattr(args, "model_metrics", []) or [])
     if getattr(args, "with_radeval", False):
         names.append("radeval")
+    if getattr(args, "labeler", "rules") == "chexbert" and "chexbert" not in names:
+        names.append("chexbert")
     specs = []
     if getattr(args, "bertscore", None):
         specs.append(("bertscore", {"model": None if args.bertscore == "default" else args.bertscore,
@@ -224,7 +229,8 @@ def _run_pairs(args: argparse.Namespace) -> int:
                      "judge_model": args.judge_model if judge else None, "pred": args.pred, "ref": args.ref,
                      "judge_structured": (None if not judge else "json_schema" if judge.structured else "text"),
                      "judge_fallback": getattr(judge, "fallback", None),
-                     "model_metrics": {b.name: getattr(b, "settings", {}) for b in backends}},
+                     "model_metrics": {b.name: getattr(b, "settings", {}) for b in backends},
+                     "labeler": "chexbert" if any(b.name == "chexbert" for b in backends) else "rules"},
         "n_pairs": len(pairs), "n_scored": len(res.scored),
         "only_in_pred": only_pred, "only_in_ref": only_ref,
         "input_errors": pred_problems + ref_problems,
