@@ -179,3 +179,16 @@ def test_missing_backends_name_the_extra_and_the_weights(tmp_path, capsys, monke
     assert "reportgen-cxr[chexbert]" in capsys.readouterr().err
     assert main(["eval", "--pred", str(p), "--ref", str(p), "--out", str(out), "--model-metrics", "nope"]) == 1
     assert "E857" in capsys.readouterr().err
+
+
+def test_bit_parallel_lcs_equals_rouge_scores_table():
+    from rouge_score.rouge_scorer import _lcs_table
+
+    from reportgen.evals.metrics.text import lcs_length
+
+    rng = random.Random(5)
+    for _ in range(300):
+        a = [rng.choice("abcdefg") for _ in range(rng.randrange(0, 140))]  # beyond 64 bits too
+        b = [rng.choice("abcdefgh") for _ in range(rng.randrange(0, 140))]
+        want = _lcs_table(a, b)[-1][-1] if a and b else 0
+        assert lcs_length(a, b) == want
