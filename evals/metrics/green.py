@@ -163,10 +163,11 @@ def with_trailing_comparisons(text: str, findings: Sequence[Finding], end: int |
     itself states none. Finding offsets index ``text`` (the report); the text searched runs
     from the finding's end to the next finding of the claim, or to ``end`` (the claim's
     end), and must start with a comma (``green.json`` ``trailing_comparison``)."""
-    if not findings:
-        return []
-    word_re, lead = _trailing_settings()
     stop = len(text) if end is None else end
+    first_end = min((f.end for f in findings if f.end is not None), default=None)
+    if first_end is None or "," not in text[first_end:stop]:  # no comma after a finding: nothing to attach
+        return list(findings)
+    word_re, lead = _trailing_settings()
     starts = sorted({f.start for f in findings if f.start is not None})
     out = []
     for f in findings:

@@ -170,8 +170,8 @@ def load_side(path: str, max_chars: int, side: str, failures: dict[str, str] | N
     dups: list[str] = []
     require = ("id",) if failures is not None else ("id", "report")
     for rec in read_jsonl(path, require=require, text_fields=("report",), max_chars=max_chars):
-        failed = failures is not None and rec.id is not None and (
-            (rec.error is None and rec.data.get("report") is None) or (rec.error is not None and " E109 " in f" {rec.error.split(': ', 1)[-1]}"))
+        empty = rec.error is not None and rec.error.endswith(": E109 'report' is empty")  # read_jsonl's message
+        failed = failures is not None and rec.id is not None and (empty or (rec.error is None and rec.data.get("report") is None))
         if failed:
             if rec.id in texts:
                 dups.append(rec.id)
