@@ -240,9 +240,14 @@ class Suite:
 
     def __init__(self, extractor: str = "rules", *, judge: Any = None, self_check: bool = False,
                  policy: str = "uncertain-as-positive", reader: Callable[[str], Any] | None = None,
-                 model_metrics: Sequence[Any] = ()):
+                 model_metrics: Sequence[Any] = (), memo: dict | None = None):
         from reportgen.checkers.pipeline import Pipeline, default_reader
 
+        # Per-text results that do not depend on the other report (RadGraph export, CheXpert
+        # labels, findings with comparisons, temporal entities): ``compare`` shares one memo
+        # between systems so that each reference is processed once.
+        self.memo: dict = {} if memo is None else memo
+        self._own_memo = memo is None
         self.extractor = extractor
         self.judge = judge
         self.policy = policy
@@ -270,6 +275,8 @@ class Suite:
         an empty report (``PairResult.failed`` says why; ``failures`` maps ids to the
         reason, e.g. the drafting error). Only a bad reference leaves a pair unscored."""
         self._read.cache.clear()
+        if self._own_memo:
+            self.memo.clear()
         failures = failures or {}
         results: list[PairResult | None] = [None] * len(pairs)
         work: list[tuple[int, Any, Any, Any, Any, str | None]] = []
@@ -303,14 +310,15 @@ class Suite:
             pid, pred, ref = pairs[k]
             pred_text = "" if failed else pred
             with self._timed("radgraph"):
-                rg = reward(to_radgraph([c.graph for c in rp.claims], pred_text), to_radgraph([c.graph for c in rr.claims], ref))
-            fp = [f for c in rp.claims for f in c.findings]
-            fr = [f for c in rr.claims for f in c.findings]
+                rg = reward(self._memo("radgraph", pred_text, lambda: to_radgraph([c.graph for c in rp.claims], pred_text)),
+                            self._memo("radgraph", ref, lambda: to_radgraph([c.graph for c in rr.claims], ref)))
             with self._timed("chexpert"):
-                lp = dict.fromkeys(CHEXPERT_LABELS) if failed else chexpert_labels(fp)
-                lr = chexpert_labels(fr)
+                lp = dict.fromkeys(CHEXPERT_LABELS) if failed else self._memo(
+                    "chexpert", pred_text, lambda: chexpert_labels([f for c in rp.claims for f in c.findings]))
+                lr = self._memo("chexpert", ref, lambda: chexpert_labels([f for c in rr.claims for f in c.findings]))
             with self._timed("green"):
-                g = green_counts(_with_comparisons(pred_text, rp), _with_comparisons(ref, rr))
+                g = green_counts(self._memo("green", pred_text, lambda: _with_comparisons(pred_text, rp)),
+                                 self._memo("green", ref, lambda: _with_comparisons(ref, rr)))
             with self._timed("radfact"):
                 if failed:  # nothing said: no candidate claim, every reference claim not entailed
                     cj, rj = [], [Judged(False)] * len(rr.claims)
@@ -327,8 +335,8 @@ class Suite:
                                  "reasons": list(c.reasons[:2])} for c in claims if c.status in ("contradicted", "unsupported"))
             with self._timed("temporal"):
                 tf = 0.0 if failed else temporal_f1(
-                    temporal_entities(pred_text, (e.text for c in rp.claims for e in c.graph.entities)),
-                    temporal_entities(ref, (e.text for c in rr.claims for e in c.graph.entities)))
+                    self._memo("temporal", pred_text, lambda: temporal_entities(pred_text, (e.text for c in rp.claims for e in c.graph.entities))),
+                    self._memo("temporal", ref, lambda: temporal_entities(ref, (e.text for c in rr.claims for e in c.graph.entities))))
             results[k] = PairResult(pid, None, None, None, rg, lp, lr, g, rf, h, flagged, temporal_f1=tf, failed=failed)
 
         ok = [k for k, r in enumerate(results) if r is not None and r.error is None]
@@ -363,6 +371,15 @@ class Suite:
         out.timings = dict(self.timings)
         out.cpu_timings = dict(self.cpu_timings)
         return out
+
+    def _memo(self, kind: str, text: str, compute: Callable[[], Any]) -> Any:
+        key = (kind, text)
+        hit = self.memo.get(key)
+        if hit is None:
+            if len(self.memo) >= 400_000:
+                self.memo.clear()
+            hit = self.memo[key] = compute()
+        return hit
 
     def _judge_all(self, work) -> list[tuple[list[Judged], list[Judged]]]:
         with self._timed("radfact"):

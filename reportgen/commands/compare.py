@@ -75,12 +75,13 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
     studies = sorted(ref)
     shared = reader or CachedReader(default_reader(extractor))
     stages: dict[str, float] = {}
+    memo: dict = {}
     per: dict[str, Any] = {}
     out_systems: dict[str, Any] = {}
     for name, texts in systems.items():
         reasons = {i: failures.get(name, {}).get(i) or f"missing in system {name!r}" for i in studies if texts.get(i) is None}
         pairs = [(i, texts.get(i), ref[i]) for i in studies]
-        res = Suite(extractor, policy=policy, reader=shared).evaluate(pairs, n_bootstrap=resamples, seed=seed, failures=reasons)
+        res = Suite(extractor, policy=policy, reader=shared, memo=memo).evaluate(pairs, n_bootstrap=resamples, seed=seed, failures=reasons)
         per[name] = res
         for k, v in res.timings.items():
             stages[k] = stages.get(k, 0.0) + v
