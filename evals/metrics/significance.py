@@ -76,26 +76,32 @@ def paired_test(rows_a: np.ndarray, rows_b: np.ndarray, stat: Stat, *, weights: 
     if ra.shape != rb.shape:
         raise ReportgenError("E859", f"the two systems' rows differ in shape {ra.shape} vs {rb.shape}",
                              fix="score both systems on the same studies")
-    n = ra.shape[0]
+    if ra.shape[0] == 0:
+        return tests_from_sums(ra.sum(axis=0), rb.sum(axis=0), None, None, None, stat, 0, level)
+    swapped = masks @ (rb - ra)
+    return tests_from_sums(ra.sum(axis=0), rb.sum(axis=0), weights @ ra, weights @ rb, swapped, stat, ra.shape[0], level)
 
+
+def tests_from_sums(total_a: np.ndarray, total_b: np.ndarray, boot_a: np.ndarray | None, boot_b: np.ndarray | None,
+                    swapped: np.ndarray | None, stat: Stat, n: int, level: float = 0.95) -> PairedTest:
+    """Both tests from precomputed sums: the systems' column totals, their resampled sums
+    (``weights @ rows``) and the permutation shifts (``masks @ (rows_b - rows_a)``), so that
+    one matrix product per system (bootstrap) and per pair (permutation) serves every figure."""
     def value(sums: np.ndarray) -> np.ndarray:
         return np.asarray(stat(np.atleast_2d(sums)), dtype=float)
 
-    ea, eb = float(value(ra.sum(axis=0))[0]), float(value(rb.sum(axis=0))[0])
+    ea, eb = float(value(total_a)[0]), float(value(total_b)[0])
     d = ea - eb
     nan = float("nan")
-    if n == 0 or np.isnan(d):
+    if n == 0 or np.isnan(d) or boot_a is None:
         return PairedTest(ea, eb, d, nan, nan, nan, nan, n)
-    boot = value(weights @ ra) - value(weights @ rb)
+    boot = value(boot_a) - value(boot_b)
     ok = ~np.isnan(boot)
     alpha = (1 - level) / 2 * 100
     lo, hi = np.percentile(boot[ok], [alpha, 100 - alpha]) if ok.any() else (nan, nan)
     extreme = np.abs(boot[ok] - d) >= abs(d) - 1e-12
     p_boot = (1 + int(extreme.sum())) / (int(ok.sum()) + 1)
-    diff = rb - ra
-    sa = ra.sum(axis=0)[None] + masks @ diff  # system a's sums with the swapped studies taken from b
-    sb = rb.sum(axis=0)[None] - masks @ diff
-    perm = value(sa) - value(sb)
+    perm = value(np.atleast_2d(total_a) + swapped) - value(np.atleast_2d(total_b) - swapped)  # a takes b's swapped studies
     okp = ~np.isnan(perm)
     p_perm = (1 + int((np.abs(perm[okp]) >= abs(d) - 1e-12).sum())) / (int(okp.sum()) + 1)
     return PairedTest(ea, eb, d, float(lo), float(hi), float(p_boot), float(p_perm), n)

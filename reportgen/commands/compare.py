@@ -68,7 +68,7 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
     import numpy as np
 
     from reportgen.checkers.pipeline import default_reader
-    from reportgen.evals.metrics.significance import adjust, bootstrap_weights, paired_test, swap_masks
+    from reportgen.evals.metrics.significance import adjust, bootstrap_weights, swap_masks, tests_from_sums
     from reportgen.evals.suite import FIGURE_NOTES, CachedReader, Suite
 
     t0 = time.perf_counter()
@@ -102,14 +102,27 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
     weights = bootstrap_weights(n, resamples, seed)
     masks = swap_masks(n, permutations, seed)
     comparisons: list[dict[str, Any]] = []
+    # One block of columns per figure; one bootstrap product per system, one permutation
+    # product per pair, sliced per figure.
+    cols, start = {}, 0
     for metric in names:
-        block = []
-        for a, b in itertools.combinations(systems, 2):
-            fa, fb = per[a].figures[metric], per[b].figures[metric]
-            ia = np.array([index[a][i] for i in common], dtype=int)
-            ib = np.array([index[b][i] for i in common], dtype=int)
-            t = paired_test(fa.rows[ia], fb.rows[ib], fa.stat, weights=weights, masks=masks)
-            block.append({"metric": metric, "a": a, "b": b, **t.to_dict()})
+        k = per[next(iter(systems))].figures[metric].rows.shape[1]
+        cols[metric] = slice(start, start + k)
+        start += k
+    rows = {s: np.concatenate([per[s].figures[m].rows[np.array([index[s][i] for i in common], dtype=int)]
+                               for m in names], axis=1) if names and n else np.zeros((n, start)) for s in systems}
+    boot = {s: weights @ rows[s] if n else None for s in systems}
+    tests: dict[tuple[str, str, str], Any] = {}
+    for a, b in itertools.combinations(systems, 2):
+        swapped = masks @ (rows[b] - rows[a]) if n else None
+        ta, tb = rows[a].sum(axis=0), rows[b].sum(axis=0)
+        for metric in names:
+            sl = cols[metric]
+            tests[(metric, a, b)] = tests_from_sums(ta[sl], tb[sl], None if boot[a] is None else boot[a][:, sl],
+                                                    None if boot[b] is None else boot[b][:, sl],
+                                                    None if swapped is None else swapped[:, sl], per[a].figures[metric].stat, n)
+    for metric in names:
+        block = [{"metric": metric, "a": a, "b": b, **tests[(metric, a, b)].to_dict()} for a, b in itertools.combinations(systems, 2)]
         for key in ("p_bootstrap", "p_permutation"):
             adj = adjust([np.nan if c[key] is None else c[key] for c in block], correction)
             for c, v in zip(block, adj):
