@@ -343,10 +343,10 @@ class Suite:
         hyps = ["" if results[k].failed else pairs[k][1] for k in ok]
         refs = [pairs[k][2] for k in ok]
         with self._timed("bleu"):
-            counts = bleu_counts(hyps, refs)
+            counts = bleu_counts(hyps, refs, cache=self.memo.setdefault(("bleu-grams", ""), {}))
             sent = sentence_bleu4(counts)
         with self._timed("rouge"):
-            rouge = rouge_all(hyps, refs)
+            rouge = rouge_all(hyps, refs, cache=self.memo.setdefault(("rouge-grams", ""), {}))
         labeler = next((m for m in self.model_metrics if hasattr(m, "labels")), None)
         if labeler is not None:  # a model labeler (CheXbert) replaces the findings' CheXpert labels
             with self._timed("chexpert"):

@@ -54,7 +54,7 @@ class BleuCounts:
         return np.concatenate([self.matches, self.totals, self.hyp_len[:, None], self.ref_len[:, None]], axis=1)
 
 
-def bleu_counts(hyps: Sequence[str], refs: Sequence[str]) -> BleuCounts:
+def bleu_counts(hyps: Sequence[str], refs: Sequence[str], cache: dict | None = None) -> BleuCounts:
     """Count n-gram matches per (hypothesis, reference) pair: the numerator and denominator
     of nltk's ``modified_precision`` (clipped matches; hypothesis n-grams, at least 1) and
     ``closest_ref_length`` (one reference: its length), computed with one Counter per text
@@ -68,7 +68,7 @@ def bleu_counts(hyps: Sequence[str], refs: Sequence[str]) -> BleuCounts:
     totals = np.zeros((n, MAX_N), dtype=np.int64)
     hyp_len = np.zeros(n, dtype=np.int64)
     ref_len = np.zeros(n, dtype=np.int64)
-    cache: dict[str, tuple[int, list[Counter]]] = {}
+    cache = {} if cache is None else cache  # text -> (length, n-gram Counters); callers may share it
 
     def grams(text: str) -> tuple[int, list[Counter]]:
         hit = cache.get(text)
@@ -198,7 +198,7 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
-def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = False) -> dict[str, np.ndarray]:
+def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = False, cache: dict | None = None) -> dict[str, np.ndarray]:
     """Per-report ROUGE-1, ROUGE-2 and ROUGE-L F-measures, equal to
     ``RougeScorer(["rouge1", "rouge2", "rougeL"]).score(ref, hyp)``: each text is tokenized
     once (rouge-score's tokenizer) and rouge-score's own n-gram and LCS scoring is used."""
@@ -214,27 +214,22 @@ def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = F
     if tokenize is None or ngrams is None or score_ngrams is None or lcs_table is None:  # another rouge-score layout
         scores = [scorer.score(r, h) for h, r in zip(hyps, refs)]
         return {t: np.array([s[t].fmeasure for s in scores], dtype=float) for t in ROUGE_TYPES}
-    cache: dict[str, list[str]] = {}
-
-    def tok(text: str) -> list[str]:
-        t = cache.get(text)
-        if t is None:
-            t = cache[text] = tokenize(text)
-        return t
-
-    grams: dict[str, tuple] = {}
+    cache = {} if cache is None else cache  # (use_stemmer, text) -> (tokens, unigrams, bigrams); callers may share it
 
     def counted(text: str) -> tuple:
-        g = grams.get(text)
+        g = cache.get((use_stemmer, text))
         if g is None:
-            t = tok(text)
-            g = grams[text] = (ngrams(t, 1), ngrams(t, 2))
+            t = tokenize(text)
+            g = cache[(use_stemmer, text)] = (t, ngrams(t, 1), ngrams(t, 2))
         return g
+
+    def tok(text: str) -> list[str]:
+        return counted(text)[0]
 
     out = {"rouge1": np.zeros(len(hyps)), "rouge2": np.zeros(len(hyps))}
     for i, (h, r) in enumerate(zip(hyps, refs)):
         gh, gr = counted(h), counted(r)
-        out["rouge1"][i] = score_ngrams(gr[0], gh[0]).fmeasure
-        out["rouge2"][i] = score_ngrams(gr[1], gh[1]).fmeasure
+        out["rouge1"][i] = score_ngrams(gr[1], gh[1]).fmeasure
+        out["rouge2"][i] = score_ngrams(gr[2], gh[2]).fmeasure
     out["rougeL"] = _lcs_f([tok(h) for h in hyps], [tok(r) for r in refs], lcs_table, scoring.fmeasure)
     return out
