@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer
 
 
@@ -89,7 +89,7 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
             "n_scored": len(res.scored), "n_failed": len(res.failed),
             "failed": [{"id": r.id, "reason": r.failed} for r in res.failed],
             "missing": sorted(i for i in studies if i not in texts),
-            "errors": [{"id": r.id, "error": r.error} for r in res.results if r.error],
+            "errors": [with_error_code({"id": r.id, "error": r.error}) for r in res.results if r.error],
             "corpus": {k: v.to_dict() for k, v in res.corpus.items()},
         }
     t_score = time.perf_counter() - t0
