@@ -26,8 +26,11 @@ def _v(text: str) -> tuple[int, ...]:
 
 def floors() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for name, ver in re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)', (REPO / "pyproject.toml").read_text()):
-        out.setdefault(name.lower(), []).append(ver)
+    text = (REPO / "pyproject.toml").read_text()
+    for extra in ("draft", "clip"):  # the extras whose code (models, images, train) needs these floors
+        line = re.search(rf"^{extra} = \[(.*)\]$", text, re.M).group(1)
+        for name, ver in re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)', line):
+            out.setdefault(name.lower(), []).append(ver)
     return out
 
 
