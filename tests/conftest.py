@@ -1,5 +1,11 @@
 """Shared test fixtures. Tiny models are BUILT from configs (no hub, no downloads);
-each area keeps its fixtures in its own plugin module listed below."""
+each area keeps its fixtures in its own plugin module listed below.
+
+Real radiographs: ``test_data`` (tests/data, shipped in the repository; sources and
+licences in tests/data/README.md) is always there. ``shared_data`` (../shared/data, or
+$REPORTGEN_SHARED_DATA) holds more films (TBX11K, covid-chestxray) and RadFact's examples;
+it is an extra: every test that uses it is marked ``shared`` (automatically) and skips
+without it, and what it checks is also checked on tests/data where the data allow."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"
 SHARED_DATA = Path(os.environ.get("REPORTGEN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 # Never reach a hub from a test.
@@ -23,8 +30,24 @@ pytest_plugins = [
 
 
 @pytest.fixture(scope="session")
+def test_data() -> Path:
+    """tests/data: the small real radiographs (cxr/) and hand-written fixtures shipped with
+    the repository."""
+    return TEST_DATA
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data, or skip when it is absent."""
+    """../shared/data, or skip when it is absent (only tests marked ``shared`` get here)."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs ../shared/data is an extra: mark it ``shared`` (deselect with
+    ``-m "not shared"``), so that the only tests skipping for missing shared data are
+    those marked so."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
+            item.add_marker(pytest.mark.shared)

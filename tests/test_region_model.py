@@ -114,7 +114,7 @@ def test_smoothing_keeps_the_peak_and_upsamples():
     assert out[0].max() < 1.0 and out[0].min() >= 0.0  # smoothed
 
 
-def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, shared_data, monkeypatch):
+def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, test_data, monkeypatch):
     rc = tiny_region_checker
     calls = {"img": 0, "txt": []}
     enc_img, enc_txt = rc.backend.encode_images, rc.backend.encode_texts
@@ -129,7 +129,7 @@ def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, shared_
 
     monkeypatch.setattr(rc.backend, "encode_images", count_img)
     monkeypatch.setattr(rc.backend, "encode_texts", count_txt)
-    img = str(shared_data / "cxr" / "00000001_000.png")
+    img = str(test_data / "cxr" / "00000001_000.png")
     claims = [
         claim("Left upper lobe opacity.", Finding("opacity", "present", "left", ("upper lobe",))),
         claim("Right basilar opacity.", Finding("opacity", "present", "right", ("base",)), start=25),
