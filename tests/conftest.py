@@ -4,8 +4,8 @@ each area keeps its fixtures in its own plugin module listed below.
 Real radiographs: ``test_data`` (tests/data, shipped in the repository; sources and
 licences in tests/data/README.md) is always there. ``shared_data`` (../shared/data, or
 $REPORTGEN_SHARED_DATA) holds more films (TBX11K, covid-chestxray) and RadFact's examples;
-it is an extra: every test that uses it is marked ``shared`` (automatically) and skips
-without it, and what it checks is also checked on tests/data where the data allow."""
+it is an extra: every test that uses it is marked ``shared`` (automatically) and is
+deselected without it, and what it checks is also checked on tests/data where the data allow."""
 
 from __future__ import annotations
 
@@ -43,15 +43,37 @@ SHARED_LAYOUT = ("cxr", "radfact")  # what ../shared/data holds (its README)
 def shared_data() -> Path:
     """../shared/data, or skip when it is absent or holds none of its folders (an empty
     $REPORTGEN_SHARED_DATA hides it); only tests marked ``shared`` get here."""
-    if not any((SHARED_DATA / d).is_dir() for d in SHARED_LAYOUT):
+    if not _shared_present():  # only reached when a shared test is asked for by node id
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
 
 
+def _shared_present() -> bool:
+    return any((SHARED_DATA / d).is_dir() for d in SHARED_LAYOUT)
+
+
 def pytest_collection_modifyitems(config, items):
-    """A test that needs ../shared/data is an extra: mark it ``shared`` (deselect with
-    ``-m "not shared"``), so that the only tests skipping for missing shared data are
-    those marked so."""
+    """A test that needs ../shared/data is an extra: it is marked ``shared``, and where the
+    shared folder is absent it is DESELECTED (not skipped), so a clone without ../shared
+    skips nothing but what its machine cannot run; the run's header says how many."""
+    extra = []
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
             item.add_marker(pytest.mark.shared)
+        if item.get_closest_marker("shared") is not None:
+            extra.append(item)
+    if extra and not _shared_present():
+        config.hook.pytest_deselected(items=extra)
+        items[:] = [i for i in items if i.get_closest_marker("shared") is None]
+        config._reportgen_shared_deselected = len(extra)
+
+
+def pytest_report_header(config):
+    where = SHARED_DATA if _shared_present() else f"{SHARED_DATA} (absent: tests marked 'shared' are deselected)"
+    return f"reportgen: test data tests/data; shared extras {where}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = getattr(config, "_reportgen_shared_deselected", 0)
+    if n:
+        terminalreporter.write_line(f"reportgen: {n} tests need ../shared/data (extra coverage) and were deselected: it is absent")
