@@ -297,6 +297,11 @@ def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     denied = rules.scope(absent.anatomy)
     if denied is None:
         return True
+    if absent.observation == present.observation and denied == rules.regions.get(absent.observation):
+        # the negative names no place but the finding's own ("No pneumothorax.": pleura by
+        # default) and so denies it wherever the other statement puts it ("Left apical
+        # pneumothorax.", whose zone word gives it the lung as anatomy)
+        return True
     if present.observation in rules.umbrellas:
         # "Acute cardiopulmonary process" vs "no acute cardiopulmonary process": an acute
         # umbrella at a known place is denied where the statement speaks for all of it
