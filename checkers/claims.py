@@ -139,36 +139,24 @@ def _strip(text: str, s: int, e: int) -> tuple[int, int]:
 
 
 # ---- sentences ----------------------------------------------------------------------------
-def _import_spacy():
-    """Import spaCy without letting thinc import torch (thinc tries ``import torch`` at
-    import time when it is installed: seconds, and the checker must stay torch-free). Only
-    when torch is not imported yet; ``sys.modules`` is restored right after, so a later
-    ``import torch`` works normally."""
-    import sys
-
-    if "spacy" in sys.modules or "torch" in sys.modules:
-        import spacy
-
-        return spacy
-    sys.modules["torch"] = None  # type: ignore[assignment]  # makes "import torch" fail
-    try:
-        import spacy
-    finally:
-        if sys.modules.get("torch", 0) is None:
-            del sys.modules["torch"]
-    return spacy
+# spaCy (its blank English tokenizer and sentencizer) decides only the segments the regex
+# fast path below cannot (about 6% of the IU sections' segments). It is imported on first
+# use, as it is: spaCy imports thinc, which imports torch when torch is installed, so the
+# first segment that needs spaCy costs that import once per process (``warm_up`` does it
+# up front). Text that never needs it never imports spaCy.
+SPACY_EXCEPTIONS = DATA / "spacy_exceptions.json"
 
 
 @lru_cache(maxsize=1)
 def nlp():
-    """spaCy blank English tokenizer with the abbreviations of abbreviations.json."""
-    spacy = _import_spacy()
+    """spaCy blank English tokenizer with the abbreviations of abbreviations.json (made on
+    first use)."""
+    import spacy
     from spacy.symbols import ORTH
+    from spacy.util import compile_infix_regex
 
     model = spacy.blank("en")
     # "lung XXXX.In the left ...": a period between words with no space still ends a sentence
-    from spacy.util import compile_infix_regex
-
     infixes = list(model.Defaults.infixes) + [r"(?<=[A-Za-z]{2})\.(?=[A-Z][a-z])"]
     model.tokenizer.infix_finditer = compile_infix_regex(infixes).finditer
     for abbr in text_rules()["abbreviations"]:
@@ -177,6 +165,19 @@ def nlp():
         for form in {abbr, abbr.upper(), abbr[:1].upper() + abbr[1:]}:
             model.tokenizer.add_special_case(form, [{ORTH: form}])
     return model
+
+
+def warm_up() -> None:
+    """Load the sentence splitter's spaCy fallback now (a benchmark or a long batch that
+    wants the one-off import outside its timing)."""
+    nlp()
+    _sentencizer()
+
+
+def spacy_dotted_words() -> list[str]:
+    """The installed spaCy's English tokenizer exceptions with a period, lower-cased (what
+    ``spacy_exceptions.json`` holds; a test compares the two)."""
+    return sorted({k.lower() for k in nlp().Defaults.tokenizer_exceptions if "." in k})
 
 
 _DIGIT = re.compile(r"\d")
@@ -234,8 +235,9 @@ _NEXT_CHAR = re.compile(r"\s*(\S)?")  # \s is str.isspace here (as in str.lstrip
 
 @lru_cache(maxsize=1)
 def _dotted_words() -> frozenset[str]:
-    model = nlp()
-    words = {k.lower() for k in model.Defaults.tokenizer_exceptions if "." in k}
+    """Words with a period that spaCy's tokenizer keeps whole (its exceptions, from
+    spacy_exceptions.json, and our abbreviations): a candidate end on one goes to spaCy."""
+    words = set(json.loads(SPACY_EXCEPTIONS.read_text(encoding="utf-8"))["dotted"])
     words.update(a.lower() for a in text_rules()["abbreviations"])
     return frozenset(words)
 
@@ -567,4 +569,4 @@ def _standalone_cue(text: str) -> str:
     return text
 
 
-__all__ = ["split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "context_sections"]
+__all__ = ["split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "warm_up", "context_sections"]

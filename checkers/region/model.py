@@ -59,7 +59,32 @@ def _import():
             "E611", f"the region checker needs torch and open_clip ({e})",
             fix="pip install 'reportgen-cxr[clip]'",
         ) from None
+    except Exception as e:  # installed but broken: name the package that failed, not the model
+        culprit = _failing_package(e)
+        fix = "reinstall open_clip_torch and its dependencies so that their builds match torch"
+        if culprit == "torchvision":
+            fix = ("install the torchvision build that matches torch (CPU torch: pip install torchvision "
+                   "--index-url https://download.pytorch.org/whl/cpu); this repository's dev environment "
+                   "does it with scripts/torchvision_cpu_shim.py (scripts/setup_env.sh)")
+        raise BackendUnavailable(
+            "E340", f"importing open_clip failed in {culprit} ({type(e).__name__}: {e}); "
+                    "the model spec was not read yet", fix=fix,
+        ) from e
     return torch, open_clip
+
+
+def _failing_package(e: BaseException) -> str:
+    """The installed package whose code raised ``e`` (the innermost frame inside
+    site-packages), e.g. "torchvision" for its missing compiled ops; "open_clip" if unknown."""
+    import traceback
+
+    culprit = "open_clip"
+    for frame in traceback.extract_tb(e.__traceback__):
+        parts = Path(frame.filename).parts
+        for marker in ("site-packages", "dist-packages"):
+            if marker in parts and parts.index(marker) + 1 < len(parts):
+                culprit = parts[parts.index(marker) + 1].removesuffix(".py")
+    return culprit
 
 
 def resolve_model_spec(spec: str) -> tuple[str, str]:
