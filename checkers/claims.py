@@ -89,16 +89,6 @@ def _headings(text: str) -> list[re.Match]:
     return out
 
 
-_new = object.__new__
-
-
-def _section(name: str, start: int, end: int) -> Section:
-    # 0 <= start < end <= len(text) by construction (_strip): no re-validation
-    sec = _new(Section)
-    sec.__dict__.update(name=name, start=start, end=end)
-    return sec
-
-
 def split_sections(text: str) -> Report:
     """The Report with its sections found by headings (see module doc)."""
     rules = text_rules()["section_headings"]
@@ -111,23 +101,16 @@ def split_sections(text: str) -> Report:
         heads.append((m.start(), m.end(), rules[_WHITESPACE.sub(" ", name.lower())]))
     if not heads:
         s, e = _strip(text, 0, len(text))
-        return _report(text, (_section("text", s, e),) if e > s else ())
+        return Report(text, (Section("text", s, e),) if e > s else ())
     s, e = _strip(text, 0, heads[0][0])
     if e > s:
-        sections.append(_section("text", s, e))
+        sections.append(Section("text", s, e))
     for k, (hs, he, name) in enumerate(heads):
         end = heads[k + 1][0] if k + 1 < len(heads) else len(text)
         s, e = _strip(text, he, end)
         if e > s:
-            sections.append(_section(name, s, e))
-    return _report(text, tuple(sections))
-
-
-def _report(text: str, sections: tuple[Section, ...]) -> Report:
-    # sections inside the text by construction: no re-validation
-    rep = _new(Report)
-    rep.__dict__.update(text=text, sections=sections)
-    return rep
+            sections.append(Section(name, s, e))
+    return Report(text, tuple(sections))
 
 
 def _strip(text: str, s: int, e: int) -> tuple[int, int]:

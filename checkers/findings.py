@@ -48,11 +48,7 @@ def findings_from_graph(graph: EntityGraph, lexicon: Lexicon | None = None) -> t
 
 
 def _new_finding(observation, presence, laterality, locations, anatomy, severity, change, e: Entity) -> Finding:
-    # values come from the lexicon and a validated graph: skip re-validation (hot path)
-    f = object.__new__(Finding)
-    f.__dict__.update(observation=observation, presence=presence, laterality=laterality, locations=locations,
-                      anatomy=anatomy, severity=severity, change=change, text=e.text, start=e.start, end=e.end)
-    return f
+    return Finding(observation, presence, laterality, locations, anatomy, severity, change, e.text, e.start, e.end)
 
 
 class _Reader:

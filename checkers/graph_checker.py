@@ -344,10 +344,8 @@ _REDACTED_FLIP_RANK = 0.5
 
 
 class _Outcome(NamedTuple):
-    """What comparing two findings gave, independent of where the evidence came from. The
-    comparison cache keeps it as a plain tuple (fields by index: _RANK_OF, ...): tens of
-    thousands of them, which the garbage collector then untracks (it untracks only exact
-    tuples of plain values)."""
+    """What comparing two findings gave, independent of where the evidence came from (the
+    comparison cache keeps these, read by field name)."""
 
     rank: float
     status: str
@@ -356,7 +354,6 @@ class _Outcome(NamedTuple):
     note: str = ""  # appended after the evidence ("; the evidence does not give the side")
 
 
-_RANK_OF, _STATUS_OF, _SCORE_OF, _WHAT_OF, _NOTE_OF = range(5)
 _REDACTED_FLIP = "presence flipped unless the redacted word of the claim narrows its denial"
 
 
@@ -574,7 +571,7 @@ def _render(r: _Reason, by_kid: dict[int, str], described: dict[int, str]) -> st
     di = described.get(id(item))
     if di is None:
         di = described[id(item)] = item.describe()
-    return f"{label}: {dc}; {out[_WHAT_OF]}: {di} says {dg}{out[_NOTE_OF]}"
+    return f"{label}: {dc}; {out.what}: {di} says {dg}{out.note}"
 
 
 class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to create
@@ -632,7 +629,7 @@ class GraphChecker:
     def __init__(self, rules: CheckingRules | str | Path | None = None):
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
         # comparison outcomes: claim key id -> evidence key id -> outcome
-        self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
+        self._cache: dict[int, dict[int, _Outcome | None]] = {}
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
         self._abstentions: dict[tuple[str, str], _Judgement] = {}  # (source, observation) -> abstention
         self._ids: dict[tuple, int] = {}
@@ -771,7 +768,7 @@ class GraphChecker:
         row = self._cache.get(cid)
         if row is None:
             row = self._cache[cid] = {}
-        found: list[tuple[tuple, _Group, EvidenceItem]] = []
+        found: list[tuple[_Outcome, _Group, EvidenceItem]] = []
         best = 99  # the lowest rank found
         own0, own1 = own if own is not None else (0, 0)
         # Same and narrower observations first; broader ones only when nothing as specific
@@ -784,19 +781,15 @@ class GraphChecker:
                 if out is _MISSING:
                     if probe is None:
                         probe = replace(c, presence="present")
-                    outcome = compare(rules, probe, g.finding, exc, g.exceptions)
-                    if outcome is None:
-                        out = None
-                    elif kid == cid and outcome.status == "supported":
-                        out = (_IDENTICAL, outcome.status, outcome.score, "states the same", outcome.note)
-                    else:
-                        out = tuple(outcome)
+                    out = compare(rules, probe, g.finding, exc, g.exceptions)
+                    if out is not None and kid == cid and out.status == "supported":
+                        out = out._replace(rank=_IDENTICAL, what="states the same")
                     row[kid] = out
                 if out is None:
                     continue
                 item = g.item0
                 if own is not None:
-                    if section is not None and out[_RANK_OF] in _MISMATCH_RANKS:
+                    if section is not None and out.rank in _MISMATCH_RANKS:
                         # two positive findings of one section that differ in side or place
                         # are two instances, not a contradiction
                         item = next((x[0] for x in g.members if x[3] != section and not (x[1] < own1 and own0 < x[2])), None)
@@ -809,7 +802,7 @@ class GraphChecker:
                                 break
                     if item is None:
                         continue
-                rank = out[_RANK_OF]
+                rank = out.rank
                 found.append((out, g, item))
                 if rank < best:
                     best = rank
@@ -819,11 +812,11 @@ class GraphChecker:
             if len(found) == 1:
                 top, g, item = found[0]
                 if hedged:
-                    score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
+                    score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
                     return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,))
-                status = top[_STATUS_OF]
-                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,))
-            chosen = [x for x in found if x[0][_RANK_OF] == best]
+                status = top.status
+                return _Judgement(status, top.score, ((status, ckid, c, top, g, item),), (item,))
+            chosen = [x for x in found if x[0].rank == best]
             if len(chosen) > 1:
                 chosen.sort(key=_by_score)  # stable: the highest scores first, in evidence order
                 chosen = chosen[:3]
@@ -832,10 +825,10 @@ class GraphChecker:
                 items = (chosen[0][2],)
             top = chosen[0][0]
             if hedged:
-                score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
+                score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
                 return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items)
-            status = top[_STATUS_OF]
-            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items)
+            status = top.status
+            return _Judgement(status, top.score, tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items)
         if hedged:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
         choice = rules.policy(source, c.presence)
@@ -856,19 +849,13 @@ def _is_normal_predicate(text: str) -> bool:
     return any(e.cat == NORMAL for e in load_lexicon().phrases.get(phrase_tokens(text), ()))
 
 
-_new = object.__new__
-
-
 def _by_score(x: tuple) -> float:
-    return -x[0][_SCORE_OF]
+    return -x[0].score
 
 
 def _verdict(claim: Any, status: str, reasons: tuple[str, ...], evidence: tuple[EvidenceItem, ...], checker: str,
              score: float | None) -> Verdict:
-    """A Verdict from values this module made (a known status, tuples), without re-checking."""
-    v = _new(Verdict)
-    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score)
-    return v
+    return Verdict(claim, status, reasons, evidence, checker, score)
 
 
 def is_abstention(v: Verdict) -> bool:

@@ -42,7 +42,6 @@ from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, 
 log = logging.getLogger(__name__)
 
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
-_new = object.__new__
 # Evidence sources whose ``meta`` goes into the record (``verdicts[].evidence_meta``): the
 # region checker's numbers (zone, cnr, best_zone, ...). Text evidence meta (sections,
 # sentence spans) is already in the reasons.
@@ -58,7 +57,7 @@ class RegionCheckerLike(Protocol):
     def check_images(self, images: Sequence[str], views: Sequence[str | None], claims: Sequence[CheckedClaim]) -> list[Verdict]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimResult:
     """One claim with what was read off it and the combined verdict of all checkers."""
 
@@ -114,7 +113,7 @@ def _verdict_dict(v: Verdict, described: dict[int, str]) -> dict[str, Any]:
     return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReportResult:
     """The checked report: its claims with verdicts, or the error that stopped it."""
 
@@ -201,6 +200,18 @@ class Pipeline:
         self.region = region
         self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c) for c in checkers)
         self._read = reader if reader is not None else default_reader(extractor)
+        self._custom_reader = reader is not None
+        self._named_checkers = tuple(c for c in checkers if isinstance(c, str))
+
+    def spec(self) -> dict[str, Any]:
+        """The arguments that rebuild this pipeline in another process (``Pipeline(**spec)``):
+        only for a pipeline of named parts (the default reader, registered checkers, no
+        region checker)."""
+        named = self._named_checkers
+        if self._custom_reader or self.region is not None or len(named) != len(self.checkers):
+            raise ReportgenError("E342", "this pipeline has parts given as objects (a reader, checker or region checker): "
+                                 "it cannot be rebuilt in another process", fix="check in one process (workers=1)")
+        return {"extractor": self.extractor, "checkers": named, "self_check": self.self_check}
 
     @staticmethod
     def _make_checker(c: str | Checker) -> Checker:
@@ -279,11 +290,7 @@ class Pipeline:
         results = []
         for cc, vs in zip(claims, per_claim):
             status, score, reasons = combine_verdicts(vs)
-            # a frozen dataclass of values made above: built without the field-by-field setattr
-            r = _new(ClaimResult)
-            r.__dict__.update(claim=cc.claim, graph=cc.graph, findings=tuple(cc.findings), status=status, verdicts=tuple(vs),
-                              reasons=tuple(reasons), score=score)
-            results.append(r)
+            results.append(ClaimResult(cc.claim, cc.graph, tuple(cc.findings), status, tuple(vs), tuple(reasons), score))
         summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
         summary.update(notes)
         if self.region is not None:  # whether the study's images were checked

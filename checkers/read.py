@@ -150,38 +150,19 @@ def _read_sentence(ex, sentence: str) -> tuple[_Local, ...]:
     return tuple(out)
 
 
-_new = object.__new__
 # A Finding's fields as a tuple, in field order (see _place).
 _finding_values = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "text", "start", "end")
 
 
 def _place(local: _Local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
-    """Move a sentence-level result to report offsets (sentence at [ss, se)). The values
-    were validated when the sentence was read: the objects are built without re-checking."""
+    """Move a sentence-level result to report offsets (sentence at [ss, se))."""
     text, cs, ce, ents_local, rels_local, fds = local
-    claim = _new(Claim)
-    claim.__dict__.update(text=text, section=section, start=cs + ss, end=ce + ss, sentence_start=ss, sentence_end=se)
-    findings = []
-    for observation, presence, laterality, locations, anatomy, severity, change, ftext, start, end in fds:
-        f = _new(Finding)
-        f.__dict__.update(observation=observation, presence=presence, laterality=laterality, locations=locations,
-                          anatomy=anatomy, severity=severity, change=change, text=ftext, start=start + ss, end=end + ss)
-        findings.append(f)
-    ents = []
-    for eid, etext, start, end, label, norm in ents_local:
-        x = _new(Entity)
-        x.__dict__.update(id=prefix + eid, text=etext, start=start + ss, end=end + ss, label=label, norm=norm)
-        ents.append(x)
-    rels = []
-    for rtype, source, target in rels_local:
-        x = _new(Relation)
-        x.__dict__.update(type=rtype, source=prefix + source, target=prefix + target)
-        rels.append(x)
-    graph = _new(EntityGraph)
-    graph.__dict__.update(entities=tuple(ents), relations=tuple(rels))
-    cc = _new(CheckedClaim)
-    cc.__dict__.update(claim=claim, graph=graph, findings=tuple(findings))
-    return cc
+    claim = Claim(text, section, cs + ss, ce + ss, ss, se)
+    findings = tuple([Finding(obs, presence, lat, locs, anatomy, severity, change, ftext, start + ss, end + ss)
+                      for obs, presence, lat, locs, anatomy, severity, change, ftext, start, end in fds])
+    ents = tuple([Entity(prefix + eid, etext, start + ss, end + ss, label, norm) for eid, etext, start, end, label, norm in ents_local])
+    rels = tuple([Relation(rtype, prefix + source, prefix + target) for rtype, source, target in rels_local])
+    return CheckedClaim(claim, EntityGraph(ents, rels), findings)
 
 
 def clear_caches() -> None:

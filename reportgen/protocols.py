@@ -44,7 +44,7 @@ class GraphExtractor(Protocol):
     def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckedClaim:
     """A claim with what was read off it: its graph (report offsets) and findings."""
 

@@ -1,8 +1,10 @@
 """Core result types: frozen dataclasses with a JSON round trip.
 
 Data flows one way: Study -> Report -> Claim -> EntityGraph / Finding -> Verdict.
-Every type here is immutable and serialises with ``to_dict`` / ``from_dict`` to plain
-JSON values, so results can be cached, diffed and passed between processes.
+Every type here is immutable (``@dataclass(frozen=True, slots=True)``) and serialises with
+``to_dict`` / ``from_dict`` to plain JSON values, so results can be cached, diffed and
+passed between processes. They are always built through their constructors, which check
+their values (``__post_init__``); there is no second, unchecked way to make one.
 Pydantic is kept for JSON/LLM boundaries; these are the in-process values.
 """
 
@@ -31,8 +33,17 @@ def _check_span(kind: str, start: int, end: int) -> None:
         raise ReportgenError("E002", f"invalid {kind} span [{start}, {end})", fix="use 0 <= start <= end")
 
 
+def _as_tuple(obj: Any, name: str) -> None:
+    """A sequence field stored as a tuple (lists given by callers are copied)."""
+    value = getattr(obj, name)
+    if value.__class__ is not tuple:
+        object.__setattr__(obj, name, tuple(value))
+
+
 class _Json:
     """Mixin: a flat to_dict/from_dict for dataclasses whose fields are JSON values."""
+
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -52,7 +63,7 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Section(_Json):
     """A named section of a report; ``text == report.text[start:end]``."""
 
@@ -68,7 +79,7 @@ class Section(_Json):
         return cls(name=d["name"], start=d["start"], end=d["end"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Report(_Json):
     """A radiology report: its full text and the sections found in it.
 
@@ -80,7 +91,7 @@ class Report(_Json):
     sections: tuple[Section, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sections", tuple(self.sections))
+        _as_tuple(self, "sections")
         for s in self.sections:
             if s.end > len(self.text):
                 raise ReportgenError("E002", f"section {s.name!r} ends at {s.end}, past the text ({len(self.text)} chars)")
@@ -123,7 +134,7 @@ class Report(_Json):
         return cls(text=d["text"], sections=tuple(Section.from_dict(s) for s in d.get("sections", ())))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Study(_Json):
     """One imaging study: images (paths), their views, clinical context, optional reference."""
 
@@ -138,8 +149,8 @@ class Study(_Json):
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise ReportgenError("E003", "a study needs a non-empty string id")
-        object.__setattr__(self, "images", tuple(self.images))
-        object.__setattr__(self, "views", tuple(self.views))
+        _as_tuple(self, "images")
+        _as_tuple(self, "views")
         if self.views and len(self.views) != len(self.images):
             raise ReportgenError(
                 "E004", f"study {self.id!r}: {len(self.views)} views for {len(self.images)} images",
@@ -173,7 +184,7 @@ class Study(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim(_Json):
     """An atomic statement of a report.
 
@@ -201,7 +212,7 @@ class Claim(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entity(_Json):
     """A RadGraph entity. ``start``/``end`` are character offsets into the text that was
     given to the extractor (the pipeline gives the whole report, so report offsets).
@@ -228,7 +239,7 @@ class Entity(_Json):
         return cls(id=str(d["id"]), text=d["text"], start=d["start"], end=d["end"], label=d["label"], norm=d.get("norm"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Relation(_Json):
     """A directed RadGraph relation ``source -[type]-> target`` between entity ids."""
 
@@ -244,7 +255,7 @@ class Relation(_Json):
         return cls(type=d["type"], source=str(d["source"]), target=str(d["target"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EntityGraph(_Json):
     """Entities and relations of one text in the RadGraph schema."""
 
@@ -252,8 +263,8 @@ class EntityGraph(_Json):
     relations: tuple[Relation, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "entities", tuple(self.entities))
-        object.__setattr__(self, "relations", tuple(self.relations))
+        _as_tuple(self, "entities")
+        _as_tuple(self, "relations")
         ids = {e.id for e in self.entities}
         if len(ids) != len(self.entities):
             raise ReportgenError("E005", "entity ids in a graph must be unique")
@@ -281,12 +292,15 @@ class EntityGraph(_Json):
         rels = tuple(r for r in self.relations if r.source in ids and r.target in ids)
         return EntityGraph(keep, rels)
 
-    def shifted(self, offset: int) -> "EntityGraph":
-        """The same graph with every span moved by ``offset`` characters."""
-        ents = tuple(
-            Entity(e.id, e.text, e.start + offset, e.end + offset, e.label, e.norm) for e in self.entities
-        )
-        return EntityGraph(ents, self.relations)
+    def shifted(self, offset: int, prefix: str = "") -> "EntityGraph":
+        """The same graph with every span moved by ``offset`` characters (and ``prefix``
+        put before every entity id, e.g. "s3." to keep ids unique across sentences)."""
+        if not self.entities or (not offset and not prefix):
+            return self
+        ents = tuple([Entity(prefix + e.id, e.text, e.start + offset, e.end + offset, e.label, e.norm) for e in self.entities])
+        if not prefix:
+            return EntityGraph(ents, self.relations)
+        return EntityGraph(ents, tuple([Relation(r.type, prefix + r.source, prefix + r.target) for r in self.relations]))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EntityGraph":
@@ -296,7 +310,7 @@ class EntityGraph(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding(_Json):
     """A normalised finding read off an EntityGraph: what is (not) seen, where, how much.
 
@@ -320,14 +334,14 @@ class Finding(_Json):
         _check_choice("presence", self.presence, PRESENCE)
         if self.laterality is not None:
             _check_choice("laterality", self.laterality, ("right", "left", "bilateral"))
-        object.__setattr__(self, "locations", tuple(self.locations))
+        _as_tuple(self, "locations")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
         return cls(**{f.name: (tuple(d[f.name]) if f.name == "locations" else d[f.name]) for f in fields(cls) if f.name in d})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EvidenceItem(_Json):
     """One piece of evidence a claim can be compared with.
 
@@ -347,7 +361,7 @@ class EvidenceItem(_Json):
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "findings", tuple(self.findings))
+        _as_tuple(self, "findings")
 
     def describe(self) -> str:
         """How a reason names this evidence: source, span and text."""
@@ -363,7 +377,7 @@ class EvidenceItem(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict(_Json):
     """A checker's judgement of one claim, with the reasons and the evidence it used."""
 
@@ -376,8 +390,8 @@ class Verdict(_Json):
 
     def __post_init__(self) -> None:
         _check_choice("verdict status", self.status, VERDICT_STATUSES)
-        object.__setattr__(self, "reasons", tuple(self.reasons))
-        object.__setattr__(self, "evidence", tuple(self.evidence))
+        _as_tuple(self, "reasons")
+        _as_tuple(self, "evidence")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":

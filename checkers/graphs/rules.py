@@ -37,7 +37,6 @@ from reportgen.checkers.lexicon import (
     ANAT, CHG, COORD, COP, DESC, IGNORE, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
     TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
 )
-from reportgen.checkers import _fast
 from reportgen.types import Entity, EntityGraph, Relation
 
 # Role of a mention after disambiguation.
@@ -114,7 +113,7 @@ class RulesExtractor:
         for k, (s, e) in enumerate(spans):
             g = self._analyze(text[s:e]).graph
             if g.entities:
-                graphs.append(_fast.shifted(g, s, f"s{k}."))
+                graphs.append(g.shifted(s, f"s{k}."))
         return merge_graphs(graphs)
 
     def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]:
@@ -763,27 +762,19 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     if drop:  # with the modifiers that only modified them
         drop |= {mm for k in drop for mm in modifiers_of.get(k, ()) if all(d in drop for t2, s2, d in relations if s2 == mm)}
         relations = [r for r in relations if r[1] not in drop and r[2] not in drop]
-    # entities by position (start, end, then creation order), ids e1, e2, ...; built
-    # without re-validation (labels and spans made here), like reportgen.checkers._fast
+    # entities by position (start, end, then creation order), ids e1, e2, ...
     order = sorted([(x[0], x[1], k) for k, x in enumerate(ents) if k not in drop])
     new_id: list[str | None] = [None] * len(ents)
     entities = []
     for n, (s, e, k) in enumerate(order):
         eid = new_id[k] = _ENTITY_IDS[n] if n < len(_ENTITY_IDS) else f"e{n + 1}"
         x = ents[k]
-        ent = _new(Entity)
-        ent.__dict__.update(id=eid, text=x[2], start=s, end=e, label=x[3], norm=x[4])
-        entities.append(ent)
-    rel_objs = []
-    for t, s, d in relations:
-        rel = _new(Relation)
-        rel.__dict__.update(type=t, source=new_id[s], target=new_id[d])
-        rel_objs.append(rel)
+        entities.append(Entity(eid, x[2], s, e, x[3], x[4]))
+    rel_objs = tuple([Relation(t, new_id[s], new_id[d]) for t, s, d in relations])
     heads = tuple([i for i, m in enumerate(mentions) if m.role in _HEAD_ROLES])
-    return _fast.graph(tuple(entities), tuple(rel_objs)), heads
+    return EntityGraph(tuple(entities), rel_objs), heads
 
 
-_new = object.__new__
 _HEAD_ROLES = (R_OBS, R_NORMAL, R_ANAT)
 _ENTITY_IDS = tuple(f"e{n + 1}" for n in range(64))  # "e1", "e2", ...
 

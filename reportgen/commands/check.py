@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="check the reports in N processes (output in input order, the same records; default 1)")
     g = p.add_argument_group("image-region evidence (needs the clip extra: pip install 'reportgen-cxr[clip]')")
     g.add_argument("--region-model", metavar="SPEC",
                    help="open_clip model for region evidence: local-dir:PATH, hf-hub:ORG/REPO, a built-in name (ViT-B-16) "
@@ -213,6 +215,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"reportgen check: {msg}", file=err)
 
+    if args.workers < 1:
+        raise ReportgenError("E343", f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.region_model:
+        raise ReportgenError("E341", "checking in several processes (--workers) with a region model is not supported yet",
+                             fix="leave out --workers (one process) when giving --region-model")
     refs: dict[str, str] | None = None
     ref_problems: dict[str, str] = {}
     if args.reference:
@@ -228,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=_count_lines(args.reports), file=err, unit="report", disable=args.quiet or not err.isatty(), desc="check")
 
     def emit(sink: TextIO | None) -> None:
-        for checked in batch.check_all(records):
+        for checked in batch.check_all(records, workers=args.workers):
             bar.update(1)
             out = checked.record
             if sink is not None:
