@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from functools import lru_cache
-from reportgen.checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
+from typing import Any
+from reportgen.checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, cue_has
 from reportgen.checkers.lexicon import DATA, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
+from reportgen.errors import ReportgenError
+from reportgen.protocols import ClaimSplitter, SentenceAnalyzer
 from reportgen.types import Claim, Report, Section
 
 ABBREVIATIONS = DATA / "abbreviations.json"
@@ -290,11 +294,50 @@ def context_sections() -> frozenset[str]:
     return frozenset(text_rules().get("context_sections", ()))
 
 
-def split_claims(report: Report, *, include_context: bool = False, extractor=None) -> tuple[Claim, ...]:
+class RulesClaimSplitter:
+    """The claim splitter (``ClaimSplitter``, name "rules"): sections, sentences, then
+    coordinated findings split with a ``SentenceAnalyzer`` (the rules extractor with the
+    default lexicon unless ``analyzer`` is given). It is the splitter of every graph
+    extractor: with ``--extractor radgraph`` the claims are still cut by these rules and
+    only their graphs come from the radgraph model."""
+
+    name = "rules"
+
+    def __init__(self, analyzer: SentenceAnalyzer | None = None):
+        self.analyzer = analyzer
+
+    def __repr__(self) -> str:
+        return f"RulesClaimSplitter(analyzer={self.analyzer!r})"
+
+    def split(self, report: Report, *, include_context: bool = False) -> tuple[Claim, ...]:
+        return split_claims(report, include_context=include_context, extractor=self.analyzer)
+
+
+# name -> claim splitter class; Pipeline / read_report / `reportgen check --claim-splitter` choose by name
+CLAIM_SPLITTERS = {"rules": RulesClaimSplitter}
+
+
+def get_claim_splitter(splitter: "ClaimSplitter | str | None" = None) -> "ClaimSplitter":
+    """A claim splitter from a name ("rules"), an object, or None (rules)."""
+    if splitter is None:
+        return RulesClaimSplitter()
+    if splitter.__class__ is RulesClaimSplitter:  # (a Protocol isinstance check costs ~50 us)
+        return splitter
+    if isinstance(splitter, str):
+        if splitter not in CLAIM_SPLITTERS:
+            raise ReportgenError("E006", f"unknown claim splitter {splitter!r}", fix=f"use one of: {', '.join(CLAIM_SPLITTERS)}")
+        return CLAIM_SPLITTERS[splitter]()
+    if not isinstance(splitter, ClaimSplitter):
+        raise ReportgenError("E006", f"{splitter!r} is not a claim splitter", fix="pass a name (rules) or an object with split(report)")
+    return splitter
+
+
+def split_claims(report: Report, *, include_context: bool = False, extractor: SentenceAnalyzer | None = None) -> tuple[Claim, ...]:
     """Atomic claims of every section (context sections such as INDICATION and COMPARISON
-    only with ``include_context``). ``extractor``: the RulesExtractor whose lexicon finds
-    coordinated findings (default lexicon if None)."""
-    rules = extractor if extractor is not None and hasattr(extractor, "analyze") else _default_rules()
+    only with ``include_context``). ``extractor``: the SentenceAnalyzer (RulesExtractor)
+    whose lexicon finds coordinated findings (the default rules extractor if None or not
+    an analyzer)."""
+    rules = extractor if extractor is not None and is_analyzer(extractor) else _default_rules()
     skip = frozenset() if include_context else context_sections()
     sections = report.sections or ((Section("text", *_strip(report.text, 0, len(report.text))),) if report.text.strip() else ())
     out: list[Claim] = []
@@ -304,6 +347,21 @@ def split_claims(report: Report, *, include_context: bool = False, extractor=Non
         for ss, se in sentences(report.text, sec.start, sec.end):
             out.extend(sentence_claims(report.text, ss, se, sec.name, rules))
     return tuple(out)
+
+
+_ANALYZERS: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+
+
+def is_analyzer(extractor: Any) -> bool:
+    """Whether a graph extractor is a ``SentenceAnalyzer`` (the Protocol check, remembered
+    per extractor object: it costs ~50 us, and reading a report asks it)."""
+    try:
+        known = _ANALYZERS.get(extractor)
+    except TypeError:  # not weakly referenceable
+        return isinstance(extractor, SentenceAnalyzer)
+    if known is None:
+        known = _ANALYZERS[extractor] = isinstance(extractor, SentenceAnalyzer)
+    return known
 
 
 @lru_cache(maxsize=1)
@@ -343,10 +401,10 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
     heads_roles = (R_OBS, R_ANAT, R_NORMAL)
 
     def pre_cue(m) -> bool:
-        return m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE))
+        return m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE))
 
     def predicate(m) -> bool:
-        return m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST)))
+        return m.cop or m.role == R_NORMAL or (m.role == R_CUE and (cue_has(m, NEG_POST) or cue_has(m, UNC_POST)))
 
     # items: character spans between split coordinators (a cue coordinator such as
     # "without" opens the next item), with their mentions
@@ -410,7 +468,7 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
     suffix_label = None
     for m in (items[-1][2] if suffix_start is not None else ()):
         if m.start >= suffix_start and m.role == R_CUE:
-            suffix_label = "OBS-DA" if _cue_has(m, NEG_POST) else ("OBS-U" if _cue_has(m, UNC_POST) else suffix_label)
+            suffix_label = "OBS-DA" if cue_has(m, NEG_POST) else ("OBS-U" if cue_has(m, UNC_POST) else suffix_label)
     normal_prefix = bool(prefix_end) and _cue_label(items[0][2], prefix_end) is None
 
     def contentful(k: int) -> bool:
@@ -530,7 +588,7 @@ def _cue_label(mentions, end: int) -> str | None:
         if m.end > end:
             break
         if m.role == R_CUE:
-            label = "OBS-DA" if _cue_has(m, NEG_PRE) else ("OBS-U" if _cue_has(m, UNC_PRE) else label)
+            label = "OBS-DA" if cue_has(m, NEG_PRE) else ("OBS-U" if cue_has(m, UNC_PRE) else label)
     return label
 
 
@@ -552,4 +610,4 @@ def _standalone_cue(text: str) -> str:
     return text
 
 
-__all__ = ["split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "warm_up", "context_sections"]
+__all__ = ["RulesClaimSplitter", "CLAIM_SPLITTERS", "get_claim_splitter", "split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "warm_up", "context_sections"]

@@ -59,13 +59,12 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
-from reportgen.types import EvidenceItem, Finding, Verdict
+from reportgen.types import STATUS_ORDER, STATUS_RANK, EvidenceItem, Finding, Verdict, worst_status
 
 RULES_PATH = Path(__file__).parent / "data" / "checking.json"
 ABSTAIN = "abstain"
-# Worst first: how verdicts of several findings, sources or checkers combine.
-STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
-_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+# Worst first (reportgen.types): how verdicts of several findings, sources or checkers combine.
+_RANK = STATUS_RANK
 _BOTH = frozenset({"right", "left"})
 _MISSING = object()
 # What a statement's exception cues do (CheckingRules.makes_exceptions)
@@ -594,14 +593,10 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
     only count when every judgement abstains. Reasons: the deciding ones first."""
     if len(judgements) == 1:
         return judgements[0]
-    worst = len(STATUS_ORDER)
-    for j in judgements:
-        if j.status != ABSTAIN:
-            rank = _RANK[j.status]
-            if rank < worst:
-                worst = rank
-    if worst == len(STATUS_ORDER):  # every judgement abstains
+    status = worst_status(j.status for j in judgements)  # abstentions are not in the order
+    if status is None:  # every judgement abstains
         return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], ())
+    worst = _RANK[status]
     deciding: list[_Reason] = []
     others: list[_Reason] = []
     items: dict[int, EvidenceItem] = {}  # in order, each once (by identity)

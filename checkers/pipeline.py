@@ -33,15 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from reportgen.checkers.evidence import IMAGE, reference_evidence, self_evidence
-from reportgen.checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
+from reportgen.checkers.graph_checker import GraphChecker, is_abstention
 from reportgen.errors import ReportgenError
 from reportgen.jsonl import MAX_RECORD_CHARS
 from reportgen.protocols import CheckedClaim, Checker
-from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict
+from reportgen.types import FLAGGED, VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict, worst_status
 
 log = logging.getLogger(__name__)
 
-_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
 # Evidence sources whose ``meta`` goes into the record (``verdicts[].evidence_meta``): the
 # region checker's numbers (zone, cnr, best_zone, ...). Text evidence meta (sections,
 # sentence spans) is already in the reasons.
@@ -157,11 +156,11 @@ def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tu
     if not ok:
         return "error", None, tuple(reasons_of(verdicts))
     real = [v for v in ok if not is_abstention(v)] or ok
-    worst = min(_RANK[v.status] for v in real)
-    deciding = [v for v in real if _RANK[v.status] == worst]
+    worst = worst_status(v.status for v in real)
+    deciding = [v for v in real if v.status == worst]
     rest = [v for v in verdicts if all(v is not d for d in deciding)]
     scores = [v.score for v in real if v.score is not None]
-    return STATUS_ORDER[worst], (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest)))
+    return worst, (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest)))
 
 
 def _validate_text(kind: str, text: Any) -> str | None:
@@ -182,8 +181,10 @@ class Pipeline:
     ``checkers``: names (``"graph"``) or Checker objects. ``self_check``: add the report's
     own claims as evidence (internal consistency). ``region``: an optional region
     checker (``check_images(images, views, claims)``), called for studies with images.
+    ``splitter``: the claim splitter's name (``reportgen.checkers.claims.CLAIM_SPLITTERS``:
+    "rules", used with every extractor) or a ClaimSplitter object.
     ``reader``: replaces ``reportgen.checkers.read.read_report`` (text -> object with ``report``
-    and ``claims``), e.g. for another claim splitter.
+    and ``claims``) altogether.
     """
 
     def __init__(
@@ -194,12 +195,14 @@ class Pipeline:
         region: RegionCheckerLike | None = None,
         *,
         reader: Callable[[str], Any] | None = None,
+        splitter: str = "rules",
     ):
         self.extractor = extractor
+        self.splitter = splitter
         self.self_check = self_check
         self.region = region
         self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c) for c in checkers)
-        self._read = reader if reader is not None else default_reader(extractor)
+        self._read = reader if reader is not None else default_reader(extractor, splitter)
         self._custom_reader = reader is not None
         self._named_checkers = tuple(c for c in checkers if isinstance(c, str))
 
@@ -208,10 +211,10 @@ class Pipeline:
         only for a pipeline of named parts (the default reader, registered checkers, no
         region checker)."""
         named = self._named_checkers
-        if self._custom_reader or self.region is not None or len(named) != len(self.checkers):
+        if self._custom_reader or self.region is not None or len(named) != len(self.checkers) or not isinstance(self.splitter, str):
             raise ReportgenError("E342", "this pipeline has parts given as objects (a reader, checker or region checker): "
                                  "it cannot be rebuilt in another process", fix="check in one process (workers=1)")
-        return {"extractor": self.extractor, "checkers": named, "self_check": self.self_check}
+        return {"extractor": self.extractor, "checkers": named, "self_check": self.self_check, "splitter": self.splitter}
 
     @staticmethod
     def _make_checker(c: str | Checker) -> Checker:
@@ -356,16 +359,18 @@ def batch_gc(gen0_threshold: int = 10_000) -> Iterator[None]:
         gc.unfreeze()
 
 
-def default_reader(extractor: str) -> Callable[[str], Any]:
-    """``reportgen.checkers.read.read_report`` bound to one extractor backend, resolved once (an
-    unavailable backend fails here, before any record is read)."""
+def default_reader(extractor: str, splitter: str | Any = "rules") -> Callable[[str], Any]:
+    """``reportgen.checkers.read.read_report`` bound to one extractor backend and one claim
+    splitter, resolved once (an unavailable backend fails here, before any record is read)."""
+    from reportgen.checkers.claims import get_claim_splitter
     from reportgen.checkers.graphs import resolve_extractor
     from reportgen.checkers.read import read_report
 
     backend = resolve_extractor(extractor)
+    split = get_claim_splitter(splitter)
 
     def read(text: str) -> Any:
-        return read_report(text, extractor=backend)
+        return read_report(text, extractor=backend, splitter=split)
 
     return read
 
@@ -384,6 +389,6 @@ def summarise(results: Sequence[ClaimResult], **extra: Any) -> dict[str, Any]:
         out[r.status] += 1
         if r.status == "uncertain" and all(is_abstention(v) or v.status == "error" for v in r.verdicts):
             out["not_checked"] += 1
-    out["flagged"] = out["contradicted"] + out["unsupported"]
+    out["flagged"] = sum(out[s] for s in FLAGGED)
     out.update(extra)
     return out

@@ -22,11 +22,12 @@ from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
-from reportgen.checkers.claims import claim_parts, context_sections, sentence_claims, sentences, split_claims, split_sections
+from reportgen.checkers.claims import (RulesClaimSplitter, claim_parts, context_sections, get_claim_splitter, is_analyzer,
+                                       sentence_claims, sentences, split_sections)
 from reportgen.checkers.findings import findings_from_graph
 from reportgen.checkers.graphs import claim_graphs, claim_subgraph, resolve_extractor
 from reportgen.errors import ReportgenError
-from reportgen.protocols import CheckedClaim, GraphExtractor
+from reportgen.protocols import CheckedClaim, ClaimSplitter, GraphExtractor
 from reportgen.types import Claim, Entity, EntityGraph, Finding, Relation, Report
 
 
@@ -55,27 +56,34 @@ def _as_report(text: str | Report) -> Report:
     raise ReportgenError("E230", f"read_report needs report text (str), got {type(text).__name__}", fix="pass the report as a string")
 
 
-def read_report(text: str | Report, extractor: GraphExtractor | str = "rules", *, include_context: bool = False) -> ReadReport:
+def read_report(text: str | Report, extractor: GraphExtractor | str = "rules", *, include_context: bool = False,
+                splitter: ClaimSplitter | str | None = None) -> ReadReport:
     """Sections, atomic claims, per-claim graphs (report offsets) and findings of ``text``.
 
-    ``extractor``: "rules" (default), "radgraph", or any GraphExtractor. Context sections
+    ``extractor``: "rules" (default), "radgraph", or any GraphExtractor. ``splitter``: the
+    ClaimSplitter that cuts the report into claims ("rules", the default, for every
+    extractor; see ``reportgen.checkers.claims.RulesClaimSplitter``). Context sections
     (INDICATION, COMPARISON, HISTORY, TECHNIQUE, ...) give claims only with ``include_context``.
     """
     report = _as_report(text)
     ex = resolve_extractor(extractor)
-    if hasattr(ex, "analyze"):
+    split = get_claim_splitter(splitter)
+    if split.__class__ is RulesClaimSplitter and split.analyzer in (None, ex) and is_analyzer(ex):
+        # the rules splitter with the extractor's own analysis: claims and graphs in one pass
         return ReadReport(report, _read_rules(report, ex, include_context))
-    claims = split_claims(report, include_context=include_context)
+    claims = split.split(report, include_context=include_context)
     if not claims:
         return ReadReport(report, ())
     graphs = claim_graphs(ex, report, claims)
     return ReadReport(report, tuple(CheckedClaim(c, g, findings_from_graph(g)) for c, g in zip(claims, graphs)))
 
 
-def read_many(texts: Iterable[str | Report], extractor: GraphExtractor | str = "rules", *, include_context: bool = False) -> list[ReadReport]:
-    """``read_report`` for many texts with one extractor."""
+def read_many(texts: Iterable[str | Report], extractor: GraphExtractor | str = "rules", *, include_context: bool = False,
+              splitter: ClaimSplitter | str | None = None) -> list[ReadReport]:
+    """``read_report`` for many texts with one extractor and one claim splitter."""
     ex = resolve_extractor(extractor)
-    return [read_report(t, ex, include_context=include_context) for t in texts]
+    split = get_claim_splitter(splitter)
+    return [read_report(t, ex, include_context=include_context, splitter=split) for t in texts]
 
 
 # ---- the rules fast path ---------------------------------------------------------------------
@@ -174,9 +182,9 @@ def clear_caches() -> None:
     _read_sentence_shared.cache_clear()
     claims._sentences_rel.cache_clear()
     claims._coordination_cached.cache_clear()
-    from reportgen.checkers.graphs import _DEFAULTS
+    from reportgen.checkers.graphs import default_extractors
 
-    for ex in _DEFAULTS.values():
+    for ex in default_extractors():
         cache = getattr(ex, "_analyze", None)
         if cache is not None and hasattr(cache, "cache_clear"):
             cache.cache_clear()

@@ -24,6 +24,7 @@ from reportgen.evals.metrics.green import GREEN_CATEGORIES, GreenCounts, Halluci
 from reportgen.evals.metrics.radfact import Judged, RadFactScore, aggregate, judged_from_verdict, logical_score
 from reportgen.evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
 from reportgen.evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_l, sentence_bleu4
+from reportgen.types import FLAGGED
 
 STAGES = ("read", "check", "radgraph", "chexpert", "green", "radfact", "hallucination", "bleu", "rouge", "bootstrap")
 
@@ -188,7 +189,7 @@ class Suite:
             with self._timed("hallucination"):
                 h = hallucination_rate(c.status for c in fwd.claims)
                 flagged = tuple({"text": c.claim.text, "start": c.claim.start, "end": c.claim.end, "status": c.status,
-                                 "reasons": list(c.reasons[:2])} for c in fwd.claims if c.status in ("contradicted", "unsupported"))
+                                 "reasons": list(c.reasons[:2])} for c in fwd.claims if c.status in FLAGGED)
             results[k] = PairResult(pid, None, None, None, rg, lp, lr, g, rf, h, flagged)
 
         ok = [k for k, r in enumerate(results) if r is not None and r.error is None]

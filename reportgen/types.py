@@ -11,7 +11,7 @@ Pydantic is kept for JSON/LLM boundaries; these are the in-process values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
 
@@ -19,8 +19,37 @@ from reportgen.errors import ReportgenError
 # observation is definitely present, uncertain or definitely absent.
 ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RELATION_TYPES = ("located_at", "modify", "suggestive_of")
+# The verdict vocabulary, defined here only. VERDICT_STATUSES: every status, in the order
+# of the summary counts. STATUS_ORDER: the judging statuses, worst first ("worst status
+# wins" everywhere: worst_status); "error" stands outside it. FLAGGED: the statuses that
+# flag a claim as a hallucination.
 VERDICT_STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
+STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
+STATUS_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+FLAGGED = ("contradicted", "unsupported")
+_STATUS_SET = frozenset(VERDICT_STATUSES)
+
+
+def is_flagged(status: str) -> bool:
+    """Whether a claim with this status is flagged (contradicted or unsupported)."""
+    return status in FLAGGED
+
+
+def worst_status(statuses: Iterable[str]) -> str | None:
+    """The worst of ``statuses`` by STATUS_ORDER (others, e.g. "error" or an abstention
+    marker, are ignored); None when there is none."""
+    rank = len(STATUS_ORDER)
+    for s in statuses:
+        r = STATUS_RANK.get(s, rank)
+        if r < rank:
+            rank = r
+    return STATUS_ORDER[rank] if rank < len(STATUS_ORDER) else None
 PRESENCE = ("present", "absent", "uncertain")
+LATERALITY = ("right", "left", "bilateral")
+_ENTITY_LABEL_SET = frozenset(ENTITY_LABELS)
+_RELATION_TYPE_SET = frozenset(RELATION_TYPES)
+_PRESENCE_SET = frozenset(PRESENCE)
+_LATERALITY_SET = frozenset((None, *LATERALITY))
 
 
 def _check_choice(kind: str, value: str, options: Sequence[str]) -> None:
@@ -201,8 +230,10 @@ class Claim(_Json):
     sentence_start: int | None = None
     sentence_end: int | None = None
 
-    def __post_init__(self) -> None:
-        _check_span("claim", self.start, self.end)
+    def __post_init__(self) -> None:  # the checks inline: claims are made by the thousand
+        start, end = self.start, self.end
+        if start.__class__ is not int or end.__class__ is not int or start < 0 or end < start:
+            _check_span("claim", start, end)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Claim":
@@ -226,9 +257,12 @@ class Entity(_Json):
     label: str
     norm: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_choice("entity label", self.label, ENTITY_LABELS)
-        _check_span("entity", self.start, self.end)
+    def __post_init__(self) -> None:  # the checks inline: entities are made by the thousand
+        if self.label not in _ENTITY_LABEL_SET:
+            _check_choice("entity label", self.label, ENTITY_LABELS)
+        start, end = self.start, self.end
+        if start.__class__ is not int or end.__class__ is not int or start < 0 or end < start:
+            _check_span("entity", start, end)
 
     @property
     def is_observation(self) -> bool:
@@ -248,7 +282,8 @@ class Relation(_Json):
     target: str
 
     def __post_init__(self) -> None:
-        _check_choice("relation type", self.type, RELATION_TYPES)
+        if self.type not in _RELATION_TYPE_SET:
+            _check_choice("relation type", self.type, RELATION_TYPES)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Relation":
@@ -263,8 +298,12 @@ class EntityGraph(_Json):
     relations: tuple[Relation, ...] = ()
 
     def __post_init__(self) -> None:
-        _as_tuple(self, "entities")
-        _as_tuple(self, "relations")
+        if self.entities.__class__ is not tuple:
+            object.__setattr__(self, "entities", tuple(self.entities))
+        if self.relations.__class__ is not tuple:
+            object.__setattr__(self, "relations", tuple(self.relations))
+        if not self.entities and not self.relations:
+            return
         ids = {e.id for e in self.entities}
         if len(ids) != len(self.entities):
             raise ReportgenError("E005", "entity ids in a graph must be unique")
@@ -330,11 +369,13 @@ class Finding(_Json):
     start: int = 0
     end: int = 0
 
-    def __post_init__(self) -> None:
-        _check_choice("presence", self.presence, PRESENCE)
-        if self.laterality is not None:
-            _check_choice("laterality", self.laterality, ("right", "left", "bilateral"))
-        _as_tuple(self, "locations")
+    def __post_init__(self) -> None:  # the checks inline: findings are made by the thousand
+        if self.presence not in _PRESENCE_SET:
+            _check_choice("presence", self.presence, PRESENCE)
+        if self.laterality not in _LATERALITY_SET:
+            _check_choice("laterality", self.laterality, LATERALITY)
+        if self.locations.__class__ is not tuple:
+            object.__setattr__(self, "locations", tuple(self.locations))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
@@ -361,7 +402,8 @@ class EvidenceItem(_Json):
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _as_tuple(self, "findings")
+        if self.findings.__class__ is not tuple:
+            object.__setattr__(self, "findings", tuple(self.findings))
 
     def describe(self) -> str:
         """How a reason names this evidence: source, span and text."""
@@ -389,9 +431,12 @@ class Verdict(_Json):
     score: float | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("verdict status", self.status, VERDICT_STATUSES)
-        _as_tuple(self, "reasons")
-        _as_tuple(self, "evidence")
+        if self.status not in _STATUS_SET:
+            _check_choice("verdict status", self.status, VERDICT_STATUSES)
+        if self.reasons.__class__ is not tuple:
+            object.__setattr__(self, "reasons", tuple(self.reasons))
+        if self.evidence.__class__ is not tuple:
+            object.__setattr__(self, "evidence", tuple(self.evidence))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":

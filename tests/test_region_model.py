@@ -242,7 +242,7 @@ def test_a_broken_torchvision_is_named_as_the_cause_not_the_model_spec(tmp_path,
     for name in ("open_clip", "torchvision"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     with pytest.raises(ReportgenError) as info:
-        model_mod._import()
+        model_mod.import_backend()
     assert info.value.code == "E340"
     assert "torchvision" in str(info.value) and "operator torchvision::nms" in str(info.value)
     assert "torchvision_cpu_shim" in info.value.fix and "model spec was not read" in str(info.value)

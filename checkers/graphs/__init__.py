@@ -52,6 +52,11 @@ def _default(name: str) -> GraphExtractor:
     return ex
 
 
+def default_extractors() -> tuple[GraphExtractor, ...]:
+    """The extractors made by name so far (shared by every caller that names them)."""
+    return tuple(_DEFAULTS.values())
+
+
 def claim_graphs(extractor: GraphExtractor | str | None, report: Report, claims: Sequence[Claim]) -> list[EntityGraph]:
     """The graph of each claim, in report offsets, with ids unique across the report.
 
@@ -112,4 +117,4 @@ def claim_subgraph(g: EntityGraph, start: int, end: int) -> EntityGraph:
     return EntityGraph(ents, rels)
 
 
-__all__ = ["EXTRACTORS", "get_extractor", "resolve_extractor", "claim_graphs", "claim_subgraph"]
+__all__ = ["EXTRACTORS", "get_extractor", "resolve_extractor", "default_extractors", "claim_graphs", "claim_subgraph"]

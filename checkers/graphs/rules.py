@@ -303,7 +303,7 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
 
 
-_GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any", "xxxx"})
+_GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
 
 
 def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> None:
@@ -311,6 +311,8 @@ def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str])
     is part of a specific one: right after it ("emphysematous lung changes"), before it
     ("findings of pulmonary edema", "disease to suggest pneumonia"), or when the
     de-identification blanked what it was about ("XXXX change.")."""
+    redacted = lex.redaction_tokens
+    links = _GENERIC_LINKS | redacted
     for ch in chunks:
         obs = [m for m in ch if m.role == R_OBS]
         for k, m in enumerate(obs):
@@ -324,9 +326,9 @@ def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str])
                     x.role in (R_ANAT, R_MOD, R_LAT) for x in ch if m.j <= x.i < nxt.i):
                 m.role = R_NONE  # "abnormal opacity", "abnormal mediastinal widening": an adjective
             elif nxt is not None and nxt.norm != lex.umbrella and nxt.i - m.j <= 4 and all(
-                    w in _GENERIC_LINKS for w in words[m.j : nxt.i]) and any(w in ("of", "for", "suggest", "to") for w in words[m.j : nxt.i]):
+                    w in links for w in words[m.j : nxt.i]) and any(w in ("of", "for", "suggest", "to") for w in words[m.j : nxt.i]):
                 m.role = R_NONE
-            elif m.i > 0 and words[m.i - 1] == "xxxx" and words[m.i] in ("change", "changes"):
+            elif m.i > 0 and words[m.i - 1] in redacted and words[m.i] in ("change", "changes"):
                 m.role = R_NONE
 
 
@@ -353,7 +355,9 @@ def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
                 break
 
 
-def _cue_has(m: Mention, kind: str) -> bool:
+def cue_has(m: Mention, kind: str) -> bool:
+    """Whether a cue mention is of ``kind`` (NEG_PRE, UNC_POST, ...): part of the
+    SentenceAnalyzer seam the claim splitter reads (reportgen.protocols)."""
     return kind in m.kind.split("|")
 
 
@@ -386,7 +390,7 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return True
         if any(m.term for m in mentions if prev_end <= m.i < first_tok):
             return True
-        return _has_copula_before_head(ch) or any(m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE)) for m in ch)
+        return _has_copula_before_head(ch) or any(m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
 
     def apply(m: Mention, label: str, dist: int) -> None:
         if dist < m.cue_dist:
@@ -547,7 +551,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                 rels.append(("modify", m, target))
     # suggestive_of: "A suggestive of B", "A, likely B", "A may represent B"
     for c in mentions:
-        if c.role != R_CUE or not _cue_has(c, SUGG):
+        if c.role != R_CUE or not cue_has(c, SUGG):
             continue
         later = [m for m in chunks[c.chunk] if m.role == R_OBS and m.i >= c.j]
         if not later:
@@ -572,7 +576,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         prev = [x for x in chunks[k - 1] if x.role == R_OBS]
         if first is None or target is None or not prev or first.i < 2:
             continue
-        if words[first.i - 1] == "xxxx" and words[first.i - 2] == "," and (first is target or first.role == R_MOD):
+        if words[first.i - 1] in lex.redaction_tokens and words[first.i - 2] == "," and (first is target or first.role == R_MOD):
             rels.append(("suggestive_of", prev[-1], target))
             if target.label == "OBS-DP":
                 target.label = "OBS-U"
@@ -745,7 +749,7 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
             continue
         ents[idx] = (s, e, t, label, "normal")
         anats = located.get(idx, [])
-        if not anats and (any(m.role == R_OBS for m in mentions) or len(words) > 5 or "xxxx" in words):
+        if not anats and (any(m.role == R_OBS for m in mentions) or len(words) > 5 or not lex.redaction_tokens.isdisjoint(words)):
             # "tube in appropriate position", "The XXXX appears intact", "Is grossly normal for
             # AP technique": only a bare "Normal." / "Negative study." speaks for the chest
             continue

@@ -139,9 +139,9 @@ def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
 
 def model_config(spec: str) -> tuple[str, dict]:
     """(open_clip name, model_cfg) for a model spec, registering config files."""
-    from reportgen.checkers.region.model import _import, register_config_file, resolve_model_spec
+    from reportgen.checkers.region.model import import_backend, register_config_file, resolve_model_spec
 
-    _, open_clip = _import()
+    _, open_clip = import_backend()
     kind, ident = resolve_model_spec(spec)
     name = register_config_file(ident) if kind == "config-file" else spec
     cfg = open_clip.get_model_config(name)

@@ -54,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="V.jsonl", help="output JSONL, written atomically (default: JSONL on stdout with --format json)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="stdout: JSONL records (json) or a verdict table (table)")
     p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default: rules, offline)")
+    p.add_argument("--claim-splitter", choices=("rules",), default="rules",
+                   help="how reports are cut into atomic claims, whatever the --extractor: rules (sentences, then "
+                        "coordinated findings split with the rules lexicon; the default and, for now, the only one)")
     p.add_argument("--no-self-check", action="store_true", help="do not compare claims with the report's other sentences")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
@@ -227,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     region = make_region_checker(args)
     page = make_html_page(args)
     records = read_jsonl(args.reports, require=INPUT_KEYS, text_fields=("report",), max_chars=args.max_chars)
-    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region)
+    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region, splitter=args.claim_splitter)
     batch = RecordChecker(pipeline, references=refs, reference_problems=ref_problems,
                           base=Path(args.reports).resolve().parent, png_dir=args.region_png_dir, warn=warn)
     counts = batch.counts
