@@ -303,6 +303,9 @@ class RecordChecker:
         import itertools
         import multiprocessing
 
+        from reportgen.checkers.claims import warm_up
+
+        warm_up()  # spaCy (and what it imports) loaded once here, before the workers fork
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         spec = (self.pipeline, None) if ctx.get_start_method() == "fork" else (None, self.pipeline.spec())
