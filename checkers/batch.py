@@ -228,9 +228,9 @@ class RecordChecker:
             for rec in records:
                 yield self.check(rec)
             return
-        if self.region is not None:
-            raise ReportgenError("E341", "checking in several processes (--workers) with a region model is not supported yet",
-                                 fix="leave out --workers (one process) when giving --region-model")
+        if self.region is not None or getattr(self.pipeline, "llm", None) is not None:
+            raise ReportgenError("E341", "checking in several processes (--workers) with a region model or an LLM checker "
+                                 "is not supported yet", fix="leave out --workers (one process) with --region-model or an LLM checker")
         yield from self._check_parallel(records, workers, block)
 
     def check(self, rec: Record) -> CheckedRecord:
