@@ -75,6 +75,6 @@ def test_a_pipeline_of_objects_is_not_rebuilt_elsewhere():
 
     from reportgen.errors import ReportgenError
 
-    assert Pipeline(extractor="rules", self_check=False).spec() == {"extractor": "rules", "checkers": ("graph",), "self_check": False, "splitter": "rules"}
+    assert Pipeline(extractor="rules", self_check=False).spec() == {"extractor": "rules", "checkers": ("graph",), "self_check": False, "splitter": "rules", "convention": "chexpert"}
     with pytest.raises(ReportgenError, match="E342"):
         Pipeline(reader=fake_reader).spec()
