@@ -59,7 +59,7 @@ import numpy as np
 
 from evals.bench import write_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 TRAIN_BASES = ("00000001_000.png", "tbx11k/h0001.png", "tbx11k/tb0007.png")
 TEST_BASES = ("00027426_000.png", "16747_3_1.jpg", "tbx11k/tb0005.png")
