@@ -240,3 +240,26 @@ def test_text_towers_where_padding_matters_are_not_trimmed(tmp_path):
     b.load()
     with torch.inference_mode():
         assert torch.allclose(b.encode_texts(["small effusion"], normalize=False), m.encode_text(tokens), atol=1e-5)
+
+
+def test_a_broken_torchvision_is_named_as_the_cause_not_the_model_spec(tmp_path, monkeypatch):
+    """open_clip imports torchvision; a torchvision whose compiled ops do not load (a CUDA
+    build beside CPU torch) raises RuntimeError at import. The error names torchvision and
+    how to fix it (E340), not "check the model spec"."""
+    import sys
+
+    from reportgen.checkers.region import model as model_mod
+
+    site = tmp_path / "site-packages"
+    (site / "torchvision").mkdir(parents=True)
+    (site / "torchvision" / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (site / "open_clip").mkdir()
+    (site / "open_clip" / "__init__.py").write_text("import torchvision\n")
+    monkeypatch.syspath_prepend(str(site))
+    for name in ("open_clip", "torchvision"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ReportgenError) as info:
+        model_mod.import_backend()
+    assert info.value.code == "E340"
+    assert "torchvision" in str(info.value) and "operator torchvision::nms" in str(info.value)
+    assert "torchvision_cpu_shim" in info.value.fix and "model spec was not read" in str(info.value)

@@ -80,7 +80,7 @@ def test_manifest_pairs_and_bad_lines(tmp_path, test_data):
         train_clip(bad, "ViT-B-16", tmp_path / "x")
 
 
-def test_split_sentences_fallback_drops_headings():
+def test_split_sentences_are_the_claims_without_headings():
     s = split_sentences("FINDINGS: Heart size normal. No effusion.\n\nIMPRESSION: Normal chest.")
     assert "Heart size normal." in s and "Normal chest." in s
     assert not any(t.startswith(("FINDINGS", "IMPRESSION")) for t in s)
