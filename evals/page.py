@@ -75,7 +75,7 @@ def svg_bars(title: str, items: Sequence[tuple[str, float]], *, colours: Mapping
     vmax = vmax if vmax is not None else max((v for _, v in items), default=0) or 1
     plot_w = width - label_w - 50
     h = top + len(items) * (bar_h + gap) + 4
-    parts = [f"<svg class='chart' role='img' aria-label='{e(title)}' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+    parts = [f"<svg class='chart' role='img' aria-label='{e(title)}' width='{width}' "
              f"height='{h}' viewBox='0 0 {width} {h}'><title>{e(title)}</title>"
              f"<text x='0' y='14' font-size='13' font-weight='600'>{e(title)}</text>"]
     for k, (label, v) in enumerate(items):

@@ -294,7 +294,7 @@ class RunState:
     def save(self) -> None:
         from reportgen.jsonl import atomic_writer
 
-        self.data["errors"] = {k: v.get("errors", 0) for k, v in self.data["stages"].items()}
+        self.data["errors"] = {k: v.get("errors", 0) for k, v in self.data["stages"].items() if isinstance(v, dict) and v.get("status")}
         with atomic_writer(self.path) as fh:
             json.dump(self.data, fh, indent=1, ensure_ascii=False, default=str)
             fh.write("\n")
@@ -409,7 +409,7 @@ class _Context:
                 prompt = self.state.data.get("data_files", {}).get("prompts/draft.json")
                 return _digest(stage, file_hash(c.studies), c.backend, c.task, c.max_new_tokens, prompt)
             return _digest(stage, file_hash(self.drafts_in))
-        prev = {s: self.state.stage(s).get("outputs") for s in STAGES}
+        prev = {s: (self.state.data["stages"].get(s) or {}).get("outputs") for s in STAGES}
         check_cfg = (c.extractor, c.self_check, c.region_model, c.region_calibration, file_hash(self.reference),
                      file_hash(c.studies), self.state.data.get("data_files"))
         if stage == "check":
@@ -460,10 +460,10 @@ class _Context:
     # -- draft ---------------------------------------------------------------------------------
     def stage_draft(self) -> dict[str, Any]:
         path = self.out / "drafts.jsonl"
-        prev = self.state.data["stages"].get("draft_resume") or {}
+        prev = self.state.data.get("draft_resume") or {}
         if prev.get("inputs") != self.inputs_hash("draft") and path.exists():
             path.unlink()  # inputs changed: the old drafts are not these studies' drafts
-        self.state.data["stages"]["draft_resume"] = {"inputs": self.inputs_hash("draft")}
+        self.state.data["draft_resume"] = {"inputs": self.inputs_hash("draft")}
         self.state.save()
         if self.c.studies:
             return self._draft_with_backend(path)
@@ -489,13 +489,12 @@ class _Context:
                 data = dict(rec.data)
                 report = data.get("report")
                 if report is not None and not isinstance(report, str):
-                    errors += 1
                     data.update({"report": None, "error": f"E810 {rec.where}: 'report' must be a string", "error_kind": "input"})
                 else:
                     data.setdefault("error", None)
                     if report is None and not data["error"]:
-                        errors += 1
                         data.update({"error": f"E804 {rec.where}: no draft (report is null)", "error_kind": "input"})
+                errors += bool(data["error"]) or not (data.get("report") or "").strip()
                 fh.write(dumps(data) + "\n")
         what = "stand-in drafts" if self.c.demo else "drafts"
         return {"summary": f"{n} {what} taken from {self.drafts_in.name} ({errors} errors)", "errors": errors, "studies": n}
@@ -778,7 +777,8 @@ class _Context:
         verdicts = scan_output(self.out / "verdicts.jsonl")
         drafts = scan_output(self.out / "drafts.jsonl")
         refs, _ = self._references()
-        m = compute_metrics(verdicts, drafts, refs, bootstrap=self.c.bootstrap, seed=self.c.seed, extractor=self.c.extractor)
+        m = compute_metrics(verdicts, drafts, refs, bootstrap=self.c.bootstrap, seed=self.c.seed, extractor=self.c.extractor,
+                            self_check=self.c.self_check)
         if self.c.repair and (self.out / "repair.jsonl").is_file():
             repaired = scan_output(self.out / "repair.jsonl")
             after_drafts = dict(drafts)
@@ -788,7 +788,7 @@ class _Context:
                     after_drafts[sid] = {"id": sid, "report": r["report"], "error": r.get("error")}
                     after_verdicts[sid] = r["verdicts"]
             after = compute_metrics(after_verdicts, after_drafts, refs, bootstrap=self.c.bootstrap, seed=self.c.seed,
-                                    extractor=self.c.extractor, per_study=False)
+                                    extractor=self.c.extractor, self_check=self.c.self_check, per_study=False)
             m["repair"] = {"redrafted": len(repaired), "keep": self.c.repair_keep,
                            "before": {k: m[k] for k in ("claims", "corpus") if k in m},
                            "after": {k: after[k] for k in ("claims", "corpus") if k in after}}
@@ -844,7 +844,7 @@ def _clean(x: Any) -> Any:
 
 def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[str, Mapping[str, Any]],
                     refs: Mapping[str, str], *, bootstrap: int = 1000, seed: int = 0, extractor: str = "rules",
-                    per_study: bool = True) -> dict[str, Any]:
+                    self_check: bool = True, per_study: bool = True) -> dict[str, Any]:
     """metrics.json: claim status counts over every draft, the eval suite's figures with CIs
     over the studies with a reference, and failed drafts listed and scored as failures."""
     import numpy as np
@@ -870,13 +870,13 @@ def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[s
             pairs.append((sid, report, refs[sid]))
     out: dict[str, Any] = {
         "version": 1,
-        "settings": {"extractor": extractor, "bootstrap": bootstrap, "seed": seed, "entailment": "graph"},
+        "settings": {"extractor": extractor, "bootstrap": bootstrap, "seed": seed, "entailment": "graph", "self_check": self_check},
         "n_studies": len(verdicts), "n_with_reference": len(pairs) + len(failed), "n_scored": 0,
         "claims": claims, "studies_flagged": flagged_studies, "failed": failed,
     }
     if not pairs:
         return _clean(out)
-    res = Suite(extractor).evaluate(pairs, n_bootstrap=bootstrap, seed=seed)
+    res = Suite(extractor, self_check=self_check).evaluate(pairs, n_bootstrap=bootstrap, seed=seed)
     rows = [r.row() for r in res.results]
     for r in rows:  # a pair the suite could not score is a failure too
         if r.get("error"):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or update .venv for reportgen: `scripts/setup_env.sh demo|dev`.
-#   demo: the core checker plus the IU reports (torchxrayvision, CPU torch)
+#   demo: the core checker, the metrics and the IU reports (torchxrayvision, CPU torch)
 #   dev:  everything the tests use (draft, clip, metrics, judge, notebook)
 # torch is pinned to the CPU build through .ci/constraints.txt: an unpinned install
 # pulls a multi-GB CUDA build. Idempotent: re-runs only when pyproject.toml changed.
@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -c .ci/constraints.txt torch==2.13.0
   case "$profile" in
-    demo) extras="iu" ;;
+    demo) extras="iu,metrics" ;;
     dev) extras="dev" ;;
     *) echo "usage: $0 demo|dev" >&2; exit 2 ;;
   esac
