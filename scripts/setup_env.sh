@@ -21,14 +21,6 @@ if [ ! -f "$stamp" ]; then
   esac
   .venv/bin/python -m pip install -q -c .ci/constraints.txt -e ".[$extras]"
   if [ "$profile" = dev ]; then
-    # Headless Chromium for the browser test of the HTML report (tests/test_report_browser.py).
-    if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-      if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-      else
-        echo "setup_env: chromium is not installed (apt-get install chromium); the browser tests will be skipped" >&2
-      fi
-    fi
     # radgraph's reward function, read by file path in the parity tests (never installed:
     # its model dependencies are heavy and its weights download on first use).
     .venv/bin/python -m pip download -q --no-deps -d .cache/radgraph radgraph==0.1.18
@@ -40,4 +32,13 @@ if [ ! -f "$stamp" ]; then
   echo "import _reportgen_tv_shim" > "$site/_reportgen_tv_shim.pth"
   rm -f .venv/.reportgen-"$profile"-*
   touch "$stamp"
+fi
+# Headless Chromium for the browser tests of the HTML report (tests/test_report_browser.py),
+# checked on every run (not only when the venv is rebuilt); skipped when already installed.
+if [ "$profile" = dev ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup_env: chromium is not installed (apt-get install chromium); the browser tests will be skipped" >&2
+  fi
 fi
