@@ -654,7 +654,8 @@ class _Context:
             if images.get("views"):
                 rec["views"] = images["views"]
             missing = [p for p in rec["images"] if not Path(p).is_file()]
-            if missing and not any(p["stage"] in ("image", "draft") and "E576" in p["error"] for p in problems):
+            said = any(p["stage"] == "image" or "E576" in p["error"] for p in problems)  # named already
+            if missing and not said:
                 problems.append({"stage": "image", "error": f"E807 study {sid!r}: image {missing[0]!r} not found"})
         for k in ("stand_in", "injections", "model", "adapter", "prompt_version", "backend"):
             if draft.get(k) is not None:

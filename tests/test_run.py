@@ -232,3 +232,26 @@ def test_run_drafts_checks_and_repairs_with_the_tiny_model(tiny_vlm_dir, tiny_ad
     assert "no model wrote" not in index.lower() and str(tiny_vlm_dir) in index
     page = next((out / "report" / "studies").glob(f"*-{flagged[0]}.html")).read_text()
     assert "data-version='repair'" in page and "<img alt=" in page  # the study's PNG shown
+
+
+@pytest.mark.slow
+def test_region_evidence_in_the_run_and_its_pages(tiny_clip_dir, tiny_manifest, tmp_path):
+    rows = lines(tiny_manifest)[1:3]
+    drafts = write_jsonl(tmp_path / "d.jsonl", [
+        {"id": rows[0]["id"], "report": "Right upper lobe opacity. No pneumothorax.", "images": rows[0]["images"], "view": "PA"},
+        {"id": rows[1]["id"], "report": "Small left pleural effusion.", "images": rows[1]["images"], "view": "PA"},
+        {"id": "gone", "report": "Small left pleural effusion.", "images": [str(tmp_path / "gone.png")], "view": "PA"}])
+    out = tmp_path / "run"
+    assert main(["run", "--reports", str(drafts), "--out", str(out), "--region-model", f"local-dir:{tiny_clip_dir}", "-q"]) == 0
+    v = {r["id"]: r for r in lines(out / "verdicts.jsonl")}
+    for r in rows:
+        rec = v[r["id"]]
+        assert "region" in rec["summary"]["checkers"] and rec["problems"] == []
+        assert all(any(x["checker"] == "region" for x in c["verdicts"]) for c in rec["claims"])
+        assert (out / rec["region_png"]).read_bytes().startswith(b"\x89PNG")
+        page = next((out / "report" / "studies").glob(f"*-{r['id']}.html")).read_text()
+        assert "Region map" in page and "not calibrated" in page
+    gone = v["gone"]  # graph verdicts kept, the image problem on the page and in run.json
+    assert gone["error"] is None and gone["claims"] and [p["stage"] for p in gone["problems"]] == ["image"]
+    assert "E807" in gone["problems"][0]["error"]
+    assert json.loads((out / "run.json").read_text())["stages"]["check"]["problems_by_stage"] == {"image": 1}
