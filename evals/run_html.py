@@ -41,6 +41,7 @@ CSS = BASE_CSS + (
     "table.claims td:first-child{white-space:nowrap}.legend span{margin-right:.6em}tr.flag{background:#fff4f0}"
     "img.region{max-width:100%;border:1px solid #ccc}ul.reasons{margin:2px 0 2px 1em;padding-left:1em;font-size:12px}"
 )
+KEY_METRICS = ("hallucination_rate", "radfact_logical_f1", "radgraph_partial", "chexpert_micro_f1_14", "green", "bleu4", "rouge_l")
 ERROR_JS = ("<script>window.onerror=function(m,s,l){document.documentElement.setAttribute('data-js-error',"
             "String(m)+' line '+l);};</script>")
 
@@ -147,23 +148,27 @@ def render_index(verdicts: Sequence[Mapping[str, Any]], pages: Sequence[str], me
     cats = [(k.replace("_", " "), green[k]) for k in GREEN_CATEGORIES if isinstance(green.get(k), (int, float))]
     if cats:
         charts.append(svg_bars("Error categories (GREEN-style, all reports)", cats, colours={k: "#ed7d31" for k, _ in cats}))
-    parts.append("<h2>Overview</h2><div class='charts'>" + "".join(charts) + "</div>")
     corpus = metrics.get("corpus") or {}
+    key = {k: corpus[k] for k in KEY_METRICS if k in corpus}
+    if key:
+        charts.insert(0, "<div><b style='font-size:13px'>Key metrics (95% CI)</b>" + metrics_table(key, digits=3) + "</div>")
+    parts.append("<h2>Overview</h2><div class='charts'>" + "".join(charts) + "</div>")
+    tail = []
     if corpus:
         boot = (metrics.get("settings") or {}).get("bootstrap")
-        parts.append(f"<h2>Corpus metrics</h2><p class='meta'>Over the {e(metrics.get('n_scored'))} studies with a reference "
-                     f"and a draft; 95% CIs from {e(boot)} bootstrap resamples of studies.</p>" + metrics_table(corpus))
+        tail.append(f"<h2>Corpus metrics</h2><p class='meta'>Over the {e(metrics.get('n_scored'))} studies with a reference "
+                    f"and a draft; 95% CIs from {e(boot)} bootstrap resamples of studies.</p>" + metrics_table(corpus))
     wf = metrics.get("corpus_with_failures") or {}
     if wf:
-        parts.append("<h3>Counting failed drafts</h3><p class='meta'>Every study with a reference; a failed or empty draft "
-                     "scores 0.</p>" + metrics_table(wf))
+        tail.append("<h3>Counting failed drafts</h3><p class='meta'>Every study with a reference; a failed or empty draft "
+                    "scores 0.</p>" + metrics_table(wf))
     rep = metrics.get("repair")
     if rep:
         b, a = rep.get("before", {}).get("claims", {}), rep.get("after", {}).get("claims", {})
         rows = "".join(f"<tr><td>{badge(s)}</td><td class='num'>{b.get(s, 0)}</td><td class='num'>{a.get(s, 0)}</td></tr>" for s in STATUSES)
         hb = (rep.get("before", {}).get("corpus") or {}).get("hallucination_rate", {}).get("estimate")
         ha = (rep.get("after", {}).get("corpus") or {}).get("hallucination_rate", {}).get("estimate")
-        parts.append(f"<h2>Repair</h2><p>{e(rep.get('redrafted'))} flagged drafts redrafted once (keep: {e(rep.get('keep'))}); "
+        tail.append(f"<h2>Repair</h2><p>{e(rep.get('redrafted'))} flagged drafts redrafted once (keep: {e(rep.get('keep'))}); "
                      f"hallucination rate {fmt(hb)} before, {fmt(ha)} after.</p><table><tr><th>claims</th><th>before</th>"
                      f"<th>after</th></tr>{rows}</table>")
     if not corpus and not metrics.get("n_with_reference"):
@@ -171,7 +176,9 @@ def render_index(verdicts: Sequence[Mapping[str, Any]], pages: Sequence[str], me
                      "reference metrics were computed.</p>")
     # the studies table
     keys = [("id", "study"), ("claims", "claims"), ("contradicted", "contradicted"), ("unsupported", "unsupported"),
-            ("uncertain", "uncertain"), ("hallucination", "hallucination rate"), ("problems", "problems")]
+            ("uncertain", "uncertain"), ("hallucination", "hallucination rate"), ("problems", "errors")]
+    if stand_in:
+        keys.insert(1, ("injected", "injected errors"))
     head = "".join(f"<th data-key='{k}'>{e(label)}</th>" for k, label in keys)
     rows = []
     for v, page in zip(verdicts, pages):
@@ -180,6 +187,9 @@ def render_index(verdicts: Sequence[Mapping[str, Any]], pages: Sequence[str], me
         probs = v.get("problems") or []
         flagged = int(bool(s.get("contradicted", 0) + s.get("unsupported", 0)))
         cells = [f"<td><a href='studies/{e(page)}'>{e(v.get('id'))}</a></td>"]
+        if stand_in:
+            n_inj = len((v.get("draft") or {}).get("injections") or [])
+            cells.append(f"<td class='num' data-v='{n_inj}'>{n_inj}</td>")
         for k in ("claims", "contradicted", "unsupported", "uncertain"):
             cells.append(f"<td class='num' data-v='{int(s.get(k, 0))}'>{int(s.get(k, 0))}</td>")
         cells.append(f"<td class='num' data-v='{'' if h is None else f'{h:.4f}'}'>{'-' if h is None else f'{h:.2f}'}</td>")
@@ -192,6 +202,7 @@ def render_index(verdicts: Sequence[Mapping[str, Any]], pages: Sequence[str], me
         "</option><option value='problems'>with problems</option></select></label><span><span id='shown'>"
         f"{len(rows)}</span> of {len(rows)} shown; click a column to sort</span></div>"
         f"<table id='studies'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    parts.extend(tail)
     if run:
         versions = run.get("versions") or {}
         parts.append("<details><summary>Run details</summary><p class='meta'>"
@@ -271,7 +282,7 @@ def _region_block(v: Mapping[str, Any], out: Path) -> str:
                 "read the map as a picture of the similarity, not as evidence.</p>")
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
     return (f"<h2>Region map</h2>{note}<p class='meta'>Each flagged claim's similarity map over the image; the colour bar "
-            f"gives the scale, the claimed zone outlined (solid), the best-matching zone dashed, zone names in the titles.</p>"
+            f"gives the scale, the claimed zone outlined (solid), the best-matching zone dashed, zone names written on the image.</p>"
             f"<img class='region' alt='region map of {e(v.get('id'))}' src='{uri}'>")
 
 
