@@ -224,7 +224,8 @@ class Pipeline:
         checking (e.g. a missing file): the region checker is not run; every claim gets an
         ``error`` verdict from it with this message (dropped in the combination, so the
         other checkers decide) and ``summary.region_error`` says it. The same happens when
-        the region checker raises.
+        the region checker raises. With a region checker, ``summary.region`` says whether the
+        study was checked (``checked``, ``no_images``, ``error``).
         """
         base = {"checkers": self.checker_names, "extractor": self.extractor}
         problem = _validate_text("report", report_text)
@@ -285,6 +286,8 @@ class Pipeline:
             results.append(r)
         summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
         summary.update(notes)
+        if self.region is not None:  # whether the study's images were checked
+            summary["region"] = "error" if "region_error" in notes else ("checked" if study is not None and study.images else "no_images")
         return ReportResult(id, read.report, tuple(results), None, summary)
 
     def check_many(self, items: Iterable[tuple[str, str, str | None]]) -> Iterator[ReportResult]:
