@@ -601,7 +601,7 @@ class _Context:
         return Pipeline(extractor=self.c.extractor, self_check=self.c.self_check, region=region), region
 
     def _references(self) -> tuple[dict[str, str], dict[str, str]]:
-        from reportgen.commands.check import load_reference
+        from reportgen.checkers.batch import load_reference
 
         if self.reference is None:
             return {}, {}
@@ -665,7 +665,7 @@ class _Context:
 
     def _region_png(self, region, sid: str, study, result, rec: dict[str, Any], problems: list[dict[str, str]]) -> None:
         """The study's region map (each flagged claim's similarity map) as regions/<id>.png."""
-        from reportgen.commands.check import png_name, write_png
+        from reportgen.checkers.batch import png_name, write_png
 
         verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
         folder = self.out / "regions"
