@@ -55,6 +55,7 @@ STAND_IN = "iu-injected"
 FLAGGED = ("contradicted", "unsupported")
 STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
 RUN_JSON_VERSION = 1
+MAX_CONSECUTIVE_FAILURES = 8  # unreachable backend: the remaining studies get error records (retried next run)
 # per-report scores of metrics.json's per_study rows that a failed draft scores 0 in corpus_with_failures
 FAILURE_SCORED = ("bleu4", "rouge_l", "radgraph_partial", "green", "radfact_logical_f1")
 
@@ -285,8 +286,11 @@ class RunState:
         self.data.update({"version": RUN_JSON_VERSION, "config": config.to_dict()})
 
     def done(self, stage: str, inputs: str, outputs: Iterable[Path]) -> bool:
+        """Finished with these inputs, its outputs there, and nothing left to retry (a draft
+        that failed because the server was down is retried by the next run)."""
         s = self.data["stages"].get(stage) or {}
-        return s.get("status") == "done" and s.get("inputs") == inputs and all(p.exists() for p in outputs)
+        return (s.get("status") == "done" and s.get("inputs") == inputs and not s.get("retry")
+                and all(p.exists() for p in outputs))
 
     def stage(self, stage: str) -> dict[str, Any]:
         return self.data["stages"].setdefault(stage, {})
@@ -501,7 +505,7 @@ class _Context:
 
     def _draft_with_backend(self, path: Path) -> dict[str, Any]:
         from reportgen.backends import get_drafter, parse_spec
-        from reportgen.backends.base import DraftResult, iter_results
+        from reportgen.backends.base import TRANSIENT_KINDS, UNAVAILABLE, DraftResult, iter_results
         from reportgen.commands.draft import _describe, _record, load_studies, scan_output, to_retry, drop_records
         from reportgen.jsonl import AppendWriter
 
@@ -534,18 +538,32 @@ class _Context:
                 n_err += 1
             bar = self.bar(len(pending), "draft")
             results = iter_results(drafter, pending, batch_size=self.c.batch_size) if drafter else iter(())
+            written: set[str] = set()
+            streak = 0
             try:
                 for r in results:
                     if r.draft is None:
                         model, adapter, prompt_version = _describe(drafter)
                     rec = _record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common)
                     writer.write(rec)
+                    written.add(r.study_id)
                     bar.update(1)
                     if r.draft is not None:
                         n_ok += 1
+                        streak = 0
                         model_info = {"model": rec["model"], "adapter": rec["adapter"], "prompt_version": rec["prompt_version"]}
                     else:
                         n_err += 1
+                        streak = streak + 1 if r.transient else 0
+                        if streak >= MAX_CONSECUTIVE_FAILURES:
+                            break
+                if streak >= MAX_CONSECUTIVE_FAILURES:  # the rest are not tried: error records, retried next run
+                    for st in pending:
+                        if st.id not in written:
+                            writer.write(_record(DraftResult(st.id, None, f"E814 not tried: the backend was unreachable for "
+                                                 f"{streak} studies in a row; rerun to retry", UNAVAILABLE),
+                                                 model=model, adapter=adapter, prompt_version=prompt_version, **common))
+                            n_err += 1
             finally:
                 close = getattr(results, "close", None)
                 if close:
@@ -556,9 +574,12 @@ class _Context:
         if model_info:
             self.state.data["model"] = {**model_info, "backend": str(spec), "adapter_hash": dir_hash(model_info.get("adapter")),
                                         "model_hash": dir_hash(model_info.get("model"))}
-        total_err = sum(1 for r in scan_output(path).values() if r.get("error"))
-        return {"summary": f"{n_ok} drafted, {n_err} errors, {len(done)} already done", "errors": total_err,
-                "studies": len(seen), "drafted": n_ok}
+        final = scan_output(path).values()
+        total_err = sum(1 for r in final if r.get("error"))
+        retry = sum(1 for r in final if r.get("error") and r.get("error_kind") in TRANSIENT_KINDS)
+        return {"summary": f"{n_ok} drafted, {n_err} errors, {len(done)} already done"
+                           + (f"; {retry} to retry (backend unreachable): rerun to retry them" if retry else ""),
+                "errors": total_err, "retry": retry, "studies": len(seen), "drafted": n_ok}
 
     # -- check ---------------------------------------------------------------------------------
     def _studies_by_id(self) -> dict[str, dict[str, Any]]:
@@ -876,6 +897,8 @@ def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[s
         "claims": claims, "studies_flagged": flagged_studies, "failed": failed,
     }
     if not pairs:
+        if failed:  # every draft with a reference failed: each scores 0
+            out["corpus_with_failures"] = {**{k: {"estimate": 0.0} for k in FAILURE_SCORED}, "draft_failure_rate": {"estimate": 1.0}}
         return _clean(out)
     res = Suite(extractor, self_check=self_check).evaluate(pairs, n_bootstrap=bootstrap, seed=seed)
     rows = [r.row() for r in res.results]

@@ -255,3 +255,29 @@ def test_region_evidence_in_the_run_and_its_pages(tiny_clip_dir, tiny_manifest, 
     assert gone["error"] is None and gone["claims"] and [p["stage"] for p in gone["problems"]] == ["image"]
     assert "E807" in gone["problems"][0]["error"]
     assert json.loads((out / "run.json").read_text())["stages"]["check"]["problems_by_stage"] == {"image": 1}
+
+
+def test_server_down_gives_error_records_retried_by_the_next_run(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    import reportgen.run as run_module
+
+    Image.fromarray((np.arange(64 * 48) % 251).reshape(64, 48).astype(np.uint8)).save(tmp_path / "a.png")
+    studies = write_jsonl(tmp_path / "s.jsonl", [{"id": f"s{i}", "images": ["a.png"]} for i in range(4)])
+    ref = write_jsonl(tmp_path / "r.jsonl", [{"id": f"s{i}", "report": "No pneumothorax."} for i in range(4)])
+    monkeypatch.setattr(run_module, "MAX_CONSECUTIVE_FAILURES", 2)
+    out = tmp_path / "run"
+    cfg = RunConfig(out=str(out), studies=str(studies), reference=str(ref), bootstrap=0,
+                    backend="vllm:http://127.0.0.1:9?model=x&retries=0&connect_timeout_s=1")
+    res = run(cfg)
+    assert res.stages["draft"] == "done" and res.stages["report"] == "done"  # the rest of the run completes
+    drafts = {d["id"]: d for d in lines(out / "drafts.jsonl")}
+    assert sorted(drafts) == ["s0", "s1", "s2", "s3"] and all(d["error_kind"] == "unavailable" for d in drafts.values())
+    assert sum("E814 not tried" in d["error"] for d in drafts.values()) == 2  # stopped trying after 2 in a row
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["failed"]) == 4 and m["corpus_with_failures"]["draft_failure_rate"]["estimate"] == 1.0
+    info = json.loads((out / "run.json").read_text())
+    assert info["stages"]["draft"]["retry"] == 4 and info["errors"]["draft"] == 4
+    assert "E565" in (out / "report" / "studies" / "0000-s0.html").read_text()
+    assert run(cfg).stages["draft"] == "done"  # the server-down drafts are retried, not skipped
