@@ -281,3 +281,11 @@ def test_server_down_gives_error_records_retried_by_the_next_run(tmp_path, monke
     assert info["stages"]["draft"]["retry"] == 4 and info["errors"]["draft"] == 4
     assert "E565" in (out / "report" / "studies" / "0000-s0.html").read_text()
     assert run(cfg).stages["draft"] == "done"  # the server-down drafts are retried, not skipped
+
+
+def test_the_run_module_and_its_pages_import_light():
+    from tests.light_imports import heavy_modules_loaded
+
+    code = ("import reportgen.run, reportgen.evals.run_html, reportgen.evals.page, reportgen.commands.run\n"
+            "from reportgen.cli import build_parser\nbuild_parser(['run', '--help'])")
+    assert heavy_modules_loaded(code, ("torch", "transformers", "open_clip", "vllm", "matplotlib", "PIL")) == []
