@@ -233,6 +233,8 @@ Array.prototype.forEach.call(document.querySelectorAll('.claim[data-claim]'),fun
 });
 Array.prototype.forEach.call(document.querySelectorAll('.thumbs img'),function(img){
   img.addEventListener('click',function(){img.classList.toggle('big');});});
+if(location.search.indexOf('selftest-keys')>=0){  /* used by the browser test: the arrow key moves to the next study */
+  document.dispatchEvent(new KeyboardEvent('keydown',{key:'ArrowRight',bubbles:true}));}
 document.documentElement.setAttribute('data-js-ready','1');
 """
 
@@ -242,11 +244,13 @@ def _claim_rows(claims: Sequence[Mapping[str, Any]], version: str) -> str:
 
     rows = []
     for i, c in enumerate(claims):
-        basis = c.get("basis")
         evidence = [str(x) for v in c.get("verdicts") or [] if isinstance(v, Mapping) for x in v.get("evidence") or []]
         extra = ""
-        if basis:
-            extra += f"<div class='meta'>basis: {e(basis if isinstance(basis, str) else json.dumps(basis))}</div>"
+        bases = [("", c.get("basis"))] + [(f"{v.get('checker')} ", v.get("basis")) for v in c.get("verdicts") or []
+                                          if isinstance(v, Mapping)]
+        for who, basis in bases:  # the claim's basis and each checker's (when the records carry one)
+            if basis:
+                extra += f"<div class='meta'>{e(who)}basis: {e(basis if isinstance(basis, str) else json.dumps(basis))}</div>"
         if evidence:
             extra += "<div class='meta'>evidence: " + "; ".join(e(x) for x in evidence[:6]) + "</div>"
         flag = " class='flag'" if c.get("status") in ("contradicted", "unsupported") else ""

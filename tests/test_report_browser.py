@@ -115,6 +115,16 @@ def test_study_pages_show_the_statuses_of_verdicts_jsonl(report, tmp_path):
             assert v["claims"] and {c["status"] for c in v["claims"]} & {"contradicted", "unsupported"}
 
 
+def test_arrow_keys_move_between_studies(report, tmp_path):
+    """The page presses ArrowRight on itself (?selftest-keys): the DOM dumped is the next study's."""
+    import html as h
+
+    pages = sorted((report / "report" / "studies").glob("*.html"))
+    verdicts = lines(report / "verdicts.jsonl")
+    html = dom(pages[0].as_uri() + "?selftest-keys", tmp_path / "profile")
+    assert f"<h1>{h.escape(verdicts[1]['id'], quote=False)}</h1>" in html
+
+
 def test_screenshots_of_the_index_and_a_study_page(report, tmp_path):
     for name, url in (("index", report / "report" / "index.html"),
                       ("study", sorted((report / "report" / "studies").glob("*.html"))[0])):
