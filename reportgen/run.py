@@ -670,6 +670,8 @@ class _Context:
                 rec = {"id": sid, "error": msg, "claims": [], "summary": empty_summary()}
         if ref_state:
             rec["summary"]["reference"] = ref_state
+        elif ref_text is not None:
+            rec["summary"].setdefault("reference", "given")
         if images:
             rec["images"] = images.get("images", [])
             if images.get("views"):
@@ -834,7 +836,8 @@ class _Context:
         drafts = scan_output(self.out / "drafts.jsonl")
         n, errors = write_report(self.out / "report", verdicts, refs, metrics, run=self.state.data, repaired=repaired,
                                  title=self.c.title, stand_in=self.c.demo, drafts=drafts)
-        return {"summary": f"{n} study pages + index -> {self.out / 'report' / 'index.html'}", "errors": errors, "pages": n}
+        return {"summary": f"{n} study pages + index -> {self.out / 'report' / 'index.html'}", "errors": 0, "pages": n,
+                "problems_shown": errors}
 
 
 def repair_notes(verdict: Mapping[str, Any]) -> str:

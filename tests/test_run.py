@@ -146,7 +146,8 @@ def test_bad_input_ends_as_error_records_and_the_rest_completes(tmp_path):
     info = json.loads((out / "run.json").read_text())
     # line 4's record has no usable id, so no reference either
     assert info["errors"]["check"] == 6 and info["stages"]["check"]["problems_by_stage"] == {"draft": 3, "reference": 2, "image": 1}
-    assert info["errors"] == {"draft": 3, "check": 6, "metrics": 2, "report": 6}
+    assert info["errors"] == {"draft": 3, "check": 6, "metrics": 2, "report": 0} and info["stages"]["report"]["problems_shown"] == 6
+    assert v["empty"]["summary"]["reference"] == "given" and v["line:4"]["summary"].get("reference") == "missing"
     pages = {p.name.split("-", 1)[1][:-5]: p.read_text() for p in (out / "report" / "studies").glob("*.html")}
     assert "E804" in pages["empty"] and "E806" in pages["noref"] and "E807" in pages["noimage"] and "E810" in pages["line_4"]
     assert "data-stage='draft'" in pages["failed"] and "data-problems='0'" in (out / "report" / "index.html").read_text()
