@@ -474,6 +474,7 @@ class _Context:
         return self._take_drafts(path)
 
     def _take_drafts(self, path: Path) -> dict[str, Any]:
+        from reportgen.errors import with_error_code
         from reportgen.jsonl import atomic_writer, dumps, read_jsonl
 
         n = errors = 0
@@ -484,7 +485,7 @@ class _Context:
                 sid = rec.fallback_id()
                 if rec.error:
                     errors += 1
-                    fh.write(dumps({"id": sid, "report": None, "error": f"E810 {rec.error}", "error_kind": "input"}) + "\n")
+                    fh.write(dumps(with_error_code({"id": sid, "report": None, "error": f"E810 {rec.error}", "error_kind": "input"})) + "\n")
                     continue
                 if sid in seen:
                     log.warning("%s: duplicate id %r: the later line is skipped", rec.where, sid)
@@ -499,7 +500,7 @@ class _Context:
                     if report is None and not data["error"]:
                         data.update({"error": f"E804 {rec.where}: no draft (report is null)", "error_kind": "input"})
                 errors += bool(data["error"]) or not (data.get("report") or "").strip()
-                fh.write(dumps(data) + "\n")
+                fh.write(dumps(with_error_code(data)) + "\n")
         what = "stand-in drafts" if self.c.demo else "drafts"
         return {"summary": f"{n} {what} taken from {self.drafts_in.name} ({errors} errors)", "errors": errors, "studies": n}
 
@@ -683,8 +684,10 @@ class _Context:
         for k in ("stand_in", "injections", "model", "adapter", "prompt_version", "backend"):
             if draft.get(k) is not None:
                 rec.setdefault("draft", {})[k] = draft[k]
-        rec["problems"] = problems
-        return rec
+        from reportgen.errors import error_code, with_error_code
+
+        rec["problems"] = [{**p, "code": error_code(p["error"])} for p in problems]
+        return with_error_code(rec)
 
     def _region_png(self, region, sid: str, study, result, rec: dict[str, Any], problems: list[dict[str, str]]) -> None:
         """The study's region map (each flagged claim's similarity map) as regions/<id>.png."""

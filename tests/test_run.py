@@ -134,7 +134,9 @@ def test_bad_input_ends_as_error_records_and_the_rest_completes(tmp_path):
     assert v["ok"]["error"] is None and v["ok"]["problems"] == []
     assert v["empty"]["error"].startswith("E804") and v["empty"]["problems"][0]["stage"] == "draft"
     assert "E805 draft failed: E571 server said no" == v["failed"]["error"]
-    assert v["line:4"]["error"].startswith("E810")
+    assert v["line:4"]["error"].startswith("E810") and v["line:4"]["error_code"] == "E810"
+    assert v["empty"]["error_code"] == "E804" and v["failed"]["error_code"] == "E805" and v["ok"].get("error_code") is None
+    assert v["noref"]["problems"][0]["code"] == "E806"
     assert v["noref"]["error"] is None and v["noref"]["summary"]["reference"] == "missing"
     assert [p["stage"] for p in v["noref"]["problems"]] == ["reference"] and "E806" in v["noref"]["problems"][0]["error"]
     assert [p["stage"] for p in v["noimage"]["problems"]] == ["image"] and "E807" in v["noimage"]["problems"][0]["error"]
