@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 
 from reportgen.evals import page
 
-from reportgen.evals.page import COLOURS, STATUS_CSS, STATUSES  # the components every page shares
+from reportgen.evals.page import COLOURS, STATUS_CSS, STATUSES  # noqa: F401  (shared components; COLOURS re-exported)
 
 FLAGGED = ("contradicted", "unsupported")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -436,11 +436,11 @@ class _Context:
 
     # -- inputs (demo) -------------------------------------------------------------------------
     def stage_inputs(self) -> dict[str, Any]:
+        import random
+
         from reportgen.evals.inject import Vocabulary, inject_report
         from reportgen.iu import load_iu_reports
         from reportgen.jsonl import atomic_writer, dumps
-
-        import random
 
         reports = [r for r in load_iu_reports(require_text=True) if r.findings]
         rng = random.Random(self.c.seed)
@@ -633,7 +633,6 @@ class _Context:
                   ref_problems: Mapping[str, str], images: Mapping[str, Any] | None) -> dict[str, Any]:
         """The verdict record of one draft (an error record when the draft failed or is empty)."""
         from reportgen.checkers.pipeline import empty_summary
-        from reportgen.types import Study
 
         problems: list[dict[str, str]] = []
         ref_text = refs.get(sid) if self.reference is not None else None
