@@ -330,6 +330,9 @@ def render_study(v: Mapping[str, Any], reference: str | None, draft_text: str | 
         parts.append("<h2>Images</h2><div class='thumbs'>" + "".join(thumbs) + "</div>")
     elif not imgs:
         parts.append("<p class='meta'>No images with this study.</p>")
+    context = "; ".join(f"{k}: {v[k]}" for k in ("indication", "comparison") if v.get(k))
+    if context:
+        parts.append(f"<p class='meta' style='font-size:13px'>{e(context)}</p>")
     # draft and reference
     claims = v.get("claims") or []
     ref = (f"<div class='text'>{e(reference).replace(chr(10), '<br>')}</div>" if reference else

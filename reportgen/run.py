@@ -341,9 +341,9 @@ def run(config: RunConfig, *, until: str | None = None, progress: bool = False, 
     result = RunResult(out)
     ctx = _Context(config, out, state, progress, say)
     for stage in STAGES:
-        if stage == "inputs" and not config.demo:
-            continue
-        if stage == "repair" and not config.repair:
+        if (stage == "inputs" and not config.demo) or (stage == "repair" and not config.repair):
+            if stage == until:
+                break
             continue
         fn = getattr(ctx, f"stage_{stage}")
         inputs = ctx.inputs_hash(stage)
@@ -455,7 +455,7 @@ class _Context:
                 text = rep.report.text
                 inj = inject_report(rep.id, text, seed=self.c.seed, rate=self.c.demo_rate, vocab=vocab)
                 n_inj += len(inj.injections)
-                d.write(dumps({"id": rep.id, "report": inj.perturbed, "stand_in": STAND_IN,
+                d.write(dumps({"id": rep.id, "report": inj.perturbed, "stand_in": STAND_IN, "indication": rep.indication,
                                "injections": [i.to_dict() for i in inj.injections]}) + "\n")
                 r.write(dumps({"id": rep.id, "report": text, "indication": rep.indication}) + "\n")
         return {"summary": f"{len(chosen)} IU reports as stand-in drafts with {n_inj} injected errors (vocabulary {vocab.version})",
@@ -595,14 +595,15 @@ class _Context:
         for rec in read_jsonl(src, require=("id",), text_fields=()):
             if rec.error or not rec.data:
                 continue
-            images = rec.data.get("images", rec.data.get("image"))
+            images = rec.data.get("images", rec.data.get("image")) or []
             if isinstance(images, str):
                 images = [images]
-            if not isinstance(images, list):
+            context = {k: rec.data[k] for k in ("indication", "comparison") if isinstance(rec.data.get(k), str) and rec.data[k].strip()}
+            if not isinstance(images, list) or not (images or context):
                 continue
             paths = [str(p if Path(p).is_absolute() else base / p) for p in images if isinstance(p, str)]
             views = rec.data.get("views") or ([rec.data["view"]] * len(paths) if rec.data.get("view") else [])
-            out[rec.id] = {"images": paths, "views": views}
+            out[rec.id] = {"images": paths, "views": views, **context}
         return out
 
     def _region(self):
@@ -673,6 +674,7 @@ class _Context:
         elif ref_text is not None:
             rec["summary"].setdefault("reference", "given")
         if images:
+            rec.update({k: images[k] for k in ("indication", "comparison") if images.get(k)})
             rec["images"] = images.get("images", [])
             if images.get("views"):
                 rec["views"] = images["views"]

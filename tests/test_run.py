@@ -92,8 +92,10 @@ def test_interrupted_run_resumes_at_the_stage_it_stopped(tmp_path, monkeypatch):
                                              {"id": "b", "report": "Lungs are clear. Heart size normal."}])
     out = tmp_path / "run"
     cfg = RunConfig(out=str(out), reports=str(drafts), reference=str(ref), bootstrap=0)
-    res = run(cfg, until="check")  # stopped between stages
+    res = run(cfg, until="repair")  # a stage this run does not have: stops where it would be
     assert res.stages == {"draft": "done", "check": "done"} and not (out / "metrics.json").exists()
+    res = run(cfg, until="check")  # stopped between stages
+    assert res.stages == {"draft": "skipped", "check": "skipped"}
     checked = mtimes(out)
 
     import reportgen.run as run_module
