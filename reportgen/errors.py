@@ -69,7 +69,7 @@ FAMILIES: dict[str, str] = {
     "E5": "Images, models, drafting, training, serving",
     "E6": "The region checker",
     "E7": "`reportgen check` with region evidence, the HTML page",
-    "E8": "The main job: `reportgen run` (reportgen.run)",
+    "E8": "The main job `reportgen run` (E800-E849); model-based metrics, `reportgen compare`, rewards (E850-E879); the rest reserved",
     "E9": "(reserved)",
 }
 
@@ -120,6 +120,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E313", "a checker failed on a report (a bug or a broken backend): its verdicts are 'error'", "see the exception in the message; report it if it is a bug"),
     _E("E320", "the region checker failed on a study: the graph verdicts are kept", "see the exception in the message (unreadable image, model problem)"),
     _E("E330", "the checking rules file (checkers/data/checking.json or a replacement) is invalid", "fix the file or use the packaged checkers/data/checking.json"),
+    _E("E350", "an unknown convention for findings the reference never mentions", "use chexpert (silence means absent) or radfact (silence is not entailment)"),
     _E("E399", "checking one record failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
     # E4xx: metrics and `reportgen eval`
     _E("E401", "an unknown RadGraph label style", "use 'radgraph' or 'xl'"),
@@ -155,7 +156,15 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E471", "`reportgen eval` needs --pred, --ref and --out (or --inject / --grounded)", "reportgen eval --pred P.jsonl --ref R.jsonl --out metrics.json"),
     _E("E472", "`reportgen eval --inject` or `--grounded` needs --out", "add --out OUT.json"),
     _E("E473", "the grounded examples file cannot be read", "give RadFact's grounded JSON"),
+    _E("E480", "an LLM checker call failed (after its retries): that claim's LLM verdict is 'error', never 'unsupported'", "check the endpoint (--llm-url, --llm-model); see the exception in the message"),
+    _E("E481", "an LLM checker answer did not parse or validate (or ran to max_tokens): that claim's LLM verdict is 'error'", "use a stronger instruction model or --llm-structured json_schema"),
+    _E("E482", "an LLM checker answer named evidence sentences that do not exist: that claim's LLM verdict is 'error'", "use a stronger instruction model; the prompt numbers the evidence from 1"),
+    _E("E483", "the LLM checker's batch size or concurrency is below 1", "give positive numbers (--llm-batch-size, --llm-concurrency)"),
+    _E("E484", "the checker 'llm' or 'cascade' was named without an LLM endpoint", "pass llm=LLMChecker.from_endpoint(URL, MODEL) (CLI: --llm-url URL --llm-model NAME)"),
+    _E("E485", "`reportgen check --checkers` names an unknown checker, or the LLM checker lacks --llm-url/--llm-model (or those flags come without it)", "use graph, llm or cascade, and give --llm-url and --llm-model with llm or cascade"),
     _E("E490", "labelling one report failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
+    _E("E491", "`reportgen eval`: a requested metric (RadFact with the LLM judge, a model metric) could not be computed for more than --max-failed-share of the studies; everything is written, the run exits 1", "check the judge endpoint or the model weights (metric_failures lists the studies), or raise --max-failed-share"),
+    _E("E492", "--max-failed-share is not between 0 and 1", "give a share such as 0.05 (1 never fails the run)"),
     # E5xx: images, models, drafting, training, serving
     _E("E500", "an image file does not exist", "check the study's image paths"),
     _E("E501", "an image file cannot be read (not a valid PNG, JPEG or DICOM)", "use PNG, JPEG or a valid DICOM"),
@@ -245,6 +254,22 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E812", "--repair without a backend to redraft with", "add --studies and --backend, or leave out --repair"),
     _E("E813", "the repair prompt file does not exist", "give repair_prompt a prompt template JSON (see prompts/repair.json)"),
     _E("E814", "a study was not tried: the backend was unreachable for several studies in a row (retried by the next run)", "start or fix the server, then rerun the same command"),
+    # E85x-E86x: model-based metrics (evals/metrics/backends.py), temporal F1, reportgen compare, reportgen.rewards
+    _E("E850", "the temporal F1 keywords file cannot be read or has no 'keywords' list", "restore evals/data/temporal.json"),
+    _E("E851", "a model-based metric needs a package that is not installed (the message names it and the extra)", "pip install 'reportgen-cxr[EXTRA]' as the message says, and put the weights on the machine"),
+    _E("E852", "a model-based metric's weights are not on this machine (no local folder, not in the Hugging Face cache); nothing is downloaded", "fetch them once where there is a network (huggingface-cli download NAME) or give a local folder"),
+    _E("E853", "BERTScore: no rescaling baseline for the model, or its number of layers cannot be told", "give --bertscore-baseline TSV or --bertscore-layers N"),
+    _E("E854", "RadEval could not load its models offline", "fetch RadEval's weights once where there is a network (they go to the Hugging Face cache)"),
+    _E("E857", "an unknown model-metric name was given", "use bertscore, ratescore, srr_bert, chexbert, radeval or auto"),
+    _E("E858", "`reportgen compare`: fewer than 1 bootstrap resample or permutation", "use --resamples 1000 --permutations 1000"),
+    _E("E859", "a paired test got two systems' rows of different shapes (not the same studies)", "score both systems on the same studies"),
+    _E("E860", "an unknown multiple-testing correction was given", "use holm, bonferroni or none"),
+    _E("E861", "`reportgen compare --pred` is not NAME=PATH, or a system name is given twice", "e.g. --pred baseline=a.jsonl --pred lora=b.jsonl"),
+    _E("E862", "`reportgen compare` needs at least two systems", "give --pred NAME=PATH twice or more"),
+    _E("E863", "`reportgen compare`: the reference file has no valid record", "give a JSONL of {\"id\", \"report\"} records"),
+    _E("E864", "a reward function got no reference reports (no dataset column 'reference')", "add a 'reference' column to the training dataset (TRL passes it to reward functions)"),
+    _E("E865", "a reward function got a different number of references and completions", "give one reference per completion"),
+    _E("E866", "make_reward got an unknown reward part", "use 'claim' and/or 'chexpert'"),
 )
 
 
