@@ -23,6 +23,10 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _fmt(x: Any) -> str:
+    return "-" if x is None else f"{x:.4f}" if isinstance(x, float) else html.escape(str(x))
+
+
 def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str = "reportgen eval") -> str:
     """A self-contained page: the corpus table, histograms of per-study metrics, CheXpert
     per-label F1 and GREEN error counts."""
