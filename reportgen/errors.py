@@ -69,7 +69,7 @@ FAMILIES: dict[str, str] = {
     "E5": "Images, models, drafting, training, serving",
     "E6": "The region checker",
     "E7": "`reportgen check` with region evidence, the HTML page",
-    "E8": "Model-based metrics, `reportgen compare`, rewards (E850-E879; the rest reserved)",
+    "E8": "The main job `reportgen run` (E800-E849); model-based metrics, `reportgen compare`, rewards (E850-E879); the rest reserved",
     "E9": "(reserved)",
 }
 
@@ -244,6 +244,21 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E707", "the --html page cannot be written (a folder, not writable)", "give a writable file path to --html"),
     _E("E708", "a study's region picture could not be drawn or read for the HTML page (the page says so; the verdicts are kept)", "see the message; check the region PNG files"),
     _E("E709", "invalid HTML page options (--html-* without --html, a count below 1, the same file as --out)", "fix the option the message names"),
+    # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
+    _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
+    _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),
+    _E("E802", "run inputs that do not go together (--studies without --backend, --backend without --studies, both --studies and --reports, a missing file, an unknown --until stage)", "give --studies with --backend, or --reports, or neither for the demo"),
+    _E("E803", "the run's --out is a file or cannot be created", "give a writable folder to --out"),
+    _E("E804", "a study's draft is empty (scored as a failure, shown on its page)", "redraft the study; check the model's output length"),
+    _E("E805", "drafting failed for a study (the backend's error follows; scored as a failure)", "see the backend's error; rerun to retry when the server was down"),
+    _E("E806", "a study has no reference report (checked for self-consistency only, not in the metrics)", "add the study's reference to --reference"),
+    _E("E807", "a study's image cannot be read or shown, or its region map cannot be drawn (the verdicts are kept)", "fix the image path or file"),
+    _E("E808", "checking one study failed unexpectedly (an error record; the rest of the run completes)", "report the bug with the study's record"),
+    _E("E810", "a line of --reports is not a usable drafts record", "write one {\"id\": str, \"report\": str} per line"),
+    _E("E811", "run.json is unreadable: every stage is redone", "nothing to do (the run rewrites it); do not edit run.json by hand"),
+    _E("E812", "--repair without a backend to redraft with", "add --studies and --backend, or leave out --repair"),
+    _E("E813", "the repair prompt file does not exist", "give repair_prompt a prompt template JSON (see prompts/repair.json)"),
+    _E("E814", "a study was not tried: the backend was unreachable for several studies in a row (retried by the next run)", "start or fix the server, then rerun the same command"),
     # E85x-E86x: model-based metrics (evals/metrics/backends.py), temporal F1, reportgen compare, reportgen.rewards
     _E("E850", "the temporal F1 keywords file cannot be read or has no 'keywords' list", "restore evals/data/temporal.json"),
     _E("E851", "a model-based metric needs a package that is not installed (the message names it and the extra)", "pip install 'reportgen-cxr[EXTRA]' as the message says, and put the weights on the machine"),
