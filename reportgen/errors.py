@@ -69,7 +69,7 @@ FAMILIES: dict[str, str] = {
     "E5": "Images, models, drafting, training, serving",
     "E6": "The region checker",
     "E7": "`reportgen check` with region evidence, the HTML page",
-    "E8": "Model-based metrics, `reportgen compare`, rewards (E850-E879; the rest reserved)",
+    "E8": "The main job `reportgen run` (E800-E849); model-based metrics, `reportgen compare`, rewards (E850-E879); the rest reserved",
     "E9": "(reserved)",
 }
 
@@ -80,6 +80,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E003", "a study has no id or its id is not a non-empty string", "give every study a non-empty string 'id'"),
     _E("E004", "a study gives a different number of views than images", "give one view per image, or no views"),
     _E("E005", "an entity graph is inconsistent: repeated entity ids, or a relation naming an unknown entity", "give entities unique ids and let relations name only those ids"),
+    _E("E006", "an unknown claim splitter name, or an object that is not a ClaimSplitter (no split(report))", "use one of the splitters the message lists (rules), or an object with split(report, include_context=...)"),
     _E("E020", "a reference id has no usable report: the report line that carried it is an error record, e.g. malformed JSON (warning)", "fix the report line the message names (its own error record says what is wrong)"),
     # E1xx: input files (JSONL reading: reportgen.jsonl)
     _E("E101", "an input file does not exist", "check the path"),
@@ -123,6 +124,10 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E313", "a checker failed on a report (a bug or a broken backend): its verdicts are 'error'", "see the exception in the message; report it if it is a bug"),
     _E("E320", "the region checker failed on a study: the graph verdicts are kept", "see the exception in the message (unreadable image, model problem)"),
     _E("E330", "the checking rules file (checkers/data/checking.json or a replacement) is invalid", "fix the file or use the packaged checkers/data/checking.json"),
+    _E("E340", "importing open_clip for the region checker failed inside an installed package (the message names it, e.g. torchvision whose compiled ops do not match torch); the model spec was not read yet", "install builds that match torch (CPU torch: torchvision from the PyTorch CPU index); the repository's dev environment installs scripts/torchvision_cpu_shim.py"),
+    _E("E341", "--workers (several processes) was given with --region-model or an LLM checker: not supported yet", "leave out --workers when checking with region evidence or --checkers llm/cascade"),
+    _E("E342", "a pipeline given as objects (a reader, checker, claim splitter or region checker) cannot be rebuilt in a worker process", "check in one process (workers=1), or build the pipeline from names"),
+    _E("E343", "--workers is below 1", "give --workers 1 or more"),
     _E("E350", "an unknown convention for findings the reference never mentions", "use chexpert (silence means absent) or radfact (silence is not entailment)"),
     _E("E399", "checking one record failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
     # E4xx: metrics and `reportgen eval`
@@ -250,6 +255,21 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E707", "the --html page cannot be written (a folder, not writable)", "give a writable file path to --html"),
     _E("E708", "a study's region picture could not be drawn or read for the HTML page (the page says so; the verdicts are kept)", "see the message; check the region PNG files"),
     _E("E709", "invalid HTML page options (--html-* without --html, a count below 1, the same file as --out)", "fix the option the message names"),
+    # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
+    _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
+    _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),
+    _E("E802", "run inputs that do not go together (--studies without --backend, --backend without --studies, both --studies and --reports, a missing file, an unknown --until stage)", "give --studies with --backend, or --reports, or neither for the demo"),
+    _E("E803", "the run's --out is a file or cannot be created", "give a writable folder to --out"),
+    _E("E804", "a study's draft is empty (scored as a failure, shown on its page)", "redraft the study; check the model's output length"),
+    _E("E805", "drafting failed for a study (the backend's error follows; scored as a failure)", "see the backend's error; rerun to retry when the server was down"),
+    _E("E806", "a study has no reference report (checked for self-consistency only, not in the metrics)", "add the study's reference to --reference"),
+    _E("E807", "a study's image cannot be read or shown, or its region map cannot be drawn (the verdicts are kept)", "fix the image path or file"),
+    _E("E808", "checking one study failed unexpectedly (an error record; the rest of the run completes)", "report the bug with the study's record"),
+    _E("E810", "a line of --reports is not a usable drafts record", "write one {\"id\": str, \"report\": str} per line"),
+    _E("E811", "run.json is unreadable: every stage is redone", "nothing to do (the run rewrites it); do not edit run.json by hand"),
+    _E("E812", "--repair without a backend to redraft with", "add --studies and --backend, or leave out --repair"),
+    _E("E813", "the repair prompt file does not exist", "give repair_prompt a prompt template JSON (see prompts/repair.json)"),
+    _E("E814", "a study was not tried: the backend was unreachable for several studies in a row (retried by the next run)", "start or fix the server, then rerun the same command"),
     # E85x-E86x: model-based metrics (evals/metrics/backends.py), temporal F1, reportgen compare, reportgen.rewards
     _E("E850", "the temporal F1 keywords file cannot be read or has no 'keywords' list", "restore evals/data/temporal.json"),
     _E("E851", "a model-based metric needs a package that is not installed (the message names it and the extra)", "pip install 'reportgen-cxr[EXTRA]' as the message says, and put the weights on the machine"),
