@@ -89,6 +89,7 @@ class TrainConfig:
     template: str | None = None
     device: str | None = None
     dtype: str | None = None
+    allow_outside_root: bool = False
 
     def __post_init__(self) -> None:
         from reportgen.prompting import TASKS
@@ -153,9 +154,10 @@ class ManifestData:
     sha256: str = ""
 
 
-def read_manifest(path: str | os.PathLike[str]) -> ManifestData:
+def read_manifest(path: str | os.PathLike[str], allow_outside_root: bool = False) -> ManifestData:
     """Usable examples and per-record errors of a training manifest, plus its data hash
-    (sha256 over the manifest bytes and then each referenced image's bytes in order)."""
+    (sha256 over the manifest bytes and then each referenced image's bytes in order).
+    Images outside the manifest's folder are record errors (E904) unless ``allow_outside_root``."""
     p = Path(path)
     base = p.parent
     h = hashlib.sha256()
@@ -171,7 +173,7 @@ def read_manifest(path: str | os.PathLike[str]) -> ManifestData:
             errors.append({"id": rid, "where": rec.where, "error": rec.error})
             continue
         data = dict(rec.data or {})
-        problem = _check_record(data, base)
+        problem = _check_record(data, base, allow_outside_root)
         if problem is None and rid in seen:
             problem = f"E512 duplicate id {rid!r}"
         if problem:
@@ -201,7 +203,9 @@ def _resolve(base: Path, image: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _check_record(data: dict[str, Any], base: Path) -> str | None:
+def _check_record(data: dict[str, Any], base: Path, allow_outside_root: bool = False) -> str | None:
+    from reportgen.paths import image_path
+
     images = data.get("images")
     if isinstance(images, str):
         images = data["images"] = [images]
@@ -210,7 +214,9 @@ def _check_record(data: dict[str, Any], base: Path) -> str | None:
     for img in images:
         if not isinstance(img, str) or not img.strip():
             return "E512 every entry of 'images' must be a path string"
-        p = _resolve(base, img)
+        p, outside = image_path(img, base, allow_outside=allow_outside_root)
+        if outside:
+            return f"images[{images.index(img)}]: {outside}"
         if not p.is_file():
             return f"E513 image {img!r} does not exist"
     return None
@@ -451,7 +457,7 @@ class Trainer:
         from reportgen.prompting import default_template, load_template
 
         cfg = self.cfg
-        self.data = read_manifest(cfg.manifest)
+        self.data = read_manifest(cfg.manifest, cfg.allow_outside_root)
         if not self.data.examples:
             raise InputError("E516", f"manifest {cfg.manifest!r} has no usable record ({len(self.data.errors)} bad)",
                              fix="see the errors above; each names its record")

@@ -13,7 +13,7 @@ request, the completions it sent and the peak number in flight.
 
 Run as a module it is a stand-in for ``python -m vllm.entrypoints.openai.api_server``
 (see ``write_fake_vllm_package``): it reads vLLM's flags, serves the base model and the
-``--lora-modules`` names, and behaves as $FAKE_VLLM_MODE says: ok, die (exit 3 at start),
+``--lora-modules`` names, requires $VLLM_API_KEY on /v1 when set (as vLLM does), and behaves as $FAKE_VLLM_MODE says: ok, die (exit 3 at start),
 ignore-term (ignores SIGTERM), child (forks a child that stays in the process group).
 """
 
@@ -73,8 +73,19 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.fake.lock:
             self.server.fake.connections.discard(self.connection)
 
+    def _authorised(self) -> bool:
+        """vLLM's --api-key / $VLLM_API_KEY: every /v1 route needs the bearer token."""
+        key = self.server.fake.api_key
+        if not key or not self.path.startswith("/v1") or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        self.server.fake.unauthorised += 1
+        self._send(401, {"error": "Unauthorized"})
+        return False
+
     def do_GET(self) -> None:  # noqa: N802
         fake = self.server.fake
+        if not self._authorised():
+            return
         if self.path == "/health":
             self._send(200 if fake.healthy else 503, {})
         elif self.path == "/v1/models":
@@ -88,6 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
+        if not self._authorised():
+            return
         if self.path != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -165,8 +178,11 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAI:
     """The fake server; ``with FakeOpenAI() as fake: fake.url``."""
 
-    def __init__(self, base: str = "tiny-base", adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, base: str = "tiny-base", adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 api_key: str | None = None):
         self.base = base
+        self.api_key = api_key
+        self.unauthorised = 0
         self.adapters = dict(adapters if adapters is not None else {"cxr": "/adapters/cxr"})
         self.plan: dict[str, deque] = {}
         self.default: Any = "ok"
@@ -251,7 +267,9 @@ if mode == "child":
     print("fake vllm child pid", child.pid, flush=True)
 time.sleep(float(os.environ.get("FAKE_VLLM_STARTUP_S", "0.3")))
 adapters = dict(m.split("=", 1) for m in args.lora_modules)
-fake = FakeOpenAI(base=args.model, adapters=adapters, host=args.host, port=args.port).start()
+fake = FakeOpenAI(base=args.model, adapters=adapters, host=args.host, port=args.port,
+                  api_key=os.environ.get("VLLM_API_KEY") or None).start()
+print("fake vllm api key required:", fake.api_key is not None, flush=True)
 print("fake vllm serving", flush=True)
 while True:
     time.sleep(1)

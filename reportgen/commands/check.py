@@ -62,6 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="open_clip model for region evidence: local-dir:PATH, hf-hub:ORG/REPO, a built-in name (ViT-B-16) "
                         "or a model-config JSON (default: none, no region checking); records may then carry "
                         '"images": [paths] and "views": [...] or "view"')
+    g.add_argument("--allow-outside-root", action="store_true",
+                   help="read images outside the reports file's folder ('../', absolute paths, symlinks out)")
     g.add_argument("--region-calibration", metavar="PATH",
                    help="reportgen_region.json with the region thresholds (default: the one in a local-dir checkpoint, "
                         "else the uncalibrated defaults)")
@@ -181,7 +183,7 @@ def make_region_checker(args: argparse.Namespace):
     return rc
 
 
-def record_study(rec: Record, base: Path) -> tuple[Any, str | None]:
+def record_study(rec: Record, base: Path, allow_outside_root: bool = False) -> tuple[Any, str | None]:
     """(Study or None, problem or None) from a record's ``images`` and ``views``/``view``.
 
     No ``images`` (or an empty list): (None, None), the record is checked without images.
@@ -210,10 +212,13 @@ def record_study(rec: Record, base: Path) -> tuple[Any, str | None]:
         views = [data["view"]] * len(images)
     else:
         views = []
+    from reportgen.paths import image_path
+
     resolved = []
-    for img in images:
-        path = Path(img).expanduser()
-        path = path if path.is_absolute() else base / path
+    for n, img in enumerate(images):
+        path, outside = image_path(img, base, allow_outside=allow_outside_root)
+        if outside:
+            return None, f"images[{n}]: {outside}"
         if not path.is_file():
             return None, f"E705 image {img!r} not found (relative paths are read from {str(base)!r})"
         resolved.append(str(path))
@@ -382,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
                         ref_note["reference_error"] = ref_problems[rec.id]
             study, region_problem = None, None
             if region is not None:
-                study, region_problem = record_study(rec, base)
+                study, region_problem = record_study(rec, base, getattr(args, "allow_outside_root", False))
                 if region_problem:
                     region_problem = f"{rec.where}: {region_problem}"
             elif not images_ignored and rec.data.get("images", rec.data.get("image")):

@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default=None, help="a prompt template JSON (default: the packaged prompts/draft.json)")
     p.add_argument("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: bfloat16 on GPU, float32 on CPU)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read images outside the manifest's folder ('../', absolute paths, symlinks out)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints, task=args.task, max_length=args.max_length,
         target_modules=args.target_modules, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         eval_examples=args.eval_examples, max_new_tokens=args.max_new_tokens, template=args.template,
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, allow_outside_root=args.allow_outside_root,
     )
     result = train(cfg)
     def fmt(x: float | None) -> str:
