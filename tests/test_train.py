@@ -46,7 +46,7 @@ def test_bad_records_are_named_and_skipped(tiny_manifest, tmp_path):
     ]
     m = tmp_path / "m.jsonl"
     m.write_text("\n".join(rows[:2] + extra) + "\n")
-    data = read_manifest(m)
+    data = read_manifest(m, allow_outside_root=True)  # the images lie beside the tiny manifest, not under tmp_path
     assert [e.study.id for e in data.examples] == ["s0", "s1"]
     errs = {e["id"]: e["error"] for e in data.errors}
     assert set(errs) == {"line:3", "noreport", "noimage", "s1", "empty"}

@@ -9,8 +9,10 @@ an error record ``{"id": <id or "line:N">, "error": "<file:line: code problem>",
 atomically: a crash leaves the previous file untouched. Report text is never logged.
 
 Region evidence (``--region-model SPEC``): records may carry ``"images": [paths]`` and
-``"views": [...]`` (or one ``"view"`` for every image); relative paths are read from the
-reports file's folder. The region checker's verdicts (checker "region") join each claim's
+``"views": [...]`` (or one ``"view"`` for every image) and ``"mirrored"`` (true/false for
+every image, or one true/false/null per image: a PNG/JPEG displayed with the patient's
+right on the image's right; null: the DICOM header decides); relative paths are read from
+the reports file's folder and may not lead out of it unless ``--allow-outside-root``. The region checker's verdicts (checker "region") join each claim's
 ``verdicts`` with their numbers under ``evidence_meta``; ``summary.region`` says whether
 the study was checked (``checked``, ``no_images``, ``error``). A study whose images are
 missing, unreadable or badly given keeps its graph verdicts: every claim gets an
@@ -222,7 +224,16 @@ def record_study(rec: Record, base: Path, allow_outside_root: bool = False) -> t
         if not path.is_file():
             return None, f"E705 image {img!r} not found (relative paths are read from {str(base)!r})"
         resolved.append(str(path))
-    return Study(rec.id, images=tuple(resolved), views=tuple(views)), None
+    mirrored = data.get("mirrored")
+    if mirrored is not None:
+        if isinstance(mirrored, bool):
+            mirrored = [mirrored] * len(images)
+        if (not isinstance(mirrored, list) or len(mirrored) != len(images)
+                or not all(m is None or isinstance(m, bool) for m in mirrored)):
+            return None, (f"E140 'mirrored' must be true/false (all images) or a list of one true/false/null per image "
+                          f"({len(images)}), got {_short(mirrored)}")
+    meta = {"mirrored": tuple(mirrored)} if mirrored is not None else {}
+    return Study(rec.id, images=tuple(resolved), views=tuple(views), meta=meta), None
 
 
 def _short(value: Any, most: int = 60) -> str:
@@ -436,7 +447,8 @@ def run(args: argparse.Namespace) -> int:
         path = png_dir / png_name(rec.id, png_names, rec.line)
         verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
         try:
-            write_png(path, region.render_study(study.images, study.views, verdicts, title=rec.id))
+            write_png(path, region.render_study(study.images, study.views, verdicts, title=rec.id,
+                                                        mirrored=study.meta.get("mirrored")))
             out["region_png"] = str(path)
         except Exception as e:  # a failed picture must not lose the verdicts
             msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
@@ -448,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
     def draw_for_page(result: Any, study: Any, rec: Record) -> tuple[bytes | None, str | None]:
         verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
         try:
-            return region.render_study(study.images, study.views, verdicts, title=rec.id), None
+            return region.render_study(study.images, study.views, verdicts, title=rec.id,
+                                       mirrored=study.meta.get("mirrored")), None
         except Exception as e:  # the page says why there is no picture; the verdicts are kept
             msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
             return None, f"E708 the region map could not be drawn: {msg}"
