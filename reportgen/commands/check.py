@@ -347,7 +347,9 @@ def run(args: argparse.Namespace) -> int:
     def warn(msg: str) -> None:
         warnings.append(msg)
         if not args.quiet:
-            print(f"reportgen check: {msg}", file=err)
+            from reportgen.phi import scrub
+
+            print(f"reportgen check: {scrub(msg)}", file=err)
 
     refs: dict[str, str] = {}
     ref_problems: dict[str, str] = {}

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'calibration':12} cnr_threshold={c.cnr_threshold:.3f} side_margin={c.side_margin:.3f} "
                   f"absence_threshold={c.absence_threshold}")
         for s in res.skipped[:20]:
-            print(f"skipped: {s}", file=sys.stderr)
+            from reportgen.phi import scrub
+
+            print(f"skipped: {scrub(s)}", file=sys.stderr)
     if not res.losses:
         raise ReportgenError("E608", "training ran no step")
     return 0
