@@ -8,7 +8,10 @@ connection without answering), ("sleep", seconds) (then answer), ("http", status
 "malformed" (200 with a body that is not JSON), "truncate" (200, Content-Length of the
 whole body, half of it sent, connection closed), "wrong-model" (a completion that names
 another model) or "die" (the whole server goes away at once: in-flight connections are
-cut, the port closes). ``kill_after(n)`` dies after n completions. It records every
+cut, the port closes). ``kill_after(n)`` dies after n completions. With ``upstream=URL`` it
+is a fault proxy in front of a real server: "ok" forwards the request and returns the real
+answer, "wrong-model" and "truncate" mutate the real answer, the other faults are injected
+as they are. It records every
 request, the completions it sent and the peak number in flight.
 
 Run as a module it is a stand-in for ``python -m vllm.entrypoints.openai.api_server``
@@ -86,7 +89,10 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if not self._authorised():
             return
-        if self.path == "/health":
+        if fake.upstream is not None:
+            status, data = fake.forward("GET", self.path, None, self.headers.get("Authorization"))
+            self._send(status, None, raw=data)
+        elif self.path == "/health":
             self._send(200 if fake.healthy else 503, {})
         elif self.path == "/v1/models":
             data = [{"id": fake.base, "object": "model", "root": fake.base, "parent": None}]
@@ -142,19 +148,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, None, raw=b'{"id": "chatcmpl-fake", "choices": [{"message": <html>502 Bad Gateway')
                 return
             model = body.get("model")
-            if model != fake.base and model not in fake.adapters:
-                self._send(404, {"error": {"message": f"The model `{model}` does not exist."}})
-                return
-            report = report_for(sid, model)
-            answered = "other-model" if action == "wrong-model" else model
-            ids = [ord(c) for c in report]
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": report}, "finish_reason": "stop"}
-            if body.get("logprobs"):
-                choice["logprobs"] = {"content": [{"token": f"token_id:{i}", "logprob": 0.0} for i in ids]}
-            answer = {
-                "id": "chatcmpl-fake", "object": "chat.completion", "model": answered, "choices": [choice],
-                "usage": {"prompt_tokens": 10, "completion_tokens": len(ids), "total_tokens": 10 + len(ids)},
-            }
+            if fake.upstream is not None:  # a fault proxy: the real server answers, the fault mutates it
+                status, data = fake.forward("POST", self.path, body, self.headers.get("Authorization"))
+                if status != 200:
+                    self._send(status, None, raw=data)
+                    return
+                answer = json.loads(data)
+                if action == "wrong-model":
+                    answer["model"] = "other-model"
+            else:
+                if model != fake.base and model not in fake.adapters:
+                    self._send(404, {"error": {"message": f"The model `{model}` does not exist."}})
+                    return
+                report = report_for(sid, model)
+                answered = "other-model" if action == "wrong-model" else model
+                ids = [ord(c) for c in report]
+                choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": report}, "finish_reason": "stop"}
+                if body.get("logprobs"):
+                    choice["logprobs"] = {"content": [{"token": f"token_id:{i}", "logprob": 0.0} for i in ids]}
+                answer = {
+                    "id": "chatcmpl-fake", "object": "chat.completion", "model": answered, "choices": [choice],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": len(ids), "total_tokens": 10 + len(ids)},
+                }
             if action == "truncate":
                 self._send(200, answer, cut=True)
                 return
@@ -174,13 +189,17 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: "FakeOpenAI"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client that went away: quiet
+        pass
+
 
 class FakeOpenAI:
     """The fake server; ``with FakeOpenAI() as fake: fake.url``."""
 
     def __init__(self, base: str = "tiny-base", adapters: dict[str, str] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 api_key: str | None = None):
+                 api_key: str | None = None, upstream: str | None = None):
         self.base = base
+        self.upstream = upstream.rstrip("/") if upstream else None
         self.api_key = api_key
         self.unauthorised = 0
         self.adapters = dict(adapters if adapters is not None else {"cxr": "/adapters/cxr"})
@@ -210,6 +229,20 @@ class FakeOpenAI:
     def fail(self, study_id: str, *actions: Any) -> None:
         """The next requests for ``study_id`` do ``actions`` in turn, then succeed."""
         self.plan[study_id] = deque(actions)
+
+    def forward(self, method: str, path: str, body: Any, auth: str | None) -> tuple[int, bytes]:
+        """(status, body) of the same request to the upstream server (fault-proxy mode)."""
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", **({"Authorization": auth} if auth else {})}
+        req = urllib.request.Request(self.upstream + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=600) as r:  # noqa: S310 - loopback test server
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
 
     def kill_after(self, completions: int) -> None:
         """The server dies right after sending its ``completions``-th completion."""

@@ -198,6 +198,15 @@ def test_two_runs_at_once_do_not_interleave(data, tmp_path):
     assert all(fake.completed[f"s{i}"] == 1 for i in range(N)) and not lock.exists()
 
 
+def settle(fake, quiet_s: float = 0.3) -> None:
+    deadline = time.monotonic() + 10
+    seen, since = len(fake.requests), time.monotonic()
+    while time.monotonic() < deadline and (fake.inflight or time.monotonic() - since < quiet_s):
+        if len(fake.requests) != seen:
+            seen, since = len(fake.requests), time.monotonic()
+        time.sleep(0.02)
+
+
 # -- one kind of draft per output --------------------------------------------------------
 def test_a_rerun_with_another_adapter_task_or_template_refuses_unless_allow_mixed(data, patched, tmp_path, capsys):
     from reportgen.cli import main
@@ -216,6 +225,7 @@ def test_a_rerun_with_another_adapter_task_or_template_refuses_unless_allow_mixe
         err = capsys.readouterr().err
         assert "E903" in err and "adapter" in err and "--allow-mixed" in err
         assert out.read_text() == before
+        settle(fake)  # requests already in flight when the run stopped still arrive
         n = len(fake.requests)
         assert run("--task", "impression", spec=f"vllm:{fake.url}?model=cxr") == 1  # refused before any request
         assert "E903" in capsys.readouterr().err and len(fake.requests) == n
