@@ -199,7 +199,7 @@ def test_unreadable_images_are_skipped_and_training_goes_on(tiny_vlm_dir, tiny_m
     rows.append({"id": "junk", "images": [str(junk)], "report": "x"})
     m = tmp_path / "m.jsonl"
     m.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n")
-    result = train(cfg(m, tiny_vlm_dir, tmp_path / "run", max_steps=4))
+    result = train(cfg(m, tiny_vlm_dir, tmp_path / "run", max_steps=4, allow_outside_root=True))  # images beside the tiny manifest
     assert result.steps == 4 and result.skipped == 2
     skipped = json.loads((tmp_path / "run" / "reportgen_train.json").read_text())["data"]["skipped"]
     assert {s["id"] for s in skipped} == {"junk", "line:8"}
