@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 
 from reportgen.checkers.evidence import IMAGE, reference_evidence, self_evidence
 from reportgen.checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS
 from reportgen.protocols import CheckedClaim, Checker
 from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict
@@ -125,14 +125,16 @@ class ReportResult:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        """The output record of `reportgen check` (extend, never rename)."""
+        """The output record of `reportgen check` (extend, never rename); a failed report's
+        record carries its code as ``error_code`` beside ``error``."""
         described: dict[int, str] = {}
-        return {
+        record = {
             "id": self.id,
             "error": self.error,
             "claims": [c.to_dict(described) for c in self.claims],
             "summary": dict(self.summary),
         }
+        return with_error_code(record) if self.error else record
 
 
 def empty_summary(**extra: Any) -> dict[str, Any]:
@@ -224,7 +226,8 @@ class Pipeline:
         checking (e.g. a missing file): the region checker is not run; every claim gets an
         ``error`` verdict from it with this message (dropped in the combination, so the
         other checkers decide) and ``summary.region_error`` says it. The same happens when
-        the region checker raises.
+        the region checker raises. With a region checker, ``summary.region`` says whether the
+        study was checked (``checked``, ``no_images``, ``error``).
         """
         base = {"checkers": self.checker_names, "extractor": self.extractor}
         problem = _validate_text("report", report_text)
@@ -285,6 +288,8 @@ class Pipeline:
             results.append(r)
         summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
         summary.update(notes)
+        if self.region is not None:  # whether the study's images were checked
+            summary["region"] = "error" if "region_error" in notes else ("checked" if study is not None and study.images else "no_images")
         return ReportResult(id, read.report, tuple(results), None, summary)
 
     def check_many(self, items: Iterable[tuple[str, str, str | None]]) -> Iterator[ReportResult]:

@@ -37,7 +37,7 @@ class OutputLock:
 
     def acquire(self) -> "OutputLock":
         if fcntl is None:  # pragma: no cover
-            raise ReportgenError("E903", "output locking needs a POSIX system (fcntl)", fix="run on Linux or macOS")
+            raise ReportgenError("E902", "output locking needs a POSIX system (fcntl)", fix="run on Linux or macOS")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -116,7 +116,7 @@ def test_a_png_marked_mirrored_swaps_the_sides(lesion_maps, tmp_path):
 
 
 def test_check_records_carry_a_mirrored_flag(tmp_path):
-    from reportgen.commands.check import record_study
+    from reportgen.checkers.batch import record_study
     from reportgen.jsonl import Record
 
     (tmp_path / "a.png").write_bytes(b"png")

@@ -1,0 +1,50 @@
+"""One contract: the record a Python user builds (``reportgen.checkers.batch``) is the
+record `reportgen check` writes, and ``Pipeline.check().to_record()`` carries the region
+state the command reports."""
+
+from __future__ import annotations
+
+import json
+
+from reportgen.checkers.batch import RecordChecker, check_records, load_reference
+from reportgen.checkers.pipeline import Pipeline
+from reportgen.cli import main
+from reportgen.jsonl import read_jsonl
+from reportgen.types import Study
+from tests.test_check_cli import fake_read, read_out, write_jsonl  # noqa: F401  (fixture)
+from tests.test_pipeline import FakeRegion, fake_reader
+
+ROWS = [
+    {"id": "a", "report": "Right effusion. Normal chest.", "model": "m1"},
+    {"id": "b", "report": "No effusion.", "summary": "theirs"},
+    {"id": "a", "report": ""},
+    b"{not json\n",
+    {"id": "c", "report": "Left effusion."},
+]
+
+
+def test_python_batch_and_the_command_give_the_same_records(tmp_path, fake_read):
+    reports = write_jsonl(tmp_path / "r.jsonl", ROWS)
+    ref = write_jsonl(tmp_path / "ref.jsonl", [{"id": "a", "report": "Right effusion."}, {"id": "b", "report": ""}])
+    out = tmp_path / "out.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out), "--quiet"]) == 0
+    refs, problems = load_reference(str(ref), 200_000)
+    checker = RecordChecker(Pipeline(), references=refs, reference_problems=problems, base=tmp_path)
+    mine = [json.loads(json.dumps(c.record)) for c in checker.check_all(read_jsonl(reports, require=("id", "report"), text_fields=("report",)))]
+    assert mine == read_out(out)
+    counts = checker.counts
+    assert (counts.records, counts.errors, counts.seen, counts.missing_reference) == (5, 2, {"a", "b", "c"}, ["b", "c"])
+    assert counts.statuses["contradicted"] + counts.statuses["supported"] + counts.statuses["unsupported"] > 0
+    assert mine[1]["summary"]["reference"] == "invalid" and mine[4]["summary"]["reference"] == "missing"
+    assert mine[3]["error"].startswith(f"{reports}:4:")
+    assert list(check_records(Pipeline(), read_jsonl(reports, require=("id", "report"), text_fields=("report",)),
+                              references=refs, reference_problems=problems)) == mine
+
+
+def test_pipeline_record_says_the_region_state_itself():
+    p = Pipeline(reader=fake_reader, region=FakeRegion())
+    assert p.check("s", "Right effusion.", study=Study("s", images=("a.png",))).to_record()["summary"]["region"] == "checked"
+    assert p.check("s", "Right effusion.").to_record()["summary"]["region"] == "no_images"
+    errored = p.check("s", "Right effusion.", region_error="x.png missing").to_record()["summary"]
+    assert (errored["region"], errored["region_error"]) == ("error", "x.png missing")
+    assert "region" not in Pipeline(reader=fake_reader).check("s", "Right effusion.").to_record()["summary"]
