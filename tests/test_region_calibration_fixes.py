@@ -5,7 +5,6 @@ marked mirrored in the study record, and verdicts from random or uncalibrated we
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -23,7 +23,6 @@ from pathlib import Path
 
 def check(text: str) -> None:
     from reportgen.checkers.claims import split_claims, split_sections
-    from reportgen.checkers.graphs.rules import RulesExtractor
     from reportgen.checkers.read import read_report
 
     def span(s: int, e: int, what: str) -> None:
