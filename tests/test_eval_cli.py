@@ -44,9 +44,11 @@ def test_eval_pairs_json_html_and_listed_ids(files, capsys):
     assert "radgraph_complete" in table and "95% CI" in table
     m = json.loads(out.read_text())
     assert m["n_pairs"] == 2 and m["n_scored"] == 2
-    assert m["only_in_pred"] == ["pred-only"] and m["only_in_ref"] == ["ref-only"]
+    # An empty prediction is a failed draft (scored as a failure when it has a reference),
+    # no longer an input error; this one has no reference, so it is listed as pred-only.
+    assert m["only_in_pred"] == ["empty", "pred-only"] and m["only_in_ref"] == ["ref-only"]
     errs = {e["id"]: e["error"] for e in m["input_errors"]}
-    assert "E109" in errs["empty"] and "E103" in errs["line:5"]
+    assert "empty" not in errs and "E103" in errs["line:5"]
     rows = {r["id"]: r for r in m["per_study"]}
     same, flip = rows["same"], rows["flip"]
     # Identical reports: every similarity is perfect and nothing is flagged.
@@ -109,6 +111,9 @@ def test_eval_inject_mode(tmp_path, capsys):
     assert res["settings"]["reports"] == 40 and res["settings"]["seed"] == 3
     assert rows["negation_flip"]["errors"] > 0 and rows["negation_flip"]["recall"] > 0.5
     assert 0 <= rows["all"]["false_flag_rate"] < 0.5
+    # false flags on verbatim sentences with self-consistency on (issue 11 section 2): a column of its own
+    assert res["settings"]["convention"] == "chexpert"
+    assert all(0 <= r["false_flag_rate_self_check"] <= 0.01 for r in rows.values())
     lines = [json.loads(x) for x in bench.read_text().splitlines()]
     assert {x["run"] for x in lines} == {"laterality_swap", "negation_flip", "omitted_finding"} and len(lines) == 120
     inj = next(i for x in lines for i in x["injections"] if i["category"] == "negation_flip")

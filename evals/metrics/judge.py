@@ -73,21 +73,64 @@ class EntailmentPrompt:
 
 
 _JSON = re.compile(r"\{.*\}", re.S)
+_NO_STRUCTURED = re.compile(r"response_format|json_schema|guided|structured output|not supported|unsupported", re.I)
 
 
-def parse_decision(reply: Any) -> EntailmentDecision:
-    """A structured answer, an AIMessage or a string with one JSON object -> the decision."""
-    if isinstance(reply, EntailmentDecision):
+def _no_structured_output(exc: BaseException) -> bool:
+    """An error that says the server cannot do structured output (not a dead endpoint)."""
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (400, 422, 501):
+        return True
+    return bool(_NO_STRUCTURED.search(str(exc))) and not isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def parse_reply(reply: Any, schema: type[BaseModel]) -> Any:
+    """A structured answer, an AIMessage or a string with one JSON object -> a ``schema``
+    instance (ValueError / ValidationError when it is none). Shared with the LLM checker
+    (``reportgen.checkers.llm_checker``)."""
+    if isinstance(reply, schema):
         return reply
     if isinstance(reply, dict):
-        return EntailmentDecision.model_validate(reply)
+        return schema.model_validate(reply)
     text = getattr(reply, "content", reply)
     if not isinstance(text, str):
         raise ValueError(f"unexpected reply type {type(reply).__name__}")
     m = _JSON.search(text)
     if not m:
         raise ValueError("no JSON object in the reply")
-    return EntailmentDecision.model_validate(json.loads(m.group()))
+    return schema.model_validate(json.loads(m.group()))
+
+
+def parse_decision(reply: Any) -> EntailmentDecision:
+    """A structured answer, an AIMessage or a string with one JSON object -> the decision."""
+    return parse_reply(reply, EntailmentDecision)
+
+
+def structured_runnable(llm: Any, schema: type[BaseModel], structured: str) -> tuple[Any, bool]:
+    """(runnable, whether it gives structured output): ``llm.with_structured_output(schema,
+    method="json_schema")`` for ``auto``/``json_schema`` when the model offers it, else ``llm``
+    (replies parsed with ``parse_reply``)."""
+    if structured not in ("auto", "json_schema", "text"):
+        raise ReportgenError("E441", f"unknown structured mode {structured!r}", fix="use auto, json_schema or text")
+    if structured in ("auto", "json_schema"):
+        try:
+            return llm.with_structured_output(schema, method="json_schema"), True
+        except (AttributeError, NotImplementedError):
+            if structured == "json_schema":
+                raise ReportgenError("E442", "this chat model offers no structured output", fix="use structured='text'") from None
+    return llm, False
+
+
+def chat_model(base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0, max_retries: int = 2,
+               max_tokens: int = 512) -> Any:
+    """langchain's ChatOpenAI on an OpenAI-compatible server (vLLM: ``http://host:8000/v1``),
+    temperature 0; E443 without the judge extra."""
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen-cxr[judge]'") from None
+    return ChatOpenAI(base_url=base_url, model=model, temperature=0, api_key=api_key or "EMPTY",
+                      timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
 
 
 class LLMJudge:
@@ -96,19 +139,12 @@ class LLMJudge:
     name = "llm"
 
     def __init__(self, llm: Any, *, prompt: str = PROMPT, structured: str = "auto", max_concurrency: int = 4):
-        if structured not in ("auto", "json_schema", "text"):
-            raise ReportgenError("E441", f"unknown structured mode {structured!r}", fix="use auto, json_schema or text")
         self.prompt = EntailmentPrompt.load(prompt)
         self.max_concurrency = max_concurrency
-        self.runnable = llm
-        self.structured = False
-        if structured in ("auto", "json_schema"):
-            try:
-                self.runnable = llm.with_structured_output(EntailmentDecision, method="json_schema")
-                self.structured = True
-            except (AttributeError, NotImplementedError):
-                if structured == "json_schema":
-                    raise ReportgenError("E442", "this chat model offers no structured output", fix="use structured='text'") from None
+        self.llm = llm
+        self.mode = structured
+        self.fallback: str | None = None  # why "auto" fell back to plain text, when it did
+        self.runnable, self.structured = structured_runnable(llm, EntailmentDecision, structured)
 
     @classmethod
     def from_endpoint(cls, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
@@ -117,12 +153,7 @@ class LLMJudge:
 
         The schema bounds the answer (at most 32 evidence numbers, a reason of at most 400
         characters), so guided decoding always ends well inside ``max_tokens``."""
-        try:
-            from langchain_openai import ChatOpenAI
-        except ImportError:
-            raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen-cxr[judge]'") from None
-        llm = ChatOpenAI(base_url=base_url, model=model, temperature=0, api_key=api_key or "EMPTY",
-                         timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
+        llm = chat_model(base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
         return cls(llm, **kwargs)
 
     def judge(self, hypotheses: Sequence[str], premises: Sequence[str]) -> list[Judged]:
@@ -136,11 +167,32 @@ class LLMJudge:
             for h in hyps:
                 inputs.append(self.prompt.messages(h, prem))
                 where.append((k, len(prem)))
-        replies = self.runnable.batch(inputs, config={"max_concurrency": self.max_concurrency}, return_exceptions=True) if inputs else []
+        replies = self._batch(inputs)
         out: list[list[Judged]] = [[] for _ in pairs]
         for (k, n_prem), reply in zip(where, replies):
             out[k].append(self._to_judged(reply, n_prem))
         return out
+
+    def _batch(self, inputs: list) -> list:
+        """Replies (or exceptions) for ``inputs``. In ``auto`` mode, when the server refuses
+        structured output (an HTTP 400/422/501 answer, or a message about response_format /
+        json_schema / guided decoding), the judge falls back to plain-text parsing for those
+        inputs and every later call (``fallback`` says why)."""
+        if not inputs:
+            return []
+        replies = self.runnable.batch(inputs, config={"max_concurrency": self.max_concurrency}, return_exceptions=True)
+        if not (self.structured and self.mode == "auto"):
+            return replies
+        refused = [i for i, r in enumerate(replies) if isinstance(r, BaseException) and _no_structured_output(r)]
+        if not refused:
+            return replies
+        first = replies[refused[0]]
+        self.fallback = f"structured output refused ({type(first).__name__}: {str(first).splitlines()[0][:200]}); plain-text parsing used"
+        self.runnable, self.structured = self.llm, False
+        again = self.runnable.batch([inputs[i] for i in refused], config={"max_concurrency": self.max_concurrency}, return_exceptions=True)
+        for i, r in zip(refused, again):
+            replies[i] = r
+        return replies
 
     @staticmethod
     def _to_judged(reply: Any, n_premises: int) -> Judged:
