@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-STATUSES = ("contradicted", "unsupported", "uncertain", "supported", "error")
-FLAGGED = ("contradicted", "unsupported")
+from reportgen.types import FLAGGED, STATUS_ORDER
+
+STATUSES = (*STATUS_ORDER, "error")  # worst first
 COLOURS = {
     "contradicted": "#b00020", "unsupported": "#d35400", "uncertain": "#8a6d00",
     "supported": "#2e7d32", "error": "#6a1b9a",

@@ -26,6 +26,7 @@ from reportgen.evals.metrics.radfact import Judged, RadFactScore, aggregate, jud
 from reportgen.evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
 from reportgen.evals.metrics.temporal import temporal_entities, temporal_f1
 from reportgen.evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_all, sentence_bleu4
+from reportgen.types import FLAGGED
 
 STAGES = ("read", "check", "radgraph", "chexpert", "green", "radfact", "hallucination", "temporal", "bleu", "rouge",
           "bootstrap")
@@ -349,7 +350,7 @@ class Suite:
                 claims = () if failed else fwd.claims
                 h = hallucination_rate(c.status for c in claims)
                 flagged = tuple({"text": c.claim.text, "start": c.claim.start, "end": c.claim.end, "status": c.status,
-                                 "reasons": list(c.reasons[:2])} for c in claims if c.status in ("contradicted", "unsupported"))
+                                 "reasons": list(c.reasons[:2])} for c in claims if c.status in FLAGGED)
             with self._timed("temporal"):
                 tf = 0.0 if failed else temporal_f1(
                     self._memo("temporal", pred_text, lambda: temporal_entities(pred_text, (e.text for c in rp.claims for e in c.graph.entities))),

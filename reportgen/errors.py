@@ -80,6 +80,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E003", "a study has no id or its id is not a non-empty string", "give every study a non-empty string 'id'"),
     _E("E004", "a study gives a different number of views than images", "give one view per image, or no views"),
     _E("E005", "an entity graph is inconsistent: repeated entity ids, or a relation naming an unknown entity", "give entities unique ids and let relations name only those ids"),
+    _E("E006", "an unknown claim splitter name, or an object that is not a ClaimSplitter (no split(report))", "use one of the splitters the message lists (rules), or an object with split(report, include_context=...)"),
     _E("E020", "a reference id has no usable report: the report line that carried it is an error record, e.g. malformed JSON (warning)", "fix the report line the message names (its own error record says what is wrong)"),
     # E1xx: input files (JSONL reading: reportgen.jsonl)
     _E("E101", "an input file does not exist", "check the path"),
@@ -125,6 +126,10 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E313", "a checker failed on a report (a bug or a broken backend): its verdicts are 'error'", "see the exception in the message; report it if it is a bug"),
     _E("E320", "the region checker failed on a study: the graph verdicts are kept", "see the exception in the message (unreadable image, model problem)"),
     _E("E330", "the checking rules file (checkers/data/checking.json or a replacement) is invalid", "fix the file or use the packaged checkers/data/checking.json"),
+    _E("E340", "importing open_clip for the region checker failed inside an installed package (the message names it, e.g. torchvision whose compiled ops do not match torch); the model spec was not read yet", "install builds that match torch (CPU torch: torchvision from the PyTorch CPU index); the repository's dev environment installs scripts/torchvision_cpu_shim.py"),
+    _E("E341", "--workers (several processes) was given with --region-model or an LLM checker: not supported yet", "leave out --workers when checking with region evidence or --checkers llm/cascade"),
+    _E("E342", "a pipeline given as objects (a reader, checker, claim splitter or region checker) cannot be rebuilt in a worker process", "check in one process (workers=1), or build the pipeline from names"),
+    _E("E343", "--workers is below 1", "give --workers 1 or more"),
     _E("E350", "an unknown convention for findings the reference never mentions", "use chexpert (silence means absent) or radfact (silence is not entailment)"),
     _E("E399", "checking one record failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
     # E4xx: metrics and `reportgen eval`

@@ -120,6 +120,23 @@ def test_eval_inject_mode(tmp_path, capsys):
     assert inj["text"] and inj["start"] < inj["end"]
 
 
+def test_eval_grounded_mode_on_the_hand_written_examples(test_data, tmp_path):
+    out = tmp_path / "g.json"
+    assert main(["eval", "--grounded", str(test_data / "grounded_examples.json"), "--out", str(out), "-q"]) == 0
+    res = json.loads(out.read_text())
+    rows = {r["id"]: r for r in res["per_example"]}
+    assert res["n_examples"] == 4 and list(rows) == ["hand-1", "hand-2", "hand-3", "hand-4"]
+    # hand-1 and hand-4 say only what their targets say; hand-2 says cardiomegaly where the
+    # heart is normal, hand-3 a pneumothorax that is absent: half of each is wrong, and the
+    # target's sentence that it contradicts is not entailed either
+    assert [r["logical_precision"] for r in rows.values()] == [1.0, 0.5, 0.5, 1.0]
+    assert rows["hand-2"]["logical_recall"] == rows["hand-3"]["logical_recall"] == 0.5
+    # boxes: the wrong sentences' boxes are not spatially supported; no boxes -> None
+    assert rows["hand-2"]["spatial_precision"] == 0.5 and rows["hand-4"]["spatial_precision"] is None
+    assert rows["hand-1"]["grounding_precision"] == 1.0 and rows["hand-4"]["grounding_precision"] is None
+    assert res["corpus"]["logical_precision"] == 0.75 and res["corpus"]["n_candidate_phrases_with_boxes"] == 1.25
+
+
 def test_eval_grounded_mode(shared_data, tmp_path, capsys):
     out = tmp_path / "g.json"
     src = shared_data / "radfact" / "grounded_reporting_examples.json"

@@ -64,7 +64,7 @@ def _image_key(image: Any) -> Any:
     return str(Path(image).resolve()) if isinstance(image, (str, Path)) else id(image)
 
 
-def _default_reader() -> Callable[[str], Sequence[Any]]:
+def default_reader() -> Callable[[str], Sequence[Any]]:
     try:
         from reportgen.checkers.read import read_report  # type: ignore[import-not-found]
     except ImportError:
@@ -83,7 +83,7 @@ def calibrate(
     from reportgen.jsonl import read_jsonl
 
     rc = checker if isinstance(checker, RegionChecker) else RegionChecker(checker, calibration=base or Calibration())
-    reader = reader or _default_reader()
+    reader = reader or default_reader()
     base = base or rc.calibration
     if isinstance(labels, (str, Path)):
         root = Path(labels).resolve().parent

@@ -38,12 +38,11 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
-from reportgen.types import Finding
+from reportgen.types import FLAGGED, Finding
 
 DATA_PATH = Path(__file__).resolve().parents[1] / "data" / "green.json"
 
 GREEN_CATEGORIES = ("false_finding", "missed_finding", "wrong_location", "wrong_severity", "false_comparison", "missed_comparison")
-FLAGGED = ("unsupported", "contradicted")
 
 
 @dataclass(frozen=True)
