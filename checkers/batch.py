@@ -100,11 +100,15 @@ def error_record(rec: Record, extra_summary: Mapping[str, Any] | None = None) ->
     return passthrough(out, rec.data)
 
 
-def record_study(rec: Record, base: Path) -> tuple[Study | None, str | None]:
-    """(Study or None, problem or None) from a record's ``images`` and ``views``/``view``.
+def record_study(rec: Record, base: Path, allow_outside_root: bool = False) -> tuple[Study | None, str | None]:
+    """(Study or None, problem or None) from a record's ``images``, ``views``/``view`` and
+    ``mirrored`` (true/false for every image, or one true/false/null per image).
 
     No ``images`` (or an empty list): (None, None), the record is checked without images.
-    Relative paths are read from ``base`` (the reports file's folder)."""
+    Relative paths are read from ``base`` (the reports file's folder); paths leading out of
+    it are refused (E904) unless ``allow_outside_root``."""
+    from reportgen.paths import image_path
+
     data = rec.data or {}
     images = data.get("images", data.get("image"))
     if images is None or images == []:
@@ -128,13 +132,23 @@ def record_study(rec: Record, base: Path) -> tuple[Study | None, str | None]:
     else:
         views = []
     resolved = []
-    for img in images:
-        path = Path(img).expanduser()
-        path = path if path.is_absolute() else base / path
+    for n, img in enumerate(images):
+        path, outside = image_path(img, base, allow_outside=allow_outside_root)
+        if outside:
+            return None, f"images[{n}]: {outside}"
         if not path.is_file():
             return None, f"E705 image {img!r} not found (relative paths are read from {str(base)!r})"
         resolved.append(str(path))
-    return Study(rec.id, images=tuple(resolved), views=tuple(views)), None
+    mirrored = data.get("mirrored")
+    if mirrored is not None:
+        if isinstance(mirrored, bool):
+            mirrored = [mirrored] * len(images)
+        if (not isinstance(mirrored, list) or len(mirrored) != len(images)
+                or not all(m is None or isinstance(m, bool) for m in mirrored)):
+            return None, (f"E140 'mirrored' must be true/false (all images) or a list of one true/false/null per image "
+                          f"({len(images)}), got {_short(mirrored)}")
+    meta = {"mirrored": tuple(mirrored)} if mirrored is not None else {}
+    return Study(rec.id, images=tuple(resolved), views=tuple(views), meta=meta), None
 
 
 def _short(value: Any, most: int = 60) -> str:
@@ -200,12 +214,14 @@ class RecordChecker:
     reference lines (``load_reference``); None: no reference given (self-consistency
     only). ``base``: the folder relative image paths are read from. ``png_dir``: write a
     region map PNG per checked study there (needs the pipeline's region checker).
-    ``warn``: where warnings naming records go (never report text)."""
+    ``warn``: where warnings naming records go (never report text). ``allow_outside_root``:
+    read images outside ``base`` too (``--allow-outside-root``)."""
 
     def __init__(self, pipeline: Any, *, references: Mapping[str, str] | None = None,
                  reference_problems: Mapping[str, str] | None = None, base: str | Path = ".",
-                 png_dir: str | Path | None = None, warn: Warn = _no_warning):
+                 png_dir: str | Path | None = None, warn: Warn = _no_warning, allow_outside_root: bool = False):
         self.pipeline = pipeline
+        self.allow_outside_root = allow_outside_root
         self.region = pipeline.region
         self.references = references
         self.reference_problems = reference_problems or {}
@@ -264,7 +280,7 @@ class RecordChecker:
                     ref_note["reference_error"] = self.reference_problems[rec.id]
         study, region_problem = None, None
         if self.region is not None:
-            study, region_problem = record_study(rec, self.base)
+            study, region_problem = record_study(rec, self.base, self.allow_outside_root)
             if region_problem:
                 region_problem = f"{rec.where}: {region_problem}"
         elif not counts.images_ignored and rec.data.get("images", rec.data.get("image")):
@@ -345,7 +361,7 @@ class RecordChecker:
         """The study's region map (image, map of each flagged claim) as PNG bytes."""
         region = self.region
         verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
-        return region.render_study(study.images, study.views, verdicts, title=title)
+        return region.render_study(study.images, study.views, verdicts, title=title, mirrored=study.meta.get("mirrored"))
 
 
 @dataclass(frozen=True, slots=True)

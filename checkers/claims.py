@@ -254,7 +254,23 @@ def _fast_ends(seg: str) -> list[int] | None:
     return ends
 
 
+# spaCy's tokenizer takes time quadratic in the length of a run without whitespace (it
+# peels one prefix/suffix off at a time): 10,000 punctuation marks in a row took minutes.
+# Runs longer than this are cut by a space every MAX_TOKEN_CHARS characters in the copy
+# that spaCy sees (same length, so its offsets hold for the text); no report word is as long.
+MAX_TOKEN_CHARS = 64
+_LONG_RUN = re.compile(r"\S{%d,}" % (MAX_TOKEN_CHARS + 1))
+
+
+def _break_run(m: re.Match) -> str:
+    run = list(m.group())
+    run[MAX_TOKEN_CHARS - 1 :: MAX_TOKEN_CHARS] = " " * len(run[MAX_TOKEN_CHARS - 1 :: MAX_TOKEN_CHARS])
+    return "".join(run)
+
+
 def _spacy_ends(seg: str) -> list[int]:
+    if len(seg) > MAX_TOKEN_CHARS:
+        seg = _LONG_RUN.sub(_break_run, seg)
     doc = _sentencizer()(nlp().tokenizer(seg))
     return [sent.end_char for sent in doc.sents]
 
@@ -283,7 +299,35 @@ def _sentences_rel(text: str) -> tuple[tuple[int, int], ...]:
                     else:
                         out.append((x, y))
                 pos = end
+    if any(y - x > MAX_SENTENCE_CHARS for x, y in out):
+        out = [piece for x, y in out for piece in _cut_long(text, x, y)]
     return tuple(out)
+
+
+# A radiology sentence is a few hundred characters at most (the longest of the 3,955 IU
+# reports: 274). Claim and graph analysis of one sentence grows faster than its length
+# (coordinations, claim subgraphs), so a run-on "sentence" of hostile or broken input (a
+# 1 MB line without a full stop) is cut into pieces of at most this many characters, at
+# the last comma, semicolon or space before the limit: time stays linear in the input.
+MAX_SENTENCE_CHARS = 1000
+
+
+def _cut_long(text: str, x: int, y: int) -> list[tuple[int, int]]:
+    out = []
+    while y - x > MAX_SENTENCE_CHARS:
+        limit = x + MAX_SENTENCE_CHARS
+        cut = max(text.rfind(",", x, limit), text.rfind(";", x, limit))
+        if cut <= x:
+            cut = max(text.rfind(" ", x, limit), text.rfind("\n", x, limit))
+        cut = cut + 1 if cut > x else limit
+        a, b = _strip(text, x, cut)
+        if b > a and any(map(str.isalnum, text[a:b])):
+            out.append((a, b))
+        x = cut
+    a, b = _strip(text, x, y)
+    if b > a and any(map(str.isalnum, text[a:b])):
+        out.append((a, b))
+    return out
 
 
 _LEVEL_OR_UNIT_END = re.compile(r"(?:\b[CTL]\d{1,2}|\d\s?(?:cm|mm))\.$")

@@ -339,7 +339,9 @@ class Pipeline:
 
     def _run_region(self, study: Study, claims: Sequence[CheckedClaim]) -> list[Verdict | None]:
         try:
-            return _align(claims, self.region.check_images(study.images, study.views, claims))  # type: ignore[union-attr]
+            flags = (study.meta or {}).get("mirrored")
+            kw = {"mirrored": flags} if flags else {}
+            return _align(claims, self.region.check_images(study.images, study.views, claims, **kw))  # type: ignore[union-attr]
         except Exception as e:
             msg = str(e) if isinstance(e, ReportgenError) else f"E320 region checker failed: {type(e).__name__}: {e}"
             return self._region_errors(claims, msg)

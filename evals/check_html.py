@@ -39,6 +39,12 @@ REGION_META = (("zone", "claimed zone"), ("cnr", "CNR"), ("best_zone", "best zon
                ("mirror_zone", "mirror zone"), ("mirror_cnr", "mirror CNR"), ("threshold", "threshold"),
                ("calibrated", "calibrated"), ("view", "view"), ("query", "query"), ("zones", "zones from"))
 
+# Every page shows the reports it checked: it is patient data wherever it is saved or sent.
+PHI_BANNER = (
+    "<p class='phi' role='note'><b>Contains report text (patient data).</b> This page quotes the checked "
+    "reports and their claims; store and share it as you would the reports themselves.</p>"
+)
+
 CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}"
@@ -47,6 +53,7 @@ CSS = (
     + ".claim-flagged{background:#fff4f0}.reasons{margin:2px 0 2px 1em;padding-left:1em;font-size:12px;color:#333}"
     ".basis{font-size:11px;color:#444;font-family:monospace}.checker{font-size:12px;margin-top:3px}.meta{font-size:11px;color:#555}"
     ".note{background:#fff8e1;border:1px solid #f0c36d;padding:4px 8px;font-size:13px}"
+    ".phi{background:#fdecea;border:1px solid #e57373;padding:6px 10px;font-size:14px}"
     ".err{color:#b00020}section.study{border-top:2px solid #ddd;margin-top:1.5em;padding-top:.5em}"
     "img.region{max-width:100%;border:1px solid #ccc}"
 )
@@ -233,6 +240,7 @@ class CheckPage:
             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
             f"<title>{_e(self.title)}</title><style>{CSS}</style></head><body>",
             f"<h1>{_e(self.title)}</h1>",
+            PHI_BANNER,
             self._summary(),
             _legend(),
             self._index(),

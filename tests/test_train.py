@@ -46,7 +46,7 @@ def test_bad_records_are_named_and_skipped(tiny_manifest, tmp_path):
     ]
     m = tmp_path / "m.jsonl"
     m.write_text("\n".join(rows[:2] + extra) + "\n")
-    data = read_manifest(m)
+    data = read_manifest(m, allow_outside_root=True)  # the images lie beside the tiny manifest, not under tmp_path
     assert [e.study.id for e in data.examples] == ["s0", "s1"]
     errs = {e["id"]: e["error"] for e in data.errors}
     assert set(errs) == {"line:3", "noreport", "noimage", "s1", "empty"}
@@ -207,12 +207,12 @@ def test_unreadable_images_are_skipped_and_training_goes_on(tiny_vlm_dir, tiny_m
     m.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n")
     # 2 of 8 records skipped (25%): above the default 5% share, training refuses (bug 1) ...
     with pytest.raises(ReportgenError) as e:
-        train(cfg(m, tiny_vlm_dir, tmp_path / "refused", max_steps=4))
+        train(cfg(m, tiny_vlm_dir, tmp_path / "refused", max_steps=4, allow_outside_root=True))
     assert e.value.code == "E581" and "2 of 8" in str(e.value)
     assert "1 E103 malformed JSON" in str(e.value) and "1 E501 image unreadable" in str(e.value)
     assert not (tmp_path / "refused" / "adapter_model.safetensors").exists()
     # ... and goes on when that share is accepted.
-    result = train(cfg(m, tiny_vlm_dir, tmp_path / "run", max_steps=4, max_skipped_share=0.3))
+    result = train(cfg(m, tiny_vlm_dir, tmp_path / "run", max_steps=4, max_skipped_share=0.3, allow_outside_root=True))  # images beside the tiny manifest
     assert result.steps == 4 and result.skipped == 2
     data = json.loads((tmp_path / "run" / "reportgen_train.json").read_text())["data"]
     skipped = data["skipped"]

@@ -149,10 +149,30 @@ def sentence_spans(text: str):
     for m in re.finditer(r"(?<!\d)[.!?](?=\s|$)|\n\s*\n", text):
         end = m.end()
         if text[start:end].strip():
-            yield (start, end)
+            yield from _bounded(text, start, end)
         start = end
     if text[start:].strip() or start == 0:
-        yield (start, len(text))
+        yield from _bounded(text, start, len(text), start == 0)
+
+
+# As in the claim splitter (checkers/claims.py MAX_SENTENCE_CHARS): the analysis of one
+# sentence grows faster than its length, so a run-on span of hostile input is cut into
+# pieces of at most this many characters (at the last comma, semicolon or space).
+MAX_SPAN_CHARS = 1000
+
+
+def _bounded(text: str, start: int, end: int, keep_empty: bool = False):
+    while end - start > MAX_SPAN_CHARS:
+        limit = start + MAX_SPAN_CHARS
+        cut = max(text.rfind(",", start, limit), text.rfind(";", start, limit))
+        if cut <= start:
+            cut = text.rfind(" ", start, limit)
+        cut = cut + 1 if cut > start else limit
+        if text[start:cut].strip():
+            yield (start, cut)
+        start = cut
+    if text[start:end].strip() or keep_empty:
+        yield (start, end)
 
 
 def merge_graphs(graphs: Sequence[EntityGraph]) -> EntityGraph:

@@ -117,15 +117,17 @@ class RegionChecker:
             return torch.zeros((0, 1))
         return torch.stack([found[t] for t in texts])
 
-    def encode_image(self, image: Any, view: str | None = None) -> EncodedImage:
+    def encode_image(self, image: Any, view: str | None = None, mirrored: bool | None = None) -> EncodedImage:
         """Encode one image (path, RadiographImage or (H, W) array in 0..1), cached by
-        path + mtime + size. ``view`` from the manifest wins over the file's DICOM view."""
+        path + mtime + size. ``view`` from the manifest wins over the file's DICOM view;
+        ``mirrored`` (True/False, from the study record) wins over the DICOM orientation,
+        and is the only way to mark a PNG/JPEG as mirrored (None: the file decides)."""
         key = None
         if isinstance(image, (str, os.PathLike)):
             p = Path(image)
             try:
                 st = p.stat()
-                key = (str(p.resolve()), st.st_mtime_ns, st.st_size, normalise_view(view))
+                key = (str(p.resolve()), st.st_mtime_ns, st.st_size, normalise_view(view), mirrored)
             except OSError:
                 key = None
             if key is not None and key in self._image_cache:
@@ -139,6 +141,8 @@ class RegionChecker:
             if arr.ndim != 2:
                 raise ReportgenError("E603", f"image array has shape {arr.shape}, expected (H, W) grey pixels in 0..1")
             rad = RadiographImage(arr, "<array>")
+        if mirrored is not None and bool(mirrored) != rad.mirrored:
+            rad = RadiographImage(rad.pixels, rad.path, rad.view, bool(mirrored))
         v = normalise_view(view) or rad.view
         lungs, note = self._lungs(rad, v)
         zones = self.atlas.zone_set(v, shape=(self.grid, self.grid), mirrored=rad.mirrored, lungs=lungs)
@@ -191,6 +195,7 @@ class RegionChecker:
 
     def check_images(
         self, images: Sequence[Any], views: Sequence[str | None], claims: Sequence[CheckedClaim],
+        mirrored: Sequence[bool | None] | None = None,
     ) -> list[Verdict]:
         """Verdicts (checker "region") for the claims of one study with ``images``.
 
@@ -198,7 +203,10 @@ class RegionChecker:
         normal-statement findings are left to the other checkers (``zones.json``
         ``not_localised_*``). Positive and hedged findings are judged
         on the primary image; negative findings only when the calibration has an absence
-        threshold, else an "uncertain" verdict marked ``checkable: False``.
+        threshold, else an "uncertain" verdict marked ``checkable: False``. ``mirrored``:
+        one True/False/None per image (the study record's flag; None: the file decides).
+        Verdicts of a model with random weights, or with uncalibrated thresholds, say so in
+        their reasons.
         """
         if not images:
             return []
@@ -206,7 +214,7 @@ class RegionChecker:
         if not todo:
             return []
         idx, vs = self._primary(images, views)
-        enc = self.encode_image(images[idx], vs[idx])
+        enc = self.encode_image(images[idx], vs[idx], _flag(mirrored, idx, len(images)))
         queries = [self._query(cc, f) for cc, f in todo]
         uniq = list(dict.fromkeys(queries))
         maps = self.similarity_maps(enc, uniq)
@@ -226,9 +234,20 @@ class RegionChecker:
                 reasons = reasons + ("view unknown: the image was assumed frontal (PA/AP)",)
             if enc.zones_note.startswith("atlas ("):
                 reasons = reasons + (f"zones from the atlas: the {self.segmenter_name} segmenter found no plausible lungs",)
+            reasons = reasons + self._caveats()
             evidence = tuple(self._evidence(enc, f, q, j, idx, images) for f, q, j in items)
             out.append(Verdict(cc.claim, status, reasons, evidence, self.name, score))
         return out
+
+    def _caveats(self) -> tuple[str, ...]:
+        """What makes every verdict of this checker weak evidence, said in its reasons."""
+        out = []
+        if getattr(self.backend, "random_weights", False):
+            out.append(f"region model {self.backend.spec!r} has RANDOM weights (no pretrained tag or weights file): "
+                       "this verdict carries no image evidence")
+        if not self.calibration.calibrated:
+            out.append("region thresholds are uncalibrated defaults (no reportgen_region.json fitted on labelled claims)")
+        return tuple(out)
 
     def _evidence(self, enc: EncodedImage, f: Finding, q: str, j: Judgement, idx: int, images) -> EvidenceItem:
         meta = dict(j.meta)
@@ -244,33 +263,36 @@ class RegionChecker:
 
     def check(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
         """Checker protocol: images come as evidence items with source "image" and
-        ``meta={"image": path, "view": "PA"}``; without them there is nothing to check."""
+        ``meta={"image": path, "view": "PA", "mirrored": bool?}``; without them there is nothing to check."""
         imgs = [e for e in evidence if e.source == "image" and e.meta.get("image")]
         if not imgs:
             return []
-        return self.check_images([e.meta["image"] for e in imgs], [e.meta.get("view") for e in imgs], claims)
+        return self.check_images([e.meta["image"] for e in imgs], [e.meta.get("view") for e in imgs], claims,
+                                 [e.meta.get("mirrored") for e in imgs])
 
     # ---- visuals -------------------------------------------------------------------------
     def render_study(
         self, images: Sequence[Any], views: Sequence[str | None], verdicts: Sequence[Verdict], *,
         flagged_only: bool = True, out: str | Path | None = None, title: str | None = None,
+        mirrored: Sequence[bool | None] | None = None,
     ) -> bytes:
         """``render`` on the image ``check_images`` judges for this study (the first
         frontal one): the PNG of a study, as ``reportgen check --region-png-dir`` writes it."""
         if not images:
             raise ReportgenError("E603", "no image to render", fix="give the study's images")
         idx, vs = self._primary(images, views)
-        return self.render(images[idx], vs[idx], verdicts, flagged_only=flagged_only, out=out, title=title)
+        return self.render(images[idx], vs[idx], verdicts, flagged_only=flagged_only, out=out, title=title,
+                           mirrored=_flag(mirrored, idx, len(images)))
 
     def render(
         self, image: Any, view: str | None, verdicts: Sequence[Verdict], *, flagged_only: bool = True,
-        out: str | Path | None = None, title: str | None = None,
+        out: str | Path | None = None, title: str | None = None, mirrored: bool | None = None,
     ) -> bytes:
         """PNG of the image with the similarity map of each (flagged) verdict and its claimed
         zone outlined. Returns the PNG bytes (also written to ``out`` when given)."""
         from reportgen.checkers.region.visuals import Panel, render_panels
 
-        enc = self.encode_image(image, view)
+        enc = self.encode_image(image, view, mirrored)
         panels = []
         for v in verdicts:
             if v.checker != self.name or (flagged_only and v.status not in FLAGGED):
@@ -288,3 +310,14 @@ class RegionChecker:
                 panels.append(Panel(m, zone, best, caption, zone_label=claimed, best_label=best_name))
         marker = None if enc.zones.kind == "lateral" else ("right" if enc.mirrored else "left")
         return render_panels(enc.pixels, panels, out=out, title=title, right_marker=marker)
+
+
+def _flag(mirrored: Sequence[bool | None] | None, idx: int, n: int) -> bool | None:
+    """The study record's mirrored flag of image ``idx`` (None: not given)."""
+    if not mirrored:
+        return None
+    if len(mirrored) != n:
+        raise ReportgenError("E140", f"{len(mirrored)} mirrored flags for {n} images",
+                             fix="give one true/false/null per image in 'mirrored', or one true/false for all")
+    value = mirrored[idx]
+    return None if value is None else bool(value)

@@ -152,6 +152,12 @@ class ClipBackend:
 
     # ---- loading ---------------------------------------------------------------------
     @property
+    def random_weights(self) -> bool:
+        """True when the weights are open_clip's random initialisation (a built-in name or a
+        config file without a pretrained tag or weights file): its evidence means nothing."""
+        return self.kind in ("builtin", "config-file") and not self.pretrained
+
+    @property
     def local_dir(self) -> Path | None:
         return Path(self.ident) if self.kind == "local-dir" else None
 

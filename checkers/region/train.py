@@ -79,9 +79,11 @@ def split_sentences(text: str) -> list[str]:
     return [t for t in (c.claim.text.strip() for c in read_report(text).claims) if t]
 
 
-def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
-    """Pairs from a manifest, and the skipped lines (``file:line: problem``)."""
+def read_pairs(manifest: str | Path, allow_outside_root: bool = False) -> tuple[list[Pair], list[str]]:
+    """Pairs from a manifest, and the skipped lines (``file:line: problem``). Images outside
+    the manifest's folder are skipped (E904) unless ``allow_outside_root``."""
     from reportgen.jsonl import read_jsonl
+    from reportgen.paths import image_path
 
     base = Path(manifest).resolve().parent
     pairs: list[Pair] = []
@@ -113,10 +115,12 @@ def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
         from reportgen.checkers.region.zones import normalise_view
 
         k = next((i for i, v in enumerate(views) if normalise_view(v) in ("PA", "AP")), 0)
-        path = Path(imgs[k])
-        path = path if path.is_absolute() else base / path
+        path, outside = image_path(imgs[k], base, allow_outside=allow_outside_root)
+        if outside:
+            skipped.append(f"{rec.where}: {outside}")
+            continue
         if not path.is_file():
-            skipped.append(f"{rec.where}: image {path} not found")
+            skipped.append(f"{rec.where}: image {k} of the record not found")
             continue
         group = d.get("study", d.get("id"))
         group = str(group) if group is not None else None
@@ -202,7 +206,7 @@ def train_clip(
     weight_decay: float = 0.01, augment: Callable[[np.ndarray, Pair, np.random.Generator], tuple[np.ndarray, str]] | None = None,
     calibrate_labels: str | Path | None = None, progress: Callable[[int, float], None] | None = None,
     dense_weight: float = 0.0, group_by: Callable[[Pair], Hashable] | str | None = None, warmup: int = 0,
-    schedule: str = "constant",
+    schedule: str = "constant", allow_outside_root: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` on ``pairs`` (or a manifest path) and save a local-dir checkpoint.
 
@@ -221,7 +225,7 @@ def train_clip(
     source = None
     if isinstance(pairs, (str, Path)):
         source = str(pairs)
-        pairs, skipped = read_pairs(pairs)
+        pairs, skipped = read_pairs(pairs, allow_outside_root)
         for s in skipped:
             log.warning("train-clip: skipped %s", s)
     pairs = list(pairs)

@@ -25,7 +25,8 @@ INPUT = "input"  # the study itself is bad (missing or unreadable image, bad rec
 REQUEST = "request"  # the backend refused the request (HTTP 4xx, prompt too long, ...)
 UNAVAILABLE = "unavailable"  # connection refused/reset, timeout, HTTP 5xx after retries
 BACKEND = "backend"  # any other failure inside the backend
-TRANSIENT_KINDS = frozenset({UNAVAILABLE})
+BAD_RESPONSE = "bad_response"  # the server answered something else than a completion of the model asked for
+TRANSIENT_KINDS = frozenset({UNAVAILABLE, BAD_RESPONSE})
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,6 @@ def iter_results(drafter: object, studies: Iterable[Study], *, batch_size: int |
 
 
 __all__ = [
-    "BACKEND", "DraftResult", "INPUT", "REQUEST", "TRANSIENT_KINDS", "UNAVAILABLE",
+    "BACKEND", "BAD_RESPONSE", "DraftResult", "INPUT", "REQUEST", "TRANSIENT_KINDS", "UNAVAILABLE",
     "error_kind_of", "error_text", "failed", "iter_results",
 ]

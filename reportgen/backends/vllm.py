@@ -4,8 +4,13 @@ The prompt is the same rendered chat (reportgen.prompting.render_messages) that 
 in-process ``hf`` backend uses; image parts become base64 PNG data URLs. ``model`` selects
 what the server serves: a LoRA adapter by its name (``--lora-modules NAME=PATH``), or by
 default the base model. Requests run concurrently with a bound; connection errors,
-timeouts and HTTP 5xx/429 are retried with exponential backoff; any other 4xx is an error
-at once, with the server's status and message.
+timeouts and HTTP 5xx/429 are retried with exponential backoff (a ``Retry-After`` header
+is honoured, up to ``max_retry_after_s``); an answer that is not a chat completion
+(malformed or cut-off JSON, no choices) or that names another model than the one asked
+for is retried the same way and, when it stays bad, is an error of kind ``bad_response``
+(E900/E901); any other 4xx is an error at once, with the server's status and message.
+The API key (``api_key``, else $REPORTGEN_VLLM_API_KEY, else $VLLM_API_KEY) is sent as a
+bearer token and never appears in names, records or messages.
 
     drafter = VLLMDrafter("http://127.0.0.1:8000", model="cxr-lora")
     for result in drafter.draft_iter(studies):   # completion order, one per study
@@ -24,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import httpx
 
-from reportgen.backends.base import INPUT, REQUEST, UNAVAILABLE, DraftResult, failed
+from reportgen.backends.base import BAD_RESPONSE, INPUT, REQUEST, UNAVAILABLE, DraftResult, failed
 from reportgen.errors import BackendUnavailable, ReportgenError
 from reportgen.protocols import Draft
 from reportgen.types import Study
@@ -45,6 +50,34 @@ class VLLMError(ReportgenError):
 class ServerUnavailable(VLLMError, BackendUnavailable):
     def __init__(self, code: str, message: str, fix: str | None = None, status: int | None = None):
         super().__init__(code, message, fix, error_kind=UNAVAILABLE, status=status)
+
+
+class _BadResponse(Exception):
+    """An answer that is not what was asked for (retried like a 5xx)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def retry_after_s(resp: httpx.Response) -> float | None:
+    """Seconds the server asks us to wait (``Retry-After``: seconds or an HTTP date)."""
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+        import datetime as _dt
+
+        return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _server_message(resp: httpx.Response) -> str:
@@ -113,8 +146,10 @@ class VLLMDrafter:
 
     ``concurrency`` bounds the requests in flight; ``timeout_s`` is the read timeout of one
     request (a long report on a busy CPU server takes a while); ``retries`` is the number of
-    extra tries after a connection error, timeout or 5xx, waiting ``backoff_s * 2**n`` (at most
-    ``max_backoff_s``) between them. ``api_key`` defaults to $REPORTGEN_VLLM_API_KEY.
+    extra tries after a connection error, timeout, 5xx, 429 or bad answer, waiting
+    ``backoff_s * 2**n`` (at most ``max_backoff_s``) between them, or as long as the server's
+    ``Retry-After`` says (at most ``max_retry_after_s``). ``api_key`` defaults to
+    $REPORTGEN_VLLM_API_KEY, then $VLLM_API_KEY.
     ``template``: a prompt template file (reportgen.prompting), as for the hf backend.
     """
 
@@ -133,6 +168,7 @@ class VLLMDrafter:
         retries: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
+        max_retry_after_s: float = 60.0,
         api_key: str | None = None,
         return_token_ids: bool = False,
         template: str | None = None,
@@ -161,6 +197,7 @@ class VLLMDrafter:
         self.retries = retries
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
+        self.max_retry_after_s = float(max_retry_after_s)
         self.return_token_ids = bool(return_token_ids)
         self._render = render or _default_render
         self._load_image = load_image or _default_load_image
@@ -171,7 +208,7 @@ class VLLMDrafter:
         self.generation_config: dict[str, Any] = {"max_tokens": self.max_new_tokens, "temperature": self.temperature}
         if self.seed is not None:
             self.generation_config["seed"] = self.seed
-        key = api_key or os.environ.get("REPORTGEN_VLLM_API_KEY")
+        key = api_key or os.environ.get("REPORTGEN_VLLM_API_KEY") or os.environ.get("VLLM_API_KEY")
         self._client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {key}"} if key else {}, transport=transport,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
@@ -187,28 +224,49 @@ class VLLMDrafter:
 
     # -- HTTP with retries --------------------------------------------------------------
     def _request(self, method: str, path: str, json: Mapping[str, Any] | None = None,
-                 stop: threading.Event | None = None) -> httpx.Response:
+                 stop: threading.Event | None = None, check: Callable[[httpx.Response], Any] | None = None) -> Any:
+        """The response (or ``check(response)`` when given; it raises _BadResponse for an
+        answer to retry), after retries; VLLMError / ServerUnavailable when it stays bad."""
         last = ""
         status: int | None = None
+        bad: _BadResponse | None = None
+        wait_s: float | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+                if wait_s is not None:
+                    delay = max(delay, min(wait_s, self.max_retry_after_s))
                 if (stop or self._never).wait(delay):
                     break
+            wait_s = None
             try:
                 resp = self._client.request(method, path, json=json)
-            except httpx.TransportError as e:  # refused, reset, dropped, timed out
-                last, status = f"{type(e).__name__}: {e}".rstrip(": "), None
+            except httpx.TransportError as e:  # refused, reset, dropped, cut off, timed out
+                last, status, bad = f"{type(e).__name__}: {e}".rstrip(": "), None, None
                 continue
             if resp.status_code in RETRY_STATUS:
-                last, status = f"HTTP {resp.status_code}: {_server_message(resp)}", resp.status_code
+                last, status, bad = f"HTTP {resp.status_code}: {_server_message(resp)}", resp.status_code, None
+                wait_s = retry_after_s(resp)
                 continue
             if resp.status_code >= 400:
                 raise VLLMError(
                     "E566", f"the server refused {method} {path}: HTTP {resp.status_code}: {_server_message(resp)}",
                     fix=_fix_for(resp.status_code), error_kind=REQUEST, status=resp.status_code,
                 )
-            return resp
+            if check is None:
+                return resp
+            try:
+                return check(resp)
+            except _BadResponse as e:
+                last, status, bad = str(e), resp.status_code, e
+                continue
+        if bad is not None and (stop is None or not stop.is_set()):
+            raise VLLMError(
+                bad.code, f"{self.url}{path}: {bad} (after {self.retries + 1} tries)",
+                fix="the server (or a proxy in front of it) answers something else than the model asked "
+                "for; check what serves this URL; a rerun of `reportgen draft` retries these studies",
+                error_kind=BAD_RESPONSE, status=status,
+            )
         code = "E567" if status is not None else "E565"
         raise ServerUnavailable(
             code, f"{self.url}{path} failed after {self.retries + 1} tries ({last or 'stopped'})",
@@ -301,13 +359,8 @@ class VLLMDrafter:
         try:
             model, base, adapter = self.resolve()
             body = self.payload(study)
-            resp = self._request("POST", "/v1/chat/completions", json=body, stop=stop)
-            try:
-                data = resp.json()
-                choice = data["choices"][0]
-                text = choice["message"]["content"] or ""
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                raise VLLMError("E568", f"unexpected chat completion from {self.url} ({type(e).__name__})", error_kind=REQUEST) from e
+            data, choice, text = self._request("POST", "/v1/chat/completions", json=body, stop=stop,
+                                               check=lambda r: _completion(r, body["model"]))
             latency = time.perf_counter() - t0
             usage = data.get("usage") or {}
             token_ids = None
@@ -372,9 +425,25 @@ class VLLMDrafter:
         self.close()
 
 
+def _completion(resp: httpx.Response, model: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(body, first choice, its text) of a chat completion for ``model``; _BadResponse otherwise."""
+    try:
+        data = resp.json()
+        choice = data["choices"][0]
+        text = choice["message"]["content"] or ""
+        if not isinstance(text, str):
+            raise TypeError("content is not a string")
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise _BadResponse("E900", f"the answer is not a chat completion ({type(e).__name__}, {len(resp.content)} bytes)") from e
+    answered = data.get("model")
+    if answered is not None and answered != model:
+        raise _BadResponse("E901", f"asked model {model!r}, the answer is from {str(answered)[:100]!r}")
+    return data, choice, text
+
+
 def _fix_for(status: int) -> str:
     if status == 401 or status == 403:
-        return "give the server's API key (REPORTGEN_VLLM_API_KEY or ?api_key=...)"
+        return "give the server's API key in $REPORTGEN_VLLM_API_KEY (or $VLLM_API_KEY)"
     if status == 404:
         return "check the URL and the model name (GET /v1/models lists what the server serves)"
     return "the request is not retried; check the message (too long a prompt: lower --max-new-tokens or raise the server's --max-model-len)"

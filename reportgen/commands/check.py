@@ -12,8 +12,11 @@ with an ``error`` carries its code as ``error_code``, docs/errors.md). The outpu
 atomically: a crash leaves the previous file untouched. Report text is never logged.
 
 Region evidence (``--region-model SPEC``): records may carry ``"images": [paths]`` and
-``"views": [...]`` (or one ``"view"`` for every image); relative paths are read from the
-reports file's folder. The region checker's verdicts (checker "region") join each claim's
+``"views": [...]`` (or one ``"view"`` for every image) and ``"mirrored"`` (true/false for
+every image, or one true/false/null per image: a PNG/JPEG displayed with the patient's
+right on the image's right; null: the DICOM header decides); relative paths are read from
+the reports file's folder and may not lead out of it unless ``--allow-outside-root``.
+The region checker's verdicts (checker "region") join each claim's
 ``verdicts`` with their numbers under ``evidence_meta``; ``summary.region`` says whether
 the study was checked (``checked``, ``no_images``, ``error``). A study whose images are
 missing, unreadable or badly given keeps its graph verdicts: every claim gets an
@@ -88,6 +91,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="open_clip model for region evidence: local-dir:PATH, hf-hub:ORG/REPO, a built-in name (ViT-B-16) "
                         "or a model-config JSON (default: none, no region checking); records may then carry "
                         '"images": [paths] and "views": [...] or "view"')
+    g.add_argument("--allow-outside-root", action="store_true",
+                   help="read images outside the reports file's folder ('../', absolute paths, symlinks out)")
     g.add_argument("--region-calibration", metavar="PATH",
                    help="reportgen_region.json with the region thresholds (default: the one in a local-dir checkpoint, "
                         "else the uncalibrated defaults)")
@@ -276,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
 
     def warn(msg: str) -> None:
         if not args.quiet:
-            print(f"reportgen check: {msg}", file=err)
+            from reportgen.phi import scrub
+
+            print(f"reportgen check: {scrub(msg)}", file=err)
 
     if args.workers < 1:
         raise ReportgenError("E343", f"--workers must be at least 1, got {args.workers}")
@@ -297,7 +304,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(extractor=args.extractor, checkers=names, self_check=not args.no_self_check, region=region,
                         convention=args.convention, llm=llm, splitter=args.claim_splitter)
     batch = RecordChecker(pipeline, references=refs, reference_problems=ref_problems,
-                          base=Path(args.reports).resolve().parent, png_dir=args.region_png_dir, warn=warn)
+                          base=Path(args.reports).resolve().parent, png_dir=args.region_png_dir, warn=warn,
+                          allow_outside_root=getattr(args, "allow_outside_root", False))
     counts = batch.counts
     started = time.perf_counter()
     bar = tqdm(total=_count_lines(args.reports), file=err, unit="report", disable=args.quiet or not err.isatty(), desc="check")

@@ -16,6 +16,14 @@ other error records (a bad record, a missing image, a refused request) are kept 
 (atomic rewrite), so the output keeps exactly one record per study id.
 When the backend stays unreachable for ``--max-consecutive-failures`` studies in a row the
 batch stops (exit 1) instead of writing an error record for every remaining study.
+
+One writer per output: a run holds ``OUT.lock`` while it writes; a second run on the same
+output refuses (E902) instead of interleaving; a lock left by a crashed run is taken over.
+One kind of draft per output: a rerun whose backend, model, adapter, task or prompt
+template differs from the drafts already in the output refuses (E903) unless
+``--allow-mixed``. Image paths that lead outside the studies file's folder (``../``,
+absolute paths elsewhere, symlinks out) are input errors (E904) unless
+``--allow-outside-root``.
 """
 
 from __future__ import annotations
@@ -61,6 +69,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="hf backend: RUN the Python code shipped with the model (its author's code; e.g. MAIRA-2, CheXagent); "
                         "only for models whose source you trust")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="add drafts to an output whose drafts come from another backend, model, adapter, task or template")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read images outside the studies file's folder ('../', absolute paths, symlinks out)")
 
 
 # -- output file ------------------------------------------------------------------------
@@ -90,12 +102,14 @@ def drop_records(path: Path, ids: set[str]) -> None:
 
 
 # -- input file -------------------------------------------------------------------------
-def load_studies(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]]:
+def load_studies(path: Path, allow_outside_root: bool = False) -> Iterator[tuple[str, Any, str | None, str | None]]:
     """(id, Study or None, error, error_kind) per input line; relative image paths are
-    resolved against the studies file's folder; missing images are input errors."""
+    resolved against the studies file's folder; missing images and images outside that
+    folder (unless ``allow_outside_root``) are input errors."""
     from reportgen.backends.base import INPUT
     from reportgen.jsonl import read_jsonl
     from reportgen.prompting import clean_optional_fields
+    from reportgen.paths import image_path
     from reportgen.types import Study
 
     base = path.resolve().parent
@@ -116,14 +130,19 @@ def load_studies(path: Path) -> Iterator[tuple[str, Any, str | None, str | None]
             yield sid, None, f"{rec.where}: E575 'images' must be a non-empty list of image paths", INPUT
             continue
         resolved = []
-        missing = None
-        for img in images:
-            p = Path(img).expanduser()
-            p = p if p.is_absolute() else base / p
+        missing = outside = None
+        for n, img in enumerate(images):
+            p, outside = image_path(img, base, allow_outside=allow_outside_root)
+            if outside is not None:
+                outside = f"{rec.where}: images[{n}]: {outside}"
+                break
             if not p.is_file():
                 missing = img
                 break
             resolved.append(str(p))
+        if outside is not None:
+            yield sid, None, outside, INPUT
+            continue
         if missing is not None:
             yield sid, None, f"{rec.where}: E576 image {missing!r} not found (relative paths are read from {str(base)!r})", INPUT
             continue
@@ -190,7 +209,61 @@ def _run_fields(drafter: Any) -> dict[str, Any]:
     return out
 
 
+IDENTITY = ("backend", "model", "adapter", "task", "prompt_version")
+
+
+def identity(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """What made a draft: backend kind (and model path for hf), model, adapter, task, template.
+
+    A vllm server's URL is not part of it (a restarted server on another port serves the
+    same model); its base model and adapter names are."""
+    backend = rec.get("backend")
+    if isinstance(backend, str) and backend:
+        kind = backend.split(":", 1)[0]
+        backend = backend if kind == "hf" else kind
+    return (backend or None, rec.get("model"), rec.get("adapter"), rec.get("task"), rec.get("prompt_version"))
+
+
+def compatible(old: tuple[Any, ...], new: tuple[Any, ...], fields: tuple[str, ...] = IDENTITY) -> bool:
+    """Equal in ``fields``; a field an older record does not carry (None) matches anything,
+    except ``adapter``, where None means the base model."""
+    for n, key in enumerate(IDENTITY):
+        if key not in fields:
+            continue
+        if key == "adapter":
+            if old[n] != new[n] and old[0] is not None:
+                return False
+        elif old[n] is not None and new[n] is not None and old[n] != new[n]:
+            return False
+    return True
+
+
+def _show(ident: tuple[Any, ...]) -> str:
+    return ", ".join(f"{k} {v!r}" for k, v in zip(IDENTITY, ident))
+
+
+def mixed_error(existing: set[tuple[Any, ...]], new: tuple[Any, ...], out: Path) -> ReportgenError:
+    have = "; ".join(sorted(_show(i) for i in existing))
+    differs = [k for n, k in enumerate(IDENTITY) if new[n] is not None and all(i[n] != new[n] for i in existing)]
+    return ReportgenError(
+        "E903", f"{out.name} holds drafts made with {have}; this run's {', '.join(differs) or 'drafts'} "
+        f"differ ({_show(new)})",
+        fix="write to another --out, or pass --allow-mixed to add them to this file anyway",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    from reportgen.lock import OutputLock
+
+    out_path = Path(args.out)
+    with OutputLock(out_path) as lock:
+        if lock.stale:
+            log.warning("took over the lock of %s left by pid %s (that run ended without releasing it)",
+                        out_path.name, lock.stale.get("pid", "?"))
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from reportgen.backends import get_drafter, parse_spec
     from reportgen.backends.base import DraftResult, iter_results
     from reportgen.jsonl import AppendWriter
@@ -208,6 +281,12 @@ def run(args: argparse.Namespace) -> int:
     # What is done, what to redo.
     previous = scan_output(out_path)
     retry = to_retry(previous, args.retry_errors)
+    made_by = {identity(r) for r in previous.values() if not r.get("error") and r.get("report") is not None}
+    allow_mixed = getattr(args, "allow_mixed", False)
+    new_backend = identity({"backend": str(spec)})[0]
+    early = (new_backend, None, None, args.task, None)
+    if made_by and not allow_mixed and not any(compatible(i, early, ("backend", "task")) for i in made_by):
+        raise mixed_error(made_by, early, out_path)  # before loading anything
     if retry and out_path.exists():
         drop_records(out_path, retry)
     done = set(previous) - retry
@@ -216,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     bad: list[DraftResult] = []
     seen: set[str] = set()
     duplicates = 0
-    for sid, study, error, kind in load_studies(studies_path):
+    for sid, study, error, kind in load_studies(studies_path, getattr(args, "allow_outside_root", False)):
         if sid in seen:
             duplicates += 1
             log.warning("%s: duplicate study id %r skipped (the first one is drafted)", studies_path, sid)
@@ -249,6 +328,13 @@ def run(args: argparse.Namespace) -> int:
             except ImportError:
                 prompt_version = None
         common: dict[str, Any] = dict(backend=str(spec), task=args.task, extra=_run_fields(drafter))
+        known = (new_backend, None, None, args.task, prompt_version)
+        if made_by and not allow_mixed and drafter is not None and not any(
+            compatible(i, known, ("backend", "task", "prompt_version")) for i in made_by
+        ):
+            if hasattr(drafter, "close"):
+                drafter.close()
+            raise mixed_error(made_by, identity({**common, "model": model, "adapter": adapter, "prompt_version": prompt_version}), out_path)
         for r in bad:
             writer.write(_record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common))
             n_err += 1
@@ -265,7 +351,12 @@ def run(args: argparse.Namespace) -> int:
             for r in results:
                 if r.draft is None:
                     model, adapter, prompt_version = _describe(drafter)
-                writer.write(_record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common))
+                rec = _record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common)
+                if made_by and not allow_mixed and r.draft is not None and not any(compatible(i, identity(rec)) for i in made_by):
+                    # The model or adapter is known once the backend answers: nothing of a
+                    # different kind is written; the drafts in flight are dropped.
+                    raise mixed_error(made_by, identity(rec), out_path)
+                writer.write(rec)
                 bar.update(1)
                 if r.draft is not None:
                     n_ok += 1

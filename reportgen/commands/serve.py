@@ -6,6 +6,11 @@
 Waits until the server is healthy, prints its URL and served model names (base model and
 adapters; use an adapter's NAME as `--backend vllm:URL?model=NAME`), then runs until
 Ctrl-C or SIGTERM and stops the server's whole process group cleanly.
+
+The server binds 127.0.0.1. Any other address is refused (E905) unless ``--allow-public``,
+which then requires an API key in $REPORTGEN_VLLM_API_KEY (or $VLLM_API_KEY) (E906): it
+goes to vLLM as $VLLM_API_KEY, never on its command line or in a log, and `reportgen draft`
+sends it from the same variable. A key written as `-- --api-key KEY` is refused (E907).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
                    help="a LoRA adapter directory served under NAME (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--allow-public", action="store_true",
+                   help="allow a non-loopback --host; requires an API key in $REPORTGEN_VLLM_API_KEY")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--max-lora-rank", type=int, default=16, help="largest LoRA rank to serve (default 16)")
     p.add_argument("--max-loras", type=int, default=None, help="adapters active in one batch (default: the number of adapters)")
@@ -58,16 +65,18 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from reportgen.serve import VLLMServer, build_command, find_launcher, log_tail
+    from reportgen.serve import VLLMServer, api_key_from_env, build_command, check_exposure, find_launcher, is_loopback, log_tail
 
     cfg = _config(args)
-    server = VLLMServer(cfg, log_path=args.log)
+    key = api_key_from_env()
+    check_exposure(cfg, args.allow_public, key)
+    server = VLLMServer(cfg, log_path=args.log, api_key=key)
     if args.print_command:
         print(shlex.join(build_command(server.cfg, find_launcher(cfg.python))))
         return 0
-    if cfg.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"reportgen serve: warning: binding to {cfg.host} exposes the server beyond this machine; "
-              "pass `-- --api-key KEY` to require a key", file=sys.stderr)
+    if not is_loopback(cfg.host):
+        print(f"reportgen serve: warning: binding to {cfg.host} (--allow-public) exposes the server beyond this "
+              "machine; requests need the API key", file=sys.stderr)
 
     def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: stop the server cleanly
         raise KeyboardInterrupt

@@ -61,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "checker's hallucination rate and BLEU-4 beside the loss in metrics.jsonl (default 0: off)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="RUN the Python code shipped with the model (its author's code; e.g. MAIRA-2, CheXagent); only for trusted models")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read images outside the manifest's folder ('../', absolute paths, symlinks out)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, dtype=args.dtype, max_pixels=args.max_pixels, min_pixels=args.min_pixels,
         max_images=args.max_images, max_skipped_share=args.max_skipped_share,
         gradient_checkpointing=args.gradient_checkpointing, eval_drafts=args.eval_drafts, quantize=args.quantize, trust_remote_code=args.trust_remote_code,
+        allow_outside_root=args.allow_outside_root,
     )
     result = train(cfg)
     import os

@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrate", metavar="LABELS.jsonl", default=None,
                    help="calibrate the region thresholds on labelled claims and save reportgen_region.json")
     p.add_argument("--format", choices=("table", "json"), default="table", help="summary format on stdout")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="read images outside the manifest's folder ('../', absolute paths, symlinks out)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.manifest, args.model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         seed=args.seed, pretrained=args.pretrained, device=args.device, calibrate_labels=args.calibrate,
         progress=progress, weight_decay=args.weight_decay, dense_weight=args.dense_loss, group_by=args.group_by,
-        warmup=args.warmup, schedule=args.schedule,
+        warmup=args.warmup, schedule=args.schedule, allow_outside_root=args.allow_outside_root,
     )
     summary = {
         "out": str(res.out), "model": f"local-dir:{res.out}", "pairs": res.n_pairs, "epochs": res.epochs,
@@ -75,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'calibration':12} cnr_threshold={c.cnr_threshold:.3f} side_margin={c.side_margin:.3f} "
                   f"absence_threshold={c.absence_threshold}")
         for s in res.skipped[:20]:
-            print(f"skipped: {s}", file=sys.stderr)
+            from reportgen.phi import scrub
+
+            print(f"skipped: {scrub(s)}", file=sys.stderr)
     if not res.losses:
         raise ReportgenError("E608", "training ran no step")
     return 0
