@@ -1,0 +1,34 @@
+"""Pipelines for the Ray engine tests; importable by Ray's worker processes (PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reportgen.checkers.pipeline import Pipeline
+
+
+class DyingOnce:
+    """A rules Pipeline whose process dies (os._exit, as a killed worker does) the first
+    time it meets report ``die_id``; ``marker`` records that it died."""
+
+    def __init__(self, die_id: str, marker: str):
+        self.inner = Pipeline("rules")
+        self.region = None
+        self.die_id = die_id
+        self.marker = Path(marker)
+
+    def check(self, id, *args, **kwargs):
+        if id == self.die_id and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os._exit(1)
+        return self.inner.check(id, *args, **kwargs)
+
+
+class AlwaysDying(DyingOnce):
+    """Dies on ``die_id`` every time (the run cannot finish: a rerun must resume)."""
+
+    def check(self, id, *args, **kwargs):
+        if id == self.die_id:
+            os._exit(1)
+        return self.inner.check(id, *args, **kwargs)
