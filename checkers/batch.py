@@ -13,8 +13,9 @@ keys), with the batch's counters (``RecordChecker.counts``) updated.
     >>> records = check_records(Pipeline(), read_jsonl("reports.jsonl", require=("id", "report")))  # doctest: +SKIP
 
 Bad lines give an error record ``{"id": <id or "line:N">, "error": "<file:line: code
-problem>", "claims": [], "summary": {...}}`` and the batch goes on; a bug on one record
-becomes an E399 error record. Report text is never logged.
+problem>", "error_code": "E103", "claims": [], "summary": {...}}`` and the batch goes on
+(every record with an ``error`` carries its code as ``error_code``, docs/errors.md); a bug
+on one record becomes an E399 error record. Report text is never logged.
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import Record, read_jsonl
 from reportgen.types import VERDICT_STATUSES, Study
 
 log = logging.getLogger(__name__)
 
-CONTRACT_KEYS = ("id", "error", "claims", "summary")
+CONTRACT_KEYS = ("id", "error", "error_code", "claims", "summary")
 INPUT_KEYS = ("id", "report")
 # The first few problems of a kind are named one by one (stderr), then a count.
 MAX_LINE_WARNINGS = 10
@@ -60,6 +61,8 @@ def load_reference(path: str, max_chars: int, warn: Warn = _no_warning) -> tuple
                 warn(f"reference {rec.error}")
             if rec.id:
                 problems[rec.id] = rec.error
+            elif rec.id_hint and rec.id_hint not in texts:  # a broken line: the id it seems to carry
+                problems[rec.id_hint] = rec.error
             continue
         if rec.id in texts:
             warn(f"reference {rec.where}: E305 duplicate id {rec.id!r}; the later line is used")
@@ -92,7 +95,8 @@ def error_record(rec: Record, extra_summary: Mapping[str, Any] | None = None) ->
     """The output record of a line that could not be checked (``rec.error`` says why)."""
     from reportgen.checkers.pipeline import empty_summary
 
-    out = {"id": rec.fallback_id(), "error": rec.error, "claims": [], "summary": empty_summary(**(extra_summary or {}))}
+    out = {"id": rec.fallback_id(), "error": rec.error, "error_code": rec.error_code, "claims": [],
+           "summary": empty_summary(**(extra_summary or {}))}
     return passthrough(out, rec.data)
 
 
@@ -174,6 +178,8 @@ class BatchCounts:
     seen: set[str] = field(default_factory=set)
     missing_reference: list[str] = field(default_factory=list)
     images_ignored: bool = False
+    # lines that did not parse, by the id they seem to carry (Record.id_hint) -> their error
+    broken_lines: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,8 @@ class RecordChecker:
             counts.seen.add(rec.id)
         if rec.error:
             counts.errors += 1
+            if rec.id is None and rec.id_hint:
+                counts.broken_lines.setdefault(rec.id_hint, rec.error)
             return CheckedRecord(error_record(rec), rec.where)
         ref_text = None
         ref_note: dict[str, Any] = {}
@@ -260,6 +268,7 @@ class RecordChecker:
         if out["error"]:
             counts.errors += 1
             out["error"] = f"{rec.where}: {out['error']}"
+            out = with_error_code(out)
         out["summary"].update(ref_note)
         if out.get("region_png_error"):
             self.region_warn(f"{rec.where}: {out['region_png_error']}")

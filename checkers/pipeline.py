@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 
 from reportgen.checkers.evidence import IMAGE, reference_evidence, self_evidence
 from reportgen.checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS
 from reportgen.protocols import CheckedClaim, Checker
 from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict
@@ -125,14 +125,16 @@ class ReportResult:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
-        """The output record of `reportgen check` (extend, never rename)."""
+        """The output record of `reportgen check` (extend, never rename); a failed report's
+        record carries its code as ``error_code`` beside ``error``."""
         described: dict[int, str] = {}
-        return {
+        record = {
             "id": self.id,
             "error": self.error,
             "claims": [c.to_dict(described) for c in self.claims],
             "summary": dict(self.summary),
         }
+        return with_error_code(record) if self.error else record
 
 
 def empty_summary(**extra: Any) -> dict[str, Any]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
+import re
+import secrets
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from reportgen.errors import InputError
+from reportgen.errors import InputError, error_code
 
 # A report of a few kB is normal; 1 MB of text is not a radiology report. Records longer
 # than this are refused by default (users can raise it) so one runaway line cannot stall
@@ -35,6 +37,7 @@ class Record:
     line: int
     data: Mapping[str, Any] | None
     error: str | None = None
+    id_hint: str | None = None  # a line that did not parse: the id it seems to carry (messages only)
 
     @property
     def id(self) -> str | None:
@@ -50,6 +53,11 @@ class Record:
     def fallback_id(self) -> str:
         """An id for error records of lines without one: ``line:N``."""
         return self.id or f"line:{self.line}"
+
+    @property
+    def error_code(self) -> str | None:
+        """The code of ``error`` (``"E103"``), None for a good line."""
+        return error_code(self.error)
 
 
 def read_jsonl(
@@ -101,17 +109,24 @@ def read_jsonl_block(
 
 
 def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], max_chars: int, text_fields: tuple[str, ...]) -> Record:
-    def bad(msg: str, data: Mapping[str, Any] | None = None) -> Record:
-        return Record(path, lineno, data, f"{path}:{lineno}: {msg}")
+    def bad(msg: str, data: Mapping[str, Any] | None = None, id_hint: str | None = None) -> Record:
+        return Record(path, lineno, data, f"{path}:{lineno}: {msg}", id_hint)
 
+    # The line without its end: parsed with it, a line cut short fails on the newline
+    # ("line 2 column 1") instead of where the line ends.
+    raw = raw.rstrip(b"\r\n")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        return bad(f"E102 line is not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8")
+        return bad(f"E102 line is not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8",
+                   id_hint=find_id_hint(raw.decode("utf-8", errors="replace")))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        return bad(f"E103 malformed JSON ({e.msg} at column {e.colno})")
+        # One line, so the column is the character position (1-based) where parsing stopped.
+        at = f"column {e.pos + 1}" + (", the end of the line" if e.pos >= len(text) else "")
+        said = e.msg if e.msg.endswith(" at") else f"{e.msg} at"  # "Unterminated string starting at"
+        return bad(f"E103 malformed JSON ({said} {at})", id_hint=find_id_hint(text))
     if not isinstance(data, dict):
         return bad(f"E104 a record must be a JSON object, got {type(data).__name__}")
     for key in require:
@@ -132,6 +147,22 @@ def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], ma
     return Record(path, lineno, data)
 
 
+_ID_IN_BROKEN_LINE = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def find_id_hint(text: str) -> str | None:
+    """The id a line that is not valid JSON seems to carry (its first ``"id": "..."``), so
+    messages can say which record was lost; never used as the record's id."""
+    m = _ID_IN_BROKEN_LINE.search(text)
+    if not m:
+        return None
+    try:
+        value = json.loads(m.group(1))
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def dumps(obj: Any) -> str:
     """One JSONL line (no trailing newline); non-ASCII kept as is."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
@@ -142,10 +173,12 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
 
     On an exception the temporary file is removed and an existing ``path`` is untouched.
+    The file ends with the permissions a plain ``open(path, "w")`` would give it: those of
+    the file it replaces, else 0666 less the umask.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temp(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
@@ -158,6 +191,28 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
         except FileNotFoundError:
             pass
         raise
+
+
+def _create_temp(target: Path) -> tuple[int, str]:
+    """A new file beside ``target``, created as ``open()`` creates files (mode 0666, which
+    the kernel narrows by the umask and default ACLs; ``tempfile.mkstemp`` would force
+    0600), or with the mode of the existing ``target`` it will replace."""
+    for _ in range(100):
+        tmp = str(target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except OSError:  # no file yet: the umask decided
+            return fd, tmp
+        try:
+            os.chmod(tmp, mode)  # overwriting keeps the old file's permissions, as open() does
+        except OSError:
+            pass
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def written_records(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, dict[str, Any]]]:

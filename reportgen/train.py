@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from reportgen.errors import InputError, ReportgenError
+from reportgen.errors import InputError, ReportgenError, error_code
 from reportgen.jsonl import AppendWriter, atomic_writer, dumps, read_jsonl
 from reportgen.types import Study
 
@@ -699,7 +699,8 @@ class Trainer:
             "versions": _versions(),
             "data": {"manifest": str(self.cfg.manifest), "sha256": self.data.sha256, "n_train": len(self.train_set),
                      "n_val": len(self.val_set), "val_ids": [e.study.id for e in self.val_set],
-                     "skipped": [{"id": e["id"], "where": e["where"], "error": e["error"]} for e in self.data.errors]},
+                     "skipped": [{"id": e["id"], "where": e["where"], "error": e["error"], "error_code": error_code(e["error"])}
+                                 for e in self.data.errors]},
             "result": {"steps": step, "initial_val_loss": history.get("initial_val_loss"),
                        "train_loss": history.get("last_train_loss"), "val_loss": history.get("last_val_loss"),
                        "resumed_from_step": resumed_from},
@@ -726,7 +727,7 @@ class Trainer:
                 d = drafter.draft([ex.study])[0]
                 rows.append({"id": ex.study.id, "reference": ex.report, "draft": d.report})
             except ReportgenError as e:
-                rows.append({"id": ex.study.id, "reference": ex.report, "draft": None, "error": str(e)})
+                rows.append({"id": ex.study.id, "reference": ex.report, "draft": None, "error": str(e), "error_code": e.code})
         return rows
 
 

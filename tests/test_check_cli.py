@@ -187,3 +187,82 @@ def test_an_unexpected_failure_on_one_record_becomes_an_error_record(tmp_path, f
     assert [r["id"] for r in recs] == ["r0", "r1", "r2"]
     assert recs[1]["error"].startswith(f"{reports}:2: E399 checking failed: RuntimeError") and recs[1]["claims"] == []
     assert recs[0]["error"] is None and recs[2]["error"] is None
+
+
+def test_error_records_carry_the_code_as_its_own_field(tmp_path, fake_read, monkeypatch):
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "ok", "report": "No effusion.", "error_code": "E565"},  # e.g. a draft record: kept under "input"
+        {"id": "empty", "report": ""},
+        b'{"id": "broken", "report": \n',
+        {"id": "boom", "report": "No effusion."},
+    ])
+    real = pipeline_mod.Pipeline.check
+
+    def fail_on_boom(self, id, text, ref=None, study=None):
+        if id == "boom":
+            raise RuntimeError("bug")
+        return real(self, id, text, ref, study)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "check", fail_on_boom)
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(out), "-q"]) == 0
+    ok, empty, broken, boom = read_out(out)
+    assert "error_code" not in ok and ok["input"] == {"error_code": "E565"}  # never mistaken for ours
+    assert [r["error_code"] for r in (empty, broken, boom)] == ["E109", "E103", "E399"]
+    for r in (empty, broken, boom):
+        assert list(r)[:3] == ["id", "error", "error_code"]  # beside the message, which is unchanged
+    assert empty["error"] == f"{reports}:2: E109 'report' is empty"
+    assert boom["error"].startswith(f"{reports}:4: E399 checking failed: RuntimeError")
+
+
+def test_a_reference_whose_report_line_is_broken_says_so(tmp_path, fake_read, capsys):
+    # issue 9 item 6: "E304 1 reference id(s) have no report: A2" when A2's line was malformed
+    reports = write_jsonl(tmp_path / "r.jsonl", [
+        {"id": "A1", "report": "No effusion."},
+        ('{"id": "A2", "report": "Left effusion. ' + "x" * 100 + "\n").encode(),  # cut short
+        {"id": "A3", "report": "No effusion."},
+    ])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [{"id": i, "report": "No effusion."} for i in ("A1", "A2", "A3", "A9")])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    # A9 is absent from the reports: which side lacks it
+    assert f"E304 1 reference id(s) have no report: A9 (no line of --reports {reports} has them)" in err
+    # A2 has a line, but it is an error record: where, and why
+    assert ("E020 1 reference id(s) have no usable report: their line in --reports is an error record: "
+            f"A2 ({reports}:2: E103 malformed JSON (Unterminated string starting at column 24)") in err
+    assert "have no report: A2" not in err and "A2," not in err
+    assert [r["id"] for r in read_out(out)] == ["A1", "line:2", "A3"]  # the error record keeps its line id
+
+
+def test_a_report_whose_reference_line_is_broken_says_so(tmp_path, fake_read, capsys):
+    # the other side: A2's reference line is not JSON, so A2's reference is invalid, not missing
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": i, "report": "No effusion."} for i in ("A1", "A2", "A3")])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [
+        {"id": "A1", "report": "No effusion."},
+        b'{"id": "A2", "report": "No effusion."\n',
+    ])
+    out = tmp_path / "v.jsonl"
+    assert main(["check", "--reports", str(reports), "--reference", str(ref), "--out", str(out)]) == 0
+    a1, a2, a3 = read_out(out)
+    assert a1["summary"]["reference"] == "given"
+    assert a2["summary"]["reference"] == "invalid"
+    assert a2["summary"]["reference_error"] == f"{ref}:2: E103 malformed JSON (Expecting ',' delimiter at column 38, the end of the line)"
+    assert a3["summary"]["reference"] == "missing" and "reference_error" not in a3["summary"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_permissions_of_the_umask(tmp_path, fake_read, umask):
+    # issue 9 item 5: --out and --html were 0600 whatever the umask
+    import os
+    import stat
+
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": "No effusion."}])
+    out, page = tmp_path / "v.jsonl", tmp_path / "v.html"
+    old = os.umask(umask)
+    try:
+        assert main(["check", "--reports", str(reports), "--out", str(out), "--html", str(page), "-q"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(page.stat().st_mode) == 0o666 & ~umask

@@ -163,6 +163,9 @@ def test_batch_records_every_study_and_isolates_failures(fake_backend, study_dir
     assert "E576" in by_id["noimg"]["error"] and "img/missing.png" in by_id["noimg"]["error"]
     assert "E575" in by_id["empty"]["error"]
     assert all(by_id[i]["error_kind"] == "input" for i in ("line:7", "line:8", "noimg", "empty"))
+    assert [by_id[i]["error_code"] for i in ("line:7", "line:8", "noimg", "empty")] == ["E103", "E105", "E576", "E575"]
+    assert by_id["s4"]["error_code"] is None  # the backend's own ValueError carries no code
+    assert "error_code" not in by_id["s0"]
     err = capsys.readouterr().err
     assert "6 drafted" not in err and "5 drafted, 5 errors" in err and "duplicate" in caplog.text
     assert "SECRET" not in err and "SECRET" not in caplog.text  # report text is never logged

@@ -4,6 +4,8 @@ values on pairs whose answers are known, the injection and grounded modes."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -65,6 +67,27 @@ def test_eval_pairs_json_html_and_listed_ids(files, capsys):
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 2
     assert "ref-only" in html and "pred-only" in html
+
+
+def test_eval_names_a_broken_lines_id_and_the_error_code(tmp_path, capsys):
+    # issue 9 item 6 in eval: a prediction line that is not JSON is a bad line, not a missing id
+    pred = _jsonl(tmp_path / "p.jsonl", [{"id": "a", "report": SAME}, '{"id": "b", "report": "cut', "{broken"])
+    ref = _jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": SAME}, {"id": "b", "report": SAME}, {"id": "c", "report": SAME}])
+    out = tmp_path / "m.json"
+    old = os.umask(0o027)  # issue 9 item 5: the output gets the umask's permissions, not 0600
+    try:
+        assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    m = json.loads(out.read_text())
+    assert m["only_in_ref"] == ["c"]  # b has a (broken) prediction line: listed below with its id, not as missing
+    assert m["input_errors"] == [
+        {"side": "pred", "id": "line:2", "error": f"{pred}:2: E103 malformed JSON (Unterminated string starting at column 23)",
+         "error_code": "E103", "id_hint": "b"},
+        {"side": "pred", "id": "line:3", "error": f"{pred}:3: E103 malformed JSON (Expecting property name enclosed in double quotes at column 2)",
+         "error_code": "E103"},
+    ]
 
 
 def test_eval_argument_errors(files, capsys):

@@ -1,6 +1,8 @@
 """JSONL input: one Record per line with the problem named; crash-safe output."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -75,3 +77,69 @@ def test_append_writer_resumes_and_repairs_a_torn_line(tmp_path):
     w.close()
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in lines] == ["a", "b", "c"]
+
+
+def test_malformed_json_points_at_the_real_column(tmp_path):
+    # issue 9 item 4: a line cut short after 137 characters failed "at column 1" (it was
+    # parsed with its newline, so the parser stopped on line 2); the fault is at column 138.
+    cut = '{"id": "A2", "report": "' + "x" * 112 + '"'
+    assert len(cut) == 137
+    mid = '{"id": "b" "report": "No effusion."}'  # the comma is missing at column 12
+    p = tmp_path / "in.jsonl"
+    p.write_bytes((cut + "\n" + mid + "\r\n" + cut).encode())  # LF, CRLF, and no newline at the end
+    errors = [r.error for r in read_jsonl(p)]
+    assert errors[0] == f"{p}:1: E103 malformed JSON (Expecting ',' delimiter at column 138, the end of the line)"
+    assert errors[1] == f"{p}:2: E103 malformed JSON (Expecting ',' delimiter at column 12)"
+    assert errors[2] == f"{p}:3: E103 malformed JSON (Expecting ',' delimiter at column 138, the end of the line)"
+    assert mid[11] == '"'  # column 12 (1-based) is where the parser stopped: the next key's quote
+    # multi-byte characters count as one column each, as an editor shows them
+    p.write_text('{"id": "é", "report": "ü" x}\n', encoding="utf-8")
+    (rec,) = read_jsonl(p)
+    assert rec.error.endswith("(Expecting ',' delimiter at column 27)") and '{"id": "é", "report": "ü" x}'[26] == "x"
+
+
+def test_a_broken_line_keeps_the_id_it_seems_to_carry_as_a_hint_only(tmp_path):
+    p = tmp_path / "in.jsonl"
+    write_lines(p, [
+        b'{"id": "A2", "report": "cut sh',
+        b'{"report": "he said \\"id\\": \\"z\\"", "id": "q\\"1" oops}',  # an escaped "id" inside text is not it
+        b'{"id": 7, "report": ',
+        b'{"id": "d\xe9", "report": "x"}',  # not UTF-8: the hint still names the record
+        b'{"id": "ok", "report": "fine"}',
+    ])
+    recs = list(read_jsonl(p, text_fields=("report",)))
+    assert [r.id_hint for r in recs] == ["A2", 'q"1', None, "d\ufffd", None]
+    assert [r.id for r in recs] == [None, None, None, None, "ok"]  # never used as the id
+    assert [r.fallback_id() for r in recs[:2]] == ["line:1", "line:2"]
+    assert [r.error_code for r in recs] == ["E103", "E103", "E103", "E102", None]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_get_the_permissions_open_would_give(tmp_path, umask):
+    # issue 9 item 5: mkstemp made every output 0600 whatever the umask
+    old = os.umask(umask)
+    try:
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+        with atomic_writer(tmp_path / "atomic.txt") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    plain = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    atomic = stat.S_IMODE((tmp_path / "atomic.txt").stat().st_mode)
+    assert plain == 0o666 & ~umask
+    assert atomic == plain
+
+
+def test_overwriting_keeps_the_old_files_permissions_as_open_does(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    out.chmod(0o640)
+    old = os.umask(0o077)
+    try:
+        with atomic_writer(out) as fh:
+            fh.write("new\n")
+    finally:
+        os.umask(old)
+    assert out.read_text() == "new\n" and stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left

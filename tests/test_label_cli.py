@@ -41,6 +41,8 @@ def test_label_records(tmp_path, capsys):
     assert c["Pneumonia"] == -1 and c["Support Devices"] == 1 and c["No Finding"] is None
     assert "E109" in recs[3]["error"] and recs[3]["labels"] is None
     assert "E103" in recs[4]["error"] and "E105" in recs[5]["error"] and "E102" in recs[6]["error"]
+    assert [r["error_code"] for r in recs[3:]] == ["E109", "E103", "E105", "E102"]  # the code on its own too
+    assert all("error_code" not in r for r in recs[:3])
     assert main(["label", "--reports", str(src), "--out", str(out), "-q", "--strict"]) == 1
 
 

@@ -10,8 +10,7 @@ from typing import Any
 def write_json(path: str | Path, result: Any, *, indent: int = 2) -> Path:
     """Write a benchmark's result as JSON, creating the folder; through a temporary file
     renamed over the target, so a crash never leaves half a file over the last good run.
-    (Not reportgen.jsonl.atomic_writer: its private 0600 files suit patient data, while
-    benchmark results are meant to be shared.)"""
+    The file gets the umask's permissions, as reportgen.jsonl.atomic_writer's do."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -7,7 +7,8 @@ contract of ``reportgen.checkers.pipeline.ReportResult.to_record``); this module
 arguments, calls it and reports. Extra input keys are passed through. Bad
 lines (malformed JSON, non-UTF-8 bytes, a missing id, an empty or oversized report) give
 an error record ``{"id": <id or "line:N">, "error": "<file:line: code problem>",
-"claims": [], "summary": {...}}`` and the batch goes on. The output file is written
+"error_code": "E103", "claims": [], "summary": {...}}`` and the batch goes on (every record
+with an ``error`` carries its code as ``error_code``, docs/errors.md). The output file is written
 atomically: a crash leaves the previous file untouched. Report text is never logged.
 
 Region evidence (``--region-model SPEC``): records may carry ``"images": [paths]`` and
@@ -274,10 +275,15 @@ def run(args: argparse.Namespace) -> int:
 
     if refs is not None:
         unmatched = sorted(set(refs) - counts.seen)
+        lost = [i for i in unmatched if i in counts.broken_lines]  # their report line is an error record
+        absent = [i for i in unmatched if i not in counts.broken_lines]
         if counts.missing_reference:
             warn(f"E307 {len(counts.missing_reference)} report id(s) have no usable reference and were checked for self-consistency only: {_ids(counts.missing_reference)}")
-        if unmatched:
-            warn(f"E304 {len(unmatched)} reference id(s) have no report: {_ids(unmatched)}")
+        if absent:
+            warn(f"E304 {len(absent)} reference id(s) have no report: {_ids(absent)} (no line of --reports {args.reports} has them)")
+        if lost:
+            warn(f"E020 {len(lost)} reference id(s) have no usable report: their line in --reports is an error record: "
+                 + _ids([f"{i} ({counts.broken_lines[i]})" for i in lost], sep="; "))
     if not args.quiet:
         took = time.perf_counter() - started
         totals = ", ".join(f"{counts.statuses[k]} {k}" for k in STATUSES)
@@ -303,8 +309,8 @@ def draw_for_page(batch: Any, checked: Any) -> tuple[bytes | None, str | None]:
         return None, f"E708 the region map could not be drawn: {msg}"
 
 
-def _ids(ids: list[str], most: int = 10) -> str:
-    shown = ", ".join(ids[:most])
+def _ids(ids: list[str], most: int = 10, sep: str = ", ") -> str:
+    shown = sep.join(ids[:most])
     return shown + (f", ... ({len(ids) - most} more)" if len(ids) > most else "")
 
 

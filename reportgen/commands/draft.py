@@ -6,7 +6,8 @@
 Output: one JSON line per study, appended and flushed as soon as it is done:
 ``{"id", "report", "model", "adapter", "prompt_version", "latency_s", "error", ...}``
 (``report`` is null and ``error`` a message on failure; extra keys: ``backend``, ``task``,
-``error_kind``, ``completion_tokens``, ``finish_reason``).
+``error_code`` (docs/errors.md; null when the failure came without a code), ``error_kind``,
+``completion_tokens``, ``finish_reason``).
 
 Resume: rerun the same command. Ids with a draft in the output are skipped. Error records
 of kind ``unavailable`` (server down, timeout, HTTP 5xx) are retried automatically;
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from reportgen.errors import InputError, ReportgenError
+from reportgen.errors import InputError, ReportgenError, error_code
 from reportgen.jsonl import written_records
 
 log = logging.getLogger("reportgen.draft")
@@ -131,7 +132,7 @@ def _record(result, *, backend: str, task: str, model: str | None, adapter: str 
         rec = {
             "id": result.study_id, "report": None, "model": model, "adapter": adapter, "prompt_version": prompt_version,
             "latency_s": None if result.latency_s is None else round(result.latency_s, 4), "error": result.error,
-            "error_kind": result.error_kind,
+            "error_code": error_code(result.error), "error_kind": result.error_kind,
         }
     rec.update({"backend": backend, "task": task})
     if result.completion_tokens is not None:

@@ -6,7 +6,10 @@
     reportgen eval --grounded grounded_reporting_examples.json --out radfact.json
 
 Pair mode: records ``{"id", "report"}`` in both files are matched by id; ids present on
-one side only, and bad lines, are listed in the output (never dropped silently). Prints a
+one side only, and bad lines, are listed in the output (never dropped silently). Each bad
+line and each unscored pair carries its ``error`` message and ``error_code`` (docs/errors.md);
+a line that is not JSON but seems to carry an id names it as ``id_hint`` (that id is then
+not listed as present on the other side only: its line is broken, not missing). Prints a
 table of corpus figures with bootstrap 95% CIs; writes JSON with settings, corpus
 figures, per-study rows and stage timings; ``--html`` adds a page with matplotlib plots.
 Metrics: BLEU-4, ROUGE-L, RadGraph F1 (simple/partial/complete), CheXpert label F1
@@ -27,7 +30,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from reportgen.errors import ReportgenError
+from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, read_jsonl
 
 
@@ -113,7 +116,10 @@ def load_side(path: str, max_chars: int, side: str) -> tuple[dict[str, str], lis
     dups: list[str] = []
     for rec in read_jsonl(path, require=("id", "report"), text_fields=("report",), max_chars=max_chars):
         if rec.error:
-            problems.append({"side": side, "id": rec.fallback_id(), "error": rec.error})
+            problem = {"side": side, "id": rec.fallback_id(), "error": rec.error, "error_code": rec.error_code}
+            if rec.id is None and rec.id_hint:
+                problem["id_hint"] = rec.id_hint
+            problems.append(problem)
             if rec.id is not None:  # a bad later line replaces an earlier good one: no silent fallback
                 texts.pop(rec.id, None)
             continue
@@ -138,7 +144,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
 
     pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred")
     ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
-    bad_ids = {p["id"] for p in pred_problems + ref_problems}
+    bad_ids = {p.get("id_hint", p["id"]) for p in pred_problems + ref_problems}
     pairs = [(i, pred[i], ref[i]) for i in pred if i in ref]
     only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
     only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
@@ -147,7 +153,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(pairs), file=sys.stderr, unit="pair", disable=args.quiet or not sys.stderr.isatty(), desc="eval")
     res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1))
     bar.close()
-    rows = [r.row() for r in res.results]
+    rows = [with_error_code(r.row()) if r.error else r.row() for r in res.results]
     metrics = _clean({
         "version": 1,
         "settings": {"extractor": args.extractor, "policy": args.policy, "bootstrap": args.bootstrap, "seed": args.seed,
@@ -157,7 +163,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
         "only_in_pred": only_pred, "only_in_ref": only_ref,
         "input_errors": pred_problems + ref_problems,
         "duplicate_ids": {"pred": sorted(set(pred_dups)), "ref": sorted(set(ref_dups))},
-        "errors": [{"id": r.id, "error": r.error} for r in res.results if r.error],
+        "errors": [with_error_code({"id": r.id, "error": r.error}) for r in res.results if r.error],
         "corpus": {k: v.to_dict() for k, v in res.corpus.items()},
         "chexpert": {"policy": args.policy, "per_label_f1": res.chexpert_per_label},
         "green_totals": res.green_totals,

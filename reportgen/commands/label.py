@@ -8,7 +8,8 @@ as CheXpert spells them (1 positive, 0 negative, -1 uncertain, null not mentione
 off the rules graphs' findings through ``evals/data/chexpert_map.json`` (see
 docs/metrics.md). A bad line (malformed JSON, non-UTF-8 bytes, a missing id, an empty or
 oversized report) gives ``{"id": <id or "line:N">, "labels": null, "error": "<file:line:
-code problem>"}`` and the batch goes on; the output is written atomically.
+code problem>", "error_code": "E103"}`` (docs/errors.md) and the batch goes on; the output
+is written atomically.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from reportgen.errors import error_code
 from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, dumps, read_jsonl
 
 
@@ -46,18 +48,19 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
             if rec.error:
                 errors += 1
-                fh.write(dumps({"id": rec.fallback_id(), "labels": None, "error": rec.error}) + "\n")
+                fh.write(dumps({"id": rec.fallback_id(), "labels": None, "error": rec.error, "error_code": rec.error_code}) + "\n")
                 continue
             try:
                 read = read_report(rec.data["report"], extractor=args.extractor)
                 labels = chexpert_labels((f for c in read.claims for f in c.findings), mapping)
             except ReportgenError as e:
                 errors += 1
-                fh.write(dumps({"id": rec.id, "labels": None, "error": f"{rec.where}: {e}"}) + "\n")
+                fh.write(dumps({"id": rec.id, "labels": None, "error": f"{rec.where}: {e}", "error_code": e.code}) + "\n")
                 continue
             except Exception as e:  # a bug on one report must not stop the batch
                 errors += 1
-                fh.write(dumps({"id": rec.id, "labels": None, "error": f"{rec.where}: E490 labelling failed: {type(e).__name__}: {e}"}) + "\n")
+                message = f"{rec.where}: E490 labelling failed: {type(e).__name__}: {e}"
+                fh.write(dumps({"id": rec.id, "labels": None, "error": message, "error_code": error_code(message)}) + "\n")
                 continue
             for k, v in labels.items():
                 positives[k] += v == 1
