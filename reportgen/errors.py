@@ -230,6 +230,12 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E707", "the --html page cannot be written (a folder, not writable)", "give a writable file path to --html"),
     _E("E708", "a study's region picture could not be drawn or read for the HTML page (the page says so; the verdicts are kept)", "see the message; check the region PNG files"),
     _E("E709", "invalid HTML page options (--html-* without --html, a count below 1, the same file as --out)", "fix the option the message names"),
+    _E("E950", "the ray engine was asked for but Ray Data cannot be imported", "pip install 'reportgen-cxr[ray]', or use --engine local"),
+    _E("E951", "an invalid ray engine option (actors, block size, retries, num_cpus with an address)", "fix the option the message names"),
+    _E("E952", "a local Ray could not be started, or the cluster at --ray-address could not be joined", "check `ray status` on the head node, or drop --ray-address to start a local Ray"),
+    _E("E953", "the ray engine finished with blocks that have no result (nothing was written)", "rerun the same command: finished blocks are kept, only the missing ones are done"),
+    _E("E954", "an option that the ray engine does not support (yet), or a ray option without --engine ray", "use --engine local for that option, or add --engine ray"),
+    _E("E955", "a ray run stopped: a block kept failing after its retries (finished blocks are kept)", "read the Ray worker logs for the cause, fix it, and rerun the same command"),
 )
 
 
