@@ -32,3 +32,10 @@ class AlwaysDying(DyingOnce):
         if id == self.die_id:
             os._exit(1)
         return self.inner.check(id, *args, **kwargs)
+
+
+def draft_record(result, drafter, spec, *, task):
+    """The draft record of the local engine's shape (id, report, model, ..., error)."""
+    d = result.draft
+    return {"id": result.study_id, "report": d.report if d else None, "model": d.model if d else None,
+            "error": result.error, "backend": spec, "task": task}

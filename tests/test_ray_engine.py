@@ -153,3 +153,30 @@ def test_options_are_validated():
         RayOptions(actors=0)
     with pytest.raises(ReportgenError, match="E951"):
         RayOptions(address="auto", num_cpus=2)
+
+
+def test_drafting_spreads_blocks_over_two_servers_and_hands_over_each_study_once(ray_cluster, tmp_path):
+    from PIL import Image
+
+    from reportgen.engines.ray_engine import DraftJob, draft_studies
+    from reportgen.types import Study
+    from tests.fake_openai import FakeOpenAI
+    from tests.ray_helpers import draft_record
+
+    img = tmp_path / "cxr.png"
+    Image.frombytes("L", (32, 32), bytes(range(256)) * 4).save(img)
+    studies = [Study(f"s{i}", images=(str(img),), indication="cough") for i in range(10)]
+    with FakeOpenAI() as a, FakeOpenAI() as b:
+        job = DraftJob(backends=(f"vllm:{a.url}?model=cxr", f"vllm:{b.url}?model=cxr"),
+                       drafter_options={"task": "findings", "max_new_tokens": 16, "concurrency": 2},
+                       make_record=functools.partial(draft_record, task="findings"))
+        got: list[list[dict]] = []
+        n_blocks = draft_studies(job, studies, RayOptions(actors=2, block_size=3), on_block=got.append)
+        assert n_blocks == 4 and len(got) == 4
+        ids = [r["id"] for block in got for r in block]
+        assert sorted(ids) == sorted(s.id for s in studies) and len(ids) == len(set(ids))
+        assert all(r["error"] is None and r["report"] for block in got for r in block)
+        for block in got:  # a block's records keep the input order
+            assert [r["id"] for r in block] == sorted((r["id"] for r in block), key=lambda x: int(x[1:]))
+        assert len(a.requests) and len(b.requests)  # both servers drafted
+        assert len(a.requests) + len(b.requests) == 10

@@ -336,4 +336,98 @@ def _merge(shards: Path, blocks: Sequence[Block], out: str | os.PathLike[str], r
                         run.missing_reference.append(rid)
 
 
-__all__ = ["Block", "CheckJob", "CheckRun", "RayOptions", "check_file", "default_shard_dir", "plan_blocks", "ray_session"]
+
+
+
+# --- the drafting job ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DraftJob:
+    """What a drafting actor needs (pickled to the workers).
+
+    ``backends``: one or more backend specs (``vllm:URL?model=NAME``, ...); block k is
+    drafted through ``backends[k % len(backends)]``, so several ``reportgen serve``
+    instances share the load. ``drafter_options``: keyword options of ``get_drafter``
+    (task, max_new_tokens, concurrency, ...). ``make_record``: a picklable
+    ``(DraftResult, drafter, spec) -> record`` builder, the local engine's, so the records
+    have the same shape whichever engine drafted them."""
+
+    backends: tuple[str, ...]
+    drafter_options: Mapping[str, Any]
+    make_record: Callable[[Any, Any, str], dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            raise ReportgenError("E951", "the ray drafting job needs at least one backend")
+
+
+class _DraftActor:
+    """One Ray actor: a drafter per backend spec, drafting one block of studies per call."""
+
+    def __init__(self, job: DraftJob):
+        self.job = job
+        self.drafters: dict[str, Any] = {}
+
+    def _drafter(self, spec: str) -> Any:
+        if spec not in self.drafters:
+            from reportgen.backends import get_drafter, parse_spec
+
+            self.drafters[spec] = get_drafter(parse_spec(spec), **dict(self.job.drafter_options))
+        return self.drafters[spec]
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        from reportgen.backends.base import iter_results
+        from reportgen.types import Study
+
+        blocks, outputs = [], []
+        for i in range(len(batch["block"])):
+            block = int(batch["block"][i])
+            studies = [Study.from_dict(d) for d in json.loads(batch["studies"][i])]
+            spec = self.job.backends[block % len(self.job.backends)]
+            drafter = self._drafter(spec)
+            records = [self.job.make_record(r, drafter, spec) for r in iter_results(drafter, studies)]
+            blocks.append(block)
+            outputs.append(json.dumps(records))
+        return {"block": blocks, "records": outputs}
+
+
+def draft_studies(
+    job: DraftJob,
+    studies: Sequence[Any],
+    options: RayOptions = RayOptions(),
+    *,
+    on_block: Callable[[list[dict[str, Any]]], None],
+) -> int:
+    """Draft ``studies`` (reportgen.types.Study) on Ray; ``on_block(records)`` receives each
+    finished block's draft records (in the block's input order) as soon as it is done, so
+    the caller appends them to its output and a rerun skips them. Returns the number of
+    blocks. A worker that dies is restarted and its block redone (its records were not
+    handed over yet, so nothing is written twice)."""
+    if not studies:
+        return 0
+    size = options.block_size
+    rows = [{"block": k, "studies": json.dumps([s.to_dict() for s in studies[i : i + size]])}
+            for k, i in enumerate(range(0, len(studies), size))]
+    with ray_session(options) as ray:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        ds = ds.map_batches(
+            _DraftActor, fn_constructor_args=(job,), batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=min(options.actors, len(rows))),
+            num_cpus=1, max_restarts=options.max_retries, max_task_retries=options.max_retries,
+        )
+        try:
+            for row in ds.iter_rows():
+                on_block(json.loads(row["records"]))
+        except Exception as e:  # noqa: BLE001 - Ray's error names the worker; ours what to do
+            raise ReportgenError(
+                "E955", f"the ray drafting run stopped ({type(e).__name__}) after {options.max_retries} retries of a failing block; "
+                "the drafts handed over so far are kept",
+                fix="read the Ray worker logs for the cause, fix it, and rerun the same command: finished drafts are skipped",
+            ) from None
+    return len(rows)
+
+__all__ = ["Block", "CheckJob", "CheckRun", "DraftJob", "RayOptions", "check_file", "default_shard_dir", "draft_studies",
+           "plan_blocks", "ray_session"]
