@@ -39,3 +39,9 @@ def draft_record(result, drafter, spec, *, task):
     d = result.draft
     return {"id": result.study_id, "report": d.report if d else None, "model": d.model if d else None,
             "error": result.error, "backend": spec, "task": task}
+
+
+def make_upper():
+    """A make_fn for map_rows: the function upper-cases a row's text and says which process did it."""
+    pid = os.getpid()
+    return lambda row: {"id": row["id"], "text": row["text"].upper(), "pid": pid}

@@ -180,3 +180,14 @@ def test_drafting_spreads_blocks_over_two_servers_and_hands_over_each_study_once
             assert [r["id"] for r in block] == sorted((r["id"] for r in block), key=lambda x: int(x[1:]))
         assert len(a.requests) and len(b.requests)  # both servers drafted
         assert len(a.requests) + len(b.requests) == 10
+
+
+def test_map_rows_keeps_input_order_across_actors(ray_cluster):
+    from reportgen.engines.ray_engine import map_rows
+    from tests.ray_helpers import make_upper
+
+    rows = [{"id": i, "text": f"row {i} é"} for i in range(23)]
+    out = list(map_rows(rows, make_upper, RayOptions(actors=2, block_size=4)))
+    assert [o["id"] for o in out] == list(range(23))
+    assert [o["text"] for o in out] == [r["text"].upper() for r in rows]
+    assert len({o["pid"] for o in out}) == 2  # both actors worked

@@ -429,5 +429,63 @@ def draft_studies(
             ) from None
     return len(rows)
 
+
+# --- any per-record stage ------------------------------------------------------------
+
+
+class _MapActor:
+    """One Ray actor: ``fn = make_fn()`` built once (a pipeline, a lexicon), then applied to
+    each row of a block."""
+
+    def __init__(self, make_fn: Callable[[], Callable[[Any], Any]]):
+        self.fn = make_fn()
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        blocks, outputs = [], []
+        for i in range(len(batch["block"])):
+            rows = json.loads(batch["rows"][i])
+            blocks.append(int(batch["block"][i]))
+            outputs.append(json.dumps([self.fn(row) for row in rows], ensure_ascii=False))
+        return {"block": blocks, "results": outputs}
+
+
+def map_rows(
+    rows: Sequence[Any],
+    make_fn: Callable[[], Callable[[Any], Any]],
+    options: RayOptions = RayOptions(),
+) -> Iterator[Any]:
+    """``make_fn()(row)`` for every row (JSON values in and out), on Ray actors, yielded in
+    input order (blocks are reordered as they finish). ``make_fn`` is picklable and runs
+    once per actor. Used by ``reportgen run --engine ray`` for its check stage."""
+    if not rows:
+        return
+    size = options.block_size
+    items = [{"block": k, "rows": json.dumps(list(rows[i : i + size]), ensure_ascii=False)}
+             for k, i in enumerate(range(0, len(rows), size))]
+    with ray_session(options) as ray:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(
+            _MapActor, fn_constructor_args=(make_fn,), batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=min(options.actors, len(items))),
+            num_cpus=1, max_restarts=options.max_retries, max_task_retries=options.max_retries,
+        )
+        waiting: dict[int, list[Any]] = {}
+        next_block = 0
+        try:
+            for row in ds.iter_rows():
+                waiting[int(row["block"])] = json.loads(row["results"])
+                while next_block in waiting:
+                    yield from waiting.pop(next_block)
+                    next_block += 1
+        except ReportgenError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ReportgenError(
+                "E955", f"the ray run stopped ({type(e).__name__}) after {options.max_retries} retries of a failing block",
+                fix="read the Ray worker logs for the cause, fix it, and rerun the same command",
+            ) from None
+
 __all__ = ["Block", "CheckJob", "CheckRun", "DraftJob", "RayOptions", "check_file", "default_shard_dir", "draft_studies",
-           "plan_blocks", "ray_session"]
+           "map_rows", "plan_blocks", "ray_session"]
