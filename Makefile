@@ -1,9 +1,11 @@
 # The two commands of the README (`make demo`, `make test`). Both set up .venv on a fresh machine.
 .PHONY: demo test test-vllm
 
+# README command one: the main job offline on embedded defaults (IU reports with injected
+# errors stand in as drafts; the pages say so), HTML report path printed at the end.
 demo:
 	bash scripts/setup_env.sh demo
-	.venv/bin/reportgen demo
+	.venv/bin/reportgen run --out runs/demo $(RUN_ARGS)
 
 # Default test run: everything this machine runs except the vllm integration tests.
 test:

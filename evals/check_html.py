@@ -24,19 +24,17 @@ the studies shown are kept), which is what the command uses for large batches.
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-STATUSES = ("contradicted", "unsupported", "uncertain", "supported", "error")
+from reportgen.evals import page
+
+from reportgen.evals.page import COLOURS, STATUS_CSS, STATUSES  # noqa: F401  (shared components; COLOURS re-exported)
+
 FLAGGED = ("contradicted", "unsupported")
-COLOURS = {
-    "contradicted": "#b00020", "unsupported": "#d35400", "uncertain": "#8a6d00",
-    "supported": "#2e7d32", "error": "#6a1b9a",
-}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Region numbers shown beside a region verdict (from its evidence_meta), in this order.
 REGION_META = (("zone", "claimed zone"), ("cnr", "CNR"), ("best_zone", "best zone"), ("best_cnr", "best CNR"),
@@ -47,8 +45,7 @@ CSS = (
     "body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}"
     "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;vertical-align:top}"
     "th{background:#f3f3f3;text-align:left}.num{text-align:right}"
-    ".st{font-weight:600;white-space:nowrap;color:#fff;padding:1px 6px;border-radius:3px;font-size:12px}"
-    + "".join(f".st-{s}{{background:{c}}}" for s, c in COLOURS.items())
+    + STATUS_CSS
     + ".claim-flagged{background:#fff4f0}.reasons{margin:2px 0 2px 1em;padding-left:1em;font-size:12px;color:#333}"
     ".checker{font-size:12px;margin-top:3px}.meta{font-size:11px;color:#555}"
     ".note{background:#fff8e1;border:1px solid #f0c36d;padding:4px 8px;font-size:13px}"
@@ -58,12 +55,11 @@ CSS = (
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    return page.e(value)
 
 
 def _badge(status: Any) -> str:
-    s = str(status) if status in COLOURS else "error"
-    return f"<span class='st st-{s}'>{_e(status)}</span>"
+    return page.badge(status)
 
 
 def _num(x: Any) -> str:

@@ -22,10 +22,6 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _fmt(x: Any) -> str:
-    return "-" if x is None else f"{x:.4f}" if isinstance(x, float) else html.escape(str(x))
-
-
 def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str = "reportgen eval") -> str:
     """A self-contained page: the corpus table, histograms of per-study metrics, CheXpert
     per-label F1 and GREEN error counts."""
@@ -74,11 +70,9 @@ def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], t
         figs.append(("GREEN-style error counts", _png(fig)))
         plt.close(fig)
 
-    corpus = metrics.get("corpus", {})
-    table = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v.get('estimate'))}</td><td>{_fmt(v.get('low'))}</td><td>{_fmt(v.get('high'))}</td></tr>"
-        for k, v in corpus.items()
-    )
+    from reportgen.evals.page import metrics_table
+
+    table = metrics_table(metrics.get("corpus", {}))
     ids = ""
     for key, label in (("only_in_pred", "ids only in the predictions"), ("only_in_ref", "ids only in the references")):
         if metrics.get(key):
@@ -94,6 +88,6 @@ def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], t
         "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}img{max-width:100%}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{metrics.get('n_scored', 0)} pairs scored of {metrics.get('n_pairs', 0)}; "
         f"bootstrap {metrics.get('settings', {}).get('bootstrap', 0)} resamples, seed {metrics.get('settings', {}).get('seed', 0)}.</p>"
-        "<table><tr><th>metric</th><th>estimate</th><th>95% low</th><th>95% high</th></tr>" + table + "</table>"
+        + table
         + ids + images + "</body></html>"
     )

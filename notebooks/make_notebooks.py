@@ -163,6 +163,131 @@ EXPLORE = [
 ]
 
 
+# notebooks/explore.ipynb: the main job's results, one study at a time, with live re-checking.
+EXPLORE_RUN = [
+    new_markdown_cell(
+        "# Explore a run: studies, drafts, claims, region maps\n\n"
+        "Pick a study, see its images and its draft with every claim coloured by its verdict beside the\n"
+        "reference, edit the draft and re-check it live, compare two drafts of one study, and look at a\n"
+        "region map. Runs offline on the IU reports (inside torchxrayvision).\n\n"
+        "**The drafts here are not model output**: as in `make demo`, real IU reports with errors injected\n"
+        "by the open benchmark (`reportgen.evals.inject`) stand in for a model's drafts, and the original\n"
+        "reports are the references. Point `RunConfig(studies=..., backend=...)` at a real model to\n"
+        "explore real drafts."
+    ),
+    new_code_cell(
+        "import json, tempfile\n"
+        "from pathlib import Path\n"
+        "from reportgen.run import RunConfig, run\n\n"
+        "work = Path(tempfile.mkdtemp(prefix='reportgen-explore-'))\n"
+        "result = run(RunConfig(out=str(work / 'run'), demo_n=8, bootstrap=200), say=print)\n"
+        "out = result.out\n"
+        "def lines(p):\n"
+        "    return [json.loads(x) for x in Path(p).read_text().splitlines() if x.strip()]\n"
+        "drafts = {d['id']: d for d in lines(out / 'drafts.jsonl')}\n"
+        "verdicts = {v['id']: v for v in lines(out / 'verdicts.jsonl')}\n"
+        "refs = {r['id']: r['report'] for r in lines(out / 'inputs' / 'reference.jsonl')}\n"
+        "metrics = json.loads((out / 'metrics.json').read_text())\n"
+        "print('HTML report:', result.index)\n"
+        "print('hallucination rate', metrics['corpus']['hallucination_rate'])"
+    ),
+    new_markdown_cell("## Pick a study\nThe draft's claims are coloured by status (hover for it); the reference is beside it."),
+    new_code_cell(
+        "import ipywidgets as widgets\n"
+        "from IPython.display import HTML, display\n"
+        "from reportgen.checkers.pipeline import Pipeline\n"
+        "from reportgen.evals.page import BASE_CSS, STATUSES, e, highlight\n"
+        "from reportgen.evals.run_html import image_uri\n\n"
+        "pipeline = Pipeline('rules')\n"
+        "STYLE = f'<style>{BASE_CSS} .cols{{display:grid;grid-template-columns:1fr 1fr;gap:1em}} .text{{border:1px solid #ddd;padding:6px}}</style>'\n\n"
+        "def claims_html(text, record):\n"
+        "    counts = ', '.join(f\"{record['summary'][s]} {s}\" for s in STATUSES if record['summary'].get(s))\n"
+        "    return f\"<div class='text'>{highlight(text, record['claims'])}</div><p class='meta'>{e(counts)}</p>\"\n\n"
+        "def study_html(sid, text=None):\n"
+        "    text = drafts[sid]['report'] if text is None else text\n"
+        "    record = verdicts[sid] if text == drafts[sid]['report'] else pipeline.check(sid, text, refs.get(sid)).to_record()\n"
+        "    images = ''.join(f\"<img style='height:160px' src='{image_uri(p)[0]}'>\" for p in verdicts[sid].get('images', []) if image_uri(p)[0])\n"
+        "    return (STYLE + (images or \"<p class='meta'>No images with this study (IU reports ship without films).</p>\")\n"
+        "            + f\"<div class='cols'><div><b>draft</b>{claims_html(text, record)}</div>\"\n"
+        "            + f\"<div><b>reference</b><div class='text'>{e(refs.get(sid, ''))}</div></div></div>\"), record\n\n"
+        "ids = sorted(verdicts, key=lambda i: -(verdicts[i]['summary']['contradicted'] + verdicts[i]['summary']['unsupported']))\n"
+        "pick = widgets.Dropdown(options=ids, description='study')\n"
+        "view = widgets.HTML()\n"
+        "def on_pick(change=None):\n"
+        "    view.value, _ = study_html(pick.value)\n"
+        "pick.observe(on_pick, 'value')\n"
+        "on_pick()\n"
+        "display(widgets.VBox([pick, view]))"
+    ),
+    new_markdown_cell(
+        "## Edit the draft and re-check it live\n"
+        "Every edit of the text box re-checks the draft against the reference (the rules checker takes\n"
+        "milliseconds). Below, the first injected error of the study is undone in code, as a person would\n"
+        "in the box, and the verdicts change."
+    ),
+    new_code_cell(
+        "editor = widgets.Textarea(value=drafts[pick.value]['report'], layout=widgets.Layout(width='100%', height='110px'))\n"
+        "live = widgets.HTML()\n"
+        "def on_edit(change=None):\n"
+        "    live.value, on_edit.record = study_html(pick.value, editor.value)\n"
+        "editor.observe(on_edit, 'value')\n"
+        "on_edit()\n"
+        "display(widgets.VBox([editor, live]))\n"
+        "before = on_edit.record['summary']\n"
+        "inj = next((i for i in drafts[pick.value]['injections'] if i['text']), None)\n"
+        "if inj:\n"
+        "    editor.value = editor.value.replace(inj['text'], inj['original'], 1)  # fires on_edit: re-checked\n"
+        "after = on_edit.record['summary']\n"
+        "print('flagged before:', before['contradicted'] + before['unsupported'], ' after the fix:', after['contradicted'] + after['unsupported'])"
+    ),
+    new_markdown_cell("## Compare two drafts of one study\nThe stand-in draft against the original report used as a second draft, both checked against the reference."),
+    new_code_cell(
+        "sid = pick.value\n"
+        "a_html, a = study_html(sid)\n"
+        "b_text = refs[sid]\n"
+        "b = pipeline.check(sid, b_text, refs[sid]).to_record()\n"
+        "rows = ''.join(f\"<tr><td>{s}</td><td class='num'>{a['summary'][s]}</td><td class='num'>{b['summary'][s]}</td></tr>\" for s in STATUSES)\n"
+        "display(HTML(STYLE + f\"<table><tr><th>claims</th><th>draft A (stand-in)</th><th>draft B (original)</th></tr>{rows}</table>\"\n"
+        "             + f\"<div class='cols'><div><b>A</b>{claims_html(drafts[sid]['report'], a)}</div><div><b>B</b>{claims_html(b_text, b)}</div></div>\"))\n"
+        "assert b['summary']['contradicted'] == 0"
+    ),
+    new_markdown_cell(
+        "## Region maps (mechanics only: a RANDOM model)\n\n"
+        "**The region model below has random weights** (a tiny open_clip built from a JSON config here;\n"
+        "nothing is downloaded), **so its maps and verdicts mean nothing**: they show how a claim's\n"
+        "similarity map, its claimed zone and the colour scale are drawn. Use a trained checkpoint\n"
+        "(`reportgen run --region-model local-dir:PATH`) for evidence."
+    ),
+    new_code_cell(
+        "import os\n"
+        "import numpy as np\n"
+        "import torch\n"
+        "import reportgen\n"
+        "from reportgen.checkers.region import RegionChecker\n"
+        "from reportgen.types import Study\n"
+        "from IPython.display import Image as PNG\n\n"
+        "config = {'embed_dim': 32,\n"
+        "          'vision_cfg': {'image_size': 64, 'layers': 1, 'width': 32, 'head_width': 16, 'patch_size': 8, 'pool_type': 'avg'},\n"
+        "          'text_cfg': {'context_length': 16, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1}}\n"
+        "(work / 'tiny-clip.json').write_text(json.dumps(config))\n"
+        "torch.manual_seed(0)\n"
+        "rc = RegionChecker(str(work / 'tiny-clip.json'))\n"
+        "shared = Path(os.environ.get('REPORTGEN_SHARED_DATA', Path(reportgen.__file__).resolve().parents[2] / 'shared' / 'data'))\n"
+        "image = shared / 'cxr' / '00000001_000.png'\n"
+        "if not image.is_file():  # a synthetic film when ../shared/data is absent\n"
+        "    from PIL import Image\n"
+        "    y, x = np.mgrid[0:256, 0:256] / 256\n"
+        "    lungs = np.exp(-((x - 0.3) ** 2 + (y - 0.5) ** 2) / 0.03) + np.exp(-((x - 0.7) ** 2 + (y - 0.5) ** 2) / 0.03)\n"
+        "    image = work / 'synthetic.png'\n"
+        "    Image.fromarray((200 - 120 * lungs).clip(0, 255).astype(np.uint8)).save(image)\n"
+        "study = Study('nb-region', images=(str(image),), views=('PA',))\n"
+        "res = Pipeline(region=rc).check(study.id, 'Right upper lobe opacity. Small left pleural effusion.', study=study)\n"
+        "region = [v for c in res.claims for v in c.verdicts if v.checker == 'region']\n"
+        "display(PNG(data=rc.render_study(study.images, study.views, region, flagged_only=False, title='random weights: mechanics only')))"
+    ),
+]
+
+
 def write(name: str, cells) -> Path:
     nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     path = HERE / name
@@ -172,3 +297,4 @@ def write(name: str, cells) -> Path:
 
 if __name__ == "__main__":
     print(write("explore_checking.ipynb", EXPLORE))
+    print(write("explore.ipynb", EXPLORE_RUN))

@@ -17,6 +17,7 @@ from reportgen.errors import ReportgenError
 
 # name -> (module, one-line help). Names and flags are public contracts: extend, never rename.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("reportgen.commands.run", "the main job: draft, check every claim, metrics and an HTML report (resumable)"),
     "demo": ("reportgen.commands.demo", "check a sample of the real IU reports and print a verdict table"),
     "check": ("reportgen.commands.check", "check every claim of reports (JSONL) against evidence"),
     "extract": ("reportgen.commands.extract", "print entity graphs (RadGraph schema) for text"),

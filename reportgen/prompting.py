@@ -129,8 +129,9 @@ def render_messages(study: Study, task: str = "findings", template: PromptTempla
         parts.append({"type": "text", "text": t.image_label.format(n=n, view=t.view_label(view))})
         parts.append({"type": "image", "image": str(img)})
     lines = []
-    for slot in ("indication", "comparison"):
-        value = getattr(study, slot)
+    for slot in ("indication", "comparison", "repair"):
+        # "repair": the flagged sentences of an earlier draft (reportgen run --repair, prompts/repair.json)
+        value = getattr(study, slot) if slot != "repair" else (study.meta or {}).get("repair")
         if value and str(value).strip() and slot in t.context:
             lines.append(t.context[slot].format(**{slot: str(value).strip()}))
     lines.append(t.tasks[task].format(n_images=len(study.images)))

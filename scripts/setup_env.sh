@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or update .venv for reportgen: `scripts/setup_env.sh demo|dev`.
-#   demo: the core checker plus the IU reports (torchxrayvision, CPU torch)
+#   demo: the core checker, the metrics and the IU reports (torchxrayvision, CPU torch)
 #   dev:  everything the tests use (draft, clip, metrics, judge, notebook)
 # torch is pinned to the CPU build through .ci/constraints.txt: an unpinned install
 # pulls a multi-GB CUDA build. Idempotent: re-runs only when pyproject.toml changed.
@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -c .ci/constraints.txt torch==2.13.0
   case "$profile" in
-    demo) extras="iu" ;;
+    demo) extras="iu,metrics" ;;
     dev) extras="dev" ;;
     *) echo "usage: $0 demo|dev" >&2; exit 2 ;;
   esac
@@ -32,4 +32,13 @@ if [ ! -f "$stamp" ]; then
   echo "import _reportgen_tv_shim" > "$site/_reportgen_tv_shim.pth"
   rm -f .venv/.reportgen-"$profile"-*
   touch "$stamp"
+fi
+# Headless Chromium for the browser tests of the HTML report (tests/test_report_browser.py),
+# checked on every run (not only when the venv is rebuilt); skipped when already installed.
+if [ "$profile" = dev ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup_env: chromium is not installed (apt-get install chromium); the browser tests will be skipped" >&2
+  fi
 fi

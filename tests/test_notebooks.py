@@ -28,5 +28,7 @@ def test_notebooks_are_generated_from_make_notebooks():
     spec = importlib.util.spec_from_file_location("make_notebooks", src)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    committed = nbformat.read(src.parent / "explore_checking.ipynb", as_version=4)
-    assert [c.source for c in committed.cells] == [c.source for c in mod.EXPLORE]
+    for name, cells in (("explore_checking.ipynb", mod.EXPLORE), ("explore.ipynb", mod.EXPLORE_RUN)):
+        committed = nbformat.read(src.parent / name, as_version=4)
+        assert [c.source for c in committed.cells] == [c.source for c in cells]
+        assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")  # stored without outputs

@@ -285,6 +285,6 @@ class RegionChecker:
                 best_name = pretty(e.meta["best_zone"]) if e.meta.get("best_zone") else "none"
                 caption = (f"{v.status}: {v.claim.text}\nclaimed {claimed} (CNR {float(e.meta.get('cnr', 0.0)):.2f}); "
                            f"best {best_name}")
-                panels.append(Panel(m, zone, best, caption))
+                panels.append(Panel(m, zone, best, caption, zone_label=claimed, best_label=best_name))
         marker = None if enc.zones.kind == "lateral" else ("right" if enc.mirrored else "left")
         return render_panels(enc.pixels, panels, out=out, title=title, right_marker=marker)

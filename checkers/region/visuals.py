@@ -26,6 +26,8 @@ class Panel:
     zone: np.ndarray | None
     best: np.ndarray | None
     caption: str
+    zone_label: str | None = None  # written on the image at the claimed zone
+    best_label: str | None = None  # written on the image at the best-matching zone
 
 
 def render_panels(
@@ -47,29 +49,41 @@ def render_panels(
     rows = (n + cols - 1) // cols
     h, w = pixels.shape
     aspect = h / w
-    fig = Figure(figsize=(4 * cols, 4 * aspect * rows + (0.4 if title else 0) + 0.6 * rows), dpi=dpi)
+    fig = Figure(figsize=(4 * cols + (0.8 if panels else 0), 4 * aspect * rows + (0.4 if title else 0) + 0.6 * rows), dpi=dpi,
+                 layout="constrained")
     FigureCanvasAgg(fig)
     extent = (0.0, 1.0, 1.0, 0.0)
+    # one colour scale for every panel (so maps compare), shown by one labelled colour bar
+    lo = min((float(np.nanmin(p.sim)) for p in panels), default=0.0)
+    hi = max((float(np.nanmax(p.sim)) for p in panels), default=1.0)
+    hi = hi if hi > lo else lo + 1e-6
+    axes, im = [], None
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
+        axes.append(ax)
         ax.imshow(pixels, cmap="gray", extent=extent, aspect=aspect, vmin=0, vmax=1)
         if panels:
             p = panels[i]
-            im = ax.imshow(p.sim, cmap="jet", alpha=0.4, extent=extent, aspect=aspect, interpolation="bilinear")
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            im = ax.imshow(p.sim, cmap="jet", alpha=0.4, extent=extent, aspect=aspect, interpolation="bilinear", vmin=lo, vmax=hi)
             if p.zone is not None and p.zone.any():
                 ax.contour(*_centres(p.zone), p.zone.astype(float), levels=[0.5], colors="white", linewidths=1.5)
+                _label(ax, p.zone, p.zone_label, "white")
             if p.best is not None and p.best.any():
                 ax.contour(*_centres(p.best), p.best.astype(float), levels=[0.5], colors="yellow",
                            linewidths=1.0, linestyles="dashed")
+                if p.best_label and p.best_label != p.zone_label:
+                    _label(ax, p.best, f"best: {p.best_label}", "yellow")
             ax.set_title(_wrap(p.caption), fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
         if right_marker:
             ax.text(0.02 if right_marker == "left" else 0.94, 0.03, "R", color="white", fontsize=9, transform=ax.transAxes)
+    if im is not None:
+        bar = fig.colorbar(im, ax=axes, fraction=0.03, pad=0.02, shrink=0.9)
+        bar.set_label("similarity of image patch and claim (cosine; one scale for all panels)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     data = buf.getvalue()
@@ -77,6 +91,16 @@ def render_panels(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_bytes(data)
     return data
+
+
+def _label(ax, mask: np.ndarray, text: str | None, colour: str) -> None:
+    """The zone's name written on the image at the zone's centre."""
+    if not text:
+        return
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    ax.text((xs.mean() + 0.5) / w, (ys.mean() + 0.5) / h, _wrap(text, 18), color=colour, fontsize=7, ha="center", va="center",
+            fontweight="bold", bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "edgecolor": "none"})
 
 
 def _centres(mask: np.ndarray):
