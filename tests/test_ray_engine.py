@@ -191,3 +191,31 @@ def test_map_rows_keeps_input_order_across_actors(ray_cluster):
     assert [o["id"] for o in out] == list(range(23))
     assert [o["text"] for o in out] == [r["text"].upper() for r in rows]
     assert len({o["pid"] for o in out}) == 2  # both actors worked
+
+
+def test_run_engine_ray_drafts_over_http_and_writes_the_local_engines_verdicts(ray_cluster, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from reportgen.run import RunConfig, run
+    from tests.fake_openai import FakeOpenAI
+
+    Image.fromarray((np.arange(64 * 48) % 251).reshape(64, 48).astype(np.uint8)).save(tmp_path / "a.png")
+    # the indication carries the fake server's STUDY= marker, so each draft names its study
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "images": ["a.png"], "indication": f"STUDY=s{i}"}) + "\n"
+                                              for i in range(7)))
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps({"id": f"s{i}", "report": f"Report for s{i} by cxr. No pneumothorax."}) + "\n"
+                                              for i in range(7)))
+    with FakeOpenAI() as fake:
+        common = dict(studies=str(tmp_path / "s.jsonl"), reference=str(tmp_path / "r.jsonl"), bootstrap=0,
+                      backend=f"vllm:{fake.url}?model=cxr")
+        local = run(RunConfig(out=str(tmp_path / "local"), **common))
+        on_ray = run(RunConfig(out=str(tmp_path / "ray"), engine="ray", ray_actors=2, ray_block_size=3, **common))
+    assert local.stages == on_ray.stages
+    assert (tmp_path / "ray" / "verdicts.jsonl").read_bytes() == (tmp_path / "local" / "verdicts.jsonl").read_bytes()
+    drafts = [json.loads(x) for x in (tmp_path / "ray" / "drafts.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in drafts] == [f"s{i}" for i in range(7)]  # merged in input order
+    assert all(d["report"] == f"FINDINGS: Report for {d['id']} by cxr." for d in drafts)
+    assert (tmp_path / "ray" / "report" / "index.html").is_file()
+    # the engine is not an input: a rerun with the local engine redoes nothing
+    assert set(run(RunConfig(out=str(tmp_path / "ray"), **common)).stages.values()) == {"skipped"}
