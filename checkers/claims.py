@@ -351,6 +351,34 @@ def _coordination(sent: str, rules) -> tuple[tuple[str, int, int], ...]:
     return _coordination_cached(sent, rules)
 
 
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+def _join_coordinated_modifiers(sent: str, items: list[list], rules) -> list[list]:
+    """Coordinated modifiers of one head are one claim: "Blunting of the lateral and posterior
+    right costophrenic sulcus" is not "Blunting of the lateral." + "Posterior right ...".
+    An item that ends with a modifier word of the lexicon's ``coordinated_modifiers`` that no
+    mention covers (its head noun is in the next item) is joined with the next item when that
+    one starts with anatomy."""
+    words = frozenset(getattr(getattr(rules, "lexicon", None), "data", {}).get("coordinated_modifiers", {}).get("words", ()))
+    if not words or len(items) <= 1:
+        return items
+    out = [items[0]]
+    for it in items[1:]:
+        prev = out[-1]
+        last = None
+        for last in _WORD.finditer(sent, prev[0], prev[1]):
+            pass
+        dangling = (last is not None and last.group().lower() in words
+                    and not any(m.start <= last.start() < m.end for m in prev[2]))
+        first = next((m for m in it[2] if m.role in (R_OBS, R_ANAT, R_NORMAL)), None)
+        if dangling and first is not None and first.role == R_ANAT:
+            out[-1] = [prev[0], it[1], prev[2] + it[2]]
+        else:
+            out.append(it)
+    return out
+
+
 def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, int, int]]:
     """(text, start, end) of each atomic claim of one sentence (offsets into ``sent``);
     one entry or none means: do not split."""
@@ -398,7 +426,7 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
             it = [pending[0], it[1], pending[2] + it[2]]
             pending = None
         merged.append(it)
-    items = merged
+    items = _join_coordinated_modifiers(sent, merged, rules)
     if len(items) <= 1:
         return []
 

@@ -21,11 +21,18 @@ not modify another one):
   temporal descriptor "acute" when present.
 - A target of ``suggestive_of`` ("opacity suggestive of pneumonia") without a location of
   its own takes its source's.
+- ``presence`` "hypothetical" (given ``text``): a finding that a request cue precedes in its
+  clause ("Evaluate for pneumonia.", "Recommend CT to exclude mass.", "Correlate clinically
+  for pneumonia."; lexicon ``cues.hypothetical``) is a request, not a finding. RadGraph has
+  no such label, so the graph keeps OBS-U (or whatever the cue gave) and only the Finding
+  says it.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from typing import Any
 
 from reportgen.checkers.lexicon import ANAT, CHG, DESC, LAT, NORMAL, OBS, SEV, TMP, Lexicon, load_lexicon
 from reportgen.types import Entity, EntityGraph, Finding
@@ -40,11 +47,51 @@ def _lex() -> Lexicon:
     return load_lexicon()
 
 
-def findings_from_graph(graph: EntityGraph, lexicon: Lexicon | None = None) -> tuple[Finding, ...]:
-    """Findings of one graph (see module doc), in entity order."""
+def findings_from_graph(graph: EntityGraph, lexicon: Lexicon | None = None, text: str | None = None) -> tuple[Finding, ...]:
+    """Findings of one graph (see module doc), in entity order. ``text``: the text the graph's
+    offsets point into; with it, requests ("evaluate for pneumonia") make findings hypothetical."""
     if not graph.entities:
         return ()
-    return _Reader(graph, lexicon or _lex()).findings()
+    lex = lexicon or _lex()
+    out = _Reader(graph, lex).findings()
+    if text is not None:
+        cue = _hypothetical_re(lex)
+        if cue is not None:
+            out = tuple(_hypothetical(f, text, cue) for f in out)
+    return out
+
+
+HYPOTHETICAL_WINDOW = 60  # characters before a finding in which a request cue counts
+_CLAUSE_END = re.compile(r"[.;:!?]")
+# "cannot rule out", "not excluded", "difficult to exclude": a hedge, not a request
+_HEDGE_BEFORE = re.compile(r"(?:\bcannot|\bcan not|\bnot|\bdifficult(?: to)?|\bunable(?: to)?|\bhard(?: to)?)\s+$", re.I)
+_cue_res: dict[int, tuple[Lexicon, Any]] = {}
+
+
+def _hypothetical_re(lex: Lexicon) -> Any:
+    """The request cues of ``lex`` (``cues.hypothetical``) as one regex, or None."""
+    hit = _cue_res.get(id(lex))
+    if hit is None or hit[0] is not lex:
+        words = [w for w in lex.data.get("cues", {}).get("hypothetical", ()) if w]
+        rx = re.compile(r"(?<![\w/])(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?![\w/])", re.I) if words else None
+        hit = _cue_res[id(lex)] = (lex, rx)
+    return hit[1]
+
+
+def _hypothetical(f: Finding, text: str, cue: Any) -> Finding:
+    """``f`` with presence "hypothetical" when a request cue precedes it in its clause."""
+    if f.presence == "hypothetical" or not 0 < f.start <= len(text):
+        return f
+    window = text[max(0, f.start - HYPOTHETICAL_WINDOW): f.start]
+    ends = list(_CLAUSE_END.finditer(window))
+    if ends:
+        window = window[ends[-1].end():]
+    if not any(not _HEDGE_BEFORE.search(window, 0, m.start()) for m in cue.finditer(window)):
+        return f
+    h = object.__new__(Finding)
+    h.__dict__.update(f.__dict__)
+    h.__dict__["presence"] = "hypothetical"
+    return h
 
 
 def _new_finding(observation, presence, laterality, locations, anatomy, severity, change, e: Entity) -> Finding:

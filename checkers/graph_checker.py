@@ -28,16 +28,23 @@ that applies decides):
    that makes exceptions ("the lungs are otherwise clear").
 7. A broader or narrower finding that agrees ("no pneumothorax" vs "no acute
    abnormality") -> **supported** (lower score).
-8. Nothing comparable -> the source's no-evidence policy: reference reports are complete,
-   so an unmentioned positive finding is **unsupported** and an unmentioned negative one
-   **supported** by default (the CheXpert convention: not mentioned = absent); self and
-   image evidence **abstain** (status uncertain, score None: other checkers decide).
+8. Nothing comparable -> the source's no-evidence policy under the checker's named
+   convention (``convention``, checking.json "conventions"): an unmentioned positive
+   finding in a reference is **unsupported**; an unmentioned negative one is **supported**
+   under ``chexpert`` (the default: not mentioned = absent, basis ``convention``) and
+   **unsupported** under ``radfact`` (basis ``no_evidence``); self and image evidence
+   **abstain** (status uncertain, score None: other checkers decide).
 
 A claim with several findings takes the worst of them (contradicted > unsupported >
 uncertain > supported). A claim with no findings ("Comparison made to prior study")
 abstains: the graph checker has nothing to compare. Several sources (reference and self)
-are judged separately and combined the same way, abstentions dropped: a claim matched by
-the reference but contradicted by its own impression is contradicted.
+are judged separately and combined the same way, abstentions dropped, except that a claim
+the reference supports keeps ``supported`` when its own report contradicts it: the
+self-conflict becomes a secondary reason naming the partner sentence, which the reference
+flags (``attribute``). Without a reference, a self-contradiction flags the claim.
+
+Every verdict names its ``basis`` (``reportgen.types.VERDICT_BASES``): matched,
+conflicting, hedged, weak_evidence, no_evidence, convention, redacted, not_read, ...
 
 ``Verdict.score`` is how strongly the evidence supports the claim, in [0, 1] (1 = matched
 in every detail, 0 = contradicted or unsupported); None marks an abstention.
@@ -63,6 +70,8 @@ from reportgen.types import EvidenceItem, Finding, Verdict
 
 RULES_PATH = Path(__file__).parent / "data" / "checking.json"
 ABSTAIN = "abstain"
+# The named conventions for a finding that no evidence mentions (checking.json "conventions").
+CONVENTIONS = ("chexpert", "radfact")
 # Worst first: how verdicts of several findings, sources or checkers combine.
 STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
 _RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
@@ -93,6 +102,9 @@ class CheckingRules:
     exception_cues: tuple[str, ...] = ()
     max_reasons: int = 4
     self_mismatch_across_sections_only: bool = False
+    # convention name -> source -> presence -> status (overrides no_evidence)
+    conventions: Mapping[str, Mapping[str, Mapping[str, str]]] = field(default_factory=dict)
+    default_convention: str = "chexpert"
     # Derived at load time.
     umbrellas: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
     all_bands: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -103,9 +115,24 @@ class CheckingRules:
     def load(cls, path: str | Path | None = None) -> "CheckingRules":
         return _load_rules(str(path or RULES_PATH))
 
-    def policy(self, source: str, presence: str) -> str:
+    def policy(self, source: str, presence: str, convention: str | None = None) -> str:
+        """What a finding that no evidence of ``source`` mentions gets, under ``convention``
+        (``conventions`` in the rules file; None: the no_evidence table alone)."""
+        key = "absent" if presence == "absent" else "present"
+        if convention is not None:
+            choice = self.conventions.get(convention, {}).get(source, {}).get(key)
+            if choice is not None:
+                return choice
         table = self.no_evidence.get(source) or self.no_evidence.get("default") or {}
-        return table.get("absent" if presence == "absent" else "present", ABSTAIN)
+        return table.get(key, ABSTAIN)
+
+    def check_convention(self, convention: str | None) -> str:
+        """``convention`` (None: the rules' default) if the rules define it, else E350."""
+        name = self.default_convention if convention is None else convention
+        if name not in self.conventions:
+            raise ReportgenError("E350", f"unknown convention {name!r} for unmentioned findings",
+                                 fix=f"use one of {', '.join(self.conventions) or 'the conventions of checking.json'}")
+        return name
 
     def is_broader(self, broad: str, narrow: str) -> bool:
         return broad in self.ancestors.get(narrow, ())
@@ -168,6 +195,16 @@ def _load_rules(path: str) -> CheckingRules:
             for presence, choice in table.items():
                 if choice not in (*STATUS_ORDER, ABSTAIN):
                     raise bad(f"no_evidence {presence!r} must be a status or 'abstain', not {choice!r}")
+        conv_raw = raw.get("conventions") or {"default": "chexpert", "chexpert": {}}
+        conventions = {k: {src: dict(t) for src, t in v.items()} for k, v in conv_raw.items() if k not in ("comment", "default")}
+        for name, tables in conventions.items():
+            for table in tables.values():
+                for presence, choice in table.items():
+                    if choice not in (*STATUS_ORDER, ABSTAIN):
+                        raise bad(f"convention {name!r}: {presence!r} must be a status or 'abstain', not {choice!r}")
+        default_convention = str(conv_raw.get("default", next(iter(conventions), "chexpert")))
+        if default_convention not in conventions:
+            raise bad(f"the default convention {default_convention!r} is not defined")
         bands = {k: frozenset(v) for k, v in raw["zones"]["bands"].items()}
         cues = tuple(raw.get("exception_cues", {}).get("words", ()))
         tokens = tuple(raw.get("exception_cues", {}).get("redaction_tokens", ()))
@@ -189,6 +226,8 @@ def _load_rules(path: str) -> CheckingRules:
             incidental=frozenset(hierarchy.get("incidental", {}).get("observations", ())),
             exception_cues=cues + tokens,
             self_mismatch_across_sections_only=bool(raw.get("self_mismatch", {}).get("across_sections_only", False)),
+            conventions=conventions,
+            default_convention=default_convention,
             max_reasons=int(raw.get("max_reasons", 4)),
             umbrellas=frozenset(o for o in descendants if o not in regions),
             all_bands=frozenset().union(*bands.values()) if bands else frozenset(),
@@ -272,6 +311,14 @@ def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     return regions is not None and bool(regions & denied)
 
 
+def _other_anatomy(rules: CheckingRules, a: Finding, b: Finding) -> bool:
+    """Whether two findings of one observation name different anatomy, neither of which
+    speaks for the whole chest ("spine" vs "bone" of a shoulder; not "lung" vs "chest")."""
+    if a.anatomy is None or b.anatomy is None or a.anatomy == b.anatomy:
+        return False
+    return rules.scope(a.anatomy) is not None and rules.scope(b.anatomy) is not None
+
+
 def _region_overlap(rules: CheckingRules, a: Finding, b: Finding) -> bool:
     wa, wb = _where(rules, a), _where(rules, b)
     return wa is None or wb is None or bool(wa & wb)
@@ -341,6 +388,10 @@ _MISMATCH_RANKS = (_MISMATCH, _BROAD_MISMATCH)
 # vs "XXXX nodule"): uncertain, and it outranks every support but the identical statement,
 # so a broader "the lungs are clear" elsewhere never makes the claim supported.
 _REDACTED_FLIP_RANK = 0.5
+# The same observation at another anatomy ("degenerative changes of the thoracic spine" vs
+# "... of the right shoulder"): the evidence does not speak about the claim; at most
+# uncertain, basis no_evidence (issue 11 section 3).
+_OTHER_ANATOMY_RANK = 3.5
 
 
 class _Outcome(NamedTuple):
@@ -357,6 +408,10 @@ class _Outcome(NamedTuple):
 
 
 _RANK_OF, _STATUS_OF, _SCORE_OF, _WHAT_OF, _NOTE_OF = range(5)
+# A mismatch with hedged evidence ("Questionable large right nodule"): judged against a
+# reference only; within one report, hedged findings that differ are usually two instances
+# ("Probably scarring in the left apex" ... "right upper lobe, likely scarring").
+_HEDGED_MISMATCH = " (hedged evidence)"
 _REDACTED_FLIP = "presence flipped unless the redacted word of the claim narrows its denial"
 
 
@@ -418,6 +473,13 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
     sc = rules.scores
     if c.observation == e.observation:
         if e.presence == "uncertain":
+            if c.presence == "present" and _region_overlap(rules, c, e):
+                # hedged or not, two statements of one finding that disagree on side, zone,
+                # size or change are a mismatch ("Questionable small right midlung nodule"
+                # vs "Questionable large right midlung nodule")
+                conflicts = _mismatches(rules, c, e)[0]
+                if conflicts:
+                    return _Outcome(_MISMATCH, "contradicted", sc["contradicted"], "; ".join(conflicts) + _HEDGED_MISMATCH)
             return _Outcome(_HEDGED, "uncertain", sc["uncertain"], "hedged evidence") if _overlaps(rules, c, e) else None
         if c.presence != e.presence:
             absent, present, excepting = (c, e, c_exceptions) if c.presence == "absent" else (e, c, e_exceptions)
@@ -429,6 +491,8 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
             return None
         if not _region_overlap(rules, c, e):  # "aortic calcification" vs "calcified lymph nodes"
             return None
+        if _other_anatomy(rules, c, e):
+            return _Outcome(_OTHER_ANATOMY_RANK, "uncertain", sc["uncertain"], f"other anatomy (claim {c.anatomy}, evidence {e.anatomy})")
         if c.presence == "absent":
             return _Outcome(_SUPPORT, "supported", sc["supported"], "matches") if _overlaps(rules, c, e) else None
         return _both_present(rules, c, e, _SUPPORT, _MISMATCH, sc["supported"])
@@ -455,9 +519,10 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
                 return _Outcome(_FLIP + shift, "contradicted", sc["contradicted"], "presence flipped")
             return None
         # Both absent: a broader negative implies the narrower one; a narrower negative
-        # agrees with a broader one without proving it.
-        if _overlaps(rules, c, e) and _region_overlap(rules, broad, narrow):
-            return _Outcome(_SUPPORT + shift, "supported", sc["supported_broader"] if claim_broader else sc["supported"], "agrees with")
+        # does not prove a broader one ("No cavitary lesions" says nothing about "The right
+        # lung is clear": that claim is judged as unmentioned).
+        if not claim_broader and _overlaps(rules, c, e) and _region_overlap(rules, broad, narrow):
+            return _Outcome(_SUPPORT + shift, "supported", sc["supported"], "agrees with")
         return None
     if narrow.presence != "present" or not _region_overlap(rules, broad, narrow):
         return None
@@ -520,6 +585,8 @@ class _Index:
             section = meta.get("section") if meta else None
             exc0 = checker.makes_exceptions(item.text)
             for f in findings:
+                if f.presence == "hypothetical":  # a request never supports or contradicts
+                    continue
                 exc = exc0 if exc0 != REDACTED or not positional else checker.redacted_before(item.text, item.start, f)
                 kid = intern(_key(f), exc)
                 kids[id(f)] = (exc, kid)
@@ -582,6 +649,20 @@ class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to
     score: float | None
     reasons: tuple[_Reason, ...]
     items: tuple[EvidenceItem, ...]
+    basis: str = "no_evidence"  # reportgen.types.VERDICT_BASES
+
+
+def _basis_of(rank: float) -> str:
+    """The basis of an outcome, from its rank."""
+    if rank == _REDACTED_FLIP_RANK:
+        return "redacted"
+    if rank == _OTHER_ANATOMY_RANK:
+        return "no_evidence"
+    if rank in (_IDENTICAL, _SUPPORT, _BROAD_SUPPORT):
+        return "matched"
+    if rank in (_FLIP, _MISMATCH, _BROAD_FLIP, _BROAD_MISMATCH):
+        return "conflicting"
+    return "weak_evidence"
 
 
 def _unique(items: Iterable[EvidenceItem]) -> tuple[EvidenceItem, ...]:
@@ -604,15 +685,18 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
             if rank < worst:
                 worst = rank
     if worst == len(STATUS_ORDER):  # every judgement abstains
-        return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], ())
+        return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], (), judgements[0].basis)
     deciding: list[_Reason] = []
     others: list[_Reason] = []
     items: dict[int, EvidenceItem] = {}  # in order, each once (by identity)
     score = None
+    basis = None
     for j in judgements:
         if j.status == ABSTAIN:
             continue
         if _RANK[j.status] == worst:
+            if basis is None:
+                basis = j.basis
             deciding.extend(j.reasons)
             for i in j.items:
                 items.setdefault(id(i), i)
@@ -621,7 +705,31 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
         if j.score is not None and (score is None or j.score < score):
             score = j.score
     deciding.extend(others)
-    return _Judgement(STATUS_ORDER[worst], score, tuple(deciding[: 2 * max_reasons]), tuple(items.values()))
+    return _Judgement(STATUS_ORDER[worst], score, tuple(deciding[: 2 * max_reasons]), tuple(items.values()), basis or "no_evidence")
+
+
+SELF_CONFLICT = "self-conflict (secondary: the reference supports this claim; the partner sentence carries the flag)"
+
+
+def attribute(sources: Sequence[str], judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgement:
+    """Judgements of several sources -> one (issue 11 section 2). With a reference: a claim
+    the other sources (the reference) support keeps ``supported`` even when its own report
+    contradicts it; the self-conflict stays as a secondary reason naming the partner
+    sentence, which the reference flags (or, if the reference supports both, neither is
+    flagged). Otherwise the worst status wins (``combine``)."""
+    if "self" in sources and len(sources) > 1:
+        own = judgements[sources.index("self")]
+        if own.status == "contradicted":
+            rest = [j for s, j in zip(sources, judgements) if s != "self"]
+            others = rest[0] if len(rest) == 1 else combine(rest, max_reasons)
+            if others.status == "supported":
+                secondary = tuple(
+                    r if r.__class__ is str else (SELF_CONFLICT, *r[1:])
+                    for r in own.reasons if r.__class__ is str or r[0] == "contradicted"
+                )
+                reasons = others.reasons[: max(1, max_reasons - 1)] + secondary
+                return _Judgement("supported", others.score, reasons, others.items, others.basis)
+    return combine(judgements, max_reasons)
 
 
 class GraphChecker:
@@ -629,8 +737,10 @@ class GraphChecker:
 
     name = "graph"
 
-    def __init__(self, rules: CheckingRules | str | Path | None = None):
+    def __init__(self, rules: CheckingRules | str | Path | None = None, convention: str | None = None):
         self.rules = rules if isinstance(rules, CheckingRules) else CheckingRules.load(rules)
+        # how an unmentioned finding is read ("chexpert" or "radfact": CONVENTIONS)
+        self.convention = self.rules.check_convention(convention)
         # comparison outcomes: claim key id -> evidence key id -> outcome
         self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
@@ -693,9 +803,9 @@ class GraphChecker:
         name = self.name
         try:
             if not cc.findings:
-                return _verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None)
+                return _verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None, "not_read")
             if not indexes:
-                return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None)
+                return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None, "no_source")
             rules = self.rules
             exc0 = self.makes_exceptions(claim.text)
             span = (
@@ -716,7 +826,7 @@ class GraphChecker:
                 section = claim.section if source == "self" and rules.self_mismatch_across_sections_only else None
                 per_finding = [self._judge(source, f, cid, exc, index, own, section) for cid, (f, exc) in probes.items()]
                 per_source.append(per_finding[0] if len(per_finding) == 1 else combine(per_finding, max_reasons))
-            j = per_source[0] if len(per_source) == 1 else combine(per_source, max_reasons)
+            j = per_source[0] if len(per_source) == 1 else attribute(tuple(indexes), per_source, max_reasons)
             status = "uncertain" if j.status == ABSTAIN else j.status
             # the first max_reasons distinct reasons, rendered only as far as needed
             shown: dict[str, None] = {}
@@ -724,9 +834,9 @@ class GraphChecker:
                 shown[_render(r, by_kid, described)] = None
                 if len(shown) == max_reasons:
                     break
-            return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score)
+            return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score, j.basis)
         except Exception as e:  # one bad claim must not stop the report
-            return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None)
+            return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None, "error")
 
     def _probes(self, findings: Sequence[Finding], exc0: int, claim: Any, kids: Mapping[int, tuple[int, int]]) -> dict[int, tuple[Finding, int]]:
         """The claim's distinct findings by key id, each with its exception state: with
@@ -761,6 +871,8 @@ class GraphChecker:
         rules = self.rules
         sc = rules.scores
         ckid = cid  # the claim finding's own key (reasons describe it)
+        if c.presence == "hypothetical":
+            return _Judgement(ABSTAIN, None, (f"not checked: a request or recommendation about {c.observation} (hypothetical), not a finding",), (), "hypothetical")
         hedged = c.presence == "uncertain"
         # A hedged claim is compared as if it were definite, to say what the evidence says
         # about it; its status stays uncertain.
@@ -795,6 +907,8 @@ class GraphChecker:
                 if out is None:
                     continue
                 item = g.item0
+                if own is not None and out[_RANK_OF] in _MISMATCH_RANKS and (hedged or out[_WHAT_OF].endswith(_HEDGED_MISMATCH)):
+                    continue  # self-consistency: a hedged mismatch is no contradiction (see _HEDGED_MISMATCH)
                 if own is not None:
                     if section is not None and out[_RANK_OF] in _MISMATCH_RANKS:
                         # two positive findings of one section that differ in side or place
@@ -816,13 +930,20 @@ class GraphChecker:
             if best < _SPECIFIC:
                 break
         if found:
+            if hedged and best in _MISMATCH_RANKS:
+                # a hedged claim: a mismatch decides only when no evidence agrees with it
+                # (another statement of the same hedged finding is a second instance)
+                agree = [x for x in found if x[0][_RANK_OF] not in _MISMATCH_RANKS]
+                if agree:
+                    found = agree
+                    best = min(x[0][_RANK_OF] for x in agree)
             if len(found) == 1:
                 top, g, item = found[0]
-                if hedged:
+                if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:
                     score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
-                    return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,))
+                    return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,), "hedged")
                 status = top[_STATUS_OF]
-                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,))
+                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,), _basis_of(top[_RANK_OF]))
             chosen = [x for x in found if x[0][_RANK_OF] == best]
             if len(chosen) > 1:
                 chosen.sort(key=_by_score)  # stable: the highest scores first, in evidence order
@@ -831,20 +952,21 @@ class GraphChecker:
             else:
                 items = (chosen[0][2],)
             top = chosen[0][0]
-            if hedged:
+            if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:
                 score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
-                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items)
+                return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items, "hedged")
             status = top[_STATUS_OF]
-            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items)
+            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items, _basis_of(top[_RANK_OF]))
         if hedged:
-            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), ())
-        choice = rules.policy(source, c.presence)
+            return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), (), "hedged")
+        choice = rules.policy(source, c.presence, self.convention)
         if choice == ABSTAIN:
             return self._not_mentioned(source, c.observation)
         if choice == "supported":
             return _Judgement("supported", sc["supported_by_default"], (
-                f"supported by default: no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), ())
-        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}",), ())
+                f"supported by default ({self.convention} convention): no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), (), "convention")
+        why = f" (the {self.convention} convention: an unmentioned finding is not entailed)" if c.presence == "absent" else ""
+        return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}{why}",), (), "no_evidence")
 
 
 @lru_cache(maxsize=4096)
@@ -864,10 +986,10 @@ def _by_score(x: tuple) -> float:
 
 
 def _verdict(claim: Any, status: str, reasons: tuple[str, ...], evidence: tuple[EvidenceItem, ...], checker: str,
-             score: float | None) -> Verdict:
-    """A Verdict from values this module made (a known status, tuples), without re-checking."""
+             score: float | None, basis: str) -> Verdict:
+    """A Verdict from values this module made (a known status and basis, tuples), without re-checking."""
     v = _new(Verdict)
-    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score)
+    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score, basis=basis)
     return v
 
 

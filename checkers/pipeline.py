@@ -47,7 +47,9 @@ _new = object.__new__
 # region checker's numbers (zone, cnr, best_zone, ...). Text evidence meta (sections,
 # sentence spans) is already in the reasons.
 META_SOURCES = frozenset({IMAGE, "box"})
-CHECKERS: dict[str, Callable[[], Checker]] = {"graph": GraphChecker}
+CHECKERS: dict[str, Callable[..., Checker]] = {"graph": GraphChecker}
+# Checkers that need an LLM endpoint (``Pipeline(llm=LLMChecker...)``, reportgen.checkers.llm_checker).
+LLM_CHECKERS = ("llm", "cascade")
 
 
 class RegionCheckerLike(Protocol):
@@ -69,6 +71,7 @@ class ClaimResult:
     verdicts: tuple[Verdict, ...] = ()
     reasons: tuple[str, ...] = ()
     score: float | None = None
+    basis: str = "no_evidence"  # why: reportgen.types.VERDICT_BASES (the deciding verdict's)
 
     def to_dict(self, described: dict[int, str] | None = None) -> dict[str, Any]:
         # Written out by hand: the generic dataclass walk costs more than checking.
@@ -76,7 +79,7 @@ class ClaimResult:
         c = self.claim
         return {
             "text": c.text, "section": c.section, "start": c.start, "end": c.end,
-            "status": self.status, "reasons": list(self.reasons),
+            "status": self.status, "basis": self.basis, "reasons": list(self.reasons),
             "entities": [
                 {"id": e.id, "text": e.text, "start": e.start, "end": e.end, "label": e.label, "norm": e.norm}
                 for e in self.graph.entities
@@ -107,7 +110,7 @@ def _verdict_dict(v: Verdict, described: dict[int, str]) -> dict[str, Any]:
             text = described[id(e)] = e.describe()
         evidence.append(text)
         meta = meta or e.source in META_SOURCES
-    d: dict[str, Any] = {"checker": v.checker, "status": v.status, "score": v.score, "evidence": evidence}
+    d: dict[str, Any] = {"checker": v.checker, "status": v.status, "basis": v.basis, "score": v.score, "evidence": evidence}
     if meta:
         # aligned with "evidence": the image evidence's numbers (zone, cnr, best_zone, ...)
         d["evidence_meta"] = [dict(e.meta) if e.source in META_SOURCES else {} for e in v.evidence]
@@ -144,13 +147,14 @@ def empty_summary(**extra: Any) -> dict[str, Any]:
     return out
 
 
-def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tuple[str, ...]]:
-    """One status, score and reasons for a claim from several checkers' verdicts."""
+def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tuple[str, ...], str]:
+    """One status, score, reasons and basis for a claim from several checkers' verdicts
+    (the basis of the first deciding verdict)."""
     if len(verdicts) == 1:
         v = verdicts[0]
-        return v.status, v.score, v.reasons
+        return v.status, v.score, v.reasons, v.basis
     if not verdicts:
-        return "uncertain", None, ("not checked: no checker gave a verdict",)
+        return "uncertain", None, ("not checked: no checker gave a verdict",), "no_source"
     several = len({v.checker for v in verdicts}) > 1
 
     def reasons_of(vs: Iterable[Verdict]) -> list[str]:
@@ -158,13 +162,14 @@ def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tu
 
     ok = [v for v in verdicts if v.status != "error"]
     if not ok:
-        return "error", None, tuple(reasons_of(verdicts))
+        return "error", None, tuple(reasons_of(verdicts)), "error"
     real = [v for v in ok if not is_abstention(v)] or ok
     worst = min(_RANK[v.status] for v in real)
     deciding = [v for v in real if _RANK[v.status] == worst]
     rest = [v for v in verdicts if all(v is not d for d in deciding)]
     scores = [v.score for v in real if v.score is not None]
-    return STATUS_ORDER[worst], (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest)))
+    return (STATUS_ORDER[worst], (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest))),
+            deciding[0].basis)
 
 
 def _validate_text(kind: str, text: Any) -> str | None:
@@ -186,7 +191,12 @@ class Pipeline:
     own claims as evidence (internal consistency). ``region``: an optional region
     checker (``check_images(images, views, claims)``), called for studies with images.
     ``reader``: replaces ``reportgen.checkers.read.read_report`` (text -> object with ``report``
-    and ``claims``), e.g. for another claim splitter.
+    and ``claims``), e.g. for another claim splitter. ``llm``: an
+    ``reportgen.checkers.llm_checker.LLMChecker`` for the checker names ``"llm"`` and
+    ``"cascade"`` (rules first, the LLM for what they leave uncertain). ``convention``: how a finding that the
+    reference never mentions is read, ``"chexpert"`` (default: an unmentioned negative claim
+    is supported) or ``"radfact"`` (it is unsupported, basis ``no_evidence``); given to the
+    checkers named here and stated in every summary (``summary.convention``).
     """
 
     def __init__(
@@ -197,19 +207,30 @@ class Pipeline:
         region: RegionCheckerLike | None = None,
         *,
         reader: Callable[[str], Any] | None = None,
+        convention: str | None = None,
+        llm: Any = None,
     ):
         self.extractor = extractor
         self.self_check = self_check
         self.region = region
-        self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c) for c in checkers)
+        self.convention = resolve_convention(convention)
+        self.llm = llm
+        self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c, self.convention, llm) for c in checkers)
         self._read = reader if reader is not None else default_reader(extractor)
 
     @staticmethod
-    def _make_checker(c: str | Checker) -> Checker:
+    def _make_checker(c: str | Checker, convention: str, llm: Any = None) -> Checker:
         if isinstance(c, str):
+            if c in LLM_CHECKERS:
+                if llm is None:
+                    raise ReportgenError("E484", f"checker {c!r} needs an LLM endpoint",
+                                         fix="pass llm=LLMChecker.from_endpoint(URL, MODEL) (CLI: --llm-url URL --llm-model NAME)")
+                from reportgen.checkers.llm_checker import CascadeChecker
+
+                return llm if c == "llm" else CascadeChecker(llm, convention=convention)
             if c not in CHECKERS:
-                raise ReportgenError("E311", f"unknown checker {c!r}", fix=f"use one of {', '.join(CHECKERS)}")
-            return CHECKERS[c]()
+                raise ReportgenError("E311", f"unknown checker {c!r}", fix=f"use one of {', '.join((*CHECKERS, *LLM_CHECKERS))}")
+            return CHECKERS[c](convention=convention)
         return c
 
     @property
@@ -229,7 +250,7 @@ class Pipeline:
         the region checker raises. With a region checker, ``summary.region`` says whether the
         study was checked (``checked``, ``no_images``, ``error``).
         """
-        base = {"checkers": self.checker_names, "extractor": self.extractor}
+        base = {"checkers": self.checker_names, "extractor": self.extractor, "convention": self.convention}
         problem = _validate_text("report", report_text)
         if problem:
             return ReportResult(id, None, (), problem, empty_summary(**base))
@@ -280,11 +301,11 @@ class Pipeline:
 
         results = []
         for cc, vs in zip(claims, per_claim):
-            status, score, reasons = combine_verdicts(vs)
+            status, score, reasons, basis = combine_verdicts(vs)
             # a frozen dataclass of values made above: built without the field-by-field setattr
             r = _new(ClaimResult)
             r.__dict__.update(claim=cc.claim, graph=cc.graph, findings=tuple(cc.findings), status=status, verdicts=tuple(vs),
-                              reasons=tuple(reasons), score=score)
+                              reasons=tuple(reasons), score=score, basis=basis)
             results.append(r)
         summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
         summary.update(notes)
@@ -314,6 +335,13 @@ class Pipeline:
     def _region_errors(self, claims: Sequence[CheckedClaim], msg: str) -> list[Verdict | None]:
         name = getattr(self.region, "name", "region")
         return [Verdict(cc.claim, "error", (msg,), (), name, None) for cc in claims]
+
+
+def resolve_convention(convention: str | None) -> str:
+    """The convention name (None: the checking rules' default, chexpert); E350 if unknown."""
+    from reportgen.checkers.graph_checker import CheckingRules
+
+    return CheckingRules.load().check_convention(convention)
 
 
 def _align(claims: Sequence[CheckedClaim], verdicts: Sequence[Verdict]) -> list[Verdict | None]:

@@ -69,7 +69,7 @@ def read_report(text: str | Report, extractor: GraphExtractor | str = "rules", *
     if not claims:
         return ReadReport(report, ())
     graphs = claim_graphs(ex, report, claims)
-    return ReadReport(report, tuple(CheckedClaim(c, g, findings_from_graph(g)) for c, g in zip(claims, graphs)))
+    return ReadReport(report, tuple(CheckedClaim(c, g, findings_from_graph(g, text=report.text)) for c, g in zip(claims, graphs)))
 
 
 def read_many(texts: Iterable[str | Report], extractor: GraphExtractor | str = "rules", *, include_context: bool = False) -> list[ReadReport]:
@@ -145,7 +145,7 @@ def _read_sentence(ex, sentence: str) -> tuple[_Local, ...]:
             text, cs, ce,
             tuple([(e.id, e.text, e.start, e.end, e.label, e.norm) for e in g.entities]),
             tuple([(r.type, r.source, r.target) for r in g.relations]),
-            tuple([_finding_values(f) for f in findings_from_graph(g, lex)]),
+            tuple([_finding_values(f) for f in findings_from_graph(g, lex, sentence)]),
         ))
     return tuple(out)
 

@@ -47,7 +47,7 @@ CSS = (
     "th{background:#f3f3f3;text-align:left}.num{text-align:right}"
     + STATUS_CSS
     + ".claim-flagged{background:#fff4f0}.reasons{margin:2px 0 2px 1em;padding-left:1em;font-size:12px;color:#333}"
-    ".checker{font-size:12px;margin-top:3px}.meta{font-size:11px;color:#555}"
+    ".basis{font-size:11px;color:#444;font-family:monospace}.checker{font-size:12px;margin-top:3px}.meta{font-size:11px;color:#555}"
     ".note{background:#fff8e1;border:1px solid #f0c36d;padding:4px 8px;font-size:13px}"
     ".err{color:#b00020}section.study{border-top:2px solid #ddd;margin-top:1.5em;padding-top:.5em}"
     "img.region{max-width:100%;border:1px solid #ccc}"
@@ -60,6 +60,31 @@ def _e(value: Any) -> str:
 
 def _badge(status: Any) -> str:
     return page.badge(status)
+
+
+def _basis(basis: Any) -> str:
+    """The basis of a verdict (reportgen.types.VERDICT_BASES), its meaning as a tooltip;
+    records written before the basis existed show '-'."""
+    from reportgen.types import VERDICT_BASES
+
+    if not basis:
+        return "<span class='basis'>-</span>"
+    return f"<span class='basis' title='{_e(VERDICT_BASES.get(str(basis), ''))}'>{_e(basis)}</span>"
+
+
+def _legend() -> str:
+    """What the basis words and the evidence notation mean."""
+    from reportgen.types import VERDICT_BASES
+
+    items = "".join(f"<li><b>{_e(k)}</b>: {_e(v)}</li>" for k, v in VERDICT_BASES.items())
+    return ("<details><summary>Legend: basis and evidence notation</summary><ul class='reasons'>" + items + "</ul>"
+            f"<p class='meta'>{_e(EVIDENCE_NOTATION)}</p></details>")
+
+
+# How reasons name their evidence (EvidenceItem.describe), explained in the table and the page.
+EVIDENCE_NOTATION = ("Evidence is named source[start:end] 'text': reference = the reference report, self = another "
+                     "sentence of the same report (self-consistency), image/box = image evidence; start:end are character "
+                     "offsets of that sentence in its own report (self: in this report).")
 
 
 def _num(x: Any) -> str:
@@ -211,6 +236,7 @@ class CheckPage:
             f"<title>{_e(self.title)}</title><style>{CSS}</style></head><body>",
             f"<h1>{_e(self.title)}</h1>",
             self._summary(),
+            _legend(),
             self._index(),
         ]
         for i, (record, png, problem) in enumerate(self.shown):
@@ -259,7 +285,7 @@ class CheckPage:
 
 def _slim(record: Mapping[str, Any]) -> dict[str, Any]:
     """What the page needs of a record (entities, relations and findings dropped)."""
-    keep = ("text", "section", "status", "score", "reasons", "verdicts")
+    keep = ("text", "section", "status", "basis", "score", "reasons", "verdicts")
     claims = [{k: c.get(k) for k in keep} for c in _claims(record) if isinstance(c, Mapping)]
     out = {k: record.get(k) for k in ("id", "error", "summary", "region_png", "region_png_error", "images") if k in record}
     out["claims"] = claims
@@ -287,9 +313,9 @@ def _study(i: int, r: Mapping[str, Any], png: bytes | None, problem: str | None,
     rows = []
     for c in r.get("claims") or []:
         flagged = " class='claim-flagged'" if c.get("status") in FLAGGED else ""
-        rows.append(f"<tr{flagged}><td>{_badge(c.get('status'))}</td><td>{_e(c.get('section'))}</td>"
+        rows.append(f"<tr{flagged}><td>{_badge(c.get('status'))}</td><td>{_basis(c.get('basis'))}</td><td>{_e(c.get('section'))}</td>"
                     f"<td class='num'>{_num(c.get('score'))}</td><td>{_e(c.get('text'))}{_verdicts(c)}</td></tr>")
-    table = ("<table><tr><th>status</th><th>section</th><th>score</th><th>claim, and each checker's verdict</th></tr>"
+    table = ("<table><tr><th>status</th><th>basis</th><th>section</th><th>score</th><th>claim, and each checker's verdict</th></tr>"
              + "".join(rows) + "</table>") if rows else "<p>No claims.</p>"
     picture = f"<p class='note'>{_e(problem)}</p>" if problem else _picture(r, png, base)
     return head + table + picture + "</section>"
@@ -302,7 +328,7 @@ def _verdicts(c: Mapping[str, Any]) -> str:
         if not isinstance(v, Mapping):
             continue
         name = str(v.get("checker", ""))
-        line = f"<div class='checker'><b>{_e(name)}</b> {_badge(v.get('status'))} score {_num(v.get('score'))}"
+        line = f"<div class='checker'><b>{_e(name)}</b> {_badge(v.get('status'))} {_basis(v.get('basis'))} score {_num(v.get('score'))}"
         metas = [m for m in v.get("evidence_meta") or [] if isinstance(m, Mapping) and m]
         for m in metas:
             shown = "; ".join(f"{label} {_zone(m[k]) if 'zone' in k else _num(m[k])}" for k, label in REGION_META if k in m)

@@ -97,12 +97,13 @@ class CachedReader:
         return hit
 
 
-def graph_checker_flags(extractor: str = "rules", self_check: bool = False) -> Callable[[Sequence[tuple[str, str]]], list]:
+def graph_checker_flags(extractor: str = "rules", self_check: bool = False,
+                        convention: str = "chexpert") -> Callable[[Sequence[tuple[str, str]]], list]:
     """``check(pairs) -> [[(start, end, status), ...]]``: the pipeline's graph checker on
     (candidate, reference) text pairs, as ``reportgen.evals.inject.run_benchmark`` wants it."""
     from reportgen.checkers.pipeline import Pipeline, default_reader
 
-    pipe = Pipeline(extractor, self_check=self_check, reader=CachedReader(default_reader(extractor)))
+    pipe = Pipeline(extractor, self_check=self_check, reader=CachedReader(default_reader(extractor)), convention=convention)
 
     def check(pairs: Sequence[tuple[str, str]]) -> list:
         out = []
@@ -117,10 +118,17 @@ def graph_checker_flags(extractor: str = "rules", self_check: bool = False) -> C
 class Suite:
     """Reads, checks and scores report pairs. ``judge``: an LLMJudge for RadFact (graph
     entailment otherwise); ``self_check``: add internal-consistency evidence to the
-    hallucination check (off by default: the reference decides)."""
+    hallucination check (off by default: the reference decides).
+
+    ``convention``: how graph entailment for RadFact's logical precision/recall reads a
+    finding the other report never mentions: ``"radfact"`` (default, RadFact's own reading:
+    not entailed) or ``"chexpert"`` (read as absent). ``hallucination_convention``: the same
+    for the hallucination rate and the flagged claims (default ``"chexpert"``: a negative
+    claim the reference does not mention is not a hallucination)."""
 
     def __init__(self, extractor: str = "rules", *, judge: Any = None, self_check: bool = False,
-                 policy: str = "uncertain-as-positive", reader: Callable[[str], Any] | None = None):
+                 policy: str = "uncertain-as-positive", reader: Callable[[str], Any] | None = None,
+                 convention: str = "radfact", hallucination_convention: str = "chexpert"):
         from reportgen.checkers.pipeline import Pipeline, default_reader
 
         self.extractor = extractor
@@ -129,7 +137,12 @@ class Suite:
         self._read = CachedReader(reader or default_reader(extractor))
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.cpu_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        self.pipeline = Pipeline(extractor, self_check=self_check, reader=self._read)
+        self.pipeline = Pipeline(extractor, self_check=self_check, reader=self._read, convention=hallucination_convention)
+        # RadFact's entailment: both directions, reference evidence only
+        self.entailment = Pipeline(extractor, self_check=False, reader=self._read, convention=convention)
+        self.convention = self.entailment.convention
+        self.hallucination_convention = self.pipeline.convention
+        self._same = not self_check and self.convention == self.hallucination_convention  # one forward check serves both
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -158,17 +171,21 @@ class Suite:
             if problem is None:
                 with self._timed("check"):
                     fwd = self.pipeline.check(pid, pred, ref)
-                    rev = self.pipeline.check(pid, ref, pred)
-                problem = fwd.error or rev.error
+                    if self.judge is None:
+                        ent_fwd = fwd if self._same else self.entailment.check(pid, pred, ref)
+                        rev = self.entailment.check(pid, ref, pred)
+                    else:
+                        ent_fwd, rev = fwd, fwd
+                problem = fwd.error or ent_fwd.error or rev.error
             if problem is not None:
                 results[k] = PairResult(pid, error=problem)
             else:
-                work.append((k, rp, rr, fwd, rev))
+                work.append((k, rp, rr, fwd, (ent_fwd, rev)))
             if progress:
                 progress(k)
 
         judged = self._judge_all(pairs, work) if self.judge is not None else None
-        for w, (k, rp, rr, fwd, rev) in enumerate(work):
+        for w, (k, rp, rr, fwd, (ent_fwd, rev)) in enumerate(work):
             pid, pred, ref = pairs[k]
             with self._timed("radgraph"):
                 rg = reward(to_radgraph([c.graph for c in rp.claims], pred), to_radgraph([c.graph for c in rr.claims], ref))
@@ -182,7 +199,7 @@ class Suite:
                 if judged is not None:
                     cj, rj = judged[w]
                 else:
-                    cj = _judged(fwd, rr)
+                    cj = _judged(ent_fwd, rr)
                     rj = _judged(rev, rp)
                 rf = logical_score(cj, rj)
             with self._timed("hallucination"):
@@ -348,13 +365,15 @@ def _phrase_judgements(result: Any, spans: Sequence[tuple[int, int]], other_span
     return out
 
 
-def grounded_scores(examples: Sequence[Any], *, extractor: str = "rules", judge: Any = None) -> tuple[list[RadFactScore], RadFactScore]:
+def grounded_scores(examples: Sequence[Any], *, extractor: str = "rules", judge: Any = None,
+                    convention: str = "radfact") -> tuple[list[RadFactScore], RadFactScore]:
     """RadFact logical, spatial and grounding scores of grounded examples
-    (``reportgen.evals.metrics.radfact.parse_grounded_examples``): per example and aggregated."""
+    (``reportgen.evals.metrics.radfact.parse_grounded_examples``): per example and aggregated.
+    ``convention``: the graph entailment's reading of an unmentioned finding (``Suite``)."""
     from reportgen.checkers.pipeline import Pipeline
     from reportgen.evals.metrics.radfact import radfact_score
 
-    pipe = Pipeline(extractor, self_check=False)
+    pipe = Pipeline(extractor, self_check=False, convention=convention)
     scores = []
     for ex in examples:
         ct, cs = _join(ex.prediction)

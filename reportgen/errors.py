@@ -120,6 +120,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E313", "a checker failed on a report (a bug or a broken backend): its verdicts are 'error'", "see the exception in the message; report it if it is a bug"),
     _E("E320", "the region checker failed on a study: the graph verdicts are kept", "see the exception in the message (unreadable image, model problem)"),
     _E("E330", "the checking rules file (checkers/data/checking.json or a replacement) is invalid", "fix the file or use the packaged checkers/data/checking.json"),
+    _E("E350", "an unknown convention for findings the reference never mentions", "use chexpert (silence means absent) or radfact (silence is not entailment)"),
     _E("E399", "checking one record failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
     # E4xx: metrics and `reportgen eval`
     _E("E401", "an unknown RadGraph label style", "use 'radgraph' or 'xl'"),
@@ -155,6 +156,12 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E471", "`reportgen eval` needs --pred, --ref and --out (or --inject / --grounded)", "reportgen eval --pred P.jsonl --ref R.jsonl --out metrics.json"),
     _E("E472", "`reportgen eval --inject` or `--grounded` needs --out", "add --out OUT.json"),
     _E("E473", "the grounded examples file cannot be read", "give RadFact's grounded JSON"),
+    _E("E480", "an LLM checker call failed (after its retries): that claim's LLM verdict is 'error', never 'unsupported'", "check the endpoint (--llm-url, --llm-model); see the exception in the message"),
+    _E("E481", "an LLM checker answer did not parse or validate (or ran to max_tokens): that claim's LLM verdict is 'error'", "use a stronger instruction model or --llm-structured json_schema"),
+    _E("E482", "an LLM checker answer named evidence sentences that do not exist: that claim's LLM verdict is 'error'", "use a stronger instruction model; the prompt numbers the evidence from 1"),
+    _E("E483", "the LLM checker's batch size or concurrency is below 1", "give positive numbers (--llm-batch-size, --llm-concurrency)"),
+    _E("E484", "the checker 'llm' or 'cascade' was named without an LLM endpoint", "pass llm=LLMChecker.from_endpoint(URL, MODEL) (CLI: --llm-url URL --llm-model NAME)"),
+    _E("E485", "`reportgen check --checkers` names an unknown checker, or the LLM checker lacks --llm-url/--llm-model (or those flags come without it)", "use graph, llm or cascade, and give --llm-url and --llm-model with llm or cascade"),
     _E("E490", "labelling one report failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
     # E5xx: images, models, drafting, training, serving
     _E("E500", "an image file does not exist", "check the study's image paths"),

@@ -18,7 +18,38 @@ from reportgen.errors import ReportgenError
 ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RELATION_TYPES = ("located_at", "modify", "suggestive_of")
 VERDICT_STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
-PRESENCE = ("present", "absent", "uncertain")
+# "hypothetical": a request or recommendation ("evaluate for pneumonia", "rule out"), not a
+# finding; RadGraph has no such label (its graph says OBS-U), so it lives in the Finding only.
+PRESENCE = ("present", "absent", "uncertain", "hypothetical")
+# Why a checker gave its status: one vocabulary for every checker, the JSONL records, the
+# table and the HTML page (docs/checking.md "Basis"). ``uncertain`` alone means two things
+# (a hedged claim; nothing to compare): the basis tells them apart.
+VERDICT_BASES: Mapping[str, str] = {
+    "matched": "the evidence states the same finding, or a broader or narrower one that agrees",
+    "conflicting": "the evidence states the opposite presence, or another side, zone, severity or change",
+    "hedged": "the claim itself is hedged ('may represent pneumonia'): never supported or contradicted outright",
+    "weak_evidence": "the evidence mentions the finding only hedged or less specifically",
+    "no_evidence": "no evidence mentions the finding",
+    "convention": "no evidence mentions the finding; the chexpert convention reads an unmentioned finding as absent",
+    "redacted": "a redacted word (XXXX) of the claim may narrow what it denies",
+    "hypothetical": "a request or recommendation ('evaluate for pneumonia'), not a finding: never supports or contradicts",
+    "not_read": "no finding could be read off the claim",
+    "no_source": "no evidence was given",
+    "error": "the checker failed on this claim",
+}
+
+
+def default_basis(status: str, score: float | None) -> str:
+    """The basis of a verdict whose checker did not name one (from its status)."""
+    if status == "supported":
+        return "matched"
+    if status == "contradicted":
+        return "conflicting"
+    if status == "unsupported":
+        return "no_evidence"
+    if status == "error":
+        return "error"
+    return "no_evidence" if score is None else "weak_evidence"
 
 
 def _check_choice(kind: str, value: str, options: Sequence[str]) -> None:
@@ -365,7 +396,11 @@ class EvidenceItem(_Json):
 
 @dataclass(frozen=True)
 class Verdict(_Json):
-    """A checker's judgement of one claim, with the reasons and the evidence it used."""
+    """A checker's judgement of one claim, with the reasons and the evidence it used.
+
+    ``basis`` says why (``VERDICT_BASES``: ``hedged`` and ``no_evidence`` are both
+    ``uncertain``, for different reasons); left out, it follows from the status
+    (``default_basis``)."""
 
     claim: Claim
     status: str
@@ -373,16 +408,21 @@ class Verdict(_Json):
     evidence: tuple[EvidenceItem, ...] = ()
     checker: str = ""
     score: float | None = None
+    basis: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("verdict status", self.status, VERDICT_STATUSES)
         object.__setattr__(self, "reasons", tuple(self.reasons))
         object.__setattr__(self, "evidence", tuple(self.evidence))
+        if self.basis is None:
+            object.__setattr__(self, "basis", default_basis(self.status, self.score))
+        else:
+            _check_choice("verdict basis", self.basis, tuple(VERDICT_BASES))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Verdict":
         return cls(
             claim=Claim.from_dict(d["claim"]), status=d["status"], reasons=tuple(d.get("reasons", ())),
             evidence=tuple(EvidenceItem.from_dict(e) for e in d.get("evidence", ())),
-            checker=d.get("checker", ""), score=d.get("score"),
+            checker=d.get("checker", ""), score=d.get("score"), basis=d.get("basis"),
         )

@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             if model != fake.base and model not in fake.adapters:
                 self._send(404, {"error": {"message": f"The model `{model}` does not exist."}})
                 return
-            report = report_for(sid, model)
+            report = fake.respond(body) if fake.respond is not None else report_for(sid, model)
             ids = [ord(c) for c in report]
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": report}, "finish_reason": "stop"}
             if body.get("logprobs"):
@@ -123,6 +123,8 @@ class FakeOpenAI:
         self.delay_s = 0.0
         self.healthy = True
         self.messages: dict[int, str] = {}
+        # respond(request body) -> the assistant's content (default: a report naming the study)
+        self.respond: Any = None
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.by_study: dict[str, int] = defaultdict(int)

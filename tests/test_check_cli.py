@@ -168,7 +168,10 @@ def test_end_to_end_with_the_rules_reader_offsets_point_into_the_input(tmp_path,
     assert effusion["status"] == "contradicted"
     assert any("reference[" in r for r in effusion["reasons"]) and any("self[" in r for r in effusion["reasons"])
     assert by_text["No pneumothorax."]["status"] == "supported"
-    assert by_text["Normal chest."]["status"] == "contradicted"
+    # the reference supports "Normal chest." (issue 11 section 2: the partner, the effusion, carries the flag)
+    normal = by_text["Normal chest."]
+    assert normal["status"] == "supported"
+    assert any(r.startswith("self-conflict") and "Small left pleural effusion." in r for r in normal["reasons"])
 
 
 def test_an_unexpected_failure_on_one_record_becomes_an_error_record(tmp_path, fake_read, monkeypatch):

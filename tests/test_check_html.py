@@ -65,7 +65,8 @@ def test_summary_claims_status_and_reasons(records):
     # every claim of the flagged study: its text, its status badge and its graph reasons
     body = section(page, "flagged")
     for c in flagged["claims"]:
-        row = body[body.index(c["text"]) - 300: body.index(c["text"])]
+        at = body.index("<td>" + c["text"])  # the claim's cell (its text may also stand in another claim's reasons)
+        row = body[at - 300: at]
         assert f"st-{c['status']}'>{c['status']}</span>" in row
         for r in c["reasons"]:
             assert f"<li>{r}</li>".replace("'", "&#x27;") in body

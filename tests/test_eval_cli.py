@@ -109,6 +109,9 @@ def test_eval_inject_mode(tmp_path, capsys):
     assert res["settings"]["reports"] == 40 and res["settings"]["seed"] == 3
     assert rows["negation_flip"]["errors"] > 0 and rows["negation_flip"]["recall"] > 0.5
     assert 0 <= rows["all"]["false_flag_rate"] < 0.5
+    # false flags on verbatim sentences with self-consistency on (issue 11 section 2): a column of its own
+    assert res["settings"]["convention"] == "chexpert"
+    assert all(0 <= r["false_flag_rate_self_check"] <= 0.01 for r in rows.values())
     lines = [json.loads(x) for x in bench.read_text().splitlines()]
     assert {x["run"] for x in lines} == {"laterality_swap", "negation_flip", "omitted_finding"} and len(lines) == 120
     inj = next(i for x in lines for i in x["injections"] if i["category"] == "negation_flip")

@@ -163,4 +163,5 @@ def test_recommendation_hedges(iu_by_id):
     # CXR468: "Further evaluation XXXX chest should be considered to exclude the possibility of pulmonary malignancy."
     t = iu_by_id["CXR468"].report.text
     i = t.index("Further evaluation")
-    assert _obs(t[i : t.index(".", i) + 1]) == {("mass", "uncertain")}
+    # a request, not a hedged finding (issue 11 section 3: was "uncertain")
+    assert _obs(t[i : t.index(".", i) + 1]) == {("mass", "hypothetical")}

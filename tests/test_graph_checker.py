@@ -233,13 +233,21 @@ def test_worst_finding_decides_the_claim(checker):
     assert any(r.startswith("supported: mild cardiomegaly") for r in v.reasons[1:])
 
 
-def test_reference_support_and_self_contradiction_combine_to_contradicted(checker):
+def test_reference_support_wins_over_a_self_contradiction_which_stays_as_a_secondary_reason(checker):
+    # issue 11 section 2 (was: contradicted): the reference decides which sentence is wrong
     c = claim("Left effusion.", F("pleural effusion", "present", "left"), start=0)
     ref = ev("Left effusion.", F("pleural effusion", "present", "left"))
     own = ev("No pleural effusion.", F("pleural effusion", "absent"), source="self", start=50)
     v = one(checker, c, ref, own)
-    assert v.status == "contradicted"
-    assert any(own.describe() in r for r in v.reasons) and any(ref.describe() in r for r in v.reasons)
+    assert (v.status, v.basis) == ("supported", "matched")
+    assert ref.describe() in v.reasons[0]
+    assert v.reasons[1].startswith("self-conflict (secondary") and own.describe() in v.reasons[1]
+    # without a reference the self-contradiction flags the claim, as before
+    alone = one(checker, c, own)
+    assert (alone.status, alone.basis) == ("contradicted", "conflicting")
+    # a reference that does not support the claim leaves the self-contradiction deciding
+    other = ev("Mild cardiomegaly.", F("cardiomegaly", "present", severity="mild"))
+    assert one(checker, c, other, own).status == "contradicted"
 
 
 def test_self_evidence_from_the_claims_own_sentence_is_skipped(checker):

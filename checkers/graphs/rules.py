@@ -136,6 +136,7 @@ class RulesExtractor:
         _absorb_generic(chunks, lex, words)
         _promote(chunks, lex)
         _scope(mentions, chunks, words)
+        _normal_subjects(chunks, lex)
         rels = _relate(mentions, chunks, lex, words)
         graph, heads = _build_graph(text, mentions, chunks, rels, lex, words, tokens)
         return Analysis(text, tokens, mentions, chunks, graph, heads)
@@ -365,6 +366,25 @@ def _has_copula_before_head(ch: list[Mention]) -> bool:
         if m.cop:
             return True
     return False
+
+
+def _normal_subjects(chunks: list[list[Mention]], lex: Lexicon) -> None:
+    """A normal predicate after a copula scopes over the observations of its subject
+    ("Heart size and pulmonary vascular engorgement appear within limits of normal": no
+    vascular congestion). Only the predicate's own chunk: an earlier coordinated chunk may
+    have a subject of its own ("Mild cardiomegaly and lungs are clear"). Devices and other
+    observations of lexicon ``normal.subject_scope.not_denied`` keep their presence ("The
+    leads appear intact")."""
+    keep = lex.data.get("normal", {}).get("subject_scope", {}).get("not_denied", ())
+    for ch in chunks:
+        cop = next((k for k, m in enumerate(ch) if m.cop), None)
+        if cop is None or not any(m.role == R_NORMAL for m in ch[cop + 1:]):
+            continue
+        for m in ch[:cop]:
+            if m.role == R_NORMAL:
+                break
+            if m.role == R_OBS and m.label == "OBS-DP" and m.norm not in keep:
+                m.label = "OBS-DA"
 
 
 def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str]) -> None:

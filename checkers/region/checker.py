@@ -202,7 +202,7 @@ class RegionChecker:
         """
         if not images:
             return []
-        todo = [(cc, f) for cc in claims for f in cc.findings if self.atlas.localisable(f)]
+        todo = [(cc, f) for cc in claims for f in cc.findings if f.presence != "hypothetical" and self.atlas.localisable(f)]
         if not todo:
             return []
         idx, vs = self._primary(images, views)

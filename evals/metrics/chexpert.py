@@ -94,7 +94,7 @@ def chexpert_labels(findings: Iterable[Finding], mapping: ChexpertMap | None = N
     seen: dict[str, set[int]] = {}
     for f in findings:
         name = mapping.label_of(f)
-        if name is not None and name != "No Finding":
+        if name is not None and name != "No Finding" and f.presence in _VALUE:  # a hypothetical finding gives no label
             seen.setdefault(name, set()).add(_VALUE[f.presence])
     out: dict[str, int | None] = {}
     for name in CHEXPERT_LABELS[1:]:

@@ -81,6 +81,8 @@ def _positive(f: Finding) -> bool:
 def _dedupe(findings: Iterable[Finding]) -> list[Finding]:
     seen: dict[tuple, Finding] = {}
     for f in findings:
+        if f.presence == "hypothetical":  # a request ("evaluate for pneumonia") is no finding
+            continue
         key = (f.observation, _positive(f), f.presence, f.laterality, tuple(sorted(f.locations)), f.severity, f.change)
         seen.setdefault(key, f)
     return list(seen.values())

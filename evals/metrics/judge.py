@@ -75,19 +75,53 @@ class EntailmentPrompt:
 _JSON = re.compile(r"\{.*\}", re.S)
 
 
-def parse_decision(reply: Any) -> EntailmentDecision:
-    """A structured answer, an AIMessage or a string with one JSON object -> the decision."""
-    if isinstance(reply, EntailmentDecision):
+def parse_reply(reply: Any, schema: type[BaseModel]) -> Any:
+    """A structured answer, an AIMessage or a string with one JSON object -> a ``schema``
+    instance (ValueError / ValidationError when it is none). Shared with the LLM checker
+    (``reportgen.checkers.llm_checker``)."""
+    if isinstance(reply, schema):
         return reply
     if isinstance(reply, dict):
-        return EntailmentDecision.model_validate(reply)
+        return schema.model_validate(reply)
     text = getattr(reply, "content", reply)
     if not isinstance(text, str):
         raise ValueError(f"unexpected reply type {type(reply).__name__}")
     m = _JSON.search(text)
     if not m:
         raise ValueError("no JSON object in the reply")
-    return EntailmentDecision.model_validate(json.loads(m.group()))
+    return schema.model_validate(json.loads(m.group()))
+
+
+def parse_decision(reply: Any) -> EntailmentDecision:
+    """A structured answer, an AIMessage or a string with one JSON object -> the decision."""
+    return parse_reply(reply, EntailmentDecision)
+
+
+def structured_runnable(llm: Any, schema: type[BaseModel], structured: str) -> tuple[Any, bool]:
+    """(runnable, whether it gives structured output): ``llm.with_structured_output(schema,
+    method="json_schema")`` for ``auto``/``json_schema`` when the model offers it, else ``llm``
+    (replies parsed with ``parse_reply``)."""
+    if structured not in ("auto", "json_schema", "text"):
+        raise ReportgenError("E441", f"unknown structured mode {structured!r}", fix="use auto, json_schema or text")
+    if structured in ("auto", "json_schema"):
+        try:
+            return llm.with_structured_output(schema, method="json_schema"), True
+        except (AttributeError, NotImplementedError):
+            if structured == "json_schema":
+                raise ReportgenError("E442", "this chat model offers no structured output", fix="use structured='text'") from None
+    return llm, False
+
+
+def chat_model(base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0, max_retries: int = 2,
+               max_tokens: int = 512) -> Any:
+    """langchain's ChatOpenAI on an OpenAI-compatible server (vLLM: ``http://host:8000/v1``),
+    temperature 0; E443 without the judge extra."""
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen-cxr[judge]'") from None
+    return ChatOpenAI(base_url=base_url, model=model, temperature=0, api_key=api_key or "EMPTY",
+                      timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
 
 
 class LLMJudge:
@@ -96,19 +130,9 @@ class LLMJudge:
     name = "llm"
 
     def __init__(self, llm: Any, *, prompt: str = PROMPT, structured: str = "auto", max_concurrency: int = 4):
-        if structured not in ("auto", "json_schema", "text"):
-            raise ReportgenError("E441", f"unknown structured mode {structured!r}", fix="use auto, json_schema or text")
         self.prompt = EntailmentPrompt.load(prompt)
         self.max_concurrency = max_concurrency
-        self.runnable = llm
-        self.structured = False
-        if structured in ("auto", "json_schema"):
-            try:
-                self.runnable = llm.with_structured_output(EntailmentDecision, method="json_schema")
-                self.structured = True
-            except (AttributeError, NotImplementedError):
-                if structured == "json_schema":
-                    raise ReportgenError("E442", "this chat model offers no structured output", fix="use structured='text'") from None
+        self.runnable, self.structured = structured_runnable(llm, EntailmentDecision, structured)
 
     @classmethod
     def from_endpoint(cls, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 60.0,
@@ -117,12 +141,7 @@ class LLMJudge:
 
         The schema bounds the answer (at most 32 evidence numbers, a reason of at most 400
         characters), so guided decoding always ends well inside ``max_tokens``."""
-        try:
-            from langchain_openai import ChatOpenAI
-        except ImportError:
-            raise BackendUnavailable("E443", "the LLM judge needs langchain-openai", fix="pip install 'reportgen-cxr[judge]'") from None
-        llm = ChatOpenAI(base_url=base_url, model=model, temperature=0, api_key=api_key or "EMPTY",
-                         timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
+        llm = chat_model(base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries, max_tokens=max_tokens)
         return cls(llm, **kwargs)
 
     def judge(self, hypotheses: Sequence[str], premises: Sequence[str]) -> list[Judged]:

@@ -56,9 +56,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("json", "table"), default="json", help="stdout: JSONL records (json) or a verdict table (table)")
     p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default: rules, offline)")
     p.add_argument("--no-self-check", action="store_true", help="do not compare claims with the report's other sentences")
+    p.add_argument("--convention", choices=("chexpert", "radfact"), default="chexpert",
+                   help="a finding the reference never mentions: chexpert (default) reads it as absent, so an unmentioned "
+                        "negative claim is supported; radfact reads it as not entailed, so the claim is unsupported "
+                        "(basis no_evidence). Stated in every record's summary.convention")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    p.add_argument("--checkers", default="graph", metavar="NAMES",
+                   help="comma-separated checkers: graph (default, rules), llm (a chat model, needs --llm-url/--llm-model), "
+                        "cascade (graph first, the LLM only for claims the rules leave uncertain or without evidence); "
+                        "e.g. graph,llm")
+    m = p.add_argument_group("LLM checker (--checkers llm or cascade; needs the judge extra: pip install 'reportgen-cxr[judge]')")
+    m.add_argument("--llm-url", metavar="URL", help="base URL of an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    m.add_argument("--llm-model", metavar="NAME", help="model name served there")
+    m.add_argument("--llm-api-key-env", metavar="VAR", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (default OPENAI_API_KEY; vLLM needs none)")
+    m.add_argument("--llm-concurrency", type=int, default=4, metavar="N", help="LLM requests in flight (default 4)")
+    m.add_argument("--llm-batch-size", type=int, default=16, metavar="N", help="claims per batch of LLM calls (default 16)")
+    m.add_argument("--llm-timeout", type=float, default=60.0, metavar="S", help="seconds per LLM call (default 60)")
+    m.add_argument("--llm-retries", type=int, default=2, metavar="N", help="retries of a failed call before its claim gets an error verdict (default 2)")
+    m.add_argument("--llm-structured", choices=("auto", "json_schema", "text"), default="auto",
+                   help="structured output mode (default auto: json_schema when the model offers it)")
     g = p.add_argument_group("image-region evidence (needs the clip extra: pip install 'reportgen-cxr[clip]')")
     g.add_argument("--region-model", metavar="SPEC",
                    help="open_clip model for region evidence: local-dir:PATH, hf-hub:ORG/REPO, a built-in name (ViT-B-16) "
@@ -181,6 +200,44 @@ def write_html(page: Any, path: str) -> None:
 # --- the table ---------------------------------------------------------------------
 
 
+def make_checkers(args: argparse.Namespace) -> tuple[list[str], Any]:
+    """(checker names, the LLMChecker or None) from --checkers and the --llm-* flags; bad
+    combinations stop the command before any record is read (E485)."""
+    from reportgen.checkers.pipeline import CHECKERS, LLM_CHECKERS
+
+    names = [n.strip() for n in (args.checkers or "graph").split(",") if n.strip()]
+    unknown = [n for n in names if n not in CHECKERS and n not in LLM_CHECKERS]
+    if not names or unknown:
+        raise ReportgenError("E485", f"--checkers {args.checkers!r}: unknown checker(s) {', '.join(unknown) or '(none given)'}",
+                             fix=f"use a comma-separated list of {', '.join((*CHECKERS, *LLM_CHECKERS))}")
+    wants_llm = any(n in LLM_CHECKERS for n in names)
+    if not wants_llm:
+        if args.llm_url or args.llm_model:
+            raise ReportgenError("E485", "--llm-url/--llm-model given but no LLM checker chosen", fix="add --checkers graph,llm or --checkers cascade")
+        return names, None
+    if not (args.llm_url and args.llm_model):
+        raise ReportgenError("E485", f"--checkers {args.checkers}: the LLM checker needs both --llm-url and --llm-model",
+                             fix="e.g. --llm-url http://127.0.0.1:8000/v1 --llm-model Qwen/Qwen2.5-7B-Instruct")
+    from reportgen.checkers.llm_checker import LLMChecker
+
+    llm = LLMChecker.from_endpoint(args.llm_url, args.llm_model, api_key=os.environ.get(args.llm_api_key_env),
+                                   timeout=args.llm_timeout, max_retries=args.llm_retries, structured=args.llm_structured,
+                                   max_concurrency=args.llm_concurrency, batch_size=args.llm_batch_size)
+    return names, llm
+
+
+def table_legend() -> str:
+    """The legend printed above the table: the columns, the basis words, the evidence notation."""
+    from reportgen.evals.check_html import EVIDENCE_NOTATION
+    from reportgen.types import VERDICT_BASES
+
+    lines = ["legend: each row is status, basis (why), section, claim; reasons below name their evidence.",
+             textwrap.fill(EVIDENCE_NOTATION, 100, initial_indent="  ", subsequent_indent="  "),
+             "  basis:"]
+    lines += [f"    {k:<14}{v}" for k, v in VERDICT_BASES.items()]
+    return "\n".join(lines)
+
+
 def render_table(record: Mapping[str, Any], width: int | None = None, marks: Mapping[int, str] | None = None, max_reasons: int = 2) -> str:
     """A human table of one output record: a row per claim (status, section, claim text)
     with its reasons indented below.
@@ -196,13 +253,15 @@ def render_table(record: Mapping[str, Any], width: int | None = None, marks: Map
         lines.append(f"   error: {record['error']}")
         return "\n".join(lines)
     marks = marks or {}
-    claim_w = width - 28
+    claim_w = width - 42
     for c in record["claims"]:
         mark = marks.get(c["start"], "")
         text = textwrap.shorten(c["text"], claim_w, placeholder="...")
-        lines.append(f"{mark:<3}{c['status']:<13}{c['section'][:10]:<11} {text}")
+        lines.append(f"{mark:<3}{c['status']:<13}{(c.get('basis') or '-'):<14}{c['section'][:10]:<11} {text}")
         reasons = c.get("reasons") or []
-        for r in reasons[: 1 if c["status"] == "supported" else max_reasons]:
+        shown = reasons[: 1 if c["status"] == "supported" else max_reasons]
+        shown += [r for r in reasons[len(shown):] if r.startswith("self-conflict")][:1]  # the partner of an attributed conflict
+        for r in shown:
             lines.append(textwrap.fill(r, width, initial_indent="      - ", subsequent_indent="        ", max_lines=3, placeholder=" ..."))
     return "\n".join(lines)
 
@@ -234,7 +293,9 @@ def run(args: argparse.Namespace) -> int:
     region = make_region_checker(args)
     page = make_html_page(args)
     records = read_jsonl(args.reports, require=INPUT_KEYS, text_fields=("report",), max_chars=args.max_chars)
-    pipeline = Pipeline(extractor=args.extractor, self_check=not args.no_self_check, region=region)
+    names, llm = make_checkers(args)
+    pipeline = Pipeline(extractor=args.extractor, checkers=names, self_check=not args.no_self_check, region=region,
+                        convention=args.convention, llm=llm)
     batch = RecordChecker(pipeline, references=refs, reference_problems=ref_problems,
                           base=Path(args.reports).resolve().parent, png_dir=args.region_png_dir, warn=warn)
     counts = batch.counts
@@ -242,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=_count_lines(args.reports), file=err, unit="report", disable=args.quiet or not err.isatty(), desc="check")
 
     def emit(sink: TextIO | None) -> None:
+        if args.format == "table":
+            print(table_legend() + "\n", file=sys.stdout)
         for checked in batch.check_all(records):
             bar.update(1)
             out = checked.record

@@ -121,7 +121,7 @@ def _sample(reports: Sequence[Any], n: int, rng: random.Random, exclude: set[str
 
 def run(args: argparse.Namespace) -> int:
     from reportgen.checkers.pipeline import Pipeline, default_reader
-    from reportgen.commands.check import STATUSES, render_table
+    from reportgen.commands.check import STATUSES, render_table, table_legend
     from reportgen.iu import load_iu_reports
     from reportgen.jsonl import atomic_writer, dumps
 
@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     # Part A: internal consistency of unaltered reports.
     part_a = _sample(reports, args.n, rng, set())
     say(f"reportgen demo: {len(reports):,} IU reports loaded; seed {args.seed}\n")
+    say(table_legend() + "\n")
     say(f"A. Internal consistency of {len(part_a)} sampled reports (each claim vs the report's other sentences)\n")
     totals_a = {k: 0 for k in STATUSES}
     for r in part_a:

@@ -45,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", choices=("uncertain-as-positive", "uncertain-as-negative"), default="uncertain-as-positive",
                    help="CheXpert label F1: how uncertain (-1) labels count (default uncertain-as-positive, CheXbert 'rrg')")
     p.add_argument("--self-check", action="store_true", help="hallucination check also against the report's own sentences")
+    p.add_argument("--convention", choices=("radfact", "chexpert"), default="radfact",
+                   help="RadFact logical precision/recall with graph entailment: how a finding the other report never "
+                        "mentions is read; radfact (default, RadFact's metric): not entailed; chexpert: read as absent, so "
+                        "an unmentioned negative claim is entailed. The hallucination rate keeps chexpert. Stated in settings")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,})")
     g = p.add_argument_group("LLM judge (RadFact entailment through an OpenAI-compatible endpoint, e.g. vLLM)")
     g.add_argument("--judge-url", metavar="URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -63,6 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--mode", choices=("separate", "mixed"), default="separate", help="one run per category (default) or all in one")
     i.add_argument("--categories", nargs="+", metavar="CAT", help="categories to inject (default: all six)")
     i.add_argument("--bench-out", metavar="B.jsonl", help="also write the injected reports with their labels")
+    i.add_argument("--check-convention", dest="convention_check", choices=("chexpert", "radfact"), default="chexpert",
+                   help="the checker's convention for unmentioned findings in the benchmark (default chexpert)")
     p.add_argument("--grounded", metavar="G.json", help="RadFact grounded-report JSON: logical, spatial and grounding scores")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table")
 
@@ -149,7 +155,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
     only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
     judge = _judge(args)
-    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy)
+    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy, convention=args.convention)
     bar = tqdm(total=len(pairs), file=sys.stderr, unit="pair", disable=args.quiet or not sys.stderr.isatty(), desc="eval")
     res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1))
     bar.close()
@@ -158,6 +164,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
         "version": 1,
         "settings": {"extractor": args.extractor, "policy": args.policy, "bootstrap": args.bootstrap, "seed": args.seed,
                      "self_check": args.self_check, "entailment": "llm" if judge else "graph",
+                     "convention": None if judge else suite.convention, "hallucination_convention": suite.hallucination_convention,
                      "judge_model": args.judge_model if judge else None, "pred": args.pred, "ref": args.ref},
         "n_pairs": len(pairs), "n_scored": len(res.scored),
         "only_in_pred": only_pred, "only_in_ref": only_ref,
@@ -192,14 +199,18 @@ def _run_pairs(args: argparse.Namespace) -> int:
 
 # --- error injection --------------------------------------------------------------------------
 
-def injection_table(rows: list[Any], out: TextIO) -> None:
-    print(f"{'category':<20}{'errors':>8}{'detected':>10}{'precision':>11}{'recall':>9}{'F1':>8}{'false-flag':>12}", file=out)
+def injection_table(rows: list[Any], out: TextIO, self_check_ff: dict[str, float | None] | None = None) -> None:
+    """The benchmark table; ``self_check_ff``: the false-flag rate on verbatim sentences with
+    self-consistency evidence added, per category (a column of its own)."""
+    extra = f"{'ff self-check':>15}" if self_check_ff is not None else ""
+    print(f"{'category':<20}{'errors':>8}{'detected':>10}{'precision':>11}{'recall':>9}{'F1':>8}{'false-flag':>12}{extra}", file=out)
 
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
     for r in rows:
-        print(f"{r.category:<20}{r.errors:>8}{r.detected:>10}{f(r.precision):>11}{f(r.recall):>9}{f(r.f1):>8}{f(r.false_flag_rate):>12}", file=out)
+        more = f"{f(self_check_ff.get(r.category)):>15}" if self_check_ff is not None else ""
+        print(f"{r.category:<20}{r.errors:>8}{r.detected:>10}{f(r.precision):>11}{f(r.recall):>9}{f(r.f1):>8}{f(r.false_flag_rate):>12}{more}", file=out)
 
 
 def _run_inject(args: argparse.Namespace) -> int:
@@ -214,14 +225,21 @@ def _run_inject(args: argparse.Namespace) -> int:
     reports = reports if args.n == 0 else reports[: args.n]
     pairs = [(r.id, r.report.text) for r in reports]
     vocab = Vocabulary.load()
-    rows, benches = run_benchmark(pairs, graph_checker_flags(args.extractor, args.self_check), seed=args.seed, rate=args.rate,
-                                  categories=cats, mode=args.mode, vocab=vocab)
+    rows, benches = run_benchmark(pairs, graph_checker_flags(args.extractor, args.self_check, args.convention_check), seed=args.seed,
+                                  rate=args.rate, categories=cats, mode=args.mode, vocab=vocab)
+    # False flags on verbatim (reference-identical) sentences when the report's own sentences
+    # are evidence too (issue 11 section 2): the same benchmark, self-consistency on.
+    rows_self = rows if args.self_check else run_benchmark(
+        pairs, graph_checker_flags(args.extractor, True, args.convention_check), seed=args.seed, rate=args.rate,
+        categories=cats, mode=args.mode, vocab=vocab)[0]
+    ff_self = {r.category: r.false_flag_rate for r in rows_self}
     result = _clean({
         "version": 1,
         "settings": {"reports": len(pairs), "rate": args.rate, "seed": args.seed, "mode": args.mode, "categories": list(cats),
                      "extractor": args.extractor, "self_check": args.self_check, "vocabulary_version": vocab.version,
-                     "checker": "graph"},
-        "rows": [r.to_dict() for r in rows],
+                     "checker": "graph", "convention": args.convention_check,
+                     "false_flag_rate_self_check": "flagged claims / claims on verbatim sentences, self-consistency on"},
+        "rows": [{**r.to_dict(), "false_flag_rate_self_check": ff_self.get(r.category)} for r in rows],
     })
     _write_json(args.out, result)
     if args.bench_out:
@@ -232,7 +250,7 @@ def _run_inject(args: argparse.Namespace) -> int:
                 for b in bench:
                     fh.write(dumps({"run": run_name, **b.to_dict()}) + "\n")
     if not args.quiet:
-        injection_table(rows, sys.stdout)
+        injection_table(rows, sys.stdout, ff_self)
     print(f"reportgen eval --inject: {len(pairs)} IU reports, rate {args.rate}, seed {args.seed}, {args.mode} -> {args.out}", file=sys.stderr)
     return 0
 
@@ -251,10 +269,11 @@ def _run_grounded(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReportgenError("E473", f"cannot read grounded examples {args.grounded!r}: {e}", fix="give RadFact's grounded JSON") from None
     examples = parse_grounded_examples(data)
-    per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args))
+    per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args), convention=args.convention)
     result = _clean({
         "version": 1,
-        "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph", "grid": 224, "box_precision_threshold": 0.5},
+        "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph",
+                     "convention": None if args.judge_url else args.convention, "grid": 224, "box_precision_threshold": 0.5},
         "n_examples": len(examples),
         "corpus": agg.to_dict(),
         "per_example": [{"id": ex.id, **s.to_dict()} for ex, s in zip(examples, per)],

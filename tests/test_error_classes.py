@@ -1,0 +1,105 @@
+"""Issue 11 section 3: error classes seen on real IU reports, one regression test each."""
+
+from __future__ import annotations
+
+from reportgen.checkers.pipeline import Pipeline
+from reportgen.checkers.read import read_report
+from reportgen.evals.metrics.chexpert import chexpert_labels
+from reportgen.evals.metrics.green import green_counts
+
+
+def findings(text: str) -> dict[str, list[tuple]]:
+    return {cc.claim.text: [(f.observation, f.presence) for f in cc.findings] for cc in read_report(text).claims}
+
+
+def claims(report: str, reference: str | None = None, **kw) -> dict:
+    return {c.claim.text: c for c in Pipeline(**kw).check("x", report, reference).claims}
+
+
+# --- requests are hypothetical, never hedged findings -----------------------------------------
+
+def test_requests_are_hypothetical_findings():
+    f = findings("FINDINGS: Evaluate for pneumonia. Recommend CT to exclude mass. Correlate clinically for pneumonia. "
+                 "Rule out effusion. Right lower lobe opacity.")
+    assert f["Evaluate for pneumonia."] == [("pneumonia", "hypothetical")]
+    assert f["Recommend CT to exclude mass."] == [("mass", "hypothetical")]
+    assert f["Correlate clinically for pneumonia."] == [("pneumonia", "hypothetical")]
+    assert f["Rule out effusion."] == [("pleural effusion", "hypothetical")]
+    assert f["Right lower lobe opacity."] == [("opacity", "present")]
+
+
+def test_hedges_that_contain_a_request_word_stay_hedged():
+    for text in ("Cannot rule out pneumonia.", "Pneumonia cannot be excluded.", "Difficult to exclude effusion.",
+                 "Unable to rule out pneumonia."):
+        (fs,) = findings(f"FINDINGS: {text}").values()
+        assert [p for _, p in fs] == ["uncertain"], text
+
+
+def test_a_hypothetical_claim_never_supports_or_contradicts():
+    c = claims("FINDINGS: Evaluate for pneumonia.\n\nIMPRESSION: No pneumonia.", "FINDINGS: Right lower lobe pneumonia.")
+    request = c["Evaluate for pneumonia."]
+    assert (request.status, request.basis, request.score) == ("uncertain", "hypothetical", None)
+    assert c["No pneumonia."].status == "contradicted"  # by the reference, not by the request
+    assert not any("Evaluate" in r for r in c["No pneumonia."].reasons)
+    # as evidence a request supports nothing either
+    c2 = claims("FINDINGS: Pneumonia.", "FINDINGS: Evaluate for pneumonia.", self_check=False)
+    assert c2["Pneumonia."].status == "unsupported"
+
+
+def test_hypothetical_findings_give_no_chexpert_label_and_no_green_error():
+    (cc,) = read_report("FINDINGS: Evaluate for pneumonia.").claims
+    assert chexpert_labels(cc.findings)["Pneumonia"] is None
+    assert green_counts(cc.findings, ()).false_finding == 0
+
+
+# --- hedged statements that disagree on size, side or location are a mismatch ---------------
+
+def test_hedged_statements_that_disagree_are_a_mismatch():
+    ref = "FINDINGS: Questionable large right midlung nodule. Possible left pleural effusion."
+    c = claims("FINDINGS: Questionable small right midlung nodule. Possible right pleural effusion. "
+               "Possible left pleural effusion.", ref, self_check=False)
+    size = c["Questionable small right midlung nodule."]
+    assert (size.status, size.basis) == ("contradicted", "conflicting") and "severity mismatch" in size.reasons[0]
+    side = c["Possible right pleural effusion."]
+    assert (side.status, side.basis) == ("contradicted", "conflicting") and "laterality mismatch" in side.reasons[0]
+    same = c["Possible left pleural effusion."]
+    assert (same.status, same.basis) == ("uncertain", "hedged")
+
+
+# --- evidence must match anatomy ------------------------------------------------------------
+
+def test_evidence_about_another_anatomy_does_not_support_a_claim():
+    ref = "FINDINGS: Degenerative changes of the right shoulder. No cavitary lesions."
+    c = claims("FINDINGS: Degenerative changes of the thoracic spine. The right lung is clear.", ref, self_check=False)
+    spine = c["Degenerative changes of the thoracic spine."]
+    assert (spine.status, spine.basis) == ("uncertain", "no_evidence")
+    assert "other anatomy (claim spine, evidence bone)" in spine.reasons[0]
+    # a narrower negative does not prove a broader one: the claim is judged as unmentioned
+    lung = c["The right lung is clear."]
+    assert (lung.status, lung.basis) == ("supported", "convention")
+    assert not any("cavitary" in r for r in lung.reasons)
+    strict = claims("FINDINGS: The right lung is clear.", ref, self_check=False, convention="radfact")
+    assert (strict["The right lung is clear."].status, strict["The right lung is clear."].basis) == ("unsupported", "no_evidence")
+    # the same anatomy still matches, and a broader negative still supports a narrower one
+    same = claims("FINDINGS: Degenerative changes of the thoracic spine. No pneumothorax.",
+                  "FINDINGS: Thoracic spine degenerative changes. No acute cardiopulmonary abnormality.", self_check=False)
+    assert same["Degenerative changes of the thoracic spine."].status == "supported"
+    assert (same["No pneumothorax."].status, same["No pneumothorax."].basis) == ("supported", "matched")
+
+
+# --- negation scope after the finding; coordinated modifiers of one head -------------------
+
+def test_a_normal_predicate_scopes_over_the_observations_of_its_subject():
+    f = findings("FINDINGS: Heart size and pulmonary vascular engorgement appear within limits of normal.")
+    (fs,) = f.values()
+    assert ("vascular congestion", "present") not in fs and ("vascular congestion", "absent") in fs
+    # a coordinated part with its own subject keeps its finding
+    f2 = findings("FINDINGS: Mild cardiomegaly and lungs are clear.")
+    assert f2["Mild cardiomegaly."] == [("cardiomegaly", "present")]
+
+
+def test_coordinated_modifiers_of_one_head_are_one_claim():
+    text = "FINDINGS: Blunting of the lateral and posterior right costophrenic sulcus may represent small effusion."
+    (claim,) = findings(text)
+    assert claim == text[len("FINDINGS: "):]
+    assert list(findings("FINDINGS: No pleural effusion or pneumothorax.")) == ["No pleural effusion.", "No pneumothorax."]
