@@ -220,12 +220,28 @@ class RecordChecker:
         if self.counts.region_errors <= MAX_LINE_WARNINGS:
             self.warn(msg)
 
-    def check_all(self, records: Iterable[Record]) -> Iterator[CheckedRecord]:
-        for rec in records:
-            yield self.check(rec)
+    def check_all(self, records: Iterable[Record], workers: int = 1, block: int = 256) -> Iterator[CheckedRecord]:
+        """The checked records in input order. ``workers`` > 1: the reports are checked in
+        that many processes (each with its own caches), ``block`` records at a time; the
+        counting, warnings and output stay in this process, in order."""
+        if workers <= 1:
+            for rec in records:
+                yield self.check(rec)
+            return
+        if self.region is not None or getattr(self.pipeline, "llm", None) is not None:
+            raise ReportgenError("E341", "checking in several processes (--workers) with a region model or an LLM checker "
+                                 "is not supported yet", fix="leave out --workers (one process) with --region-model or an LLM checker")
+        yield from self._check_parallel(records, workers, block)
 
     def check(self, rec: Record) -> CheckedRecord:
         """The output record of one input line (counters updated)."""
+        job = self._prepare(rec)
+        if isinstance(job, CheckedRecord):
+            return job
+        return self._finish(job, *self._run(job))
+
+    def _prepare(self, rec: Record) -> "CheckedRecord | _Job":
+        """Count the line; an error record for a bad line, else what checking it needs."""
         counts = self.counts
         counts.records += 1
         if rec.id is not None:
@@ -254,27 +270,55 @@ class RecordChecker:
         elif not counts.images_ignored and rec.data.get("images", rec.data.get("image")):
             counts.images_ignored = True
             self.warn(f"{rec.where}: records carry images but no --region-model was given: images are not checked")
-        result = None
-        try:
-            extra = {"region_error": region_problem} if region_problem else {}
-            result = self.pipeline.check(rec.id, rec.data["report"], ref_text, study=study, **extra)
-            out = result.to_record()
-            if self.region is not None and not out["error"]:
-                self._region_record(out, result, study, rec)
-        except Exception as e:  # a bug on one record must not lose the batch
-            log.warning("%s: record %s failed with %s", rec.where, rec.id, type(e).__name__)
-            out = error_record(Record(rec.path, rec.line, rec.data, f"E399 checking failed: {type(e).__name__}: {e}"))
-            result = None
+        return _Job(rec, ref_text, ref_note, study, region_problem)
+
+    def _run(self, job: "_Job") -> tuple[dict[str, Any] | str, Any]:
+        """(the pipeline's record, its result), or (the E399 problem, None) when checking failed."""
+        rec = job.rec
+        out, result = _check_report(self.pipeline, rec.id, rec.data["report"], job.ref_text, job.study, job.region_problem)
+        if not isinstance(out, str) and self.region is not None and not out["error"]:
+            try:
+                self._region_record(out, result, job.study, rec)
+            except Exception as e:  # a bug on one record must not lose the batch
+                return _failed(e), None
+        return out, result
+
+    def _finish(self, job: "_Job", out: dict[str, Any] | str, result: Any) -> CheckedRecord:
+        rec, counts = job.rec, self.counts
+        if isinstance(out, str):  # E399: a bug on this record (logged by the exception's type only)
+            log.warning("%s: record %s failed with %s", rec.where, rec.id, out.removeprefix(_FAILED).split(":", 1)[0])
+            out = error_record(Record(rec.path, rec.line, rec.data, out))
         if out["error"]:
             counts.errors += 1
             out["error"] = f"{rec.where}: {out['error']}"
             out = with_error_code(out)
-        out["summary"].update(ref_note)
+        out["summary"].update(job.ref_note)
         if out.get("region_png_error"):
             self.region_warn(f"{rec.where}: {out['region_png_error']}")
         for k in VERDICT_STATUSES:
             counts.statuses[k] += out["summary"].get(k, 0)
-        return CheckedRecord(passthrough(out, rec.data), rec.where, result, study)
+        return CheckedRecord(passthrough(out, rec.data), rec.where, result, job.study)
+
+    def _check_parallel(self, records: Iterable[Record], workers: int, block: int) -> Iterator[CheckedRecord]:
+        import itertools
+        import multiprocessing
+
+        from reportgen.checkers.claims import warm_up
+
+        warm_up()  # spaCy (and what it imports) loaded once here, before the workers fork
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        spec = (self.pipeline, None) if ctx.get_start_method() == "fork" else (None, self.pipeline.spec())
+        with ctx.Pool(workers, initializer=_start_worker, initargs=spec) as pool:
+            records = iter(records)
+            while True:
+                jobs = [self._prepare(rec) for rec in itertools.islice(records, block)]
+                if not jobs:
+                    return
+                todo = [(j.rec.id, j.rec.data["report"], j.ref_text) for j in jobs if isinstance(j, _Job)]
+                done = iter(pool.imap(_check_in_worker, todo, chunksize=max(1, len(todo) // (4 * workers))))
+                for job in jobs:
+                    yield job if isinstance(job, CheckedRecord) else self._finish(job, next(done), None)
 
     def _region_record(self, out: dict[str, Any], result: Any, study: Study | None, rec: Record) -> None:
         """The region error named with the record's place, and the study's PNG."""
@@ -304,10 +348,57 @@ class RecordChecker:
         return region.render_study(study.images, study.views, verdicts, title=title)
 
 
-def check_records(pipeline: Any, records: Iterable[Record], **options: Any) -> Iterator[dict[str, Any]]:
-    """The output record of each input line (``RecordChecker`` options)."""
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A good input line and what checking it needs (made by ``RecordChecker._prepare``)."""
+
+    rec: Record
+    ref_text: str | None
+    ref_note: dict[str, Any]
+    study: Study | None
+    region_problem: str | None
+
+
+def _check_report(pipeline: Any, id: str, text: str, ref_text: str | None, study: Study | None = None,
+                  region_problem: str | None = None) -> tuple[dict[str, Any] | str, Any]:
+    """(record, result) of one report, or (the E399 problem, None) when a bug stopped it."""
+    try:
+        extra = {"region_error": region_problem} if region_problem else {}
+        result = pipeline.check(id, text, ref_text, study=study, **extra)
+        return result.to_record(), result
+    except Exception as e:  # a bug on one record must not lose the batch
+        return _failed(e), None
+
+
+_FAILED = "E399 checking failed: "
+
+
+def _failed(e: Exception) -> str:
+    return f"{_FAILED}{type(e).__name__}: {e}"
+
+
+_WORKER_PIPELINE: Any = None
+
+
+def _start_worker(pipeline: Any, spec: Mapping[str, Any] | None) -> None:
+    """A worker process's pipeline: the parent's (fork) or one made from its spec (spawn)."""
+    global _WORKER_PIPELINE
+    if pipeline is None:
+        from reportgen.checkers.pipeline import Pipeline
+
+        pipeline = Pipeline(**spec)
+    _WORKER_PIPELINE = pipeline
+
+
+def _check_in_worker(item: tuple[str, str, str | None]) -> dict[str, Any] | str:
+    return _check_report(_WORKER_PIPELINE, *item)[0]
+
+
+def check_records(pipeline: Any, records: Iterable[Record], workers: int = 1, **options: Any) -> Iterator[dict[str, Any]]:
+    """The output record of each input line, in order (``RecordChecker`` options;
+    ``workers``: processes that check the reports)."""
     checker = RecordChecker(pipeline, **options)
-    for checked in checker.check_all(records):
+    for checked in checker.check_all(records, workers=workers):
         yield checked.record
 
 

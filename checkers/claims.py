@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from functools import lru_cache
-from reportgen.checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, _cue_has
+from typing import Any
+from reportgen.checkers.graphs.rules import R_ANAT, R_CUE, R_MOD, R_NORMAL, R_OBS, cue_has
 from reportgen.checkers.lexicon import DATA, NEG_POST, NEG_PRE, UNC_POST, UNC_PRE
+from reportgen.errors import ReportgenError
+from reportgen.protocols import ClaimSplitter, SentenceAnalyzer
 from reportgen.types import Claim, Report, Section
 
 ABBREVIATIONS = DATA / "abbreviations.json"
@@ -89,16 +93,6 @@ def _headings(text: str) -> list[re.Match]:
     return out
 
 
-_new = object.__new__
-
-
-def _section(name: str, start: int, end: int) -> Section:
-    # 0 <= start < end <= len(text) by construction (_strip): no re-validation
-    sec = _new(Section)
-    sec.__dict__.update(name=name, start=start, end=end)
-    return sec
-
-
 def split_sections(text: str) -> Report:
     """The Report with its sections found by headings (see module doc)."""
     rules = text_rules()["section_headings"]
@@ -111,23 +105,16 @@ def split_sections(text: str) -> Report:
         heads.append((m.start(), m.end(), rules[_WHITESPACE.sub(" ", name.lower())]))
     if not heads:
         s, e = _strip(text, 0, len(text))
-        return _report(text, (_section("text", s, e),) if e > s else ())
+        return Report(text, (Section("text", s, e),) if e > s else ())
     s, e = _strip(text, 0, heads[0][0])
     if e > s:
-        sections.append(_section("text", s, e))
+        sections.append(Section("text", s, e))
     for k, (hs, he, name) in enumerate(heads):
         end = heads[k + 1][0] if k + 1 < len(heads) else len(text)
         s, e = _strip(text, he, end)
         if e > s:
-            sections.append(_section(name, s, e))
-    return _report(text, tuple(sections))
-
-
-def _report(text: str, sections: tuple[Section, ...]) -> Report:
-    # sections inside the text by construction: no re-validation
-    rep = _new(Report)
-    rep.__dict__.update(text=text, sections=sections)
-    return rep
+            sections.append(Section(name, s, e))
+    return Report(text, tuple(sections))
 
 
 def _strip(text: str, s: int, e: int) -> tuple[int, int]:
@@ -139,36 +126,24 @@ def _strip(text: str, s: int, e: int) -> tuple[int, int]:
 
 
 # ---- sentences ----------------------------------------------------------------------------
-def _import_spacy():
-    """Import spaCy without letting thinc import torch (thinc tries ``import torch`` at
-    import time when it is installed: seconds, and the checker must stay torch-free). Only
-    when torch is not imported yet; ``sys.modules`` is restored right after, so a later
-    ``import torch`` works normally."""
-    import sys
-
-    if "spacy" in sys.modules or "torch" in sys.modules:
-        import spacy
-
-        return spacy
-    sys.modules["torch"] = None  # type: ignore[assignment]  # makes "import torch" fail
-    try:
-        import spacy
-    finally:
-        if sys.modules.get("torch", 0) is None:
-            del sys.modules["torch"]
-    return spacy
+# spaCy (its blank English tokenizer and sentencizer) decides only the segments the regex
+# fast path below cannot (about 6% of the IU sections' segments). It is imported on first
+# use, as it is: spaCy imports thinc, which imports torch when torch is installed, so the
+# first segment that needs spaCy costs that import once per process (``warm_up`` does it
+# up front). Text that never needs it never imports spaCy.
+SPACY_EXCEPTIONS = DATA / "spacy_exceptions.json"
 
 
 @lru_cache(maxsize=1)
 def nlp():
-    """spaCy blank English tokenizer with the abbreviations of abbreviations.json."""
-    spacy = _import_spacy()
+    """spaCy blank English tokenizer with the abbreviations of abbreviations.json (made on
+    first use)."""
+    import spacy
     from spacy.symbols import ORTH
+    from spacy.util import compile_infix_regex
 
     model = spacy.blank("en")
     # "lung XXXX.In the left ...": a period between words with no space still ends a sentence
-    from spacy.util import compile_infix_regex
-
     infixes = list(model.Defaults.infixes) + [r"(?<=[A-Za-z]{2})\.(?=[A-Z][a-z])"]
     model.tokenizer.infix_finditer = compile_infix_regex(infixes).finditer
     for abbr in text_rules()["abbreviations"]:
@@ -177,6 +152,19 @@ def nlp():
         for form in {abbr, abbr.upper(), abbr[:1].upper() + abbr[1:]}:
             model.tokenizer.add_special_case(form, [{ORTH: form}])
     return model
+
+
+def warm_up() -> None:
+    """Load the sentence splitter's spaCy fallback now (a benchmark or a long batch that
+    wants the one-off import outside its timing)."""
+    nlp()
+    _sentencizer()
+
+
+def spacy_dotted_words() -> list[str]:
+    """The installed spaCy's English tokenizer exceptions with a period, lower-cased (what
+    ``spacy_exceptions.json`` holds; a test compares the two)."""
+    return sorted({k.lower() for k in nlp().Defaults.tokenizer_exceptions if "." in k})
 
 
 _DIGIT = re.compile(r"\d")
@@ -234,8 +222,9 @@ _NEXT_CHAR = re.compile(r"\s*(\S)?")  # \s is str.isspace here (as in str.lstrip
 
 @lru_cache(maxsize=1)
 def _dotted_words() -> frozenset[str]:
-    model = nlp()
-    words = {k.lower() for k in model.Defaults.tokenizer_exceptions if "." in k}
+    """Words with a period that spaCy's tokenizer keeps whole (its exceptions, from
+    spacy_exceptions.json, and our abbreviations): a candidate end on one goes to spaCy."""
+    words = set(json.loads(SPACY_EXCEPTIONS.read_text(encoding="utf-8"))["dotted"])
     words.update(a.lower() for a in text_rules()["abbreviations"])
     return frozenset(words)
 
@@ -305,11 +294,50 @@ def context_sections() -> frozenset[str]:
     return frozenset(text_rules().get("context_sections", ()))
 
 
-def split_claims(report: Report, *, include_context: bool = False, extractor=None) -> tuple[Claim, ...]:
+class RulesClaimSplitter:
+    """The claim splitter (``ClaimSplitter``, name "rules"): sections, sentences, then
+    coordinated findings split with a ``SentenceAnalyzer`` (the rules extractor with the
+    default lexicon unless ``analyzer`` is given). It is the splitter of every graph
+    extractor: with ``--extractor radgraph`` the claims are still cut by these rules and
+    only their graphs come from the radgraph model."""
+
+    name = "rules"
+
+    def __init__(self, analyzer: SentenceAnalyzer | None = None):
+        self.analyzer = analyzer
+
+    def __repr__(self) -> str:
+        return f"RulesClaimSplitter(analyzer={self.analyzer!r})"
+
+    def split(self, report: Report, *, include_context: bool = False) -> tuple[Claim, ...]:
+        return split_claims(report, include_context=include_context, extractor=self.analyzer)
+
+
+# name -> claim splitter class; Pipeline / read_report / `reportgen check --claim-splitter` choose by name
+CLAIM_SPLITTERS = {"rules": RulesClaimSplitter}
+
+
+def get_claim_splitter(splitter: "ClaimSplitter | str | None" = None) -> "ClaimSplitter":
+    """A claim splitter from a name ("rules"), an object, or None (rules)."""
+    if splitter is None:
+        return RulesClaimSplitter()
+    if splitter.__class__ is RulesClaimSplitter:  # (a Protocol isinstance check costs ~50 us)
+        return splitter
+    if isinstance(splitter, str):
+        if splitter not in CLAIM_SPLITTERS:
+            raise ReportgenError("E006", f"unknown claim splitter {splitter!r}", fix=f"use one of: {', '.join(CLAIM_SPLITTERS)}")
+        return CLAIM_SPLITTERS[splitter]()
+    if not isinstance(splitter, ClaimSplitter):
+        raise ReportgenError("E006", f"{splitter!r} is not a claim splitter", fix="pass a name (rules) or an object with split(report)")
+    return splitter
+
+
+def split_claims(report: Report, *, include_context: bool = False, extractor: SentenceAnalyzer | None = None) -> tuple[Claim, ...]:
     """Atomic claims of every section (context sections such as INDICATION and COMPARISON
-    only with ``include_context``). ``extractor``: the RulesExtractor whose lexicon finds
-    coordinated findings (default lexicon if None)."""
-    rules = extractor if extractor is not None and hasattr(extractor, "analyze") else _default_rules()
+    only with ``include_context``). ``extractor``: the SentenceAnalyzer (RulesExtractor)
+    whose lexicon finds coordinated findings (the default rules extractor if None or not
+    an analyzer)."""
+    rules = extractor if extractor is not None and is_analyzer(extractor) else _default_rules()
     skip = frozenset() if include_context else context_sections()
     sections = report.sections or ((Section("text", *_strip(report.text, 0, len(report.text))),) if report.text.strip() else ())
     out: list[Claim] = []
@@ -319,6 +347,21 @@ def split_claims(report: Report, *, include_context: bool = False, extractor=Non
         for ss, se in sentences(report.text, sec.start, sec.end):
             out.extend(sentence_claims(report.text, ss, se, sec.name, rules))
     return tuple(out)
+
+
+_ANALYZERS: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+
+
+def is_analyzer(extractor: Any) -> bool:
+    """Whether a graph extractor is a ``SentenceAnalyzer`` (the Protocol check, remembered
+    per extractor object: it costs ~50 us, and reading a report asks it)."""
+    try:
+        known = _ANALYZERS.get(extractor)
+    except TypeError:  # not weakly referenceable
+        return isinstance(extractor, SentenceAnalyzer)
+    if known is None:
+        known = _ANALYZERS[extractor] = isinstance(extractor, SentenceAnalyzer)
+    return known
 
 
 @lru_cache(maxsize=1)
@@ -386,10 +429,10 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
     heads_roles = (R_OBS, R_ANAT, R_NORMAL)
 
     def pre_cue(m) -> bool:
-        return m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE))
+        return m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE))
 
     def predicate(m) -> bool:
-        return m.cop or m.role == R_NORMAL or (m.role == R_CUE and (_cue_has(m, NEG_POST) or _cue_has(m, UNC_POST)))
+        return m.cop or m.role == R_NORMAL or (m.role == R_CUE and (cue_has(m, NEG_POST) or cue_has(m, UNC_POST)))
 
     # items: character spans between split coordinators (a cue coordinator such as
     # "without" opens the next item), with their mentions
@@ -453,7 +496,7 @@ def _coordination_uncached(sent: str, rules, analysis=None) -> list[tuple[str, i
     suffix_label = None
     for m in (items[-1][2] if suffix_start is not None else ()):
         if m.start >= suffix_start and m.role == R_CUE:
-            suffix_label = "OBS-DA" if _cue_has(m, NEG_POST) else ("OBS-U" if _cue_has(m, UNC_POST) else suffix_label)
+            suffix_label = "OBS-DA" if cue_has(m, NEG_POST) else ("OBS-U" if cue_has(m, UNC_POST) else suffix_label)
     normal_prefix = bool(prefix_end) and _cue_label(items[0][2], prefix_end) is None
 
     def contentful(k: int) -> bool:
@@ -573,7 +616,7 @@ def _cue_label(mentions, end: int) -> str | None:
         if m.end > end:
             break
         if m.role == R_CUE:
-            label = "OBS-DA" if _cue_has(m, NEG_PRE) else ("OBS-U" if _cue_has(m, UNC_PRE) else label)
+            label = "OBS-DA" if cue_has(m, NEG_PRE) else ("OBS-U" if cue_has(m, UNC_PRE) else label)
     return label
 
 
@@ -595,4 +638,4 @@ def _standalone_cue(text: str) -> str:
     return text
 
 
-__all__ = ["split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "context_sections"]
+__all__ = ["RulesClaimSplitter", "CLAIM_SPLITTERS", "get_claim_splitter", "split_sections", "split_claims", "sentences", "sentence_claims", "claim_parts", "nlp", "warm_up", "context_sections"]

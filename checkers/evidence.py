@@ -24,7 +24,6 @@ from reportgen.types import EvidenceItem, Report
 REFERENCE = "reference"
 SELF = "self"
 IMAGE = "image"
-_new = object.__new__
 
 
 class ReadLike(Protocol):
@@ -39,18 +38,11 @@ def evidence_from_claims(claims: Sequence[CheckedClaim], source: str) -> tuple[E
     out = []
     for cc in claims:
         c = cc.claim
-        # EvidenceItem(source, text, start, end, findings, score=None, meta) from a checked
-        # claim's values, without the dataclass's field-by-field setattr (hot path)
-        item = _new(EvidenceItem)
-        item.__dict__.update(
-            source=source, text=c.text, start=c.start, end=c.end, findings=tuple(cc.findings), score=None,
-            meta={
-                "section": c.section,
-                "sentence_start": c.sentence_start if c.sentence_start is not None else c.start,
-                "sentence_end": c.sentence_end if c.sentence_end is not None else c.end,
-            },
-        )
-        out.append(item)
+        out.append(EvidenceItem(source, c.text, c.start, c.end, cc.findings, None, {
+            "section": c.section,
+            "sentence_start": c.sentence_start if c.sentence_start is not None else c.start,
+            "sentence_end": c.sentence_end if c.sentence_end is not None else c.end,
+        }))
     return tuple(out)
 
 

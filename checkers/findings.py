@@ -31,6 +31,7 @@ not modify another one):
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -88,18 +89,11 @@ def _hypothetical(f: Finding, text: str, cue: Any) -> Finding:
         window = window[ends[-1].end():]
     if not any(not _HEDGE_BEFORE.search(window, 0, m.start()) for m in cue.finditer(window)):
         return f
-    h = object.__new__(Finding)
-    h.__dict__.update(f.__dict__)
-    h.__dict__["presence"] = "hypothetical"
-    return h
+    return replace(f, presence="hypothetical")
 
 
 def _new_finding(observation, presence, laterality, locations, anatomy, severity, change, e: Entity) -> Finding:
-    # values come from the lexicon and a validated graph: skip re-validation (hot path)
-    f = object.__new__(Finding)
-    f.__dict__.update(observation=observation, presence=presence, laterality=laterality, locations=locations,
-                      anatomy=anatomy, severity=severity, change=change, text=e.text, start=e.start, end=e.end)
-    return f
+    return Finding(observation, presence, laterality, locations, anatomy, severity, change, e.text, e.start, e.end)
 
 
 class _Reader:

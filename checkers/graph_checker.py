@@ -66,15 +66,14 @@ from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
-from reportgen.types import EvidenceItem, Finding, Verdict
+from reportgen.types import STATUS_ORDER, STATUS_RANK, EvidenceItem, Finding, Verdict, worst_status
 
 RULES_PATH = Path(__file__).parent / "data" / "checking.json"
 ABSTAIN = "abstain"
 # The named conventions for a finding that no evidence mentions (checking.json "conventions").
 CONVENTIONS = ("chexpert", "radfact")
-# Worst first: how verdicts of several findings, sources or checkers combine.
-STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
-_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+# Worst first (reportgen.types): how verdicts of several findings, sources or checkers combine.
+_RANK = STATUS_RANK
 _BOTH = frozenset({"right", "left"})
 _MISSING = object()
 # What a statement's exception cues do (CheckingRules.makes_exceptions)
@@ -297,6 +296,11 @@ def _covers(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     denied = rules.scope(absent.anatomy)
     if denied is None:
         return True
+    if absent.observation == present.observation and denied == rules.regions.get(absent.observation):
+        # the negative names no place but the finding's own ("No pneumothorax.": pleura by
+        # default) and so denies it wherever the other statement puts it ("Left apical
+        # pneumothorax.", whose zone word gives it the lung as anatomy)
+        return True
     if present.observation in rules.umbrellas:
         # "Acute cardiopulmonary process" vs "no acute cardiopulmonary process": an acute
         # umbrella at a known place is denied where the statement speaks for all of it
@@ -395,10 +399,8 @@ _OTHER_ANATOMY_RANK = 3.5
 
 
 class _Outcome(NamedTuple):
-    """What comparing two findings gave, independent of where the evidence came from. The
-    comparison cache keeps it as a plain tuple (fields by index: _RANK_OF, ...): tens of
-    thousands of them, which the garbage collector then untracks (it untracks only exact
-    tuples of plain values)."""
+    """What comparing two findings gave, independent of where the evidence came from (the
+    comparison cache keeps these, read by field name)."""
 
     rank: float
     status: str
@@ -407,7 +409,6 @@ class _Outcome(NamedTuple):
     note: str = ""  # appended after the evidence ("; the evidence does not give the side")
 
 
-_RANK_OF, _STATUS_OF, _SCORE_OF, _WHAT_OF, _NOTE_OF = range(5)
 # A mismatch with hedged evidence ("Questionable large right nodule"): judged against a
 # reference only; within one report, hedged findings that differ are usually two instances
 # ("Probably scarring in the left apex" ... "right upper lobe, likely scarring").
@@ -641,7 +642,7 @@ def _render(r: _Reason, by_kid: dict[int, str], described: dict[int, str]) -> st
     di = described.get(id(item))
     if di is None:
         di = described[id(item)] = item.describe()
-    return f"{label}: {dc}; {out[_WHAT_OF]}: {di} says {dg}{out[_NOTE_OF]}"
+    return f"{label}: {dc}; {out.what}: {di} says {dg}{out.note}"
 
 
 class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to create
@@ -678,14 +679,10 @@ def combine(judgements: Sequence[_Judgement], max_reasons: int = 4) -> _Judgemen
     only count when every judgement abstains. Reasons: the deciding ones first."""
     if len(judgements) == 1:
         return judgements[0]
-    worst = len(STATUS_ORDER)
-    for j in judgements:
-        if j.status != ABSTAIN:
-            rank = _RANK[j.status]
-            if rank < worst:
-                worst = rank
-    if worst == len(STATUS_ORDER):  # every judgement abstains
+    status = worst_status(j.status for j in judgements)  # abstentions are not in the order
+    if status is None:  # every judgement abstains
         return _Judgement(ABSTAIN, None, tuple(r for j in judgements for r in j.reasons)[:max_reasons], (), judgements[0].basis)
+    worst = _RANK[status]
     deciding: list[_Reason] = []
     others: list[_Reason] = []
     items: dict[int, EvidenceItem] = {}  # in order, each once (by identity)
@@ -742,7 +739,7 @@ class GraphChecker:
         # how an unmentioned finding is read ("chexpert" or "radfact": CONVENTIONS)
         self.convention = self.rules.check_convention(convention)
         # comparison outcomes: claim key id -> evidence key id -> outcome
-        self._cache: dict[int, dict[int, tuple | None]] = {}  # outcomes as plain tuples
+        self._cache: dict[int, dict[int, _Outcome | None]] = {}
         self._descriptions: dict[int, str] = {}  # key id -> describe_finding()
         self._abstentions: dict[tuple[str, str], _Judgement] = {}  # (source, observation) -> abstention
         self._ids: dict[tuple, int] = {}
@@ -883,7 +880,7 @@ class GraphChecker:
         row = self._cache.get(cid)
         if row is None:
             row = self._cache[cid] = {}
-        found: list[tuple[tuple, _Group, EvidenceItem]] = []
+        found: list[tuple[_Outcome, _Group, EvidenceItem]] = []
         best = 99  # the lowest rank found
         own0, own1 = own if own is not None else (0, 0)
         # Same and narrower observations first; broader ones only when nothing as specific
@@ -896,21 +893,17 @@ class GraphChecker:
                 if out is _MISSING:
                     if probe is None:
                         probe = replace(c, presence="present")
-                    outcome = compare(rules, probe, g.finding, exc, g.exceptions)
-                    if outcome is None:
-                        out = None
-                    elif kid == cid and outcome.status == "supported":
-                        out = (_IDENTICAL, outcome.status, outcome.score, "states the same", outcome.note)
-                    else:
-                        out = tuple(outcome)
+                    out = compare(rules, probe, g.finding, exc, g.exceptions)
+                    if out is not None and kid == cid and out.status == "supported":
+                        out = out._replace(rank=_IDENTICAL, what="states the same")
                     row[kid] = out
                 if out is None:
                     continue
                 item = g.item0
-                if own is not None and out[_RANK_OF] in _MISMATCH_RANKS and (hedged or out[_WHAT_OF].endswith(_HEDGED_MISMATCH)):
+                if own is not None and out.rank in _MISMATCH_RANKS and (hedged or out.what.endswith(_HEDGED_MISMATCH)):
                     continue  # self-consistency: a hedged mismatch is no contradiction (see _HEDGED_MISMATCH)
                 if own is not None:
-                    if section is not None and out[_RANK_OF] in _MISMATCH_RANKS:
+                    if section is not None and out.rank in _MISMATCH_RANKS:
                         # two positive findings of one section that differ in side or place
                         # are two instances, not a contradiction
                         item = next((x[0] for x in g.members if x[3] != section and not (x[1] < own1 and own0 < x[2])), None)
@@ -923,7 +916,7 @@ class GraphChecker:
                                 break
                     if item is None:
                         continue
-                rank = out[_RANK_OF]
+                rank = out.rank
                 found.append((out, g, item))
                 if rank < best:
                     best = rank
@@ -933,18 +926,18 @@ class GraphChecker:
             if hedged and best in _MISMATCH_RANKS:
                 # a hedged claim: a mismatch decides only when no evidence agrees with it
                 # (another statement of the same hedged finding is a second instance)
-                agree = [x for x in found if x[0][_RANK_OF] not in _MISMATCH_RANKS]
+                agree = [x for x in found if x[0].rank not in _MISMATCH_RANKS]
                 if agree:
                     found = agree
-                    best = min(x[0][_RANK_OF] for x in agree)
+                    best = min(x[0].rank for x in agree)
             if len(found) == 1:
                 top, g, item = found[0]
-                if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:
-                    score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
+                if hedged and top.rank not in _MISMATCH_RANKS:
+                    score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
                     return _Judgement("uncertain", score, (("uncertain: hedged claim", ckid, c, top, g, item),), (item,), "hedged")
-                status = top[_STATUS_OF]
-                return _Judgement(status, top[_SCORE_OF], ((status, ckid, c, top, g, item),), (item,), _basis_of(top[_RANK_OF]))
-            chosen = [x for x in found if x[0][_RANK_OF] == best]
+                status = top.status
+                return _Judgement(status, top.score, ((status, ckid, c, top, g, item),), (item,), _basis_of(top.rank))
+            chosen = [x for x in found if x[0].rank == best]
             if len(chosen) > 1:
                 chosen.sort(key=_by_score)  # stable: the highest scores first, in evidence order
                 chosen = chosen[:3]
@@ -952,11 +945,11 @@ class GraphChecker:
             else:
                 items = (chosen[0][2],)
             top = chosen[0][0]
-            if hedged and top[_RANK_OF] not in _MISMATCH_RANKS:
-                score = sc["uncertain_denied"] if top[_STATUS_OF] == "contradicted" else sc["uncertain"]
+            if hedged and top.rank not in _MISMATCH_RANKS:
+                score = sc["uncertain_denied"] if top.status == "contradicted" else sc["uncertain"]
                 return _Judgement("uncertain", score, tuple(("uncertain: hedged claim", ckid, c, o, g, i) for o, g, i in chosen), items, "hedged")
-            status = top[_STATUS_OF]
-            return _Judgement(status, top[_SCORE_OF], tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items, _basis_of(top[_RANK_OF]))
+            status = top.status
+            return _Judgement(status, top.score, tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items, _basis_of(top.rank))
         if hedged:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), (), "hedged")
         choice = rules.policy(source, c.presence, self.convention)
@@ -978,19 +971,13 @@ def _is_normal_predicate(text: str) -> bool:
     return any(e.cat == NORMAL for e in load_lexicon().phrases.get(phrase_tokens(text), ()))
 
 
-_new = object.__new__
-
-
 def _by_score(x: tuple) -> float:
-    return -x[0][_SCORE_OF]
+    return -x[0].score
 
 
 def _verdict(claim: Any, status: str, reasons: tuple[str, ...], evidence: tuple[EvidenceItem, ...], checker: str,
              score: float | None, basis: str) -> Verdict:
-    """A Verdict from values this module made (a known status and basis, tuples), without re-checking."""
-    v = _new(Verdict)
-    v.__dict__.update(claim=claim, status=status, reasons=reasons, evidence=evidence, checker=checker, score=score, basis=basis)
-    return v
+    return Verdict(claim, status, reasons, evidence, checker, score, basis)
 
 
 def is_abstention(v: Verdict) -> bool:

@@ -100,6 +100,9 @@ class Lexicon:
     elidable_zone_words: frozenset[str] = frozenset()
     zone_coordinator_tokens: frozenset[str] = frozenset()
     obs_organ: dict[str, str] = field(default_factory=dict)
+    # de-identification tokens ("XXXX") as lower-case tokens: the list of checking.json
+    # (exception_cues.redaction_tokens), the one place they are named
+    redaction_tokens: frozenset[str] = frozenset()
     _entries_cache: dict[str, tuple[Entry, ...]] = field(default_factory=dict, repr=False)
     # first token -> the lengths of the phrases it starts, longest first (for ``match``)
     _lengths: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
@@ -150,6 +153,7 @@ class Lexicon:
                 self._add(syn, Entry(NORMAL, syn))
         self.negating_normal = frozenset(phrase_tokens(p) for p in normal.get("negating", {}).get("words", ()))
         self.standalone_umbrella = frozenset(phrase_tokens(p) for p in normal.get("standalone_umbrella", {}).get("words", ()))
+        self.redaction_tokens = frozenset(w for t in redaction_tokens() for w in phrase_tokens(t))
         zc = d.get("zone_coordination", {})
         self.elidable_zone_words = frozenset(w for p in zc.get("words", ()) for w in phrase_tokens(p))
         self.zone_coordinator_tokens = frozenset(w for p in zc.get("coordinators", ()) for w in phrase_tokens(p))
@@ -338,6 +342,13 @@ def _load(paths: tuple[str, ...], mode: str) -> Lexicon:
     lex = Lexicon(data=data, version="+".join(versions), sources=tuple(files))
     lex._build()
     return lex
+
+
+@lru_cache(maxsize=1)
+def redaction_tokens() -> tuple[str, ...]:
+    """The de-identification tokens of checking.json ("XXXX"), as written there."""
+    data = json.loads((DATA / "checking.json").read_text(encoding="utf-8"))
+    return tuple(data.get("exception_cues", {}).get("redaction_tokens", ()))
 
 
 def load_lexicon(path: str | Path | Iterable[str | Path] | None = None, mode: str = "merge") -> Lexicon:

@@ -36,10 +36,10 @@ from pydantic import BaseModel, Field
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
-from reportgen.types import VERDICT_BASES, EvidenceItem, Verdict, default_basis
+from reportgen.types import VERDICT_STATUSES, VERDICT_BASES, EvidenceItem, Verdict, default_basis
 
 PROMPT = "claim_check.yaml"
-STATUSES = ("supported", "contradicted", "unsupported", "uncertain")
+STATUSES = tuple(s for s in VERDICT_STATUSES if s != "error")  # what an LLM may answer (reportgen.types)
 # The LLM's basis must fit its status (anything else is replaced by the status's default).
 BASES_FOR = {
     "supported": ("matched",),

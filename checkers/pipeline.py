@@ -33,16 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from reportgen.checkers.evidence import IMAGE, reference_evidence, self_evidence
-from reportgen.checkers.graph_checker import STATUS_ORDER, GraphChecker, is_abstention
+from reportgen.checkers.graph_checker import GraphChecker, is_abstention
 from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS
 from reportgen.protocols import CheckedClaim, Checker
-from reportgen.types import VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict
+from reportgen.types import FLAGGED, VERDICT_STATUSES, Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict, worst_status
 
 log = logging.getLogger(__name__)
 
-_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
-_new = object.__new__
 # Evidence sources whose ``meta`` goes into the record (``verdicts[].evidence_meta``): the
 # region checker's numbers (zone, cnr, best_zone, ...). Text evidence meta (sections,
 # sentence spans) is already in the reasons.
@@ -60,7 +58,7 @@ class RegionCheckerLike(Protocol):
     def check_images(self, images: Sequence[str], views: Sequence[str | None], claims: Sequence[CheckedClaim]) -> list[Verdict]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimResult:
     """One claim with what was read off it and the combined verdict of all checkers."""
 
@@ -117,7 +115,7 @@ def _verdict_dict(v: Verdict, described: dict[int, str]) -> dict[str, Any]:
     return d
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReportResult:
     """The checked report: its claims with verdicts, or the error that stopped it."""
 
@@ -164,11 +162,11 @@ def combine_verdicts(verdicts: Sequence[Verdict]) -> tuple[str, float | None, tu
     if not ok:
         return "error", None, tuple(reasons_of(verdicts)), "error"
     real = [v for v in ok if not is_abstention(v)] or ok
-    worst = min(_RANK[v.status] for v in real)
-    deciding = [v for v in real if _RANK[v.status] == worst]
+    worst = worst_status(v.status for v in real)
+    deciding = [v for v in real if v.status == worst]
     rest = [v for v in verdicts if all(v is not d for d in deciding)]
     scores = [v.score for v in real if v.score is not None]
-    return (STATUS_ORDER[worst], (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest))),
+    return (worst, (min(scores) if scores else None), tuple(dict.fromkeys(reasons_of(deciding) + reasons_of(rest))),
             deciding[0].basis)
 
 
@@ -190,8 +188,10 @@ class Pipeline:
     ``checkers``: names (``"graph"``) or Checker objects. ``self_check``: add the report's
     own claims as evidence (internal consistency). ``region``: an optional region
     checker (``check_images(images, views, claims)``), called for studies with images.
+    ``splitter``: the claim splitter's name (``reportgen.checkers.claims.CLAIM_SPLITTERS``:
+    "rules", used with every extractor) or a ClaimSplitter object.
     ``reader``: replaces ``reportgen.checkers.read.read_report`` (text -> object with ``report``
-    and ``claims``), e.g. for another claim splitter. ``llm``: an
+    and ``claims``) altogether. ``llm``: an
     ``reportgen.checkers.llm_checker.LLMChecker`` for the checker names ``"llm"`` and
     ``"cascade"`` (rules first, the LLM for what they leave uncertain). ``convention``: how a finding that the
     reference never mentions is read, ``"chexpert"`` (default: an unmentioned negative claim
@@ -207,16 +207,32 @@ class Pipeline:
         region: RegionCheckerLike | None = None,
         *,
         reader: Callable[[str], Any] | None = None,
+        splitter: str = "rules",
         convention: str | None = None,
         llm: Any = None,
     ):
         self.extractor = extractor
+        self.splitter = splitter
         self.self_check = self_check
         self.region = region
         self.convention = resolve_convention(convention)
         self.llm = llm
         self.checkers: tuple[Checker, ...] = tuple(self._make_checker(c, self.convention, llm) for c in checkers)
-        self._read = reader if reader is not None else default_reader(extractor)
+        self._read = reader if reader is not None else default_reader(extractor, splitter)
+        self._custom_reader = reader is not None
+        self._named_checkers = tuple(c for c in checkers if isinstance(c, str))
+
+    def spec(self) -> dict[str, Any]:
+        """The arguments that rebuild this pipeline in another process (``Pipeline(**spec)``):
+        only for a pipeline of named parts (the default reader, registered checkers, no
+        region checker, no LLM checker)."""
+        named = self._named_checkers
+        if (self._custom_reader or self.region is not None or self.llm is not None or len(named) != len(self.checkers)
+                or not isinstance(self.splitter, str)):
+            raise ReportgenError("E342", "this pipeline has parts given as objects (a reader, checker, LLM or region checker): "
+                                 "it cannot be rebuilt in another process", fix="check in one process (workers=1)")
+        return {"extractor": self.extractor, "checkers": named, "self_check": self.self_check, "splitter": self.splitter,
+                "convention": self.convention}
 
     @staticmethod
     def _make_checker(c: str | Checker, convention: str, llm: Any = None) -> Checker:
@@ -302,11 +318,7 @@ class Pipeline:
         results = []
         for cc, vs in zip(claims, per_claim):
             status, score, reasons, basis = combine_verdicts(vs)
-            # a frozen dataclass of values made above: built without the field-by-field setattr
-            r = _new(ClaimResult)
-            r.__dict__.update(claim=cc.claim, graph=cc.graph, findings=tuple(cc.findings), status=status, verdicts=tuple(vs),
-                              reasons=tuple(reasons), score=score, basis=basis)
-            results.append(r)
+            results.append(ClaimResult(cc.claim, cc.graph, tuple(cc.findings), status, tuple(vs), tuple(reasons), score, basis))
         summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
         summary.update(notes)
         if self.region is not None:  # whether the study's images were checked
@@ -379,16 +391,18 @@ def batch_gc(gen0_threshold: int = 10_000) -> Iterator[None]:
         gc.unfreeze()
 
 
-def default_reader(extractor: str) -> Callable[[str], Any]:
-    """``reportgen.checkers.read.read_report`` bound to one extractor backend, resolved once (an
-    unavailable backend fails here, before any record is read)."""
+def default_reader(extractor: str, splitter: str | Any = "rules") -> Callable[[str], Any]:
+    """``reportgen.checkers.read.read_report`` bound to one extractor backend and one claim
+    splitter, resolved once (an unavailable backend fails here, before any record is read)."""
+    from reportgen.checkers.claims import get_claim_splitter
     from reportgen.checkers.graphs import resolve_extractor
     from reportgen.checkers.read import read_report
 
     backend = resolve_extractor(extractor)
+    split = get_claim_splitter(splitter)
 
     def read(text: str) -> Any:
-        return read_report(text, extractor=backend)
+        return read_report(text, extractor=backend, splitter=split)
 
     return read
 
@@ -407,6 +421,6 @@ def summarise(results: Sequence[ClaimResult], **extra: Any) -> dict[str, Any]:
         out[r.status] += 1
         if r.status == "uncertain" and all(is_abstention(v) or v.status == "error" for v in r.verdicts):
             out["not_checked"] += 1
-    out["flagged"] = out["contradicted"] + out["unsupported"]
+    out["flagged"] = sum(out[s] for s in FLAGGED)
     out.update(extra)
     return out

@@ -22,11 +22,12 @@ from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any, Callable, Iterable
 
-from reportgen.checkers.claims import claim_parts, context_sections, sentence_claims, sentences, split_claims, split_sections
+from reportgen.checkers.claims import (RulesClaimSplitter, claim_parts, context_sections, get_claim_splitter, is_analyzer,
+                                       sentence_claims, sentences, split_sections)
 from reportgen.checkers.findings import findings_from_graph
 from reportgen.checkers.graphs import claim_graphs, claim_subgraph, resolve_extractor
 from reportgen.errors import ReportgenError
-from reportgen.protocols import CheckedClaim, GraphExtractor
+from reportgen.protocols import CheckedClaim, ClaimSplitter, GraphExtractor
 from reportgen.types import Claim, Entity, EntityGraph, Finding, Relation, Report
 
 
@@ -55,27 +56,34 @@ def _as_report(text: str | Report) -> Report:
     raise ReportgenError("E230", f"read_report needs report text (str), got {type(text).__name__}", fix="pass the report as a string")
 
 
-def read_report(text: str | Report, extractor: GraphExtractor | str = "rules", *, include_context: bool = False) -> ReadReport:
+def read_report(text: str | Report, extractor: GraphExtractor | str = "rules", *, include_context: bool = False,
+                splitter: ClaimSplitter | str | None = None) -> ReadReport:
     """Sections, atomic claims, per-claim graphs (report offsets) and findings of ``text``.
 
-    ``extractor``: "rules" (default), "radgraph", or any GraphExtractor. Context sections
+    ``extractor``: "rules" (default), "radgraph", or any GraphExtractor. ``splitter``: the
+    ClaimSplitter that cuts the report into claims ("rules", the default, for every
+    extractor; see ``reportgen.checkers.claims.RulesClaimSplitter``). Context sections
     (INDICATION, COMPARISON, HISTORY, TECHNIQUE, ...) give claims only with ``include_context``.
     """
     report = _as_report(text)
     ex = resolve_extractor(extractor)
-    if hasattr(ex, "analyze"):
+    split = get_claim_splitter(splitter)
+    if split.__class__ is RulesClaimSplitter and split.analyzer in (None, ex) and is_analyzer(ex):
+        # the rules splitter with the extractor's own analysis: claims and graphs in one pass
         return ReadReport(report, _read_rules(report, ex, include_context))
-    claims = split_claims(report, include_context=include_context)
+    claims = split.split(report, include_context=include_context)
     if not claims:
         return ReadReport(report, ())
     graphs = claim_graphs(ex, report, claims)
     return ReadReport(report, tuple(CheckedClaim(c, g, findings_from_graph(g, text=report.text)) for c, g in zip(claims, graphs)))
 
 
-def read_many(texts: Iterable[str | Report], extractor: GraphExtractor | str = "rules", *, include_context: bool = False) -> list[ReadReport]:
-    """``read_report`` for many texts with one extractor."""
+def read_many(texts: Iterable[str | Report], extractor: GraphExtractor | str = "rules", *, include_context: bool = False,
+              splitter: ClaimSplitter | str | None = None) -> list[ReadReport]:
+    """``read_report`` for many texts with one extractor and one claim splitter."""
     ex = resolve_extractor(extractor)
-    return [read_report(t, ex, include_context=include_context) for t in texts]
+    split = get_claim_splitter(splitter)
+    return [read_report(t, ex, include_context=include_context, splitter=split) for t in texts]
 
 
 # ---- the rules fast path ---------------------------------------------------------------------
@@ -150,38 +158,19 @@ def _read_sentence(ex, sentence: str) -> tuple[_Local, ...]:
     return tuple(out)
 
 
-_new = object.__new__
 # A Finding's fields as a tuple, in field order (see _place).
 _finding_values = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "text", "start", "end")
 
 
 def _place(local: _Local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
-    """Move a sentence-level result to report offsets (sentence at [ss, se)). The values
-    were validated when the sentence was read: the objects are built without re-checking."""
+    """Move a sentence-level result to report offsets (sentence at [ss, se))."""
     text, cs, ce, ents_local, rels_local, fds = local
-    claim = _new(Claim)
-    claim.__dict__.update(text=text, section=section, start=cs + ss, end=ce + ss, sentence_start=ss, sentence_end=se)
-    findings = []
-    for observation, presence, laterality, locations, anatomy, severity, change, ftext, start, end in fds:
-        f = _new(Finding)
-        f.__dict__.update(observation=observation, presence=presence, laterality=laterality, locations=locations,
-                          anatomy=anatomy, severity=severity, change=change, text=ftext, start=start + ss, end=end + ss)
-        findings.append(f)
-    ents = []
-    for eid, etext, start, end, label, norm in ents_local:
-        x = _new(Entity)
-        x.__dict__.update(id=prefix + eid, text=etext, start=start + ss, end=end + ss, label=label, norm=norm)
-        ents.append(x)
-    rels = []
-    for rtype, source, target in rels_local:
-        x = _new(Relation)
-        x.__dict__.update(type=rtype, source=prefix + source, target=prefix + target)
-        rels.append(x)
-    graph = _new(EntityGraph)
-    graph.__dict__.update(entities=tuple(ents), relations=tuple(rels))
-    cc = _new(CheckedClaim)
-    cc.__dict__.update(claim=claim, graph=graph, findings=tuple(findings))
-    return cc
+    claim = Claim(text, section, cs + ss, ce + ss, ss, se)
+    findings = tuple([Finding(obs, presence, lat, locs, anatomy, severity, change, ftext, start + ss, end + ss)
+                      for obs, presence, lat, locs, anatomy, severity, change, ftext, start, end in fds])
+    ents = tuple([Entity(prefix + eid, etext, start + ss, end + ss, label, norm) for eid, etext, start, end, label, norm in ents_local])
+    rels = tuple([Relation(rtype, prefix + source, prefix + target) for rtype, source, target in rels_local])
+    return CheckedClaim(claim, EntityGraph(ents, rels), findings)
 
 
 def clear_caches() -> None:
@@ -193,9 +182,9 @@ def clear_caches() -> None:
     _read_sentence_shared.cache_clear()
     claims._sentences_rel.cache_clear()
     claims._coordination_cached.cache_clear()
-    from reportgen.checkers.graphs import _DEFAULTS
+    from reportgen.checkers.graphs import default_extractors
 
-    for ex in _DEFAULTS.values():
+    for ex in default_extractors():
         cache = getattr(ex, "_analyze", None)
         if cache is not None and hasattr(cache, "cache_clear"):
             cache.cache_clear()

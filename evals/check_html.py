@@ -31,10 +31,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from reportgen.evals import page
-
 from reportgen.evals.page import COLOURS, STATUS_CSS, STATUSES  # noqa: F401  (shared components; COLOURS re-exported)
-
-FLAGGED = ("contradicted", "unsupported")
+from reportgen.types import FLAGGED
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Region numbers shown beside a region verdict (from its evidence_meta), in this order.
 REGION_META = (("zone", "claimed zone"), ("cnr", "CNR"), ("best_zone", "best zone"), ("best_cnr", "best CNR"),

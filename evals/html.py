@@ -9,10 +9,11 @@ import io
 from typing import Any, Mapping, Sequence
 
 DISTRIBUTIONS = (
-    ("bleu4", "BLEU-4 (per report, smoothed)"), ("rouge_l", "ROUGE-L"),
+    ("bleu4", "BLEU-4 (per report, smoothed)"), ("rouge_l", "ROUGE-L"), ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"),
     ("radgraph_simple", "RadGraph F1 simple"), ("radgraph_partial", "RadGraph F1 partial"), ("radgraph_complete", "RadGraph F1 complete"),
     ("green", "GREEN-style score"), ("radfact_logical_precision", "RadFact logical precision"),
     ("radfact_logical_recall", "RadFact logical recall"), ("hallucination_rate", "Hallucination rate"),
+    ("temporal_f1", "Temporal F1"), ("bertscore_f1", "BERTScore F1"), ("ratescore", "RaTEScore"), ("srr_bert", "SRR-BERT"),
 )
 
 
@@ -20,6 +21,10 @@ def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None else f"{x:.4f}" if isinstance(x, float) else html.escape(str(x))
 
 
 def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], title: str = "reportgen eval") -> str:
@@ -77,6 +82,15 @@ def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], t
     for key, label in (("only_in_pred", "ids only in the predictions"), ("only_in_ref", "ids only in the references")):
         if metrics.get(key):
             ids += f"<p><b>{label} ({len(metrics[key])}):</b> {html.escape(', '.join(metrics[key][:200]))}</p>"
+    failed = metrics.get("failed_predictions") or []
+    if failed:
+        ids += f"<p><b>failed predictions, scored as empty reports ({len(failed)}):</b></p><ul>" + "".join(
+            f"<li>{html.escape(f['id'])}: {html.escape(str(f['reason']))}</li>" for f in failed[:200]) + "</ul>"
+    for name, mf in (metrics.get("metric_failures") or {}).items():
+        ids += (f"<p><b>{html.escape(name)} could not be computed for {mf['n']} studies ({mf['share']:.1%}):</b> "
+                f"{html.escape(', '.join(mf['ids'][:200]))}</p>")
+    for sk in metrics.get("skipped_metrics") or []:
+        ids += f"<p><b>{html.escape(sk['metric'])} skipped:</b> {html.escape(sk['reason'])} Fix: {html.escape(sk['fix'])}</p>"
     errs = metrics.get("errors") or []
     if errs:
         ids += f"<p><b>unscored pairs ({len(errs)}):</b></p><ul>" + "".join(
@@ -91,3 +105,38 @@ def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], t
         + table
         + ids + images + "</body></html>"
     )
+
+
+def render_compare_html(result: Mapping[str, Any], title: str = "reportgen compare") -> str:
+    """A self-contained page for ``reportgen compare``: per-system figures with CIs, then the
+    paired tests (difference, CI, raw and adjusted p-values) per metric and pair."""
+    systems = list(result.get("systems", {}))
+    metrics = list(next(iter(result["systems"].values()))["corpus"]) if systems else []
+    head = "".join(f"<th>{html.escape(s)}</th>" for s in systems)
+    rows = []
+    for m in metrics:
+        cells = []
+        for s in systems:
+            ci = result["systems"][s]["corpus"].get(m) or {}
+            band = f" [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}]" if ci.get("low") is not None else ""
+            cells.append(f"<td>{_fmt(ci.get('estimate'))}{band}</td>")
+        rows.append(f"<tr><td>{html.escape(m)}</td>{''.join(cells)}</tr>")
+    tests = []
+    for c in result.get("comparisons", []):
+        mark = " class='sig'" if c.get("significant") else ""
+        tests.append(f"<tr{mark}><td>{html.escape(c['metric'])}</td><td>{html.escape(c['a'])} vs {html.escape(c['b'])}</td>"
+                     f"<td>{_fmt(c.get('difference'))}</td><td>[{_fmt(c.get('ci_low'))}, {_fmt(c.get('ci_high'))}]</td>"
+                     f"<td>{_fmt(c.get('p_bootstrap'))}</td><td>{_fmt(c.get('p_bootstrap_adjusted'))}</td>"
+                     f"<td>{_fmt(c.get('p_permutation'))}</td><td>{_fmt(c.get('p_permutation_adjusted'))}</td></tr>")
+    st = result.get("settings", {})
+    fails = "".join(f"<li>{html.escape(s)}: {v.get('n_failed', 0)} failed predictions (scored as empty reports)</li>"
+                    for s, v in result.get("systems", {}).items())
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:3px 8px;text-align:right}td:first-child{text-align:left}tr.sig{background:#e8f4e8}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p>{result.get('n_studies')} studies; {st.get('resamples')} bootstrap resamples, "
+            f"{st.get('permutations')} permutations, seed {st.get('seed')}; correction: {html.escape(str(st.get('correction')))} "
+            f"over {html.escape(str(st.get('correction_family')))}.</p><ul>{fails}</ul>"
+            f"<h2>Figures (95% CI)</h2><table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
+            "<h2>Paired tests</h2><table><tr><th>metric</th><th>pair</th><th>A-B</th><th>95% CI</th><th>p bootstrap</th>"
+            f"<th>adjusted</th><th>p permutation</th><th>adjusted</th></tr>{''.join(tests)}</table></body></html>\n")

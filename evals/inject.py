@@ -49,11 +49,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
+from reportgen.types import FLAGGED
 
 DATA_PATH = Path(__file__).resolve().parent / "data" / "injection.json"
 CATEGORIES = ("negation_flip", "laterality_swap", "fabricated_finding", "omitted_finding", "severity_change", "location_change")
 REVERSE = ("omitted_finding",)
-FLAGS = ("contradicted", "unsupported")
+FLAGS = FLAGGED
 
 
 # --- vocabulary ------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import html
 from typing import Any, Mapping, Sequence
+from reportgen.types import STATUS_ORDER
 
-STATUSES = ("contradicted", "unsupported", "uncertain", "supported", "error")
+STATUSES = (*STATUS_ORDER, "error")  # worst first (the one vocabulary: reportgen.types)
 COLOURS = {
     "contradicted": "#b00020", "unsupported": "#d35400", "uncertain": "#8a6d00",
     "supported": "#2e7d32", "error": "#6a1b9a",

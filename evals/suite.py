@@ -13,24 +13,32 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from reportgen.evals.metrics import bootstrap as bs
 from reportgen.evals.metrics.chexpert import CHEXPERT_LABELS, chexpert_labels, f1_from_counts, label_counts, label_f1
-from reportgen.evals.metrics.green import GREEN_CATEGORIES, GreenCounts, HallucinationRate, green_counts, hallucination_rate
+from reportgen.evals.metrics.green import (GREEN_CATEGORIES, GreenCounts, HallucinationRate, green_counts, hallucination_rate,
+                                          with_trailing_comparisons)
 from reportgen.evals.metrics.radfact import Judged, RadFactScore, aggregate, judged_from_verdict, logical_score
 from reportgen.evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
-from reportgen.evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_l, sentence_bleu4
+from reportgen.evals.metrics.temporal import temporal_entities, temporal_f1
+from reportgen.evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_all, sentence_bleu4
+from reportgen.types import FLAGGED
 
-STAGES = ("read", "check", "radgraph", "chexpert", "green", "radfact", "hallucination", "bleu", "rouge", "bootstrap")
+STAGES = ("read", "check", "radgraph", "chexpert", "green", "radfact", "hallucination", "temporal", "bleu", "rouge",
+          "bootstrap")
 
 
 @dataclass(frozen=True)
 class PairResult:
-    """Every per-study figure of one (prediction, reference) pair; ``error`` when unscored."""
+    """Every per-study figure of one (prediction, reference) pair; ``error`` when unscored.
+
+    ``failed``: the prediction is missing, null or empty (a failed draft, a study absent
+    from a system): the pair is SCORED as an empty report (zero for the overlap metrics,
+    every reference finding missed), never left out."""
 
     id: str
     error: str | None = None
@@ -43,14 +51,19 @@ class PairResult:
     radfact: RadFactScore | None = None
     hallucination: HallucinationRate | None = None
     flagged_claims: tuple[dict, ...] = ()
+    rouge1: float | None = None
+    rouge2: float | None = None
+    temporal_f1: float | None = None
+    failed: str | None = None
+    extra: Mapping[str, float | None] = field(default_factory=dict)  # optional model metrics, by name
 
     def row(self) -> dict[str, Any]:
         if self.error is not None:
             return {"id": self.id, "error": self.error}
         rf = self.radfact.to_dict() if self.radfact else {}
         return {
-            "id": self.id, "error": None,
-            "bleu4": self.bleu4, "rouge_l": self.rouge_l,
+            "id": self.id, "error": None, "prediction_failed": self.failed,
+            "bleu4": self.bleu4, "rouge_l": self.rouge_l, "rouge1": self.rouge1, "rouge2": self.rouge2,
             **{f"radgraph_{k}": v for k, v in (self.radgraph.to_dict() if self.radgraph else {}).items()},
             "green": self.green.score if self.green else None,
             "green_counts": {c: getattr(self.green, c) for c in GREEN_CATEGORIES + ("matched",)} if self.green else None,
@@ -59,9 +72,109 @@ class PairResult:
             "hallucination_rate": self.hallucination.to_dict()["rate"] if self.hallucination else None,
             "claims": self.hallucination.total if self.hallucination else None,
             "flagged": self.hallucination.flagged if self.hallucination else None,
+            "temporal_f1": self.temporal_f1,
+            **dict(self.extra),
             "pred_labels": dict(self.pred_labels or {}), "ref_labels": dict(self.ref_labels or {}),
             "flagged_claims": list(self.flagged_claims),
         }
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One corpus figure as a statistic of summed per-study rows: ``rows`` (studies, k) and
+    ``stat`` mapping summed rows (m, k) to m values. A mean over studies is rows
+    ``[value, 1]`` (``[0, 0]`` where undefined); micro F1, corpus BLEU and pooled rates are
+    sums of counts. Resamples (bootstrap, paired tests) are then one matrix product."""
+
+    rows: np.ndarray
+    stat: Callable[[np.ndarray], np.ndarray]
+
+    def estimate(self) -> float:
+        return float(np.asarray(self.stat(self.rows.sum(axis=0)[None]), dtype=float)[0]) if len(self.rows) else float("nan")
+
+    def resampled(self, weights: np.ndarray) -> np.ndarray:
+        """The figure in each resample (rows of ``weights``: how often each study is drawn)."""
+        return np.asarray(self.stat(weights @ self.rows), dtype=float)
+
+
+def mean_figure(values: Sequence[float | None]) -> Figure:
+    """Mean over studies; None/NaN values are left out (nanmean)."""
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=float).reshape(-1)
+    ok = ~np.isnan(v)
+    return Figure(np.stack([np.where(ok, v, 0.0), ok.astype(float)], axis=1), _ratio)
+
+
+def ratio_figure(num: Sequence[float], den: Sequence[float], zero: float = float("nan")) -> Figure:
+    """sum(num) / sum(den) (pooled); ``zero`` where the denominator sums to 0."""
+    rows = np.stack([np.asarray(num, dtype=float).reshape(-1), np.asarray(den, dtype=float).reshape(-1)], axis=1)
+    return Figure(rows, lambda s, z=zero: _ratio(s, z))
+
+
+def _ratio(s: np.ndarray, zero: float = float("nan")) -> np.ndarray:
+    s = np.atleast_2d(s)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s[:, 1] > 0, s[:, 0] / np.where(s[:, 1] > 0, s[:, 1], 1), zero)
+
+
+def _f1_of_means(s: np.ndarray) -> np.ndarray:
+    s = np.atleast_2d(s)
+    p, r = _ratio(s[:, 0:2]), _ratio(s[:, 2:4])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1), np.where(np.isnan(p + r), np.nan, 0.0))
+
+
+def _chexpert_stat(sub: str, which: int) -> Callable[[np.ndarray], np.ndarray]:
+    def stat(s: np.ndarray) -> np.ndarray:
+        s = np.atleast_2d(s)
+        return f1_from_counts(s.reshape(s.shape[0], len(CHEXPERT_LABELS), 3), sub)[which]
+    return stat
+
+
+def figures(results: Sequence[PairResult], bleu_matrix: np.ndarray, policy: str = "uncertain-as-positive") -> dict[str, Figure]:
+    """Every corpus figure of scored pairs (failed predictions included, errors left out)."""
+    ok = [r for r in results if r.error is None]
+    n = len(ok)
+    out: dict[str, Figure] = {}
+    out["bleu4"] = Figure(np.asarray(bleu_matrix, dtype=float).reshape(n, -1), bleu4_from_sums)
+    out["bleu4_sentence_mean"] = mean_figure([r.bleu4 for r in ok])
+    out["rouge_l"] = mean_figure([r.rouge_l for r in ok])
+    out["rouge1"] = mean_figure([r.rouge1 for r in ok])
+    out["rouge2"] = mean_figure([r.rouge2 for r in ok])
+    for lv in LEVELS:
+        out[f"radgraph_{lv}"] = mean_figure([getattr(r.radgraph, lv) for r in ok])
+    lc = label_counts([r.pred_labels for r in ok], [r.ref_labels for r in ok], policy).reshape(n, -1).astype(float)
+    for sub in ("14", "5"):
+        out[f"chexpert_micro_f1_{sub}"] = Figure(lc, _chexpert_stat(sub, 0))
+        out[f"chexpert_macro_f1_{sub}"] = Figure(lc, _chexpert_stat(sub, 1))
+    green = mean_figure([r.green.score for r in ok])
+    out["green"] = green  # kept for existing readers: the same figure as green_mean_per_report
+    out["green_mean_per_report"] = green
+    out["green_pooled"] = ratio_figure([r.green.matched for r in ok], [r.green.matched + r.green.errors for r in ok], zero=0.0)
+    for c in GREEN_CATEGORIES:
+        out[f"green_{c}_per_report"] = mean_figure([getattr(r.green, c) for r in ok])
+    p = mean_figure([r.radfact.logical_precision for r in ok])
+    rc = mean_figure([r.radfact.logical_recall for r in ok])
+    out["radfact_logical_precision"], out["radfact_logical_recall"] = p, rc
+    out["radfact_logical_f1"] = Figure(np.concatenate([p.rows, rc.rows], axis=1), _f1_of_means)
+    out["hallucination_rate"] = ratio_figure([r.hallucination.flagged for r in ok], [r.hallucination.total for r in ok])
+    out["hallucination_rate_per_report_mean"] = mean_figure([_nan(r.hallucination.rate) for r in ok])
+    out["temporal_f1"] = mean_figure([r.temporal_f1 for r in ok])
+    for name in sorted({k for r in ok for k in r.extra}):
+        out[name] = mean_figure([r.extra.get(name) for r in ok])
+    return out
+
+
+FIGURE_NOTES = {
+    "green": "same as green_mean_per_report (kept for existing readers)",
+    "green_mean_per_report": "mean over studies of each study's matched / (matched + errors)",
+    "green_pooled": "sum of matched / sum of (matched + errors) over all studies",
+    "hallucination_rate": "pooled: flagged claims / claims over all studies",
+    "hallucination_rate_per_report_mean": "mean over studies of each study's flagged / claims",
+    "bleu4": "corpus BLEU-4 (nltk corpus_bleu)",
+    "bleu4_sentence_mean": "mean of per-study smoothed BLEU-4",
+    "radfact_logical_f1": "F1 of the corpus logical precision and recall (RadFact)",
+    "temporal_f1": "RadEval's temporal F1, mean over studies",
+}
 
 
 @dataclass
@@ -73,10 +186,16 @@ class SuiteResult:
     judge_errors: int
     timings: dict[str, float] = field(default_factory=dict)  # wall-clock seconds per stage
     cpu_timings: dict[str, float] = field(default_factory=dict)  # this process's CPU seconds per stage
+    figures: dict[str, Figure] = field(default_factory=dict)
 
     @property
     def scored(self) -> list[PairResult]:
         return [r for r in self.results if r.error is None]
+
+    @property
+    def failed(self) -> list[PairResult]:
+        """Scored pairs whose prediction failed (scored as empty reports)."""
+        return [r for r in self.results if r.error is None and r.failed is not None]
 
 
 class CachedReader:
@@ -118,7 +237,8 @@ def graph_checker_flags(extractor: str = "rules", self_check: bool = False,
 class Suite:
     """Reads, checks and scores report pairs. ``judge``: an LLMJudge for RadFact (graph
     entailment otherwise); ``self_check``: add internal-consistency evidence to the
-    hallucination check (off by default: the reference decides).
+    hallucination check (off by default: the reference decides); ``model_metrics``: optional
+    model-based scorers (``reportgen.evals.metrics.backends``), each adding per-study figures.
 
     ``convention``: how graph entailment for RadFact's logical precision/recall reads a
     finding the other report never mentions: ``"radfact"`` (default, RadFact's own reading:
@@ -128,12 +248,19 @@ class Suite:
 
     def __init__(self, extractor: str = "rules", *, judge: Any = None, self_check: bool = False,
                  policy: str = "uncertain-as-positive", reader: Callable[[str], Any] | None = None,
-                 convention: str = "radfact", hallucination_convention: str = "chexpert"):
+                 convention: str = "radfact", hallucination_convention: str = "chexpert",
+                 model_metrics: Sequence[Any] = (), memo: dict | None = None):
         from reportgen.checkers.pipeline import Pipeline, default_reader
 
+        # Per-text results that do not depend on the other report (RadGraph export, CheXpert
+        # labels, findings with comparisons, temporal entities): ``compare`` shares one memo
+        # between systems so that each reference is processed once.
+        self.memo: dict = {} if memo is None else memo
+        self._own_memo = memo is None
         self.extractor = extractor
         self.judge = judge
         self.policy = policy
+        self.model_metrics = tuple(model_metrics)
         self._read = CachedReader(reader or default_reader(extractor))
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self.cpu_timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
@@ -150,25 +277,37 @@ class Suite:
         try:
             yield
         finally:
-            self.timings[stage] += time.perf_counter() - t0
-            self.cpu_timings[stage] += time.process_time() - c0
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+            self.cpu_timings[stage] = self.cpu_timings.get(stage, 0.0) + time.process_time() - c0
 
-    def evaluate(self, pairs: Sequence[tuple[str, str, str]], *, n_bootstrap: int = 1000, seed: int = 0,
-                 progress: Callable[[int], None] | None = None) -> SuiteResult:
+    def evaluate(self, pairs: Sequence[tuple[str, str | None, str]], *, n_bootstrap: int = 1000, seed: int = 0,
+                 progress: Callable[[int], None] | None = None, failures: Mapping[str, str] | None = None) -> SuiteResult:
         """Score ``(id, prediction, reference)`` pairs; corpus figures with bootstrap CIs
-        (``n_bootstrap`` 0: point estimates only)."""
+        (``n_bootstrap`` 0: point estimates only).
+
+        A prediction that is None, not a string or blank is a FAILED prediction: scored as
+        an empty report (``PairResult.failed`` says why; ``failures`` maps ids to the
+        reason, e.g. the drafting error). Only a bad reference leaves a pair unscored."""
         self._read.cache.clear()
+        if self._own_memo:
+            self.memo.clear()
+        failures = failures or {}
         results: list[PairResult | None] = [None] * len(pairs)
-        work: list[tuple[int, Any, Any, Any, Any]] = []
+        work: list[tuple[int, Any, Any, Any, Any, str | None]] = []
         for k, (pid, pred, ref) in enumerate(pairs):
+            failed = None
+            if not isinstance(pred, str) or not pred.strip():
+                failed = failures.get(pid) or ("no prediction" if pred is None else _problem("prediction", pred))
             with self._timed("read"):
-                problem = _problem("prediction", pred) or _problem("reference", ref)
+                problem = _problem("reference", ref)
                 if problem is None:
                     try:
-                        rp, rr = self._read(pred), self._read(ref)
+                        rp = self._read("") if failed else self._read(pred)
+                        rr = self._read(ref)
                     except Exception as e:  # one bad report must not stop the corpus
                         problem = f"reading failed: {type(e).__name__}: {e}"
-            if problem is None:
+            fwd = ent_fwd = rev = None
+            if problem is None and not failed:
                 with self._timed("check"):
                     fwd = self.pipeline.check(pid, pred, ref)
                     if self.judge is None:
@@ -180,44 +319,70 @@ class Suite:
             if problem is not None:
                 results[k] = PairResult(pid, error=problem)
             else:
-                work.append((k, rp, rr, fwd, (ent_fwd, rev)))
+                work.append((k, rp, rr, fwd, (ent_fwd, rev), failed))
             if progress:
                 progress(k)
 
-        judged = self._judge_all(pairs, work) if self.judge is not None else None
-        for w, (k, rp, rr, fwd, (ent_fwd, rev)) in enumerate(work):
+        judged = self._judge_all(work) if self.judge is not None else None
+        for w, (k, rp, rr, fwd, (ent_fwd, rev), failed) in enumerate(work):
             pid, pred, ref = pairs[k]
+            pred_text = "" if failed else pred
             with self._timed("radgraph"):
-                rg = reward(to_radgraph([c.graph for c in rp.claims], pred), to_radgraph([c.graph for c in rr.claims], ref))
-            fp = [f for c in rp.claims for f in c.findings]
-            fr = [f for c in rr.claims for f in c.findings]
+                rg = reward(self._memo("radgraph", pred_text, lambda: to_radgraph([c.graph for c in rp.claims], pred_text)),
+                            self._memo("radgraph", ref, lambda: to_radgraph([c.graph for c in rr.claims], ref)))
             with self._timed("chexpert"):
-                lp, lr = chexpert_labels(fp), chexpert_labels(fr)
+                lp = dict.fromkeys(CHEXPERT_LABELS) if failed else self._memo(
+                    "chexpert", pred_text, lambda: chexpert_labels([f for c in rp.claims for f in c.findings]))
+                lr = self._memo("chexpert", ref, lambda: chexpert_labels([f for c in rr.claims for f in c.findings]))
             with self._timed("green"):
-                g = green_counts(fp, fr)
+                g = green_counts(self._memo("green", pred_text, lambda: _with_comparisons(pred_text, rp)),
+                                 self._memo("green", ref, lambda: _with_comparisons(ref, rr)))
             with self._timed("radfact"):
-                if judged is not None:
+                if failed:  # nothing said: no candidate claim, every reference claim not entailed
+                    cj, rj = [], [Judged(False)] * len(rr.claims)
+                elif judged is not None:
                     cj, rj = judged[w]
                 else:
                     cj = _judged(ent_fwd, rr)
                     rj = _judged(rev, rp)
                 rf = logical_score(cj, rj)
             with self._timed("hallucination"):
-                h = hallucination_rate(c.status for c in fwd.claims)
+                claims = () if failed else fwd.claims
+                h = hallucination_rate(c.status for c in claims)
                 flagged = tuple({"text": c.claim.text, "start": c.claim.start, "end": c.claim.end, "status": c.status,
-                                 "reasons": list(c.reasons[:2])} for c in fwd.claims if c.status in ("contradicted", "unsupported"))
-            results[k] = PairResult(pid, None, None, None, rg, lp, lr, g, rf, h, flagged)
+                                 "reasons": list(c.reasons[:2])} for c in claims if c.status in FLAGGED)
+            with self._timed("temporal"):
+                tf = 0.0 if failed else temporal_f1(
+                    self._memo("temporal", pred_text, lambda: temporal_entities(pred_text, (e.text for c in rp.claims for e in c.graph.entities))),
+                    self._memo("temporal", ref, lambda: temporal_entities(ref, (e.text for c in rr.claims for e in c.graph.entities))))
+            results[k] = PairResult(pid, None, None, None, rg, lp, lr, g, rf, h, flagged, temporal_f1=tf, failed=failed)
 
         ok = [k for k, r in enumerate(results) if r is not None and r.error is None]
+        hyps = ["" if results[k].failed else pairs[k][1] for k in ok]
+        refs = [pairs[k][2] for k in ok]
         with self._timed("bleu"):
-            counts = bleu_counts([pairs[k][1] for k in ok], [pairs[k][2] for k in ok])
+            counts = bleu_counts(hyps, refs, cache=self.memo.setdefault(("bleu-grams", ""), {}))
             sent = sentence_bleu4(counts)
         with self._timed("rouge"):
-            rl = rouge_l([pairs[k][1] for k in ok], [pairs[k][2] for k in ok])
+            rouge = rouge_all(hyps, refs, cache=self.memo.setdefault(("rouge-grams", ""), {}))
+        labeler = next((m for m in self.model_metrics if hasattr(m, "labels")), None)
+        if labeler is not None:  # a model labeler (CheXbert) replaces the findings' CheXpert labels
+            with self._timed("chexpert"):
+                lab = labeler.labels(hyps + refs)
+            for j, k in enumerate(ok):
+                r = results[k]
+                results[k] = replace(r, pred_labels=dict.fromkeys(CHEXPERT_LABELS) if r.failed else lab[j], ref_labels=lab[len(ok) + j])
+        extra: dict[str, list] = {}
+        for metric in self.model_metrics:
+            with self._timed(metric.name):
+                for name, values in metric.score(hyps, refs).items():
+                    extra[name] = list(values)
         for j, k in enumerate(ok):
             r = results[k]
-            results[k] = PairResult(r.id, None, float(sent[j]), float(rl[j]), r.radgraph, r.pred_labels, r.ref_labels,
-                                    r.green, r.radfact, r.hallucination, r.flagged_claims)
+            # a failed prediction scores zero on every model similarity too
+            ex = {name: (0.0 if r.failed else _num(v[j])) for name, v in extra.items()}
+            results[k] = replace(r, bleu4=float(sent[j]), rouge_l=float(rouge["rougeL"][j]), rouge1=float(rouge["rouge1"][j]),
+                                 rouge2=float(rouge["rouge2"][j]), extra=ex)
         final = [r for r in results if r is not None]
         with self._timed("bootstrap"):
             out = self._corpus(final, counts, n_bootstrap, seed)
@@ -225,78 +390,81 @@ class Suite:
         out.cpu_timings = dict(self.cpu_timings)
         return out
 
-    def _judge_all(self, pairs, work) -> list[tuple[list[Judged], list[Judged]]]:
+    def _memo(self, kind: str, text: str, compute: Callable[[], Any]) -> Any:
+        key = (kind, text)
+        hit = self.memo.get(key)
+        if hit is None:
+            if len(self.memo) >= 400_000:
+                self.memo.clear()
+            hit = self.memo[key] = compute()
+        return hit
+
+    def _judge_all(self, work) -> list[tuple[list[Judged], list[Judged]]]:
         with self._timed("radfact"):
-            batch = []
-            for k, rp, rr, _, _ in work:
+            batch, where = [], []
+            for i, (k, rp, rr, _, _, failed) in enumerate(work):
+                if failed:
+                    continue
                 cp = [c.claim.text for c in rp.claims]
                 cr = [c.claim.text for c in rr.claims]
+                where.append(i)
                 batch += [(cp, cr), (cr, cp)]
-            out = self.judge.judge_many(batch)
-        return [(out[2 * i], out[2 * i + 1]) for i in range(len(work))]
+            out = self.judge.judge_many(batch) if batch else []
+        res: list[tuple[list[Judged], list[Judged]]] = [([], [])] * len(work)
+        for j, i in enumerate(where):
+            res[i] = (out[2 * j], out[2 * j + 1])
+        return res
 
     def _corpus(self, results: list[PairResult], counts, n_boot: int, seed: int) -> SuiteResult:
         ok = [r for r in results if r.error is None]
         n = len(ok)
+        figs = figures(ok, counts.matrix(), self.policy)
         weights = bs.resample_weights(bs.resample_indices(n, n_boot, seed), n) if n_boot and n else None
-
-        def ci_mean(values) -> bs.CI:
-            v = np.asarray(values, dtype=float)
-            if weights is None:
-                est = float(np.nanmean(v)) if v.size and not np.all(np.isnan(v)) else float("nan")
-                return bs.CI(est, float("nan"), float("nan"), 0.95, 0, seed)
-            return bs.bootstrap_mean(v, weights=weights, seed=seed)
-
-        def ci_sums(per_report, stat) -> bs.CI:
-            arr = np.asarray(per_report, dtype=float)
-            if weights is None:
-                return bs.CI(float(np.asarray(stat(arr.sum(axis=0)[None]))[0]), float("nan"), float("nan"), 0.95, 0, seed)
-            return bs.bootstrap_sums(arr, stat, weights=weights, seed=seed)
-
-        corpus: dict[str, bs.CI] = {}
-        corpus["bleu4"] = ci_sums(counts.matrix(), bleu4_from_sums)
-        corpus["bleu4_sentence_mean"] = ci_mean([r.bleu4 for r in ok])
-        corpus["rouge_l"] = ci_mean([r.rouge_l for r in ok])
-        for lv in LEVELS:
-            corpus[f"radgraph_{lv}"] = ci_mean([getattr(r.radgraph, lv) for r in ok])
-        lc = label_counts([r.pred_labels for r in ok], [r.ref_labels for r in ok], self.policy)
-        for sub in ("14", "5"):
-            corpus[f"chexpert_micro_f1_{sub}"] = ci_sums(lc, lambda t, sub=sub: f1_from_counts(t, sub)[0])
-            corpus[f"chexpert_macro_f1_{sub}"] = ci_sums(lc, lambda t, sub=sub: f1_from_counts(t, sub)[1])
-        corpus["green"] = ci_mean([r.green.score for r in ok])
-        for c in GREEN_CATEGORIES:
-            corpus[f"green_{c}_per_report"] = ci_mean([getattr(r.green, c) for r in ok])
-        p = np.array([_nan(r.radfact.logical_precision) for r in ok])
-        rc = np.array([_nan(r.radfact.logical_recall) for r in ok])
-        corpus["radfact_logical_precision"] = ci_mean(p)
-        corpus["radfact_logical_recall"] = ci_mean(rc)
-        corpus["radfact_logical_f1"] = _f1_ci(p, rc, weights, seed)
-        corpus["hallucination_rate"] = ci_sums(
-            [[r.hallucination.flagged, r.hallucination.total] for r in ok],
-            lambda s: np.where(np.atleast_2d(s)[:, 1] > 0, np.atleast_2d(s)[:, 0] / np.maximum(np.atleast_2d(s)[:, 1], 1), np.nan))
-        corpus["hallucination_rate_per_report_mean"] = ci_mean([_nan(r.hallucination.rate) for r in ok])
+        corpus = figure_cis(figs, weights, seed)
         per_label = label_f1([r.pred_labels for r in ok], [r.ref_labels for r in ok], self.policy).per_label if ok else {}
-        totals = sum((r.green for r in ok), GreenCounts())
-        return SuiteResult(results, corpus, dict(per_label), totals.to_dict(),
-                           sum(r.radfact.n_errors for r in ok))
+        totals = sum((r.green for r in ok), GreenCounts()).to_dict()
+        totals["green_pooled"] = totals["green"]
+        return SuiteResult(results, corpus, dict(per_label), totals, sum(r.radfact.n_errors for r in ok), figures=figs)
+
+
+def figure_cis(figs: Mapping[str, Figure], weights: np.ndarray | None, seed: int, level: float = 0.95) -> dict[str, bs.CI]:
+    """``figure_ci`` of every figure with ONE product of the resample weights with all
+    figures' rows side by side (the weights are read once, not once per figure)."""
+    if weights is None or not figs or not len(next(iter(figs.values())).rows):
+        return {name: figure_ci(f, weights, seed, level) for name, f in figs.items()}
+    names = list(figs)
+    sums = weights @ np.concatenate([figs[m].rows for m in names], axis=1)
+    out, start = {}, 0
+    for m in names:
+        k = figs[m].rows.shape[1]
+        vals = np.asarray(figs[m].stat(sums[:, start:start + k]), dtype=float)
+        out[m] = bs.percentile_interval(figs[m].estimate(), vals, level, weights.shape[0], seed)
+        start += k
+    return out
+
+
+def figure_ci(f: Figure, weights: np.ndarray | None, seed: int, level: float = 0.95) -> bs.CI:
+    """The figure's point estimate with its percentile bootstrap interval over ``weights``."""
+    est = f.estimate()
+    if weights is None or not len(f.rows):
+        return bs.CI(est, float("nan"), float("nan"), level, 0 if weights is None else weights.shape[0], seed)
+    return bs.percentile_interval(est, f.resampled(weights), level, weights.shape[0], seed)
+
+
+def _with_comparisons(text: str, read: Any) -> list:
+    """A report's findings, with comparisons stated after a comma attached (GREEN)."""
+    return [f for c in read.claims for f in with_trailing_comparisons(text, c.findings, c.claim.end)]
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
 
 
 def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
-
-
-def _f1_ci(p: np.ndarray, r: np.ndarray, weights: np.ndarray | None, seed: int) -> bs.CI:
-    """Logical F1 of the corpus precision and recall (RadFact's logical_f1), resampled."""
-    def f1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(a + b > 0, 2 * a * b / np.where(a + b > 0, a + b, 1), np.where(np.isnan(a + b), np.nan, 0.0))
-
-    ones = np.ones((1, len(p)))
-    est = float(f1(bs.resampled_means(p, ones), bs.resampled_means(r, ones))[0]) if len(p) else float("nan")
-    if weights is None:
-        return bs.CI(est, float("nan"), float("nan"), 0.95, 0, seed)
-    vals = f1(bs.resampled_means(p, weights), bs.resampled_means(r, weights))
-    return bs.percentile_interval(est, vals, 0.95, weights.shape[0], seed)
 
 
 def _problem(kind: str, text: Any) -> str | None:
@@ -388,3 +556,18 @@ def grounded_scores(examples: Sequence[Any], *, extractor: str = "rules", judge:
             rj = _phrase_judgements(pipe.check(ex.id, rt, ct), rs, cs)
         scores.append(radfact_score(ex.prediction, cj, ex.target, rj))
     return scores, aggregate(scores)
+
+
+GROUNDED_FIGURES = ("logical_precision", "logical_recall", "spatial_precision", "spatial_recall",
+                    "grounding_precision", "grounding_recall")
+
+
+def grounded_cis(scores: Sequence[RadFactScore], *, n_bootstrap: int = 1000, seed: int = 0) -> dict[str, bs.CI]:
+    """Bootstrap CIs (examples resampled, the same resamples for every figure) of the
+    grounded RadFact figures: each mean over examples as ``aggregate`` computes it, and the
+    logical F1 of the corpus precision and recall."""
+    figs = {name: mean_figure([_nan(getattr(s, name)) for s in scores]) for name in GROUNDED_FIGURES}
+    figs["logical_f1"] = Figure(np.concatenate([figs["logical_precision"].rows, figs["logical_recall"].rows], axis=1), _f1_of_means)
+    n = len(scores)
+    weights = bs.resample_weights(bs.resample_indices(n, n_bootstrap, seed), n) if n_bootstrap and n else None
+    return {name: figure_ci(f, weights, seed) for name, f in figs.items()}

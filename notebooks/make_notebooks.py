@@ -91,7 +91,7 @@ EXPLORE = [
         "BiomedCLIP, see docs/region.md."
     ),
     new_code_cell(
-        "import json, os, tempfile\n"
+        "import json, tempfile\n"
         "from pathlib import Path\n"
         "import numpy as np\n"
         "import torch\n"
@@ -108,9 +108,8 @@ EXPLORE = [
         "config_path.write_text(json.dumps(config))\n"
         "torch.manual_seed(0)  # random weights, the same ones on every run\n"
         "rc = RegionChecker(str(config_path))  # a model-config JSON: random weights (a warning says so)\n\n"
-        "# a real radiograph from ../shared/data/cxr when present, else a synthetic one\n"
-        "shared = Path(os.environ.get('REPORTGEN_SHARED_DATA', Path(reportgen.__file__).resolve().parents[2] / 'shared' / 'data'))\n"
-        "image = shared / 'cxr' / '00000001_000.png'\n"
+        "# a real radiograph (NIH ChestX-ray14) from the checkout's tests/data, else a synthetic one\n"
+        "image = Path(reportgen.__file__).resolve().parents[1] / 'tests' / 'data' / 'cxr' / '00000001_000.png'\n"
         "if not image.is_file():\n"
         "    from PIL import Image\n"
         "    y, x = np.mgrid[0:256, 0:256] / 256\n"

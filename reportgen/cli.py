@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("reportgen.commands.extract", "print entity graphs (RadGraph schema) for text"),
     "label": ("reportgen.commands.label", "CheXpert 14-observation labels for reports (JSONL)"),
     "eval": ("reportgen.commands.eval", "hallucination and report-generation metrics"),
+    "compare": ("reportgen.commands.compare", "every metric for several systems on the same studies, with paired significance tests"),
     "train": ("reportgen.commands.train", "LoRA fine-tuning of a vision-language model"),
     "draft": ("reportgen.commands.draft", "draft reports for studies (JSONL) with a backend"),
     "serve": ("reportgen.commands.serve", "start a vLLM OpenAI-compatible server with LoRA adapters"),

@@ -69,7 +69,7 @@ FAMILIES: dict[str, str] = {
     "E5": "Images, models, drafting, training, serving",
     "E6": "The region checker",
     "E7": "`reportgen check` with region evidence, the HTML page",
-    "E8": "The main job: `reportgen run` (reportgen.run)",
+    "E8": "The main job `reportgen run` (E800-E849); model-based metrics, `reportgen compare`, rewards (E850-E879); the rest reserved",
     "E9": "(reserved)",
 }
 
@@ -80,6 +80,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E003", "a study has no id or its id is not a non-empty string", "give every study a non-empty string 'id'"),
     _E("E004", "a study gives a different number of views than images", "give one view per image, or no views"),
     _E("E005", "an entity graph is inconsistent: repeated entity ids, or a relation naming an unknown entity", "give entities unique ids and let relations name only those ids"),
+    _E("E006", "an unknown claim splitter name, or an object that is not a ClaimSplitter (no split(report))", "use one of the splitters the message lists (rules), or an object with split(report, include_context=...)"),
     _E("E020", "a reference id has no usable report: the report line that carried it is an error record, e.g. malformed JSON (warning)", "fix the report line the message names (its own error record says what is wrong)"),
     # E1xx: input files (JSONL reading: reportgen.jsonl)
     _E("E101", "an input file does not exist", "check the path"),
@@ -120,6 +121,10 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E313", "a checker failed on a report (a bug or a broken backend): its verdicts are 'error'", "see the exception in the message; report it if it is a bug"),
     _E("E320", "the region checker failed on a study: the graph verdicts are kept", "see the exception in the message (unreadable image, model problem)"),
     _E("E330", "the checking rules file (checkers/data/checking.json or a replacement) is invalid", "fix the file or use the packaged checkers/data/checking.json"),
+    _E("E340", "importing open_clip for the region checker failed inside an installed package (the message names it, e.g. torchvision whose compiled ops do not match torch); the model spec was not read yet", "install builds that match torch (CPU torch: torchvision from the PyTorch CPU index); the repository's dev environment installs scripts/torchvision_cpu_shim.py"),
+    _E("E341", "--workers (several processes) was given with --region-model or an LLM checker: not supported yet", "leave out --workers when checking with region evidence or --checkers llm/cascade"),
+    _E("E342", "a pipeline given as objects (a reader, checker, claim splitter or region checker) cannot be rebuilt in a worker process", "check in one process (workers=1), or build the pipeline from names"),
+    _E("E343", "--workers is below 1", "give --workers 1 or more"),
     _E("E350", "an unknown convention for findings the reference never mentions", "use chexpert (silence means absent) or radfact (silence is not entailment)"),
     _E("E399", "checking one record failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
     # E4xx: metrics and `reportgen eval`
@@ -163,6 +168,8 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E484", "the checker 'llm' or 'cascade' was named without an LLM endpoint", "pass llm=LLMChecker.from_endpoint(URL, MODEL) (CLI: --llm-url URL --llm-model NAME)"),
     _E("E485", "`reportgen check --checkers` names an unknown checker, or the LLM checker lacks --llm-url/--llm-model (or those flags come without it)", "use graph, llm or cascade, and give --llm-url and --llm-model with llm or cascade"),
     _E("E490", "labelling one report failed unexpectedly (a bug): the record is an error record, the batch goes on", "report it with the message (the report text is never logged)"),
+    _E("E491", "`reportgen eval`: a requested metric (RadFact with the LLM judge, a model metric) could not be computed for more than --max-failed-share of the studies; everything is written, the run exits 1", "check the judge endpoint or the model weights (metric_failures lists the studies), or raise --max-failed-share"),
+    _E("E492", "--max-failed-share is not between 0 and 1", "give a share such as 0.05 (1 never fails the run)"),
     # E5xx: images, models, drafting, training, serving
     _E("E500", "an image file does not exist", "check the study's image paths"),
     _E("E501", "an image file cannot be read (not a valid PNG, JPEG or DICOM)", "use PNG, JPEG or a valid DICOM"),
@@ -252,6 +259,23 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E812", "--repair without a backend to redraft with", "add --studies and --backend, or leave out --repair"),
     _E("E813", "the repair prompt file does not exist", "give repair_prompt a prompt template JSON (see prompts/repair.json)"),
     _E("E814", "a study was not tried: the backend was unreachable for several studies in a row (retried by the next run)", "start or fix the server, then rerun the same command"),
+    # E85x-E86x: model-based metrics (evals/metrics/backends.py), temporal F1, reportgen compare, reportgen.rewards
+    _E("E850", "the temporal F1 keywords file cannot be read or has no 'keywords' list", "restore evals/data/temporal.json"),
+    _E("E851", "a model-based metric needs a package that is not installed (the message names it and the extra)", "pip install 'reportgen-cxr[EXTRA]' as the message says, and put the weights on the machine"),
+    _E("E852", "a model-based metric's weights are not on this machine (no local folder, not in the Hugging Face cache); nothing is downloaded", "fetch them once where there is a network (huggingface-cli download NAME) or give a local folder"),
+    _E("E853", "BERTScore: no rescaling baseline for the model, or its number of layers cannot be told", "give --bertscore-baseline TSV or --bertscore-layers N"),
+    _E("E854", "RadEval could not load its models offline", "fetch RadEval's weights once where there is a network (they go to the Hugging Face cache)"),
+    _E("E857", "an unknown model-metric name was given", "use bertscore, ratescore, srr_bert, chexbert, radeval or auto"),
+    _E("E858", "`reportgen compare`: fewer than 1 bootstrap resample or permutation", "use --resamples 1000 --permutations 1000"),
+    _E("E859", "a paired test got two systems' rows of different shapes (not the same studies)", "score both systems on the same studies"),
+    _E("E860", "an unknown multiple-testing correction was given", "use holm, bonferroni or none"),
+    _E("E861", "`reportgen compare --pred` is not NAME=PATH, or a system name is given twice", "e.g. --pred baseline=a.jsonl --pred lora=b.jsonl"),
+    _E("E862", "`reportgen compare` needs at least two systems", "give --pred NAME=PATH twice or more"),
+    _E("E863", "`reportgen compare`: the reference file has no valid record", "give a JSONL of {\"id\", \"report\"} records"),
+    _E("E864", "a reward function got no reference reports (no dataset column 'reference')", "add a 'reference' column to the training dataset (TRL passes it to reward functions)"),
+    _E("E865", "a reward function got a different number of references and completions", "give one reference per completion"),
+    _E("E866", "make_reward got an unknown reward part", "use 'claim' and/or 'chexpert'"),
+    # E95x: the ray engine (reportgen.engines)
     _E("E950", "the ray engine was asked for but Ray Data cannot be imported", "pip install 'reportgen-cxr[ray]', or use --engine local"),
     _E("E951", "an invalid ray engine option (actors, block size, retries, num_cpus with an address)", "fix the option the message names"),
     _E("E952", "a local Ray could not be started, or the cluster at --ray-address could not be joined", "check `ray status` on the head node, or drop --ray-address to start a local Ray"),

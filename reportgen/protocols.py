@@ -1,15 +1,19 @@
 """One Protocol per seam of the data flow. Backends implement these structurally.
 
-Study --Drafter--> Report text --(claims)--> Claim --GraphExtractor--> EntityGraph
+Study --Drafter--> Report text --ClaimSplitter--> Claim --GraphExtractor--> EntityGraph
 --(findings)--> Finding --Checker--> Verdict
+
+A GraphExtractor that is also a SentenceAnalyzer (the rules extractor) exposes its reading
+of one sentence; the rules claim splitter uses it to split coordinations, and
+``read_report`` then reads claims and graphs in one pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, runtime_checkable
 
-from reportgen.types import Claim, EntityGraph, EvidenceItem, Finding, Study, Verdict
+from reportgen.types import Claim, EntityGraph, EvidenceItem, Finding, Report, Study, Verdict
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,37 @@ class GraphExtractor(Protocol):
     def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]: ...
 
 
-@dataclass(frozen=True)
+@runtime_checkable
+class SentenceAnalyzer(Protocol):
+    """A graph extractor's reading of one sentence, for the claim splitter.
+
+    ``analyze(sentence)`` returns an object with ``graph`` (the sentence's EntityGraph,
+    sentence offsets) and ``mentions``: the matched phrases in text order, each with ``i``
+    (token index), ``start``/``end`` (characters), ``role`` (``R_OBS``, ``R_ANAT``,
+    ``R_NORMAL``, ``R_CUE``, ``R_MOD``, ... of ``reportgen.checkers.graphs.rules``),
+    ``label`` (RadGraph label), ``coord`` (coordinator text or None), ``term``
+    (terminator), ``cop`` (copula) and ``kind`` (cue kinds, read with
+    ``reportgen.checkers.graphs.rules.cue_has``). ``lexicon``: the lexicon it matched with.
+    ``reportgen.checkers.graphs.rules.RulesExtractor`` implements it.
+    """
+
+    name: str
+    lexicon: Any
+
+    def analyze(self, sentence: str, cached: bool = True) -> Any: ...
+
+
+@runtime_checkable
+class ClaimSplitter(Protocol):
+    """Report -> atomic claims, offsets into ``report.text`` (``sentence_start``/``_end``
+    set). ``include_context``: also the context sections (INDICATION, COMPARISON, ...)."""
+
+    name: str
+
+    def split(self, report: Report, *, include_context: bool = False) -> tuple[Claim, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
 class CheckedClaim:
     """A claim with what was read off it: its graph (report offsets) and findings."""
 

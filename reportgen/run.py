@@ -48,13 +48,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
+from reportgen.types import FLAGGED, VERDICT_STATUSES as STATUSES  # the one vocabulary
 
 log = logging.getLogger("reportgen.run")
 
 STAGES = ("inputs", "draft", "check", "repair", "metrics", "report")
 STAND_IN = "iu-injected"
-FLAGGED = ("contradicted", "unsupported")
-STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
 RUN_JSON_VERSION = 1
 MAX_CONSECUTIVE_FAILURES = 8  # unreachable backend: the remaining studies get error records (retried next run)
 # per-report scores of metrics.json's per_study rows that a failed draft scores 0 in corpus_with_failures

@@ -1,15 +1,17 @@
 """Core result types: frozen dataclasses with a JSON round trip.
 
 Data flows one way: Study -> Report -> Claim -> EntityGraph / Finding -> Verdict.
-Every type here is immutable and serialises with ``to_dict`` / ``from_dict`` to plain
-JSON values, so results can be cached, diffed and passed between processes.
+Every type here is immutable (``@dataclass(frozen=True, slots=True)``) and serialises with
+``to_dict`` / ``from_dict`` to plain JSON values, so results can be cached, diffed and
+passed between processes. They are always built through their constructors, which check
+their values (``__post_init__``); there is no second, unchecked way to make one.
 Pydantic is kept for JSON/LLM boundaries; these are the in-process values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
 
@@ -17,7 +19,33 @@ from reportgen.errors import ReportgenError
 # observation is definitely present, uncertain or definitely absent.
 ENTITY_LABELS = ("ANAT-DP", "OBS-DP", "OBS-U", "OBS-DA")
 RELATION_TYPES = ("located_at", "modify", "suggestive_of")
+# The verdict vocabulary, defined here only. VERDICT_STATUSES: every status, in the order
+# of the summary counts. STATUS_ORDER: the judging statuses, worst first ("worst status
+# wins" everywhere: worst_status); "error" stands outside it. FLAGGED: the statuses that
+# flag a claim as a hallucination.
 VERDICT_STATUSES = ("supported", "contradicted", "unsupported", "uncertain", "error")
+STATUS_ORDER = ("contradicted", "unsupported", "uncertain", "supported")
+STATUS_RANK = {s: i for i, s in enumerate(STATUS_ORDER)}
+FLAGGED = ("contradicted", "unsupported")
+_STATUS_SET = frozenset(VERDICT_STATUSES)
+
+
+def is_flagged(status: str) -> bool:
+    """Whether a claim with this status is flagged (contradicted or unsupported)."""
+    return status in FLAGGED
+
+
+def worst_status(statuses: Iterable[str]) -> str | None:
+    """The worst of ``statuses`` by STATUS_ORDER (others, e.g. "error" or an abstention
+    marker, are ignored); None when there is none."""
+    rank = len(STATUS_ORDER)
+    for s in statuses:
+        r = STATUS_RANK.get(s, rank)
+        if r < rank:
+            rank = r
+    return STATUS_ORDER[rank] if rank < len(STATUS_ORDER) else None
+
+
 # "hypothetical": a request or recommendation ("evaluate for pneumonia", "rule out"), not a
 # finding; RadGraph has no such label (its graph says OBS-U), so it lives in the Finding only.
 PRESENCE = ("present", "absent", "uncertain", "hypothetical")
@@ -52,6 +80,13 @@ def default_basis(status: str, score: float | None) -> str:
     return "no_evidence" if score is None else "weak_evidence"
 
 
+LATERALITY = ("right", "left", "bilateral")
+_ENTITY_LABEL_SET = frozenset(ENTITY_LABELS)
+_RELATION_TYPE_SET = frozenset(RELATION_TYPES)
+_PRESENCE_SET = frozenset(PRESENCE)
+_LATERALITY_SET = frozenset((None, *LATERALITY))
+
+
 def _check_choice(kind: str, value: str, options: Sequence[str]) -> None:
     if value not in options:
         raise ReportgenError("E001", f"invalid {kind} {value!r}", fix=f"use one of {', '.join(options)}")
@@ -62,8 +97,17 @@ def _check_span(kind: str, start: int, end: int) -> None:
         raise ReportgenError("E002", f"invalid {kind} span [{start}, {end})", fix="use 0 <= start <= end")
 
 
+def _as_tuple(obj: Any, name: str) -> None:
+    """A sequence field stored as a tuple (lists given by callers are copied)."""
+    value = getattr(obj, name)
+    if value.__class__ is not tuple:
+        object.__setattr__(obj, name, tuple(value))
+
+
 class _Json:
     """Mixin: a flat to_dict/from_dict for dataclasses whose fields are JSON values."""
+
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -83,7 +127,7 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Section(_Json):
     """A named section of a report; ``text == report.text[start:end]``."""
 
@@ -99,7 +143,7 @@ class Section(_Json):
         return cls(name=d["name"], start=d["start"], end=d["end"])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Report(_Json):
     """A radiology report: its full text and the sections found in it.
 
@@ -111,7 +155,7 @@ class Report(_Json):
     sections: tuple[Section, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sections", tuple(self.sections))
+        _as_tuple(self, "sections")
         for s in self.sections:
             if s.end > len(self.text):
                 raise ReportgenError("E002", f"section {s.name!r} ends at {s.end}, past the text ({len(self.text)} chars)")
@@ -154,7 +198,7 @@ class Report(_Json):
         return cls(text=d["text"], sections=tuple(Section.from_dict(s) for s in d.get("sections", ())))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Study(_Json):
     """One imaging study: images (paths), their views, clinical context, optional reference."""
 
@@ -169,8 +213,8 @@ class Study(_Json):
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise ReportgenError("E003", "a study needs a non-empty string id")
-        object.__setattr__(self, "images", tuple(self.images))
-        object.__setattr__(self, "views", tuple(self.views))
+        _as_tuple(self, "images")
+        _as_tuple(self, "views")
         if self.views and len(self.views) != len(self.images):
             raise ReportgenError(
                 "E004", f"study {self.id!r}: {len(self.views)} views for {len(self.images)} images",
@@ -204,7 +248,7 @@ class Study(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim(_Json):
     """An atomic statement of a report.
 
@@ -221,8 +265,10 @@ class Claim(_Json):
     sentence_start: int | None = None
     sentence_end: int | None = None
 
-    def __post_init__(self) -> None:
-        _check_span("claim", self.start, self.end)
+    def __post_init__(self) -> None:  # the checks inline: claims are made by the thousand
+        start, end = self.start, self.end
+        if start.__class__ is not int or end.__class__ is not int or start < 0 or end < start:
+            _check_span("claim", start, end)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Claim":
@@ -232,7 +278,7 @@ class Claim(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entity(_Json):
     """A RadGraph entity. ``start``/``end`` are character offsets into the text that was
     given to the extractor (the pipeline gives the whole report, so report offsets).
@@ -246,9 +292,12 @@ class Entity(_Json):
     label: str
     norm: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_choice("entity label", self.label, ENTITY_LABELS)
-        _check_span("entity", self.start, self.end)
+    def __post_init__(self) -> None:  # the checks inline: entities are made by the thousand
+        if self.label not in _ENTITY_LABEL_SET:
+            _check_choice("entity label", self.label, ENTITY_LABELS)
+        start, end = self.start, self.end
+        if start.__class__ is not int or end.__class__ is not int or start < 0 or end < start:
+            _check_span("entity", start, end)
 
     @property
     def is_observation(self) -> bool:
@@ -259,7 +308,7 @@ class Entity(_Json):
         return cls(id=str(d["id"]), text=d["text"], start=d["start"], end=d["end"], label=d["label"], norm=d.get("norm"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Relation(_Json):
     """A directed RadGraph relation ``source -[type]-> target`` between entity ids."""
 
@@ -268,14 +317,15 @@ class Relation(_Json):
     target: str
 
     def __post_init__(self) -> None:
-        _check_choice("relation type", self.type, RELATION_TYPES)
+        if self.type not in _RELATION_TYPE_SET:
+            _check_choice("relation type", self.type, RELATION_TYPES)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Relation":
         return cls(type=d["type"], source=str(d["source"]), target=str(d["target"]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EntityGraph(_Json):
     """Entities and relations of one text in the RadGraph schema."""
 
@@ -283,8 +333,12 @@ class EntityGraph(_Json):
     relations: tuple[Relation, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "entities", tuple(self.entities))
-        object.__setattr__(self, "relations", tuple(self.relations))
+        if self.entities.__class__ is not tuple:
+            object.__setattr__(self, "entities", tuple(self.entities))
+        if self.relations.__class__ is not tuple:
+            object.__setattr__(self, "relations", tuple(self.relations))
+        if not self.entities and not self.relations:
+            return
         ids = {e.id for e in self.entities}
         if len(ids) != len(self.entities):
             raise ReportgenError("E005", "entity ids in a graph must be unique")
@@ -312,12 +366,15 @@ class EntityGraph(_Json):
         rels = tuple(r for r in self.relations if r.source in ids and r.target in ids)
         return EntityGraph(keep, rels)
 
-    def shifted(self, offset: int) -> "EntityGraph":
-        """The same graph with every span moved by ``offset`` characters."""
-        ents = tuple(
-            Entity(e.id, e.text, e.start + offset, e.end + offset, e.label, e.norm) for e in self.entities
-        )
-        return EntityGraph(ents, self.relations)
+    def shifted(self, offset: int, prefix: str = "") -> "EntityGraph":
+        """The same graph with every span moved by ``offset`` characters (and ``prefix``
+        put before every entity id, e.g. "s3." to keep ids unique across sentences)."""
+        if not self.entities or (not offset and not prefix):
+            return self
+        ents = tuple([Entity(prefix + e.id, e.text, e.start + offset, e.end + offset, e.label, e.norm) for e in self.entities])
+        if not prefix:
+            return EntityGraph(ents, self.relations)
+        return EntityGraph(ents, tuple([Relation(r.type, prefix + r.source, prefix + r.target) for r in self.relations]))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EntityGraph":
@@ -327,7 +384,7 @@ class EntityGraph(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finding(_Json):
     """A normalised finding read off an EntityGraph: what is (not) seen, where, how much.
 
@@ -347,18 +404,20 @@ class Finding(_Json):
     start: int = 0
     end: int = 0
 
-    def __post_init__(self) -> None:
-        _check_choice("presence", self.presence, PRESENCE)
-        if self.laterality is not None:
-            _check_choice("laterality", self.laterality, ("right", "left", "bilateral"))
-        object.__setattr__(self, "locations", tuple(self.locations))
+    def __post_init__(self) -> None:  # the checks inline: findings are made by the thousand
+        if self.presence not in _PRESENCE_SET:
+            _check_choice("presence", self.presence, PRESENCE)
+        if self.laterality not in _LATERALITY_SET:
+            _check_choice("laterality", self.laterality, LATERALITY)
+        if self.locations.__class__ is not tuple:
+            object.__setattr__(self, "locations", tuple(self.locations))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
         return cls(**{f.name: (tuple(d[f.name]) if f.name == "locations" else d[f.name]) for f in fields(cls) if f.name in d})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EvidenceItem(_Json):
     """One piece of evidence a claim can be compared with.
 
@@ -378,7 +437,8 @@ class EvidenceItem(_Json):
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "findings", tuple(self.findings))
+        if self.findings.__class__ is not tuple:
+            object.__setattr__(self, "findings", tuple(self.findings))
 
     def describe(self) -> str:
         """How a reason names this evidence: source, span and text."""
@@ -394,7 +454,7 @@ class EvidenceItem(_Json):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict(_Json):
     """A checker's judgement of one claim, with the reasons and the evidence it used.
 
@@ -411,12 +471,15 @@ class Verdict(_Json):
     basis: str | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("verdict status", self.status, VERDICT_STATUSES)
-        object.__setattr__(self, "reasons", tuple(self.reasons))
-        object.__setattr__(self, "evidence", tuple(self.evidence))
+        if self.status not in _STATUS_SET:
+            _check_choice("verdict status", self.status, VERDICT_STATUSES)
+        if self.reasons.__class__ is not tuple:
+            object.__setattr__(self, "reasons", tuple(self.reasons))
+        if self.evidence.__class__ is not tuple:
+            object.__setattr__(self, "evidence", tuple(self.evidence))
         if self.basis is None:
             object.__setattr__(self, "basis", default_basis(self.status, self.score))
-        else:
+        elif self.basis not in VERDICT_BASES:
             _check_choice("verdict basis", self.basis, tuple(VERDICT_BASES))
 
     @classmethod

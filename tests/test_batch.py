@@ -48,3 +48,33 @@ def test_pipeline_record_says_the_region_state_itself():
     errored = p.check("s", "Right effusion.", region_error="x.png missing").to_record()["summary"]
     assert (errored["region"], errored["region_error"]) == ("error", "x.png missing")
     assert "region" not in Pipeline(reader=fake_reader).check("s", "Right effusion.").to_record()["summary"]
+
+
+def test_workers_give_the_same_records_in_order(tmp_path):
+    from reportgen.iu import load_iu_reports
+
+    rows = [{"id": r.id, "report": r.report.text, "k": n} for n, r in enumerate(load_iu_reports()[:60])]
+    rows[5:5] = [b"{broken\n", {"id": "empty", "report": " "}]
+    reports = write_jsonl(tmp_path / "r.jsonl", rows)
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    assert main(["check", "--reports", str(reports), "--out", str(one), "--quiet"]) == 0
+    assert main(["check", "--reports", str(reports), "--out", str(two), "--quiet", "--workers", "2"]) == 0
+    assert one.read_bytes() == two.read_bytes() and len(read_out(two)) == 62
+
+
+def test_workers_refuse_a_region_model_and_bad_counts(tmp_path, capsys):
+    reports = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "report": "No effusion."}])
+    assert main(["check", "--reports", str(reports), "--workers", "0"]) != 0
+    assert "E343" in capsys.readouterr().err
+    assert main(["check", "--reports", str(reports), "--workers", "2", "--region-model", "ViT-B-16"]) != 0
+    assert "E341" in capsys.readouterr().err
+
+
+def test_a_pipeline_of_objects_is_not_rebuilt_elsewhere():
+    import pytest
+
+    from reportgen.errors import ReportgenError
+
+    assert Pipeline(extractor="rules", self_check=False).spec() == {"extractor": "rules", "checkers": ("graph",), "self_check": False, "splitter": "rules", "convention": "chexpert"}
+    with pytest.raises(ReportgenError, match="E342"):
+        Pipeline(reader=fake_reader).spec()

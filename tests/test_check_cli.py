@@ -19,7 +19,7 @@ from tests.test_pipeline import fake_reader
 
 @pytest.fixture
 def fake_read(monkeypatch):
-    monkeypatch.setattr(pipeline_mod, "default_reader", lambda extractor: fake_reader)
+    monkeypatch.setattr(pipeline_mod, "default_reader", lambda extractor, splitter="rules": fake_reader)
 
 
 def write_jsonl(path: Path, rows) -> Path:

@@ -6,6 +6,7 @@ were checked by reading the sentence.
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -263,3 +264,20 @@ def test_relative_clause_stays_and_plain_suffix_is_shared(iu_by_id):
     # CXR3508: "Biapical scarring and pleural thickening appears stable."
     t, parts = _sentence_claims(iu_by_id, "CXR3508", "Biapical scarring")
     assert [c.text for c in parts] == ["Biapical scarring appears stable.", "Pleural thickening appears stable."]
+
+
+def test_spacy_exceptions_data_matches_the_installed_spacy():
+    """spacy_exceptions.json (read by the regex fast path so that plain text never imports
+    spaCy) is what the installed spaCy's tokenizer has; regenerate it when spaCy changes."""
+    from reportgen.checkers.claims import SPACY_EXCEPTIONS, spacy_dotted_words
+
+    assert json.loads(SPACY_EXCEPTIONS.read_text(encoding="utf-8"))["dotted"] == spacy_dotted_words()
+
+
+def test_plain_text_never_imports_spacy_and_spacy_is_loaded_on_first_need():
+    code = ("import sys; from reportgen.checkers.read import read_report;"
+            "read_report('FINDINGS: No effusion. Mild cardiomegaly.'); assert 'spacy' not in sys.modules;"
+            "from reportgen.checkers.claims import sentences; t = 'Size approx. 2 cm. No effusion.';"
+            "assert [t[a:b] for a, b in sentences(t)] == ['Size approx. 2 cm.', 'No effusion.'], sentences(t);"
+            "assert 'spacy' in sys.modules")
+    assert heavy_modules_loaded(code, ("transformers", "open_clip", "vllm")) == []

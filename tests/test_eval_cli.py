@@ -44,9 +44,11 @@ def test_eval_pairs_json_html_and_listed_ids(files, capsys):
     assert "radgraph_complete" in table and "95% CI" in table
     m = json.loads(out.read_text())
     assert m["n_pairs"] == 2 and m["n_scored"] == 2
-    assert m["only_in_pred"] == ["pred-only"] and m["only_in_ref"] == ["ref-only"]
+    # An empty prediction is a failed draft (scored as a failure when it has a reference),
+    # no longer an input error; this one has no reference, so it is listed as pred-only.
+    assert m["only_in_pred"] == ["empty", "pred-only"] and m["only_in_ref"] == ["ref-only"]
     errs = {e["id"]: e["error"] for e in m["input_errors"]}
-    assert "E109" in errs["empty"] and "E103" in errs["line:5"]
+    assert "empty" not in errs and "E103" in errs["line:5"]
     rows = {r["id"]: r for r in m["per_study"]}
     same, flip = rows["same"], rows["flip"]
     # Identical reports: every similarity is perfect and nothing is flagged.
@@ -116,6 +118,23 @@ def test_eval_inject_mode(tmp_path, capsys):
     assert {x["run"] for x in lines} == {"laterality_swap", "negation_flip", "omitted_finding"} and len(lines) == 120
     inj = next(i for x in lines for i in x["injections"] if i["category"] == "negation_flip")
     assert inj["text"] and inj["start"] < inj["end"]
+
+
+def test_eval_grounded_mode_on_the_hand_written_examples(test_data, tmp_path):
+    out = tmp_path / "g.json"
+    assert main(["eval", "--grounded", str(test_data / "grounded_examples.json"), "--out", str(out), "-q"]) == 0
+    res = json.loads(out.read_text())
+    rows = {r["id"]: r for r in res["per_example"]}
+    assert res["n_examples"] == 4 and list(rows) == ["hand-1", "hand-2", "hand-3", "hand-4"]
+    # hand-1 and hand-4 say only what their targets say; hand-2 says cardiomegaly where the
+    # heart is normal, hand-3 a pneumothorax that is absent: half of each is wrong, and the
+    # target's sentence that it contradicts is not entailed either
+    assert [r["logical_precision"] for r in rows.values()] == [1.0, 0.5, 0.5, 1.0]
+    assert rows["hand-2"]["logical_recall"] == rows["hand-3"]["logical_recall"] == 0.5
+    # boxes: the wrong sentences' boxes are not spatially supported; no boxes -> None
+    assert rows["hand-2"]["spatial_precision"] == 0.5 and rows["hand-4"]["spatial_precision"] is None
+    assert rows["hand-1"]["grounding_precision"] == 1.0 and rows["hand-4"]["grounding_precision"] is None
+    assert res["corpus"]["logical_precision"] == 0.75 and res["corpus"]["n_candidate_phrases_with_boxes"] == 1.25
 
 
 def test_eval_grounded_mode(shared_data, tmp_path, capsys):

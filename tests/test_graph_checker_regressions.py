@@ -138,3 +138,18 @@ def test_several_zones_are_compared_zone_by_zone(claim, reference, status):
     if status == "contradicted":
         assert "location mismatch" in c.verdicts[0].reasons[0]
         assert "right middle lobe and upper lobe opacity" in c.verdicts[0].reasons[0]
+
+
+@pytest.mark.parametrize("claim, reference, status", [
+    # a zone word gives the pleural finding the lung as anatomy; a plain negative still denies it
+    ("No pneumothorax.", "Left apical pneumothorax.", "contradicted"),
+    ("No pneumothorax.", "Small left apical pneumothorax.", "contradicted"),
+    ("No pleural effusion.", "Small left basilar pleural effusion.", "contradicted"),
+    ("Left apical pneumothorax.", "No pneumothorax.", "contradicted"),
+    # a statement about another region still says nothing about it
+    ("The heart is normal.", "Left apical pneumothorax.", "supported"),
+    ("The lungs are clear.", "Small left pleural effusion.", "supported"),
+])
+def test_a_plain_negative_denies_its_finding_wherever_the_other_statement_places_it(claim, reference, status):
+    (c,) = Pipeline().check("z", claim, reference).claims
+    assert c.status == status, c.verdicts[0].reasons

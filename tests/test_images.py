@@ -38,26 +38,30 @@ def write_dicom(path, pixels: np.ndarray, **attrs) -> str:
     return str(path)
 
 
-@pytest.mark.shared
-def test_monochrome1_is_the_inverse_of_the_original(shared_data):
-    mono1 = np.asarray(load_image(shared_data / "cxr" / "Fake_MONOHR1.dcm"), dtype=np.float64)
-    mono2 = np.asarray(load_image(shared_data / "cxr" / RSNA), dtype=np.float64)
+def test_monochrome1_is_the_inverse_of_the_original(test_data):
+    mono1 = np.asarray(load_image(test_data / "cxr" / "Fake_MONOHR1.dcm"), dtype=np.float64)
+    mono2 = np.asarray(load_image(test_data / "cxr" / RSNA), dtype=np.float64)
     assert mono1.shape == mono2.shape == (1024, 1024)
     assert np.corrcoef(mono1.ravel(), mono2.ravel())[0, 1] < -0.999
     assert np.abs(mono1 - (255 - mono2)).mean() < 0.5
     assert np.abs(mono1 - (255 - mono2)).max() <= 1
 
 
-@pytest.mark.shared
-def test_dicom_view_position(shared_data):
-    assert view_from_dicom(shared_data / "cxr" / RSNA) == "PA"
+def test_dicom_view_position(test_data):
+    assert view_from_dicom(test_data / "cxr" / RSNA) == "PA"
 
 
-@pytest.mark.shared
-def test_png_and_jpeg_load_as_8bit(shared_data):
-    png = load_image(shared_data / "cxr" / "00000001_000.png")
-    jpg = load_image(shared_data / "cxr" / "16747_3_1.jpg")
+def test_png_and_jpeg_load_as_8bit(test_data):
+    png = load_image(test_data / "cxr" / "00000001_000.png")
+    jpg = load_image(test_data / "cxr" / "00000001_000_384.jpg")  # the same film, downscaled, JPEG
     assert png.mode in ("L", "RGB") and png.size == (512, 512)
+    assert jpg.mode in ("L", "RGB") and jpg.size == (384, 384)
+    small = np.asarray(png.convert("L").resize((384, 384)), dtype=np.float64)
+    assert np.corrcoef(small.ravel(), np.asarray(jpg.convert("L"), dtype=np.float64).ravel())[0, 1] > 0.99
+
+
+def test_shared_jpeg_from_another_source_loads_as_8bit(shared_data):
+    jpg = load_image(shared_data / "cxr" / "16747_3_1.jpg")  # covid-chestxray-dataset: not square
     assert jpg.mode in ("L", "RGB") and jpg.size == (1036, 885)
 
 

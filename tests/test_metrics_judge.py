@@ -97,7 +97,7 @@ class _JudgeServer:
     """A loopback OpenAI-compatible chat endpoint standing in for a vLLM server: answers
     with an entailment decision, or HTTP 500 for hypotheses containing "boom"."""
 
-    def __init__(self):
+    def __init__(self, refuse_schema: bool = False):
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -114,7 +114,9 @@ class _JudgeServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.bodies.append(body)
                 hyp = body["messages"][-1]["content"].split("HYPOTHESIS:")[1].strip()
-                if "boom" in hyp:
+                if refuse_schema and "response_format" in body:  # a server without structured output
+                    status, payload = 400, {"object": "error", "message": "response_format json_schema is not supported", "code": 400}
+                elif "boom" in hyp:
                     status, payload = 500, {"error": {"message": "engine died"}}
                 else:
                     decision = {"status": "entailment" if "left" in hyp else "not_entailment", "evidence": [2], "reason": "r"}
@@ -186,3 +188,21 @@ def test_judge_against_a_real_vllm_server(tmp_path_factory, tiny_vlm_dir, tiny_a
         else:
             assert j.error is None
     assert judge.structured
+
+
+def test_auto_mode_falls_back_to_text_when_the_server_refuses_structured_output():
+    """Regression (issue 14): a server without json_schema support answered 400 to every
+    call and 'auto' counted them all as errors; it now falls back to plain-text parsing."""
+    server = _JudgeServer(refuse_schema=True)
+    with server as url:
+        judge = LLMJudge.from_endpoint(url, "judge-model", max_retries=0, timeout=10)
+        assert judge.structured  # auto starts with json_schema
+        out = judge.judge(["Small left pleural effusion.", "Right pneumonia."], PREMISES)
+        assert out == [Judged(True, (1,)), Judged(False, (1,))]
+        assert not judge.structured and "400" in judge.fallback
+        n = len(server.bodies)
+        assert judge.judge(["Small left effusion."], PREMISES) == [Judged(True, (1,))]
+        assert "response_format" not in server.bodies[-1] and len(server.bodies) == n + 1  # later calls go straight to text
+        # json_schema asked explicitly: no fallback, the refusals are errors.
+        strict = LLMJudge.from_endpoint(url, "judge-model", max_retries=0, timeout=10, structured="json_schema")
+        assert strict.judge(["Left effusion."], PREMISES)[0].error.startswith("E444") and strict.fallback is None

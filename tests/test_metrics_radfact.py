@@ -92,10 +92,16 @@ def test_judged_from_graph_checker_verdicts():
     assert err.entailed is None and err.error == "E310 boom"
 
 
-def test_parse_radfact_grounded_examples(shared_data):
-    data = json.loads((shared_data / "radfact" / "grounded_reporting_examples.json").read_text())
-    examples = parse_grounded_examples(data)
-    assert len(examples) == 20
+@pytest.mark.parametrize("source, n", [("tests/data", 4), pytest.param("radfact", 20, marks=pytest.mark.shared)])
+def test_parse_radfact_grounded_examples(request, source, n):
+    """tests/data/grounded_examples.json is hand-written in RadFact's format; RadFact's own
+    examples are in ../shared/data (an extra)."""
+    if source == "radfact":
+        path = request.getfixturevalue("shared_data") / "radfact" / "grounded_reporting_examples.json"
+    else:
+        path = request.getfixturevalue("test_data") / "grounded_examples.json"
+    examples = parse_grounded_examples(json.loads(path.read_text()))
+    assert len(examples) == n
     assert any(p.boxes for ex in examples for p in ex.prediction)
     assert all(b.x_min <= b.x_max for ex in examples for p in ex.target for b in (p.boxes or ()))
     with pytest.raises(ReportgenError, match="E421"):

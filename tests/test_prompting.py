@@ -85,9 +85,8 @@ def test_user_template_file(tmp_path):
         load_template(path)
 
 
-@pytest.mark.shared
-def test_dicom_view_is_read_from_the_header_when_not_given(shared_data):
-    dcm = str(shared_data / "cxr" / "rsna_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm")
+def test_dicom_view_is_read_from_the_header_when_not_given(test_data):
+    dcm = str(test_data / "cxr" / "rsna_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm")
     parts = user_parts(render_messages(Study("d", images=(dcm,))))
     assert "PA" in parts[0]["text"]
 

@@ -38,8 +38,8 @@ def fake_maps(tiny_region_checker, monkeypatch):
     return rc
 
 
-def test_verdicts_follow_the_map(fake_maps, shared_data):
-    img = str(shared_data / "cxr" / "00027426_000.png")
+def test_verdicts_follow_the_map(fake_maps, test_data):
+    img = str(test_data / "cxr" / "00027426_000.png")
     vs = {v.claim.text: v for v in fake_maps.check_images([img], ["PA"], [LEFT_UL, RIGHT_UL, NO_EFF, CARDIO])}
     assert vs["Left upper lobe opacity."].status == "supported"
     assert vs["Right upper lobe opacity."].status == "contradicted"
@@ -60,16 +60,16 @@ def test_verdicts_follow_the_map(fake_maps, shared_data):
     assert Verdict.from_dict(v.to_dict()) == v
 
 
-def test_calibrated_absence_is_checked(fake_maps, shared_data):
+def test_calibrated_absence_is_checked(fake_maps, test_data):
     fake_maps.calibration = Calibration(absence_threshold=0.8, calibrated=True)
-    img = str(shared_data / "cxr" / "00027426_000.png")
+    img = str(test_data / "cxr" / "00027426_000.png")
     no_opacity = claim("No left upper lobe opacity.", Finding("opacity", "absent", "left", ("upper lobe",)))
     (v,) = fake_maps.check_images([img], ["PA"], [no_opacity])
     assert v.status == "contradicted" and "says it is absent" in v.reasons[0]
 
 
-def test_lateral_view_and_view_priority(fake_maps, shared_data):
-    img = str(shared_data / "cxr" / "00027426_000.png")
+def test_lateral_view_and_view_priority(fake_maps, test_data):
+    img = str(test_data / "cxr" / "00027426_000.png")
     (v,) = fake_maps.check_images([img], ["LATERAL"], [RIGHT_UL])
     assert v.status != "contradicted" and v.evidence[0].meta["laterality"] is None
     # the frontal image is chosen over a lateral one
@@ -80,8 +80,8 @@ def test_lateral_view_and_view_priority(fake_maps, shared_data):
     assert v.status == "contradicted" and any("assumed frontal" in r for r in v.reasons)
 
 
-def test_dicom_view_comes_from_the_header(fake_maps, shared_data):
-    dcm = next((shared_data / "cxr").glob("rsna_*.dcm"))
+def test_dicom_view_comes_from_the_header(fake_maps, test_data):
+    dcm = next((test_data / "cxr").glob("rsna_*.dcm"))
     (v,) = fake_maps.check_images([str(dcm)], [], [LEFT_UL])
     assert v.evidence[0].meta["view"] == "PA"
     assert not any("assumed frontal" in r for r in v.reasons)
@@ -103,27 +103,27 @@ def test_bad_image_errors_name_the_file(tiny_region_checker, tmp_path):
         tiny_region_checker.check_images([str(bad)], ["PA", "LL"], [LEFT_UL])
 
 
-def test_checker_protocol_takes_images_as_evidence(fake_maps, shared_data):
+def test_checker_protocol_takes_images_as_evidence(fake_maps, test_data):
     from reportgen.protocols import Checker
 
     assert isinstance(fake_maps, Checker)
-    img = str(shared_data / "cxr" / "00027426_000.png")
+    img = str(test_data / "cxr" / "00027426_000.png")
     ev = [EvidenceItem(source="image", text="frontal", meta={"image": img, "view": "PA"})]
     (v,) = fake_maps.check([RIGHT_UL], ev)
     assert v.status == "contradicted"
     assert fake_maps.check([RIGHT_UL], []) == []
 
 
-def test_real_maps_are_deterministic_and_on_the_grid(tiny_region_checker, shared_data):
-    img = str(shared_data / "cxr" / "tbx11k" / "tb0005.png")
+def test_real_maps_are_deterministic_and_on_the_grid(tiny_region_checker, test_data):
+    img = str(test_data / "cxr" / "00000001_000.png")
     a = tiny_region_checker.check_images([img], ["PA"], [LEFT_UL, CARDIO])
     b = tiny_region_checker.check_images([img], ["PA"], [LEFT_UL, CARDIO])
     assert [v.score for v in a] == [v.score for v in b]
     assert all(v.status in ("supported", "unsupported", "contradicted") for v in a)
 
 
-def test_render_png(fake_maps, shared_data, tmp_path):
-    img = str(shared_data / "cxr" / "00027426_000.png")
+def test_render_png(fake_maps, test_data, tmp_path):
+    img = str(test_data / "cxr" / "00027426_000.png")
     vs = fake_maps.check_images([img], ["PA"], [LEFT_UL, RIGHT_UL, CARDIO])
     out = tmp_path / "study.png"
     png = fake_maps.render(img, "PA", vs, out=out, title="study 1")
@@ -139,13 +139,13 @@ def test_render_png(fake_maps, shared_data, tmp_path):
         assert im.size[0] > w_flagged  # three panels instead of two
 
 
-def test_pipeline_joins_region_and_graph_verdicts(fake_maps, shared_data):
+def test_pipeline_joins_region_and_graph_verdicts(fake_maps, test_data):
     """The real claim reader + graph checker + this region checker in one result."""
     pytest.importorskip("reportgen.checkers.read")
     from reportgen.checkers.pipeline import Pipeline
     from reportgen.types import Study
 
-    img = str(shared_data / "cxr" / "00027426_000.png")
+    img = str(test_data / "cxr" / "00027426_000.png")
     text = "FINDINGS: Right upper lobe opacity. Left upper lobe opacity. No pleural effusion. Degenerative changes of the spine."
     res = Pipeline(region=fake_maps).check("s1", text, study=Study("s1", (img,), ("PA",)))
     assert res.error is None

@@ -30,10 +30,8 @@ def left_upper_maps(monkeypatch):
 
 
 @pytest.fixture()
-def study_files(tmp_path, shared_data):
-    src = shared_data / "cxr" / "00027426_000.png"
-    if not src.is_file():
-        pytest.skip(f"{src} not found")
+def study_files(tmp_path, test_data):
+    src = test_data / "cxr" / "00027426_000.png"
     (tmp_path / "imgs").mkdir()
     shutil.copy(src, tmp_path / "imgs" / "pa.png")
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")

@@ -114,7 +114,7 @@ def test_smoothing_keeps_the_peak_and_upsamples():
     assert out[0].max() < 1.0 and out[0].min() >= 0.0  # smoothed
 
 
-def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, shared_data, monkeypatch):
+def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, test_data, monkeypatch):
     rc = tiny_region_checker
     calls = {"img": 0, "txt": []}
     enc_img, enc_txt = rc.backend.encode_images, rc.backend.encode_texts
@@ -129,7 +129,7 @@ def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, shared_
 
     monkeypatch.setattr(rc.backend, "encode_images", count_img)
     monkeypatch.setattr(rc.backend, "encode_texts", count_txt)
-    img = str(shared_data / "cxr" / "00000001_000.png")
+    img = str(test_data / "cxr" / "00000001_000.png")
     claims = [
         claim("Left upper lobe opacity.", Finding("opacity", "present", "left", ("upper lobe",))),
         claim("Right basilar opacity.", Finding("opacity", "present", "right", ("base",)), start=25),
@@ -148,12 +148,26 @@ def test_image_encoded_once_and_claims_in_one_batch(tiny_region_checker, shared_
     assert maps.shape == (2, 128, 128) and np.isfinite(maps).all()
 
 
-def test_text_cache_is_lru_bounded(tiny_clip_dir):
+def test_text_cache_is_lru_bounded(tiny_clip_dir, monkeypatch):
     rc = RegionChecker(f"local-dir:{tiny_clip_dir}", text_cache_size=2)
+    encoded: list[list[str]] = []
+    encode = rc.backend.encode_texts
+    monkeypatch.setattr(rc.backend, "encode_texts", lambda texts, **k: encoded.append(list(texts)) or encode(texts, **k))
     e = rc.text_embeddings(["a", "b", "c"])
-    assert tuple(e.shape) == (3, 32) and list(rc._text_cache) == ["b", "c"]
+    assert tuple(e.shape) == (3, 32) and list(rc._text_cache) == ["b", "c"] and encoded == [["a", "b", "c"]]
+    # a hit returns the cached row itself, encodes nothing and makes "b" the most recently used
+    cached_b = rc._text_cache["b"]
+    hit = rc.text_embeddings(["b"])
+    assert encoded == [["a", "b", "c"]] and torch.equal(hit[0], cached_b) and torch.equal(hit[0], e[1])
+    assert list(rc._text_cache) == ["c", "b"]
+    # "a" was evicted: it is encoded again (alone) and pushes out the least recently used "c"
     again = rc.text_embeddings(["a"])
-    assert torch.allclose(again[0], e[0])
+    assert encoded[1:] == [["a"]] and list(rc._text_cache) == ["b", "a"]
+    # The same text embedding, up to float32 rounding only: "a" alone and "a" in a batch of
+    # three run different matmul kernels, which are not bit-identical across CPUs (seen:
+    # 1.3e-7 on elements near zero). The rows are unit vectors, so an absolute 1e-6 (about
+    # 8 float32 epsilons of 1.0) bounds rounding and would still catch any other text's row.
+    assert torch.allclose(again[0], e[0], rtol=0, atol=1e-6)
 
 
 def test_finding_query_drops_location_words():
@@ -204,6 +218,9 @@ def test_trimmed_text_encoding_equals_full_context(tmp_path, kind):
     assert trimmed is not None, "this text tower should be trimmable"
     used = int((tokens != (0 if kind != "hf-text" else b.model.text.config.pad_token_id)).any(0).nonzero()[-1]) + 1
     assert used < tokens.shape[1]  # the test really drops padding
+    # Shorter sequences run different matmul shapes: equal up to float32 rounding only
+    # (measured <= 8.4e-7 on embeddings of size <= 3.6; normalised ones <= 1.2e-7). 1e-5 is
+    # 10x that and far below the change a wrongly pooled or masked position makes.
     assert torch.allclose(trimmed, full, atol=1e-5)
     assert torch.allclose(b.encode_texts(texts), b.encode_texts(texts, trim=False), atol=1e-5)
 
@@ -223,3 +240,26 @@ def test_text_towers_where_padding_matters_are_not_trimmed(tmp_path):
     b.load()
     with torch.inference_mode():
         assert torch.allclose(b.encode_texts(["small effusion"], normalize=False), m.encode_text(tokens), atol=1e-5)
+
+
+def test_a_broken_torchvision_is_named_as_the_cause_not_the_model_spec(tmp_path, monkeypatch):
+    """open_clip imports torchvision; a torchvision whose compiled ops do not load (a CUDA
+    build beside CPU torch) raises RuntimeError at import. The error names torchvision and
+    how to fix it (E340), not "check the model spec"."""
+    import sys
+
+    from reportgen.checkers.region import model as model_mod
+
+    site = tmp_path / "site-packages"
+    (site / "torchvision").mkdir(parents=True)
+    (site / "torchvision" / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (site / "open_clip").mkdir()
+    (site / "open_clip" / "__init__.py").write_text("import torchvision\n")
+    monkeypatch.syspath_prepend(str(site))
+    for name in ("open_clip", "torchvision"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ReportgenError) as info:
+        model_mod.import_backend()
+    assert info.value.code == "E340"
+    assert "torchvision" in str(info.value) and "operator torchvision::nms" in str(info.value)
+    assert "torchvision_cpu_shim" in info.value.fix and "model spec was not read" in str(info.value)

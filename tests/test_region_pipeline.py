@@ -27,11 +27,8 @@ REFERENCE = "FINDINGS: Right upper lobe opacity. Mild cardiomegaly. No pleural e
 
 
 @pytest.fixture()
-def radiograph(shared_data) -> str:
-    p = shared_data / "cxr" / "00027426_000.png"
-    if not p.is_file():
-        pytest.skip(f"{p} not found")
-    return str(p)
+def radiograph(test_data) -> str:
+    return str(test_data / "cxr" / "00027426_000.png")
 
 
 def expected_status(verdicts) -> str:

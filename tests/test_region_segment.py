@@ -20,12 +20,15 @@ from tests.light_imports import heavy_modules_loaded
 
 GRID = 128
 
-# Films of ../shared/data/cxr the threshold segmenter must segment (all normal-looking PA films)
-# and those it must refuse (a negative film; a right lung largely opacified by tuberculosis).
-SEGMENTABLE = ["00000001_000.png", "00027426_000.png", "16747_3_1.jpg",
-               "rsna_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm",
-               "tbx11k/h0001.png", "tbx11k/tb0005.png"]
-REFUSED = ["Fake_MONOHR1.dcm", "tbx11k/tb0007.png"]
+# Films the threshold segmenter must segment (all normal-looking PA films) and those it must
+# refuse (a negative film; a right lung largely opacified by tuberculosis). Names are under
+# tests/data/cxr (shipped), "pydicom-data:" files come from the pydicom-data package (dev
+# extra), and the films marked ``shared`` are under ../shared/data/cxr (an extra).
+RSNA = "rsna_1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"
+SEGMENTABLE = ["00000001_000.png", "00027426_000.png", "00000001_000_384.jpg", RSNA,
+               "pydicom-data:RG1_UNCI.dcm",  # a real 15-bit MONOCHROME1 chest CR, 1955x1841
+               *(pytest.param(n, marks=pytest.mark.shared) for n in ("16747_3_1.jpg", "tbx11k/h0001.png", "tbx11k/tb0005.png"))]
+REFUSED = ["Fake_MONOHR1.dcm", pytest.param("tbx11k/tb0007.png", marks=pytest.mark.shared)]
 # IoU floors with the atlas lungs (docs/region.md, "Lung segmentation"): measured 0.40-0.68 per
 # lung and 0.44-0.59 for both lungs together on the films above.
 IOU_LUNG_FLOOR = 0.35
@@ -68,15 +71,29 @@ def atlas_lungs(atlas):
     return st["lung_right"], st["lung_left"]
 
 
-@pytest.fixture(scope="module")
-def films(shared_data):
-    out = {}
-    for name in SEGMENTABLE + REFUSED:
-        p = shared_data / "cxr" / name
-        if not p.is_file():
-            pytest.skip(f"{p} not found")
-        out[name] = load_radiograph(p)
-    return out
+_FILMS: dict[str, RadiographImage] = {}
+
+
+def film_path(name: str, request, test_data) -> str:
+    if name.startswith("pydicom-data:"):
+        from pydicom.data import get_testdata_file
+
+        path = get_testdata_file(name.split(":", 1)[1], download=False)
+        if path is None:
+            pytest.skip(f"{name} is not installed (the dev extra installs pydicom-data)")
+        return str(path)
+    if (test_data / "cxr" / name).is_file():
+        return str(test_data / "cxr" / name)
+    return str(request.getfixturevalue("shared_data") / "cxr" / name)  # marked shared: skips without it
+
+
+@pytest.fixture()
+def film(request, test_data) -> RadiographImage:
+    """The film named by the test's ``name`` parameter, loaded once per session."""
+    name = request.getfixturevalue("name")
+    if name not in _FILMS:
+        _FILMS[name] = load_radiograph(film_path(name, request, test_data))
+    return _FILMS[name]
 
 
 def test_import_is_light():
@@ -119,8 +136,8 @@ def test_implausible_pairs_are_named():
 
 
 @pytest.mark.parametrize("name", SEGMENTABLE)
-def test_real_films_give_two_plausible_lungs_on_the_right_sides(films, atlas, atlas_lungs, name):
-    rad = films[name]
+def test_real_films_give_two_plausible_lungs_on_the_right_sides(film, atlas, atlas_lungs, name):
+    rad = film
     m, why = threshold_lungs_detail(rad.pixels)
     assert m is not None, why
     assert m.right.shape == rad.pixels.shape
@@ -144,13 +161,13 @@ def test_real_films_give_two_plausible_lungs_on_the_right_sides(films, atlas, at
 
 
 @pytest.mark.parametrize("name", SEGMENTABLE)
-def test_real_films_segment_consistently_when_flipped_rotated_or_regraded(films, name):
+def test_real_films_segment_consistently_when_flipped_rotated_or_regraded(film, name):
     """A film mirrored left-right gives the mirrored lungs with the sides swapped (the
     segmenter labels by image position); gamma and a 5 degree rotation barely change the
     lungs (measured IoU >= 0.91 on every film, docs/region.md)."""
     from scipy import ndimage
 
-    px = films[name].pixels
+    px = film.pixels
     m = threshold_lungs(px)
     flipped = threshold_lungs(px[:, ::-1].copy())
     assert flipped is not None
@@ -163,13 +180,14 @@ def test_real_films_segment_consistently_when_flipped_rotated_or_regraded(films,
 
 
 @pytest.mark.parametrize("name", REFUSED)
-def test_negative_film_and_opacified_lung_fall_back_to_the_atlas(films, name):
-    m, why = threshold_lungs_detail(films[name].pixels)
+def test_negative_film_and_opacified_lung_fall_back_to_the_atlas(film, name):
+    m, why = threshold_lungs_detail(film.pixels)
     assert m is None and why
 
 
-def test_inverted_real_film_is_refused(films):
-    rad = films["00027426_000.png"]
+@pytest.mark.parametrize("name", ["00027426_000.png"])
+def test_inverted_real_film_is_refused(film, name):
+    rad = film
     assert threshold_lungs(rad.pixels) is not None
     assert threshold_lungs(1.0 - rad.pixels) is None
 
@@ -300,15 +318,26 @@ def test_xrv_pspnet_implausible_output_gives_none(tmp_path, monkeypatch):
     assert XrvPSPNetLungs(weights=weights)(np.full((64, 64), 0.5, np.float32)) is None
 
 
-def test_segment_overlay_script_writes_png_and_table(shared_data, tmp_path, capsys):
+def test_segment_overlay_default_folders_are_beside_and_inside_the_checkout():
+    from evals.bench import segment_overlay
+    from tests.conftest import REPO
+
+    assert segment_overlay.REPO == REPO  # runs/ and the data folders are found from the checkout
+    assert segment_overlay.DEFAULT_DATA in (REPO.parent / "shared" / "data" / "cxr", REPO / "tests" / "data" / "cxr")
+    assert segment_overlay.DEFAULT_DATA.is_dir()
+
+
+@pytest.mark.parametrize("refused", ["Fake_MONOHR1.dcm", pytest.param("tbx11k/tb0007.png", marks=pytest.mark.shared)])
+def test_segment_overlay_script_writes_png_and_table(request, test_data, refused, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from evals.bench.segment_overlay import main
 
-    films = [shared_data / "cxr" / "00027426_000.png", shared_data / "cxr" / "tbx11k" / "tb0007.png"]
-    assert main(["--images", *map(str, films), "--data", str(shared_data / "cxr"), "--out", str(tmp_path)]) == 0
+    data = test_data / "cxr" if refused == "Fake_MONOHR1.dcm" else request.getfixturevalue("shared_data") / "cxr"
+    films = [data / "00027426_000.png", data / refused]
+    assert main(["--images", *map(str, films), "--data", str(data), "--out", str(tmp_path)]) == 0
     png = (tmp_path / "overlay.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     rows = {r["film"]: r for r in json.loads((tmp_path / "segment_overlay.json").read_text())["films"]}
     assert rows["00027426_000.png"]["result"] == "ok" and rows["00027426_000.png"]["iou_both"] >= IOU_BOTH_FLOOR
-    assert rows["tbx11k/tb0007.png"]["result"] != "ok" and "iou_both" not in rows["tbx11k/tb0007.png"]
+    assert rows[refused]["result"] != "ok" and "iou_both" not in rows[refused]
     assert "| 00027426_000.png | ok |" in capsys.readouterr().out

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -235,11 +237,17 @@ def test_box_evidence_concentration_with_a_map():
     assert r.status == "unsupported" and r.meta["box_cnr"] < 0
 
 
-def test_radfact_examples_boxes_follow_the_laterality_convention(grounded_examples_path):
-    """Every RadFact sentence that says 'left' or 'right' (and not both) has its boxes on
-    that side of the patient: patient left = image right."""
-    examples = load_grounded(grounded_examples_path)
-    assert len(examples) == 20
+@pytest.mark.parametrize("source, n, min_checked", [("tests/data", 4, 7), pytest.param("radfact", 20, 10, marks=pytest.mark.shared)])
+def test_radfact_examples_boxes_follow_the_laterality_convention(request, source, n, min_checked):
+    """Every sentence that says 'left' or 'right' (and not both) has its boxes on that side
+    of the patient: patient left = image right. RadFact's own examples (../shared/data, an
+    extra) and the hand-written ones of tests/data in the same format."""
+    if source == "radfact":
+        path = request.getfixturevalue("grounded_examples_path")
+    else:
+        path = request.getfixturevalue("test_data") / "grounded_examples.json"
+    examples = load_grounded(path)
+    assert len(examples) == n
     checked = 0
     for ex in examples:
         for s in ex.prediction + ex.target:
@@ -252,7 +260,7 @@ def test_radfact_examples_boxes_follow_the_laterality_convention(grounded_exampl
             other = "right" if side == "left" else "left"
             assert check_box(Finding("opacity", "present", other), s.boxes).status == "contradicted"
             checked += 1
-    assert checked >= 10
+    assert checked >= min_checked
 
 
 def test_box_verdict_scores_are_in_0_1():
@@ -316,6 +324,27 @@ def test_bad_grounded_files(tmp_path):
     p.write_text('[{"text": "Left opacity.", "boxes": null}, {"text": "Right opacity.", "boxes": [{"x_min": 0.1, "y_min": 0.2, "x_max": 0.3, "y_max": 0.4}]}]')
     (ex,) = load_grounded(p)
     assert ex.prediction[1].boxes[0].x_max == 0.3
+
+
+def test_coco_boxes_are_read_per_image_and_described(tmp_path):
+    """TBX11K's COCO layout (pixel xywh, per-image sizes, images without boxes), written
+    here by hand: the real TBX11K boxes stay in ../shared/data (test below)."""
+    coco = {"categories": [{"id": 1, "name": "ActiveTuberculosis"}, {"id": 2, "name": "ObsoletePulmonaryTuberculosis"}],
+            "images": [{"id": 7, "file_name": "imgs/tb/a.png", "width": 512, "height": 512},
+                       {"id": 8, "file_name": "imgs/tb/b.png", "width": 1024, "height": 800},
+                       {"id": 9, "file_name": "imgs/health/c.png", "width": 512, "height": 512}],
+            "annotations": [{"image_id": 7, "category_id": 1, "bbox": [384, 60, 40, 90]},
+                            {"image_id": 8, "category_id": 2, "bbox": [180, 120, 160, 160]},
+                            {"image_id": 8, "category_id": 3, "bbox": [700, 100, 150, 150]}]}
+    (tmp_path / "boxes.json").write_text(json.dumps(coco))
+    boxes = tbx11k_boxes(tmp_path / "boxes.json")
+    assert set(boxes) == {"a.png", "b.png", "c.png"} and boxes["c.png"] == []
+    (cat, box), = boxes["a.png"]
+    assert cat == "ActiveTuberculosis" and box == box_from_coco([384, 60, 40, 90], 512, 512)
+    d = describe_box(box)  # image x 0.75-0.83, upper quarter: the patient's left upper zone
+    assert d["side"] == "left" and d["best_zone"] == "left_upper_zone"
+    assert [c for c, _ in boxes["b.png"]] == ["ObsoletePulmonaryTuberculosis", "3"]  # unknown category: its id
+    assert sorted(describe_box(b)["side"] for _, b in boxes["b.png"]) == ["left", "right"]
 
 
 def test_tbx11k_boxes_land_in_the_upper_zones(shared_data):

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.protocols import GraphExtractor
-from reportgen.checkers import _fast
 from reportgen.types import Claim, EntityGraph, Report
 
 # name -> (module, class). Modules are imported only when chosen.
@@ -53,6 +52,11 @@ def _default(name: str) -> GraphExtractor:
     return ex
 
 
+def default_extractors() -> tuple[GraphExtractor, ...]:
+    """The extractors made by name so far (shared by every caller that names them)."""
+    return tuple(_DEFAULTS.values())
+
+
 def claim_graphs(extractor: GraphExtractor | str | None, report: Report, claims: Sequence[Claim]) -> list[EntityGraph]:
     """The graph of each claim, in report offsets, with ids unique across the report.
 
@@ -73,7 +77,7 @@ def claim_graphs(extractor: GraphExtractor | str | None, report: Report, claims:
     graphs = ex.extract_many(texts) if len(texts) > 1 else [ex.extract(t) for t in texts]
     out: list[EntityGraph | None] = [None] * len(claims)
     for n, ((ss, se), g) in enumerate(zip(keys, graphs)):
-        g = _fast.shifted(g, ss, f"s{n}.")
+        g = g.shifted(ss, f"s{n}.")
         ks = by_sentence[(ss, se)]
         if len(ks) == 1:
             out[ks[0]] = g
@@ -110,7 +114,7 @@ def claim_subgraph(g: EntityGraph, start: int, end: int) -> EntityGraph:
             keep.add(r.source)
     ents = tuple(e for e in g.entities if e.id in keep)
     rels = tuple(r for r in g.relations if r.source in keep and r.target in keep)
-    return _fast.graph(ents, rels)
+    return EntityGraph(ents, rels)
 
 
-__all__ = ["EXTRACTORS", "get_extractor", "resolve_extractor", "claim_graphs", "claim_subgraph"]
+__all__ = ["EXTRACTORS", "get_extractor", "resolve_extractor", "default_extractors", "claim_graphs", "claim_subgraph"]

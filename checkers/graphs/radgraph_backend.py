@@ -116,13 +116,11 @@ def graph_from_annotation(ann: Mapping[str, Any] | None, text: str) -> EntityGra
 
 def _installed() -> bool:
     """Whether ``import radgraph`` can work, without importing it (it imports torch)."""
-    import sys
-
-    if "radgraph" in sys.modules:
-        return sys.modules["radgraph"] is not None
     try:
-        return importlib.util.find_spec("radgraph") is not None
-    except (ImportError, ValueError):
+        return importlib.util.find_spec("radgraph") is not None  # None also when an import failed before
+    except ValueError:  # imported already, without a spec (a module made in code)
+        return True
+    except ImportError:
         return False
 
 

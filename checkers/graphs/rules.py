@@ -37,7 +37,6 @@ from reportgen.checkers.lexicon import (
     ANAT, CHG, COORD, COP, DESC, IGNORE, LAT, LOW, NEG_POST, NEG_PRE, NORMAL, OBS, PSEUDO, SEV, SUGG, SUGG_DEF,
     TERM, TMP, UNC_POST, UNC_PRE, Entry, Lexicon, load_lexicon, tokenize,
 )
-from reportgen.checkers import _fast
 from reportgen.types import Entity, EntityGraph, Relation
 
 # Role of a mention after disambiguation.
@@ -114,7 +113,7 @@ class RulesExtractor:
         for k, (s, e) in enumerate(spans):
             g = self._analyze(text[s:e]).graph
             if g.entities:
-                graphs.append(_fast.shifted(g, s, f"s{k}."))
+                graphs.append(g.shifted(s, f"s{k}."))
         return merge_graphs(graphs)
 
     def extract_many(self, texts: Sequence[str]) -> list[EntityGraph]:
@@ -305,7 +304,7 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
 
 
-_GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any", "xxxx"})
+_GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
 
 
 def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> None:
@@ -313,6 +312,8 @@ def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str])
     is part of a specific one: right after it ("emphysematous lung changes"), before it
     ("findings of pulmonary edema", "disease to suggest pneumonia"), or when the
     de-identification blanked what it was about ("XXXX change.")."""
+    redacted = lex.redaction_tokens
+    links = _GENERIC_LINKS | redacted
     for ch in chunks:
         obs = [m for m in ch if m.role == R_OBS]
         for k, m in enumerate(obs):
@@ -326,9 +327,9 @@ def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str])
                     x.role in (R_ANAT, R_MOD, R_LAT) for x in ch if m.j <= x.i < nxt.i):
                 m.role = R_NONE  # "abnormal opacity", "abnormal mediastinal widening": an adjective
             elif nxt is not None and nxt.norm != lex.umbrella and nxt.i - m.j <= 4 and all(
-                    w in _GENERIC_LINKS for w in words[m.j : nxt.i]) and any(w in ("of", "for", "suggest", "to") for w in words[m.j : nxt.i]):
+                    w in links for w in words[m.j : nxt.i]) and any(w in ("of", "for", "suggest", "to") for w in words[m.j : nxt.i]):
                 m.role = R_NONE
-            elif m.i > 0 and words[m.i - 1] == "xxxx" and words[m.i] in ("change", "changes"):
+            elif m.i > 0 and words[m.i - 1] in redacted and words[m.i] in ("change", "changes"):
                 m.role = R_NONE
 
 
@@ -355,7 +356,9 @@ def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
                 break
 
 
-def _cue_has(m: Mention, kind: str) -> bool:
+def cue_has(m: Mention, kind: str) -> bool:
+    """Whether a cue mention is of ``kind`` (NEG_PRE, UNC_POST, ...): part of the
+    SentenceAnalyzer seam the claim splitter reads (reportgen.protocols)."""
     return kind in m.kind.split("|")
 
 
@@ -407,7 +410,7 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return True
         if any(m.term for m in mentions if prev_end <= m.i < first_tok):
             return True
-        return _has_copula_before_head(ch) or any(m.role == R_CUE and (_cue_has(m, NEG_PRE) or _cue_has(m, UNC_PRE)) for m in ch)
+        return _has_copula_before_head(ch) or any(m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
 
     def apply(m: Mention, label: str, dist: int) -> None:
         if dist < m.cue_dist:
@@ -568,7 +571,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                 rels.append(("modify", m, target))
     # suggestive_of: "A suggestive of B", "A, likely B", "A may represent B"
     for c in mentions:
-        if c.role != R_CUE or not _cue_has(c, SUGG):
+        if c.role != R_CUE or not cue_has(c, SUGG):
             continue
         later = [m for m in chunks[c.chunk] if m.role == R_OBS and m.i >= c.j]
         if not later:
@@ -593,7 +596,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         prev = [x for x in chunks[k - 1] if x.role == R_OBS]
         if first is None or target is None or not prev or first.i < 2:
             continue
-        if words[first.i - 1] == "xxxx" and words[first.i - 2] == "," and (first is target or first.role == R_MOD):
+        if words[first.i - 1] in lex.redaction_tokens and words[first.i - 2] == "," and (first is target or first.role == R_MOD):
             rels.append(("suggestive_of", prev[-1], target))
             if target.label == "OBS-DP":
                 target.label = "OBS-U"
@@ -766,7 +769,7 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
             continue
         ents[idx] = (s, e, t, label, "normal")
         anats = located.get(idx, [])
-        if not anats and (any(m.role == R_OBS for m in mentions) or len(words) > 5 or "xxxx" in words):
+        if not anats and (any(m.role == R_OBS for m in mentions) or len(words) > 5 or not lex.redaction_tokens.isdisjoint(words)):
             # "tube in appropriate position", "The XXXX appears intact", "Is grossly normal for
             # AP technique": only a bare "Normal." / "Negative study." speaks for the chest
             continue
@@ -783,27 +786,19 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
     if drop:  # with the modifiers that only modified them
         drop |= {mm for k in drop for mm in modifiers_of.get(k, ()) if all(d in drop for t2, s2, d in relations if s2 == mm)}
         relations = [r for r in relations if r[1] not in drop and r[2] not in drop]
-    # entities by position (start, end, then creation order), ids e1, e2, ...; built
-    # without re-validation (labels and spans made here), like reportgen.checkers._fast
+    # entities by position (start, end, then creation order), ids e1, e2, ...
     order = sorted([(x[0], x[1], k) for k, x in enumerate(ents) if k not in drop])
     new_id: list[str | None] = [None] * len(ents)
     entities = []
     for n, (s, e, k) in enumerate(order):
         eid = new_id[k] = _ENTITY_IDS[n] if n < len(_ENTITY_IDS) else f"e{n + 1}"
         x = ents[k]
-        ent = _new(Entity)
-        ent.__dict__.update(id=eid, text=x[2], start=s, end=e, label=x[3], norm=x[4])
-        entities.append(ent)
-    rel_objs = []
-    for t, s, d in relations:
-        rel = _new(Relation)
-        rel.__dict__.update(type=t, source=new_id[s], target=new_id[d])
-        rel_objs.append(rel)
+        entities.append(Entity(eid, x[2], s, e, x[3], x[4]))
+    rel_objs = tuple([Relation(t, new_id[s], new_id[d]) for t, s, d in relations])
     heads = tuple([i for i, m in enumerate(mentions) if m.role in _HEAD_ROLES])
-    return _fast.graph(tuple(entities), tuple(rel_objs)), heads
+    return EntityGraph(tuple(entities), rel_objs), heads
 
 
-_new = object.__new__
 _HEAD_ROLES = (R_OBS, R_NORMAL, R_ANAT)
 _ENTITY_IDS = tuple(f"e{n + 1}" for n in range(64))  # "e1", "e2", ...
 

@@ -51,7 +51,7 @@ def youden(scores: Sequence[float], labels: Sequence[bool]) -> dict[str, float]:
             "auc": auc, "n_true": int(y.sum()), "n_false": int((~y).sum())}
 
 
-def _default_reader() -> Callable[[str], Sequence[Any]]:
+def default_reader() -> Callable[[str], Sequence[Any]]:
     try:
         from reportgen.checkers.read import read_report  # type: ignore[import-not-found]
     except ImportError:
@@ -70,7 +70,7 @@ def calibrate(
     from reportgen.jsonl import read_jsonl
 
     rc = checker if isinstance(checker, RegionChecker) else RegionChecker(checker, calibration=base or Calibration())
-    reader = reader or _default_reader()
+    reader = reader or default_reader()
     base = base or rc.calibration
     if isinstance(labels, (str, Path)):
         root = Path(labels).resolve().parent

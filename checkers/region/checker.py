@@ -25,7 +25,7 @@ from reportgen.checkers.region.segment import resolve_segmenter, segmenter_name
 from reportgen.checkers.region.zones import GRID, Atlas, LungMasks, Segmenter, ZoneSet, normalise_view, pretty, view_kind
 from reportgen.errors import ReportgenError
 from reportgen.protocols import CheckedClaim
-from reportgen.types import EvidenceItem, Finding, Verdict
+from reportgen.types import FLAGGED, EvidenceItem, Finding, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class RegionChecker:
         enc = self.encode_image(image, view)
         panels = []
         for v in verdicts:
-            if v.checker != self.name or (flagged_only and v.status not in ("contradicted", "unsupported")):
+            if v.checker != self.name or (flagged_only and v.status not in FLAGGED):
                 continue
             for e in v.evidence:
                 if e.source != "image" or "query" not in e.meta:

@@ -214,9 +214,9 @@ def check_grounded(
     (a RegionChecker) the box CNR of each claim's similarity map is checked as well.
     """
     if reader is None:
-        from reportgen.checkers.region.calibrate import _default_reader
+        from reportgen.checkers.region.calibrate import default_reader
 
-        reader = _default_reader()
+        reader = default_reader()
     atlas = atlas or (region.atlas if region is not None else Atlas.load())
     calib = calibration or (region.calibration if region is not None else Calibration())
     text, spans, pos = [], [], 0

@@ -50,7 +50,8 @@ MODEL_FORMS = (
 )
 
 
-def _import():
+def import_backend():
+    """(torch, open_clip), or the error that names what is missing or broken."""
     try:
         import open_clip
         import torch
@@ -59,7 +60,32 @@ def _import():
             "E611", f"the region checker needs torch and open_clip ({e})",
             fix="pip install 'reportgen-cxr[clip]'",
         ) from None
+    except Exception as e:  # installed but broken: name the package that failed, not the model
+        culprit = _failing_package(e)
+        fix = "reinstall open_clip_torch and its dependencies so that their builds match torch"
+        if culprit == "torchvision":
+            fix = ("install the torchvision build that matches torch (CPU torch: pip install torchvision "
+                   "--index-url https://download.pytorch.org/whl/cpu); this repository's dev environment "
+                   "does it with scripts/torchvision_cpu_shim.py (scripts/setup_env.sh)")
+        raise BackendUnavailable(
+            "E340", f"importing open_clip failed in {culprit} ({type(e).__name__}: {e}); "
+                    "the model spec was not read yet", fix=fix,
+        ) from e
     return torch, open_clip
+
+
+def _failing_package(e: BaseException) -> str:
+    """The installed package whose code raised ``e`` (the innermost frame inside
+    site-packages), e.g. "torchvision" for its missing compiled ops; "open_clip" if unknown."""
+    import traceback
+
+    culprit = "open_clip"
+    for frame in traceback.extract_tb(e.__traceback__):
+        parts = Path(frame.filename).parts
+        for marker in ("site-packages", "dist-packages"):
+            if marker in parts and parts.index(marker) + 1 < len(parts):
+                culprit = parts[parts.index(marker) + 1].removesuffix(".py")
+    return culprit
 
 
 def resolve_model_spec(spec: str) -> tuple[str, str]:
@@ -92,7 +118,7 @@ def resolve_model_spec(spec: str) -> tuple[str, str]:
 
 def register_config_file(path: str | Path) -> str:
     """Register a model-config JSON with open_clip; returns its model name (the file stem)."""
-    _, open_clip = _import()
+    _, open_clip = import_backend()
     p = Path(path)
     try:
         cfg = json.loads(p.read_text(encoding="utf-8"))
@@ -132,7 +158,7 @@ class ClipBackend:
     def load(self) -> "ClipBackend":
         if self._model is not None:
             return self
-        torch, open_clip = _import()
+        torch, open_clip = import_backend()
         if self.threads:
             torch.set_num_threads(self.threads)
         name = self.spec
@@ -183,7 +209,7 @@ class ClipBackend:
         """(H, W) grey pixels in 0..1 -> a normalised (3, S, S) tensor. The whole image is
         resized (not cropped) to the model's input size, so the dense map covers it all and
         maps back to normalised image coordinates exactly."""
-        torch, _ = _import()
+        torch, _ = import_backend()
         import torch.nn.functional as F
 
         cfg = self.model.visual.preprocess_cfg
@@ -196,7 +222,7 @@ class ClipBackend:
 
     def encode_images(self, batch, *, normalize: bool = True):
         """(B, 3, S, S) -> (pooled (B, D), dense (B, gh, gw, D)), one forward pass."""
-        torch, _ = _import()
+        torch, _ = import_backend()
         with torch.inference_mode():
             pooled, dense = dense_forward(self.model.visual, batch.to(self.device), self.tower)
             if normalize:
@@ -212,7 +238,7 @@ class ClipBackend:
         context (77 tokens for CLIP, 256 for BiomedCLIP) where that gives the same
         embeddings (``encode_text_trimmed``); a claim is ~10-20 tokens, so this is the
         largest cost of a cold region check cut several-fold."""
-        torch, _ = _import()
+        torch, _ = import_backend()
         with torch.inference_mode():
             tokens = self.tokenizer(list(texts)).to(self.device)
             feats = encode_text_trimmed(self.model, tokens) if (self.trim_text if trim is None else trim) else None

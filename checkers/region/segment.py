@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from reportgen.checkers.region.zones import LungMasks
-from reportgen.checkers.region.zones import _resize_mask as resize_mask  # nearest neighbour, pixel centres
+from reportgen.checkers.region.zones import resize_mask  # nearest neighbour, pixel centres
 from reportgen.errors import ReportgenError
 
 PARAMS_PATH = Path(__file__).resolve().parents[1] / "data" / "segment.json"
@@ -324,7 +324,7 @@ class XrvPSPNetLungs:
             raise self._missing_weights()
         try:
             import torch
-            from torchxrayvision.baseline_models.chestx_det import PSPNet, _convert_state_dict
+            from torchxrayvision.baseline_models.chestx_det import PSPNet
             from torchxrayvision.baseline_models.chestx_det.ptsemseg.pspnet import pspnet
         except ImportError as e:
             raise ReportgenError("E614", f"xrv-pspnet lung segmenter needs torch and torchxrayvision ({e})",
@@ -332,7 +332,9 @@ class XrvPSPNetLungs:
         net = pspnet(len(PSPNet.targets))
         try:
             state = torch.load(str(self.weights), map_location="cpu", weights_only=True)
-            net.load_state_dict(_convert_state_dict(state) if all(k.startswith("module.") for k in state) else state)
+            if state and all(k.startswith("module.") for k in state):  # saved from torch's DataParallel
+                state = {k[len("module."):]: v for k, v in state.items()}
+            net.load_state_dict(state)
         except Exception as e:  # noqa: BLE001 - any failure to read the file is the user's file
             raise ReportgenError("E613", f"xrv-pspnet weights {self.weights} could not be loaded ({type(e).__name__}: {e})",
                                  fix=f"replace the file with {self.params['xrv_pspnet']['weights_url']}") from None

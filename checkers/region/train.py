@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,24 +71,12 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
-_HEAD = re.compile(r"^\s*[A-Z][A-Z /]{2,30}:\s*")
-
-
 def split_sentences(text: str) -> list[str]:
-    """Report -> sentences for training: the claims of ``reportgen.checkers.read`` when that module
-    is installed, else a plain sentence split (section headings dropped)."""
-    try:
-        from reportgen.checkers.read import read_report  # type: ignore[import-not-found]
+    """Report -> texts for training: the report's claims (``reportgen.checkers.read``, the
+    one claim splitter: sections, sentences, coordinations; headings dropped)."""
+    from reportgen.checkers.read import read_report
 
-        return [c.claim.text.strip() for c in read_report(text).claims if c.claim.text.strip()]
-    except ImportError:
-        pass
-    out = []
-    for part in re.split(r"\n\s*\n|\n(?=[A-Z][A-Z /]{2,30}:)", text):
-        part = _HEAD.sub("", part.strip())
-        out += [s.strip() for s in _SENT.split(part) if len(s.strip()) > 2]
-    return out
+    return [t for t in (c.claim.text.strip() for c in read_report(text).claims) if t]
 
 
 def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
@@ -139,9 +126,9 @@ def read_pairs(manifest: str | Path) -> tuple[list[Pair], list[str]]:
 
 def model_config(spec: str) -> tuple[str, dict]:
     """(open_clip name, model_cfg) for a model spec, registering config files."""
-    from reportgen.checkers.region.model import _import, register_config_file, resolve_model_spec
+    from reportgen.checkers.region.model import import_backend, register_config_file, resolve_model_spec
 
-    _, open_clip = _import()
+    _, open_clip = import_backend()
     kind, ident = resolve_model_spec(spec)
     name = register_config_file(ident) if kind == "config-file" else spec
     cfg = open_clip.get_model_config(name)

@@ -175,7 +175,7 @@ def box_mask(box: tuple[float, float, float, float], shape: tuple[int, int]) -> 
     return out
 
 
-def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of a boolean mask (no scipy needed)."""
     m = np.asarray(mask).astype(bool)
     h, w = shape
@@ -257,7 +257,7 @@ class Atlas:
             if lungs.heart is not None:
                 seg["cardiac_silhouette"] = lungs.heart
             for name, m in seg.items():
-                m = _resize_mask(m, shape)
+                m = resize_mask(m, shape)
                 structures[name] = m[:, ::-1] if mirrored else m  # to the standard orientation
         masks: dict[str, np.ndarray] = {}
         zone_sides: dict[str, str | None] = {}

@@ -2,7 +2,7 @@
 
 Each IU report with text (3,927 of the 3,955 have findings or impression) is paired with
 a perturbed copy from the error-injection benchmark (all six categories, rate 0.3), and
-``reportgen eval``'s suite scores every pair: BLEU-4, ROUGE-L, RadGraph F1 (three
+``reportgen eval``'s suite scores every pair: BLEU-4, ROUGE-1/2/L, temporal F1, RadGraph F1 (three
 levels), CheXpert labels and label F1, GREEN-style counts, RadFact logical
 precision/recall (graph entailment), hallucination rate, and bootstrap CIs (1,000
 resamples) for every corpus figure. Reading the reports (claims, graphs, findings:
@@ -27,7 +27,7 @@ import time
 from evals.bench import write_json
 
 TARGET_S = 10.0
-METRIC_STAGES = ("radgraph", "chexpert", "green", "radfact", "hallucination", "bleu", "rouge", "bootstrap")
+METRIC_STAGES = ("radgraph", "chexpert", "green", "radfact", "hallucination", "temporal", "bleu", "rouge", "bootstrap")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,7 @@ import numpy as np
 
 from evals.bench import write_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
 TRAIN_BASES = ("00000001_000.png", "tbx11k/h0001.png", "tbx11k/tb0007.png")
 TEST_BASES = ("00027426_000.png", "16747_3_1.jpg", "tbx11k/tb0005.png")
@@ -216,7 +216,7 @@ def evaluate(rc, bases, sampler, rng, n_per_base: int = 24) -> dict:
     """Pointing game, CNR, claim verdicts and CNR AUCs on fresh lesions in the given bases."""
     from reportgen.checkers.region.calibrate import youden
     from reportgen.checkers.region.evidence import cnr
-    from reportgen.checkers.region.zones import _resize_mask
+    from reportgen.checkers.region.zones import resize_mask
 
     hits_disk = hits_zone = 0
     cnrs = []
@@ -231,7 +231,7 @@ def evaluate(rc, bases, sampler, rng, n_per_base: int = 24) -> dict:
             enc = rc.encode_image(px, "PA")
             m = rc.similarity_maps(enc, [QUERY])[0]
             zs = enc.zones
-            disk = _resize_mask(les["disk"], m.shape)
+            disk = resize_mask(les["disk"], m.shape)
             masked = np.where(zs.thorax, m, -np.inf)
             r, c = np.unravel_index(np.argmax(masked), m.shape)
             hits_disk += bool(disk[r, c])

@@ -1,7 +1,7 @@
 """Lung segmentation vs the zone atlas on real radiographs: an overlay PNG and an IoU table.
 
-For every frontal film (default: the radiographs of ../shared/data/cxr, PNG, JPEG and
-DICOM) the segmenter's lungs (solid: red = the patient's right, cyan = the patient's left,
+For every frontal film (default: the radiographs of ../shared/data/cxr, or of the
+repository's tests/data/cxr without it; PNG, JPEG and DICOM) the segmenter's lungs (solid: red = the patient's right, cyan = the patient's left,
 lime = the heart) are drawn over the film with the atlas lungs and cardiac silhouette of
 checkers/data/zones.json (dashed yellow / orange), and the agreement is measured on the
 128x128 normalised grid the region checker uses:
@@ -30,8 +30,9 @@ import numpy as np
 
 from evals.bench import write_json
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "cxr"
+REPO = Path(__file__).resolve().parents[2]
+SHARED_CXR = REPO.parent / "shared" / "data" / "cxr"
+DEFAULT_DATA = SHARED_CXR if SHARED_CXR.is_dir() else REPO / "tests" / "data" / "cxr"
 GRID = 128
 
 
@@ -127,7 +128,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", nargs="*", type=Path, help="radiographs (default: every film under --data)")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of radiographs (default ../shared/data/cxr)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of radiographs (default ../shared/data/cxr, else tests/data/cxr)")
     ap.add_argument("--segmenter", default="threshold", help="threshold (default) or xrv-pspnet")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "segment_overlay", help="output folder")
     args = ap.parse_args(argv)

@@ -1,8 +1,9 @@
 """CheXpert 14-observation labels from findings, and label F1 as users compare it.
 
-Labels (``chexpert_labels``): each finding maps to at most one of the 14 CheXpert
+Labels (``chexpert_labels``): each finding maps to one or more of the 14 CheXpert
 observations through the versioned data file ``evals/data/chexpert_map.json`` (observation
-+ anatomy rules first, then lexicon normal form -> name). Presence gives the mention value:
++ anatomy rules first, then lexicon normal form -> name or list of names: a
+hydropneumothorax is both Pleural Effusion and Pneumothorax). Presence gives the mention value:
 present 1, uncertain -1, absent 0. Mentions of one observation aggregate as CheXpert's
 labeler does: positive if any mention is positive, else uncertain if any is uncertain,
 else negative if any is negative, else blank (None). "No Finding" is 1 when no other
@@ -24,7 +25,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -45,24 +46,30 @@ Labels = Mapping[str, "int | None"]
 
 @dataclass(frozen=True)
 class ChexpertMap:
-    """Normal form -> CheXpert observation, read from ``chexpert_map.json``."""
+    """Normal form -> CheXpert observations, read from ``chexpert_map.json``."""
 
     version: str
-    observations: Mapping[str, str]
-    anatomy_rules: tuple[tuple[frozenset[str], frozenset[str], str], ...]
+    observations: Mapping[str, tuple[str, ...]]
+    anatomy_rules: tuple[tuple[frozenset[str], frozenset[str], tuple[str, ...]], ...]
     no_finding_ignore: frozenset[str]
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "ChexpertMap":
         return _load_map(str(path or MAP_PATH))
 
-    def label_of(self, finding: Finding) -> str | None:
+    def labels_of(self, finding: Finding) -> tuple[str, ...]:
+        """Every CheXpert observation the finding states (empty: none)."""
         obs = finding.observation.lower()
         anat = (finding.anatomy or "").lower()
-        for observations, anatomy, name in self.anatomy_rules:
+        for observations, anatomy, names in self.anatomy_rules:
             if obs in observations and anat in anatomy:
-                return name
-        return self.observations.get(obs)
+                return names
+        return self.observations.get(obs, ())
+
+    def label_of(self, finding: Finding) -> str | None:
+        """The first CheXpert observation of the finding (``labels_of`` gives all)."""
+        names = self.labels_of(finding)
+        return names[0] if names else None
 
 
 @lru_cache(maxsize=4)
@@ -71,17 +78,24 @@ def _load_map(path: str) -> ChexpertMap:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ReportgenError("E410", f"cannot read the CheXpert map {path}: {exc}", fix="check the file is valid JSON") from None
-    names = set(CHEXPERT_LABELS)
+    known = set(CHEXPERT_LABELS)
 
     def check(name: str, where: str) -> str:
-        if name not in names:
+        if name not in known:
             raise ReportgenError("E411", f"{path}: {where} names {name!r}, not a CheXpert observation",
                                  fix=f"use one of: {', '.join(CHEXPERT_LABELS)}")
         return name
 
-    obs = {k.lower(): check(v, f"observation {k!r}") for k, v in data.get("observations", {}).items()}
+    def names(value: Any, where: str) -> tuple[str, ...]:
+        vals = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else None
+        if not vals:
+            raise ReportgenError("E411", f"{path}: {where} maps to {value!r}, not a name or a list of names",
+                                 fix="give one CheXpert observation or a non-empty list of them")
+        return tuple(dict.fromkeys(check(v, where) for v in vals))
+
+    obs = {k.lower(): names(v, f"observation {k!r}") for k, v in data.get("observations", {}).items()}
     rules = tuple(
-        (frozenset(o.lower() for o in r["observation"]), frozenset(a.lower() for a in r["anatomy"]), check(r["label"], "an anatomy rule"))
+        (frozenset(o.lower() for o in r["observation"]), frozenset(a.lower() for a in r["anatomy"]), names(r["label"], "an anatomy rule"))
         for r in data.get("anatomy_rules", ())
     )
     ignore = frozenset(check(x, "no_finding.ignore") for x in data.get("no_finding", {}).get("ignore", ["Support Devices"]))
@@ -93,9 +107,11 @@ def chexpert_labels(findings: Iterable[Finding], mapping: ChexpertMap | None = N
     mapping = mapping or ChexpertMap.load()
     seen: dict[str, set[int]] = {}
     for f in findings:
-        name = mapping.label_of(f)
-        if name is not None and name != "No Finding" and f.presence in _VALUE:  # a hypothetical finding gives no label
-            seen.setdefault(name, set()).add(_VALUE[f.presence])
+        if f.presence not in _VALUE:  # a hypothetical finding gives no label
+            continue
+        for name in mapping.labels_of(f):
+            if name != "No Finding":
+                seen.setdefault(name, set()).add(_VALUE[f.presence])
     out: dict[str, int | None] = {}
     for name in CHEXPERT_LABELS[1:]:
         values = seen.get(name, set())

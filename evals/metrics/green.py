@@ -31,18 +31,18 @@ corpus (``hallucination_rate`` on all statuses) and as the mean of per-report ra
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
-from reportgen.types import Finding
+from reportgen.types import FLAGGED, Finding
 
 DATA_PATH = Path(__file__).resolve().parents[1] / "data" / "green.json"
 
 GREEN_CATEGORIES = ("false_finding", "missed_finding", "wrong_location", "wrong_severity", "false_comparison", "missed_comparison")
-FLAGGED = ("unsupported", "contradicted")
 
 
 @dataclass(frozen=True)
@@ -97,30 +97,38 @@ def _same_place(a: Finding, b: Finding) -> bool:
 
 
 def green_counts(candidate: Sequence[Finding], reference: Sequence[Finding]) -> GreenCounts:
-    """GREEN-style error counts of a candidate report's findings against the reference's."""
+    """GREEN-style error counts of a candidate report's findings against the reference's.
+
+    One candidate finding can carry several errors: a wrong location, a wrong severity and a
+    wrong comparison are counted independently (a severity error no longer hides a
+    comparison error). A positive finding is matched when it has neither a location nor a
+    severity error; comparison errors are counted for every candidate finding whose
+    observation the reference states with the same presence."""
     cand, ref = _dedupe(candidate), _dedupe(reference)
     n = dict.fromkeys(GREEN_CATEGORIES, 0)
     matched = 0
     for c in cand:
-        same = [(i, r) for i, r in enumerate(ref) if r.observation == c.observation and _positive(r) == _positive(c)]
+        same = [r for r in ref if r.observation == c.observation and _positive(r) == _positive(c)]
         if not _positive(c):
             if same:
                 matched += 1
-                _comparison(c, [r for _, r in same], n)
+                _comparison(c, same, n)
             continue
         if not same:
             n["false_finding"] += 1
             continue
-        placed = [(i, r) for i, r in same if _same_place(c, r)]
-        if not placed:
+        placed = [r for r in same if _same_place(c, r)]
+        located = bool(placed)
+        if not located:
             n["wrong_location"] += 1
-            continue
-        sized = [(i, r) for i, r in placed if not (c.severity and r.severity and c.severity != r.severity)]
+        # Severity against the mentions at the same place, else against every mention.
+        pool = placed or same
+        sized = [r for r in pool if not (c.severity and r.severity and c.severity != r.severity)]
         if not sized:
             n["wrong_severity"] += 1
-            continue
-        matched += 1
-        _comparison(c, [r for _, r in sized], n)
+        if located and sized:
+            matched += 1
+        _comparison(c, sized or pool, n)
     cand_positive = {c.observation for c in cand if _positive(c)}
     n["missed_finding"] = sum(1 for r in ref if _positive(r) and r.observation not in cand_positive)
     return GreenCounts(**n, matched=matched)
@@ -137,9 +145,54 @@ def change_groups(path: str | None = None) -> Mapping[str, str]:
     return {w.lower(): g for g, words in data.get("change_groups", {}).items() for w in words}
 
 
+@lru_cache(maxsize=4)
+def _trailing_settings(path: str | None = None) -> tuple[re.Pattern, re.Pattern]:
+    """(comparison word pattern, clause start pattern) for ``with_trailing_comparisons``."""
+    p = Path(path) if path else DATA_PATH
+    data = json.loads(p.read_text(encoding="utf-8"))
+    words = sorted(change_groups(path), key=len, reverse=True)
+    trailing = data.get("trailing_comparison", {})
+    words += [w.lower() for w in trailing.get("extra_words", {})]
+    word_re = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True)) + r")\b", re.I)
+    lead = re.compile(trailing.get("clause_start", r"^\s*,\s*"))
+    return word_re, lead
+
+
+def with_trailing_comparisons(text: str, findings: Sequence[Finding], end: int | None = None) -> list[Finding]:
+    """Findings of one claim, each given the comparison stated right after it behind a comma
+    ("Moderate pulmonary edema, worsened since prior": change "worsened") when the finding
+    itself states none. Finding offsets index ``text`` (the report); the text searched runs
+    from the finding's end to the next finding of the claim, or to ``end`` (the claim's
+    end), and must start with a comma (``green.json`` ``trailing_comparison``)."""
+    stop = len(text) if end is None else end
+    first_end = min((f.end for f in findings if f.end is not None), default=None)
+    if first_end is None or "," not in text[first_end:stop]:  # no comma after a finding: nothing to attach
+        return list(findings)
+    word_re, lead = _trailing_settings()
+    starts = sorted({f.start for f in findings if f.start is not None})
+    out = []
+    for f in findings:
+        if _comparison_group(f.change) or f.end is None:
+            out.append(f)
+            continue
+        nxt = next((s for s in starts if s >= f.end), stop)
+        seg = text[f.end:min(nxt, stop)]
+        m = word_re.search(seg) if lead.match(seg) else None
+        out.append(replace(f, change=m.group(1).lower()) if m else f)
+    return out
+
+
 def _comparison_group(change: str | None) -> str | None:
     """The comparison a change word states, or None (no change, or "acute"/"chronic")."""
-    return change_groups().get(change.lower()) if change else None
+    if not change:
+        return None
+    return change_groups().get(change.lower()) or _extra_words().get(change.lower())
+
+
+@lru_cache(maxsize=1)
+def _extra_words() -> Mapping[str, str]:
+    data = json.loads(DATA_PATH.read_text(encoding="utf-8"))
+    return {w.lower(): g for w, g in data.get("trailing_comparison", {}).get("extra_words", {}).items()}
 
 
 def _comparison(c: Finding, refs: Sequence[Finding], n: dict[str, int]) -> None:

@@ -73,6 +73,15 @@ class EntailmentPrompt:
 
 
 _JSON = re.compile(r"\{.*\}", re.S)
+_NO_STRUCTURED = re.compile(r"response_format|json_schema|guided|structured output|not supported|unsupported", re.I)
+
+
+def _no_structured_output(exc: BaseException) -> bool:
+    """An error that says the server cannot do structured output (not a dead endpoint)."""
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (400, 422, 501):
+        return True
+    return bool(_NO_STRUCTURED.search(str(exc))) and not isinstance(exc, (ConnectionError, TimeoutError))
 
 
 def parse_reply(reply: Any, schema: type[BaseModel]) -> Any:
@@ -132,6 +141,9 @@ class LLMJudge:
     def __init__(self, llm: Any, *, prompt: str = PROMPT, structured: str = "auto", max_concurrency: int = 4):
         self.prompt = EntailmentPrompt.load(prompt)
         self.max_concurrency = max_concurrency
+        self.llm = llm
+        self.mode = structured
+        self.fallback: str | None = None  # why "auto" fell back to plain text, when it did
         self.runnable, self.structured = structured_runnable(llm, EntailmentDecision, structured)
 
     @classmethod
@@ -155,11 +167,32 @@ class LLMJudge:
             for h in hyps:
                 inputs.append(self.prompt.messages(h, prem))
                 where.append((k, len(prem)))
-        replies = self.runnable.batch(inputs, config={"max_concurrency": self.max_concurrency}, return_exceptions=True) if inputs else []
+        replies = self._batch(inputs)
         out: list[list[Judged]] = [[] for _ in pairs]
         for (k, n_prem), reply in zip(where, replies):
             out[k].append(self._to_judged(reply, n_prem))
         return out
+
+    def _batch(self, inputs: list) -> list:
+        """Replies (or exceptions) for ``inputs``. In ``auto`` mode, when the server refuses
+        structured output (an HTTP 400/422/501 answer, or a message about response_format /
+        json_schema / guided decoding), the judge falls back to plain-text parsing for those
+        inputs and every later call (``fallback`` says why)."""
+        if not inputs:
+            return []
+        replies = self.runnable.batch(inputs, config={"max_concurrency": self.max_concurrency}, return_exceptions=True)
+        if not (self.structured and self.mode == "auto"):
+            return replies
+        refused = [i for i, r in enumerate(replies) if isinstance(r, BaseException) and _no_structured_output(r)]
+        if not refused:
+            return replies
+        first = replies[refused[0]]
+        self.fallback = f"structured output refused ({type(first).__name__}: {str(first).splitlines()[0][:200]}); plain-text parsing used"
+        self.runnable, self.structured = self.llm, False
+        again = self.runnable.batch([inputs[i] for i in refused], config={"max_concurrency": self.max_concurrency}, return_exceptions=True)
+        for i, r in zip(refused, again):
+            replies[i] = r
+        return replies
 
     @staticmethod
     def _to_judged(reply: Any, n_premises: int) -> Judged:

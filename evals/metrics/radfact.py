@@ -43,7 +43,7 @@ from reportgen.errors import ReportgenError
 # The grounded-report types live in the core (one definition, shared with the region
 # checker); re-exported here for compatibility.
 from reportgen.grounding import Box, GroundedExample, GroundedPhrase, parse_grounded_examples  # noqa: F401
-from reportgen.types import Finding, Verdict
+from reportgen.types import FLAGGED, Finding, Verdict
 
 GRID = 224
 BOX_PRECISION_THRESHOLD = 0.5
@@ -255,7 +255,7 @@ def judged_from_verdict(verdict: Verdict, evidence_index: Mapping[tuple[int, int
         return Judged(None, error="; ".join(verdict.reasons) or "checker error")
     if status == "supported":
         return Judged(True, indices())
-    if status in ("contradicted", "unsupported"):
+    if status in FLAGGED:
         return Judged(False, indices())
     if verdict.score is None:  # abstention: nothing to compare
         return Judged(None)

@@ -54,9 +54,12 @@ class BleuCounts:
         return np.concatenate([self.matches, self.totals, self.hyp_len[:, None], self.ref_len[:, None]], axis=1)
 
 
-def bleu_counts(hyps: Sequence[str], refs: Sequence[str]) -> BleuCounts:
-    """Count n-gram matches per (hypothesis, reference) pair with nltk."""
-    from nltk.translate.bleu_score import closest_ref_length, modified_precision
+def bleu_counts(hyps: Sequence[str], refs: Sequence[str], cache: dict | None = None) -> BleuCounts:
+    """Count n-gram matches per (hypothesis, reference) pair: the numerator and denominator
+    of nltk's ``modified_precision`` (clipped matches; hypothesis n-grams, at least 1) and
+    ``closest_ref_length`` (one reference: its length), computed with one Counter per text
+    and order (each distinct text counted once)."""
+    from collections import Counter
 
     if len(hyps) != len(refs):
         raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
@@ -65,13 +68,23 @@ def bleu_counts(hyps: Sequence[str], refs: Sequence[str]) -> BleuCounts:
     totals = np.zeros((n, MAX_N), dtype=np.int64)
     hyp_len = np.zeros(n, dtype=np.int64)
     ref_len = np.zeros(n, dtype=np.int64)
+    cache = {} if cache is None else cache  # text -> (length, n-gram Counters); callers may share it
+
+    def grams(text: str) -> tuple[int, list[Counter]]:
+        hit = cache.get(text)
+        if hit is None:
+            t = bleu_tokens(text)
+            hit = cache[text] = (len(t), [Counter(zip(*(t[j:] for j in range(k + 1)))) for k in range(MAX_N)])
+        return hit
+
     for i, (h, r) in enumerate(zip(hyps, refs)):
-        ht, rt = bleu_tokens(h), [bleu_tokens(r)]
+        (hl, hg), (rl, rg) = grams(h), grams(r)
         for k in range(MAX_N):
-            p = modified_precision(rt, ht, k + 1)
-            matches[i, k], totals[i, k] = p.numerator, p.denominator
-        hyp_len[i] = len(ht)
-        ref_len[i] = closest_ref_length(rt, len(ht))
+            hc, rc = hg[k], rg[k]
+            matches[i, k] = sum(min(c, rc[g]) for g, c in hc.items() if g in rc)
+            totals[i, k] = max(1, max(0, hl - k))
+        hyp_len[i] = hl
+        ref_len[i] = rl
     return BleuCounts(matches, totals, hyp_len, ref_len)
 
 
@@ -104,9 +117,17 @@ def corpus_bleu4(counts: BleuCounts, indices: np.ndarray | None = None) -> float
 
 
 def bleu4_from_sums(sums: np.ndarray) -> np.ndarray:
-    """Corpus BLEU-4 for each row of summed ``BleuCounts.matrix()`` rows, shape (k, 10)."""
-    sums = np.atleast_2d(sums)
-    return np.array([_bleu(r[0:4].tolist(), r[4:8].tolist(), float(r[8]), float(r[9]), None) for r in sums])
+    """Corpus BLEU-4 for each row of summed ``BleuCounts.matrix()`` rows, shape (k, 10)
+    (vectorised ``_bleu`` without smoothing: nltk's method0, a zero count gives
+    ``sys.float_info.min``)."""
+    sums = np.atleast_2d(np.asarray(sums, dtype=float))
+    m, t, hyp, ref = sums[:, 0:4], sums[:, 4:8], sums[:, 8], sums[:, 9]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(m > 0, m / np.where(t > 0, t, 1), sys.float_info.min)
+        logs = 0.25 * np.log(p)
+        bp = np.where(hyp > ref, 1.0, np.where(hyp == 0, 0.0, np.exp(1 - ref / np.where(hyp > 0, hyp, 1))))
+        out = bp * np.exp(logs.sum(axis=1))
+    return np.where(m[:, 0] == 0, 0.0, out)
 
 
 def sentence_bleu4(counts: BleuCounts) -> np.ndarray:
@@ -133,9 +154,17 @@ def rouge_l(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = Fal
     lcs_table = getattr(rouge_scorer, "_lcs_table", None)
     if tokenize is None or lcs_table is None:  # another rouge-score layout: the plain path
         return np.array([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)], dtype=float)
-    out = np.zeros(len(hyps))
-    for i, (h, r) in enumerate(zip(hyps, refs)):
-        ht, rt = tokenize(h), tokenize(r)
+    return _lcs_f([tokenize(h) for h in hyps], [tokenize(r) for r in refs], lcs_table, scoring.fmeasure)
+
+
+def _lcs_f(hyp_tokens: Sequence[list[str]], ref_tokens: Sequence[list[str]], lcs_table, fmeasure) -> np.ndarray:
+    """ROUGE-L F-measure per pair of token lists, rouge-score's formula. Shared leading and
+    trailing tokens are counted first (LCS(a+m+c, a+n+c) = |a| + LCS(m, n) + |c|); the middle
+    LCS length is the bit-parallel one (Allison & Dix 1986; Crochemore et al. 2001) on Python
+    integers, equal to the last cell of rouge-score's table (tested) at a fraction of the cost.
+    ``lcs_table`` stays as a check of the layout."""
+    out = np.zeros(len(hyp_tokens))
+    for i, (ht, rt) in enumerate(zip(hyp_tokens, ref_tokens)):
         if not ht or not rt:
             continue
         n = min(len(ht), len(rt))
@@ -146,6 +175,61 @@ def rouge_l(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = Fal
         while c < n - a and ht[-1 - c] == rt[-1 - c]:
             c += 1
         mh, mr = ht[a: len(ht) - c], rt[a: len(rt) - c]
-        lcs = a + c + (lcs_table(mr, mh)[-1][-1] if mh and mr else 0)
-        out[i] = scoring.fmeasure(lcs / len(ht), lcs / len(rt))
+        lcs = a + c + (lcs_length(mr, mh) if mh and mr else 0)
+        out[i] = fmeasure(lcs / len(ht), lcs / len(rt))
+    return out
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token sequences (bit-parallel)."""
+    masks: dict[str, int] = {}
+    for i, tok in enumerate(a):
+        masks[tok] = masks.get(tok, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    s = full
+    for tok in b:
+        m = masks.get(tok)
+        if m:
+            u = s & m
+            s = ((s + u) | (s - u)) & full
+    return len(a) - bin(s).count("1")
+
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = False, cache: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-report ROUGE-1, ROUGE-2 and ROUGE-L F-measures, equal to
+    ``RougeScorer(["rouge1", "rouge2", "rougeL"]).score(ref, hyp)``: each text is tokenized
+    once (rouge-score's tokenizer) and rouge-score's own n-gram and LCS scoring is used."""
+    from rouge_score import rouge_scorer, scoring
+
+    if len(hyps) != len(refs):
+        raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    lcs_table = getattr(rouge_scorer, "_lcs_table", None)
+    tokenize = getattr(getattr(scorer, "_tokenizer", None), "tokenize", None)
+    ngrams = getattr(rouge_scorer, "_create_ngrams", None)
+    score_ngrams = getattr(rouge_scorer, "_score_ngrams", None)
+    if tokenize is None or ngrams is None or score_ngrams is None or lcs_table is None:  # another rouge-score layout
+        scores = [scorer.score(r, h) for h, r in zip(hyps, refs)]
+        return {t: np.array([s[t].fmeasure for s in scores], dtype=float) for t in ROUGE_TYPES}
+    cache = {} if cache is None else cache  # (use_stemmer, text) -> (tokens, unigrams, bigrams); callers may share it
+
+    def counted(text: str) -> tuple:
+        g = cache.get((use_stemmer, text))
+        if g is None:
+            t = tokenize(text)
+            g = cache[(use_stemmer, text)] = (t, ngrams(t, 1), ngrams(t, 2))
+        return g
+
+    def tok(text: str) -> list[str]:
+        return counted(text)[0]
+
+    out = {"rouge1": np.zeros(len(hyps)), "rouge2": np.zeros(len(hyps))}
+    for i, (h, r) in enumerate(zip(hyps, refs)):
+        gh, gr = counted(h), counted(r)
+        out["rouge1"][i] = score_ngrams(gr[1], gh[1]).fmeasure
+        out["rouge2"][i] = score_ngrams(gr[2], gh[2]).fmeasure
+    out["rougeL"] = _lcs_f([tok(h) for h in hyps], [tok(r) for r in refs], lcs_table, scoring.fmeasure)
     return out

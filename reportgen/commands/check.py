@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="V.jsonl", help="output JSONL, written atomically (default: JSONL on stdout with --format json)")
     p.add_argument("--format", choices=("json", "table"), default="json", help="stdout: JSONL records (json) or a verdict table (table)")
     p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default: rules, offline)")
+    p.add_argument("--claim-splitter", choices=("rules",), default="rules",
+                   help="how reports are cut into atomic claims, whatever the --extractor: rules (sentences, then "
+                        "coordinated findings split with the rules lexicon; the default and, for now, the only one)")
     p.add_argument("--no-self-check", action="store_true", help="do not compare claims with the report's other sentences")
     p.add_argument("--convention", choices=("chexpert", "radfact"), default="chexpert",
                    help="a finding the reference never mentions: chexpert (default) reads it as absent, so an unmentioned "
@@ -63,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,} characters)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when any record has an error (or, with --region-model, a region error)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="check the reports in N processes (output in input order, the same records; default 1)")
     p.add_argument("--checkers", default="graph", metavar="NAMES",
                    help="comma-separated checkers: graph (default, rules), llm (a chat model, needs --llm-url/--llm-model), "
                         "cascade (graph first, the LLM only for claims the rules leave uncertain or without evidence); "
@@ -286,6 +291,11 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"reportgen check: {msg}", file=err)
 
+    if args.workers < 1:
+        raise ReportgenError("E343", f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.region_model:
+        raise ReportgenError("E341", "checking in several processes (--workers) with a region model is not supported yet",
+                             fix="leave out --workers (one process) when giving --region-model")
     refs: dict[str, str] | None = None
     ref_problems: dict[str, str] = {}
     if args.reference:
@@ -294,8 +304,11 @@ def run(args: argparse.Namespace) -> int:
     page = make_html_page(args)
     records = read_jsonl(args.reports, require=INPUT_KEYS, text_fields=("report",), max_chars=args.max_chars)
     names, llm = make_checkers(args)
+    if args.workers > 1 and llm is not None:
+        raise ReportgenError("E341", "checking in several processes (--workers) with an LLM checker is not supported yet",
+                             fix="leave out --workers (one process) with --checkers llm or cascade")
     pipeline = Pipeline(extractor=args.extractor, checkers=names, self_check=not args.no_self_check, region=region,
-                        convention=args.convention, llm=llm)
+                        convention=args.convention, llm=llm, splitter=args.claim_splitter)
     batch = RecordChecker(pipeline, references=refs, reference_problems=ref_problems,
                           base=Path(args.reports).resolve().parent, png_dir=args.region_png_dir, warn=warn)
     counts = batch.counts
@@ -305,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
     def emit(sink: TextIO | None) -> None:
         if args.format == "table":
             print(table_legend() + "\n", file=sys.stdout)
-        for checked in batch.check_all(records):
+        for checked in batch.check_all(records, workers=args.workers):
             bar.update(1)
             out = checked.record
             if sink is not None:

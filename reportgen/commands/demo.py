@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from reportgen.types import Report
+from reportgen.types import FLAGGED, Report
 
 FLIP, SWAP, FABRICATE = "negation flip", "laterality swap", "fabricated finding"
 KINDS = (FLIP, SWAP, FABRICATE)
 MARK = {FLIP: "*N", SWAP: "*L", FABRICATE: "*+"}
-CAUGHT = ("contradicted", "unsupported")
+CAUGHT = FLAGGED  # the statuses that catch an altered sentence
 # Sentences added by the fabrication, keyed by the observation they assert; the first
 # whose observation the report never mentions is used.
 FABRICATIONS = (

@@ -33,6 +33,8 @@ from typing import Any, TextIO
 from reportgen.errors import ReportgenError, with_error_code
 from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, read_jsonl
 
+DEFAULT_MAX_FAILED_SHARE = 0.05
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pred", metavar="P.jsonl", help='predictions, one {"id": str, "report": str} per line')
@@ -50,6 +52,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "mentions is read; radfact (default, RadFact's metric): not entailed; chexpert: read as absent, so "
                         "an unmentioned negative claim is entailed. The hallucination rate keeps chexpert. Stated in settings")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,})")
+    p.add_argument("--max-failed-share", type=float, default=DEFAULT_MAX_FAILED_SHARE, metavar="F",
+                   help="exit non-zero (E491) when a requested metric (RadFact with a judge, a model metric) could not be "
+                        f"computed for more than this share of studies (default {DEFAULT_MAX_FAILED_SHARE}; failed predictions are "
+                        "scored, not counted here)")
+    m = p.add_argument_group("model-based metrics (optional backends, local weights only; see docs/metrics.md)")
+    m.add_argument("--bertscore", nargs="?", const="default", metavar="MODEL",
+                   help="BERTScore (bert-score package) with MODEL: a Hugging Face name or a local folder "
+                        "(default: RadEval's distilbert-base-uncased, layer 5, baseline-rescaled)")
+    m.add_argument("--bertscore-layers", type=int, metavar="N", help="BERTScore layer (default: bert-score's for MODEL; 5 for RadEval's)")
+    m.add_argument("--bertscore-baseline", metavar="TSV", help="baseline file for rescaling (default: bert-score's own when it has one)")
+    m.add_argument("--model-metrics", nargs="+", metavar="NAME", default=[],
+                   help="more model metrics: ratescore, srr_bert, chexbert; 'auto' uses each one installed with local weights "
+                        "and skips the others with a message")
+    m.add_argument("--labeler", choices=("rules", "chexbert"), default="rules",
+                   help="CheXpert labels from our findings (rules, default) or from CheXbert (f1chexbert + local chexbert.pth), "
+                        "the labeler published CheXbert F1 numbers need")
+    m.add_argument("--with-radeval", action="store_true", help="add RadEval's metrics (radeval extra) to metrics.json, names prefixed radeval_")
     g = p.add_argument_group("LLM judge (RadFact entailment through an OpenAI-compatible endpoint, e.g. vLLM)")
     g.add_argument("--judge-url", metavar="URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--judge-model", metavar="NAME", help="model name served there")
@@ -85,6 +104,38 @@ def _judge(args: argparse.Namespace) -> Any:
                                   max_retries=args.judge_retries, timeout=args.judge_timeout)
 
 
+def model_metrics(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, str]]]:
+    """The requested model-based metrics (``reportgen.evals.metrics.backends``): scorers, and
+    the ones skipped with why. A metric named explicitly that cannot run is an error before
+    any study is scored; under 'auto' it is skipped with a message."""
+    from reportgen.evals.metrics import backends as be
+
+    names = list(getattr(args, "model_metrics", []) or [])
+    if getattr(args, "with_radeval", False):
+        names.append("radeval")
+    if getattr(args, "labeler", "rules") == "chexbert" and "chexbert" not in names:
+        names.append("chexbert")
+    specs = []
+    if getattr(args, "bertscore", None):
+        specs.append(("bertscore", {"model": None if args.bertscore == "default" else args.bertscore,
+                                    "num_layers": args.bertscore_layers, "baseline_path": args.bertscore_baseline}, True))
+    auto = "auto" in names
+    for n in names:
+        if n == "auto":
+            specs += [(x, {}, False) for x in be.AUTO if x not in names]
+        else:
+            specs.append((n, {}, True))
+    scorers, skipped = [], []
+    for name, kw, explicit in specs:
+        try:
+            scorers.append(be.load(name, **kw))
+        except ReportgenError as e:
+            if explicit and not (auto and name in be.AUTO):
+                raise
+            skipped.append({"metric": name, "reason": f"{e.code}: {e.message}", "fix": e.fix or ""})
+    return scorers, skipped
+
+
 def _write_json(path: str, obj: Any) -> None:
     with atomic_writer(path) as fh:
         json.dump(obj, fh, indent=1, ensure_ascii=False, allow_nan=False)
@@ -115,12 +166,29 @@ def run(args: argparse.Namespace) -> int:
 
 # --- pairs ------------------------------------------------------------------------------------
 
-def load_side(path: str, max_chars: int, side: str) -> tuple[dict[str, str], list[dict[str, str]], list[str]]:
-    """Texts by id (later duplicates win), problems of bad lines, duplicate ids."""
-    texts: dict[str, str] = {}
+def load_side(path: str, max_chars: int, side: str, failures: dict[str, str] | None = None
+              ) -> tuple[dict[str, str | None], list[dict[str, str]], list[str]]:
+    """Texts by id (later duplicates win), problems of bad lines, duplicate ids.
+
+    With ``failures`` (the prediction side), a record whose report is null, empty or
+    missing (a failed draft: ``reportgen draft`` writes ``"report": null`` with its
+    ``error``) is NOT an input error: its text is None and ``failures[id]`` says why, so
+    the pair is scored as a failure (an empty report)."""
+    texts: dict[str, str | None] = {}
     problems: list[dict[str, str]] = []
     dups: list[str] = []
-    for rec in read_jsonl(path, require=("id", "report"), text_fields=("report",), max_chars=max_chars):
+    require = ("id",) if failures is not None else ("id", "report")
+    for rec in read_jsonl(path, require=require, text_fields=("report",), max_chars=max_chars):
+        empty = rec.error is not None and rec.error.endswith(": E109 'report' is empty")  # read_jsonl's message
+        failed = failures is not None and rec.id is not None and (empty or (rec.error is None and rec.data.get("report") is None))
+        if failed:
+            if rec.id in texts:
+                dups.append(rec.id)
+            texts[rec.id] = None
+            err = rec.data.get("error")
+            failures[rec.id] = (f"failed prediction: {err}" if isinstance(err, str) and err.strip()
+                                else "failed prediction: " + ("report is null or missing" if rec.error is None else "report is empty"))
+            continue
         if rec.error:
             problem = {"side": side, "id": rec.fallback_id(), "error": rec.error, "error_code": rec.error_code}
             if rec.id is None and rec.id_hint:
@@ -132,6 +200,8 @@ def load_side(path: str, max_chars: int, side: str) -> tuple[dict[str, str], lis
         if rec.id in texts:
             dups.append(rec.id)
         texts[rec.id] = rec.data["report"]
+        if failures is not None:
+            failures.pop(rec.id, None)
     return texts, problems, dups
 
 
@@ -146,32 +216,47 @@ def _table(corpus: dict[str, Any], out: TextIO) -> None:
 def _run_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from reportgen.evals.suite import Suite
+    from reportgen.evals.suite import FIGURE_NOTES, Suite
 
-    pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred")
+    failures: dict[str, str] = {}
+    pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred", failures)
     ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
     bad_ids = {p.get("id_hint", p["id"]) for p in pred_problems + ref_problems}
     pairs = [(i, pred[i], ref[i]) for i in pred if i in ref]
     only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
     only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
+    _check_share(args)
     judge = _judge(args)
-    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy, convention=args.convention)
+    backends, skipped = model_metrics(args)
+    suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy, convention=args.convention,
+                  model_metrics=backends)
     bar = tqdm(total=len(pairs), file=sys.stderr, unit="pair", disable=args.quiet or not sys.stderr.isatty(), desc="eval")
-    res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1))
+    res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1), failures=failures)
     bar.close()
     rows = [with_error_code(r.row()) if r.error else r.row() for r in res.results]
+    uncomputed = metric_failures(rows, judge is not None, [n for b in backends for n in b.names])
     metrics = _clean({
         "version": 1,
         "settings": {"extractor": args.extractor, "policy": args.policy, "bootstrap": args.bootstrap, "seed": args.seed,
                      "self_check": args.self_check, "entailment": "llm" if judge else "graph",
                      "convention": None if judge else suite.convention, "hallucination_convention": suite.hallucination_convention,
-                     "judge_model": args.judge_model if judge else None, "pred": args.pred, "ref": args.ref},
+                     "judge_model": args.judge_model if judge else None, "pred": args.pred, "ref": args.ref,
+                     "judge_structured": (None if not judge else "json_schema" if judge.structured else "text"),
+                     "judge_fallback": getattr(judge, "fallback", None),
+                     "model_metrics": {b.name: getattr(b, "settings", {}) for b in backends},
+                     "labeler": "chexbert" if any(b.name == "chexbert" for b in backends) else "rules"},
         "n_pairs": len(pairs), "n_scored": len(res.scored),
         "only_in_pred": only_pred, "only_in_ref": only_ref,
         "input_errors": pred_problems + ref_problems,
         "duplicate_ids": {"pred": sorted(set(pred_dups)), "ref": sorted(set(ref_dups))},
         "errors": [with_error_code({"id": r.id, "error": r.error}) for r in res.results if r.error],
+        "n_failed_predictions": len(res.failed),
+        "failed_predictions": [{"id": r.id, "reason": r.failed} for r in res.failed],
+        "metric_failures": {k: {"n": len(v), "share": len(v) / max(len(res.scored), 1), "ids": v} for k, v in uncomputed.items()},
+        "max_failed_share": args.max_failed_share,
+        "skipped_metrics": skipped,
         "corpus": {k: v.to_dict() for k, v in res.corpus.items()},
+        "figure_notes": FIGURE_NOTES,
         "chexpert": {"policy": args.policy, "per_label_f1": res.chexpert_per_label},
         "green_totals": res.green_totals,
         "judge_errors": res.judge_errors,
@@ -187,6 +272,10 @@ def _run_pairs(args: argparse.Namespace) -> int:
     if not args.quiet:
         _table(metrics["corpus"], sys.stdout)
     notes = [f"{len(res.scored)}/{len(pairs)} pairs scored -> {args.out}"]
+    if res.failed:
+        notes.append(f"{len(res.failed)} failed predictions scored as empty reports (listed)")
+    for s in skipped:
+        notes.append(f"{s['metric']} skipped: {s['reason']} (fix: {s['fix']})")
     if only_pred or only_ref:
         notes.append(f"{len(only_pred)} ids only in --pred, {len(only_ref)} only in --ref (listed in the JSON)")
     if pred_problems or ref_problems:
@@ -194,7 +283,44 @@ def _run_pairs(args: argparse.Namespace) -> int:
     if res.judge_errors:
         notes.append(f"{res.judge_errors} judge calls failed (excluded, listed per study)")
     print("reportgen eval: " + "; ".join(notes), file=sys.stderr)
-    return 0
+    return _share_exit(uncomputed, len(res.scored), args.max_failed_share, args.out)
+
+
+def metric_failures(rows: list[dict[str, Any]], judged: bool, model_names: list[str]) -> dict[str, list[str]]:
+    """Requested metrics that could not be computed, with the studies concerned: RadFact
+    (LLM judge) when a study's judge calls failed and left its logical F1 undefined; a
+    model metric when it gave no value for a study whose prediction did not fail. Failed
+    predictions are scored (as empty reports), never counted here."""
+    out: dict[str, list[str]] = {}
+    scored = [r for r in rows if not r.get("error")]
+    if judged:
+        bad = [r["id"] for r in scored if (r.get("radfact_errors") or 0) > 0 and r.get("radfact_logical_f1") is None]
+        if bad:
+            out["radfact"] = bad
+    for name in model_names:
+        bad = [r["id"] for r in scored if r.get(name) is None and not r.get("prediction_failed")]
+        if bad:
+            out[name] = bad
+    return out
+
+
+def _check_share(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.max_failed_share <= 1.0:
+        raise ReportgenError("E492", f"--max-failed-share must be between 0 and 1, got {args.max_failed_share}",
+                             fix="e.g. --max-failed-share 0.05 (1 never fails the run)")
+
+
+def _share_exit(uncomputed: dict[str, list[str]], n_scored: int, max_share: float, out: str) -> int:
+    """Non-zero exit (E491) when a requested metric failed for more than ``max_share`` of
+    the scored studies; the outputs are written first, nothing is lost."""
+    over = {k: len(v) for k, v in uncomputed.items() if n_scored and len(v) / n_scored > max_share}
+    if not over:
+        return 0
+    what = ", ".join(f"{k} for {n}/{n_scored} studies" for k, n in over.items())
+    print(f"reportgen eval: E491 requested metrics could not be computed: {what} (over --max-failed-share {max_share}); "
+          f"results so far are in {out} (metric_failures). Fix: check the judge endpoint / model weights, or raise --max-failed-share",
+          file=sys.stderr)
+    return 1
 
 
 # --- error injection --------------------------------------------------------------------------
@@ -259,7 +385,7 @@ def _run_inject(args: argparse.Namespace) -> int:
 
 def _run_grounded(args: argparse.Namespace) -> int:
     from reportgen.evals.metrics.radfact import parse_grounded_examples
-    from reportgen.evals.suite import grounded_scores
+    from reportgen.evals.suite import grounded_cis, grounded_scores
 
     if not args.out:
         raise ReportgenError("E472", "--grounded needs --out", fix="reportgen eval --grounded G.json --out radfact.json")
@@ -270,17 +396,22 @@ def _run_grounded(args: argparse.Namespace) -> int:
         raise ReportgenError("E473", f"cannot read grounded examples {args.grounded!r}: {e}", fix="give RadFact's grounded JSON") from None
     examples = parse_grounded_examples(data)
     per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args), convention=args.convention)
+    cis = grounded_cis(per, n_bootstrap=args.bootstrap, seed=args.seed)
     result = _clean({
         "version": 1,
         "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph",
-                     "convention": None if args.judge_url else args.convention, "grid": 224, "box_precision_threshold": 0.5},
+                     "convention": None if args.judge_url else args.convention, "grid": 224, "box_precision_threshold": 0.5,
+                     "bootstrap": args.bootstrap, "seed": args.seed},
         "n_examples": len(examples),
         "corpus": agg.to_dict(),
+        "corpus_ci": {k: v.to_dict() for k, v in cis.items()},
         "per_example": [{"id": ex.id, **s.to_dict()} for ex, s in zip(examples, per)],
     })
     _write_json(args.out, result)
     if not args.quiet:
         for k, v in result["corpus"].items():
-            print(f"{k:<36}{'-' if v is None else (format(v, '.4f') if isinstance(v, float) else v):>10}")
+            ci = result["corpus_ci"].get(k) or {}
+            band = f"[{ci['low']:.4f}, {ci['high']:.4f}]" if ci.get("low") is not None and ci.get("high") is not None else ""
+            print(f"{k:<36}{'-' if v is None else (format(v, '.4f') if isinstance(v, float) else v):>10}{band:>22}")
     print(f"reportgen eval --grounded: {len(examples)} examples -> {args.out}", file=sys.stderr)
     return 0

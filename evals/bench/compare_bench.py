@@ -1,0 +1,86 @@
+"""Speed of ``reportgen compare``: three systems on all IU report pairs, 1,000 resamples.
+
+Three systems are built from the IU reports (3,927 with text) with the error-injection
+benchmark: A and B perturbed at rate 0.3 with different seeds, C at rate 0.6. Reading the
+reports (claims, graphs, findings) is done once beforehand and timed apart, as in
+``metrics_bench``; then ``compare`` scores each system (graph checker both directions and
+every metric with its 1,000-resample CI) and runs the paired bootstrap (1,000 resamples) and
+approximate randomization (1,000 trials) for every metric and pair.
+
+    python -m evals.bench.compare_bench [--n 0] [--resamples 1000] [--out runs/bench/compare_bench.json]
+
+Target: compare with 3 systems and 1,000 resamples under 30 s (given the reports read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from evals.bench import write_json
+
+TARGET_S = 30.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=0, help="IU reports (0: all)")
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--permutations", type=int, default=1000)
+    ap.add_argument("--out", default="runs/bench/compare_bench.json")
+    args = ap.parse_args(argv)
+
+    from reportgen.checkers.read import read_report
+    from reportgen.commands.compare import compare
+    from reportgen.evals.inject import build_benchmark
+    from reportgen.iu import load_iu_reports
+
+    load_before = os.getloadavg()
+    reports = load_iu_reports(require_text=True)
+    reports = reports if args.n == 0 else reports[: args.n]
+    pairs = [(r.id, r.report.text) for r in reports]
+    ref = dict(pairs)
+    systems = {name: {b.id: b.perturbed for b in build_benchmark(pairs, seed=seed, rate=rate)}
+               for name, seed, rate in (("A", 1, 0.3), ("B", 2, 0.3), ("C", 3, 0.6))}
+    t0, c0 = time.perf_counter(), time.process_time()
+    read = {}
+    for texts in [ref, *systems.values()]:
+        for t in texts.values():
+            if t not in read:
+                read[t] = read_report(t)
+    read_s, read_cpu = time.perf_counter() - t0, time.process_time() - c0
+
+    def reader(text: str):
+        hit = read.get(text)
+        return hit if hit is not None else read_report(text)
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = compare(ref, systems, {}, resamples=args.resamples, permutations=args.permutations, seed=0, reader=reader)
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    tm = res["timings_s"]
+    check = tm["score_stages"].get("check", 0.0)
+    load_after = os.getloadavg()
+    print(f"{len(pairs)} IU studies, 3 systems, {args.resamples} resamples, {args.permutations} permutations; "
+          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f} on {os.cpu_count()} CPUs")
+    rows = [("read all texts once (before compare)", read_s), ("compare: graph checker, both directions", check),
+            ("compare: metrics + per-system CIs", tm["score"] - check), ("compare: paired tests, all metrics x 3 pairs", tm["tests"]),
+            ("compare total (given read)", total)]
+    for name, s in rows:
+        print(f"{name:<48}{s:>9.2f} s")
+    met = total < TARGET_S
+    print(f"target < {TARGET_S:.0f} s (compare given the reports read): {'met' if met else 'NOT met'}; "
+          f"without the graph checker: {total - check:.2f} s; {len(res['comparisons'])} tests")
+    out = {"studies": len(pairs), "resamples": args.resamples, "permutations": args.permutations,
+           "read_s": round(read_s, 3), "read_cpu_s": round(read_cpu, 3), "compare_s": round(total, 3), "compare_cpu_s": round(cpu, 3),
+           "check_s": round(check, 3), "tests_s": tm["tests"], "score_stages_s": tm["score_stages"], "target_s": TARGET_S,
+           "target_met": met, "n_tests": len(res["comparisons"]),
+           "machine": {"cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after}}
+    path = write_json(args.out, out, indent=1)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""Optional model-based metrics: BERTScore, RaTEScore, SRR-BERT, CheXbert labels, RadEval.
+
+Each backend wraps the maintained package (imported lazily, never at ``import
+reportgen.evals``) and runs only with weights already on this machine: a local folder, or a
+Hugging Face cache entry (resolved with ``local_files_only``; nothing is downloaded). When
+the package or the weights are missing, ``load`` raises ``BackendUnavailable`` naming the
+extra to install and the weights to fetch; ``reportgen eval --model-metrics auto`` then
+skips the metric with that message.
+
+A backend has ``name``, ``names`` (the per-study figures it adds) and
+``score(hyps, refs) -> {name: [value or None per pair]}``; an empty hypothesis (a failed
+prediction) gets None here and 0 in the suite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from reportgen.errors import BackendUnavailable, ReportgenError
+
+# RadEval's BERTScore: distilbert-base-uncased, layer 5, rescaled with bert-score's baseline.
+RADEVAL_BERTSCORE = ("distilbert-base-uncased", 5)
+AUTO = ("bertscore", "ratescore", "srr_bert", "chexbert", "radeval")
+KNOWN = AUTO
+
+
+def load(name: str, **kwargs: Any) -> Any:
+    """The backend ``name`` ready to score, or BackendUnavailable (E851-E856) saying why."""
+    factories = {"bertscore": BertScoreMetric, "ratescore": RaTEScoreMetric, "srr_bert": SRRBertMetric,
+                 "chexbert": CheXbertMetric, "radeval": RadEvalMetric}
+    if name not in factories:
+        raise ReportgenError("E857", f"unknown model metric {name!r}", fix=f"use one of: {', '.join(KNOWN)}, auto")
+    return factories[name](**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def local_weights(name_or_path: str, extra: str, metric: str) -> str:
+    """A local folder for a model: the folder itself, or the Hugging Face cache snapshot of
+    a hub name (never downloaded)."""
+    if Path(name_or_path).is_dir():
+        return str(Path(name_or_path))
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name_or_path, local_files_only=True)
+    except Exception:
+        raise BackendUnavailable(
+            "E852", f"{metric}: the weights {name_or_path!r} are not on this machine (no local folder, not in the Hugging Face cache)",
+            fix=f"fetch them once where there is a network (huggingface-cli download {name_or_path}) or give a local folder; "
+                f"install the extra with pip install 'reportgen-cxr[{extra}]'") from None
+
+
+def _need(module: str, extra: str, metric: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable("E851", f"{metric} needs the package {module!r}, which is not installed ({exc})",
+                                 fix=f"pip install 'reportgen-cxr[{extra}]' and put its weights on this machine") from None
+
+
+class BertScoreMetric:
+    """BERTScore F1 (and precision, recall) with the ``bert-score`` package.
+
+    ``model``: a Hugging Face name (in the local cache) or a local folder; default RadEval's
+    (distilbert-base-uncased, layer 5, rescaled with bert-score's baseline for it). A local
+    folder uses its last layer unless ``num_layers`` says otherwise and is rescaled only
+    with a ``baseline_path``."""
+
+    name = "bertscore"
+    names = ("bertscore_f1", "bertscore_precision", "bertscore_recall")
+
+    def __init__(self, model: str | None = None, num_layers: int | None = None, baseline_path: str | None = None,
+                 rescale: bool | None = None, batch_size: int = 32, device: str = "cpu"):
+        bert_score = _need("bert_score", "bertscore", "BERTScore")
+        name = model or RADEVAL_BERTSCORE[0]
+        folder = local_weights(name, "bertscore", "BERTScore")
+        from bert_score.utils import model2layers
+
+        if num_layers is None:
+            num_layers = RADEVAL_BERTSCORE[1] if model is None else model2layers.get(name) or _n_layers(folder)
+        if baseline_path is None and not Path(name).is_dir():
+            packaged = Path(bert_score.__file__).parent / "rescale_baseline" / "en" / f"{name}.tsv"
+            baseline_path = str(packaged) if packaged.exists() else None
+        self.rescale = bool(baseline_path) if rescale is None else rescale
+        if self.rescale and not baseline_path:
+            raise ReportgenError("E853", f"BERTScore: no rescaling baseline for {name!r}", fix="give --bertscore-baseline TSV or leave rescaling off")
+        self.settings = {"model": name, "num_layers": num_layers, "rescaled": self.rescale,
+                         "baseline": Path(baseline_path).name if baseline_path else None}
+        self.scorer = bert_score.BERTScorer(model_type=folder, num_layers=num_layers, batch_size=batch_size, device=device,
+                                            lang="en", rescale_with_baseline=self.rescale, baseline_path=baseline_path)
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
+        keep = [i for i, h in enumerate(hyps) if h.strip() and refs[i].strip()]
+        out: dict[str, list[float | None]] = {n: [None] * len(hyps) for n in self.names}
+        if not keep:
+            return out
+        p, r, f = self.scorer.score([hyps[i] for i in keep], [refs[i] for i in keep], verbose=False)
+        for vals, name in ((f, "bertscore_f1"), (p, "bertscore_precision"), (r, "bertscore_recall")):
+            for i, v in zip(keep, vals.tolist()):
+                out[name][i] = float(v)
+        return out
+
+
+def _n_layers(folder: str) -> int:
+    import json
+
+    cfg = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    n = cfg.get("num_hidden_layers") or cfg.get("n_layers")
+    if not n:
+        raise ReportgenError("E853", f"BERTScore: cannot tell the number of layers of {folder}", fix="give --bertscore-layers N")
+    return int(n)
+
+
+class RaTEScoreMetric:
+    """RaTEScore through the ``ratescore`` package (its NER and embedding models must be in
+    the local Hugging Face cache)."""
+
+    name = "ratescore"
+    names = ("ratescore",)
+    WEIGHTS = ("Angelakeke/RaTE-NER-Deberta", "FremyCompany/BioLORD-2023-C")
+
+    def __init__(self, **_: Any):
+        mod = _need("RaTEScore", "ratescore", "RaTEScore")
+        for w in self.WEIGHTS:
+            local_weights(w, "ratescore", "RaTEScore")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.scorer = mod.RaTEScore()
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
+        keep = [i for i, h in enumerate(hyps) if h.strip()]
+        vals = self.scorer.compute_score([hyps[i] for i in keep], [refs[i] for i in keep]) if keep else []
+        out: list[float | None] = [None] * len(hyps)
+        for i, v in zip(keep, vals):
+            out[i] = float(v)
+        return {"ratescore": out}
+
+
+class _RadEvalBackend:
+    """RadEval itself (the radeval extra), asked for per-sample scores
+    (``RadEval(..., do_per_sample=True)``): every list-valued entry of its answer becomes a
+    per-study figure named ``prefix + key``. ``names`` is known after the first ``score``."""
+
+    name = ""
+    prefix = ""
+    flags: dict[str, bool] = {}
+
+    def __init__(self, **_: Any):
+        mod = _need("RadEval", "radeval", self.name)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.names: tuple[str, ...] = ()
+        try:
+            self.evaluator = mod.RadEval(**self.flags, do_per_sample=True, show_progress=False)
+        except Exception as exc:
+            raise BackendUnavailable("E854", f"{self.name}: RadEval could not load its models offline ({type(exc).__name__}: {exc})",
+                                     fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face cache)") from None
+        self.settings = {"package": "RadEval", "flags": dict(self.flags), "per_sample": True}
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
+        keep = [i for i, h in enumerate(hyps) if h.strip()]
+        res = self.evaluator(refs=[refs[i] for i in keep], hyps=[hyps[i] for i in keep]) if keep else {}
+        out: dict[str, list[float | None]] = {}
+        for key, per in (res.items() if isinstance(res, dict) else ()):
+            if not isinstance(per, (list, tuple)) or len(per) != len(keep):
+                continue
+            col: list[float | None] = [None] * len(hyps)
+            for i, v in zip(keep, per):
+                col[i] = _float_or_none(v)
+            out[self.prefix + key] = col
+        self.names = tuple(out)
+        return out
+
+
+def _float_or_none(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class SRRBertMetric(_RadEvalBackend):
+    """SRR-BERT through RadEval (figures ``srr_bert_<RadEval's key>``)."""
+
+    name = "srr_bert"
+    prefix = "srr_bert_"
+    flags = {"do_srrbert": True}
+
+
+class RadEvalMetric(_RadEvalBackend):
+    """RadEval's offline metric set; every per-sample figure it returns is added with the
+    prefix ``radeval_`` (``--with-radeval``)."""
+
+    name = "radeval"
+    prefix = "radeval_"
+    flags = {"do_bleu": True, "do_rouge": True, "do_bertscore": True, "do_radgraph": True, "do_f1chexbert": True,
+             "do_ratescore": True, "do_temporal": True, "do_srrbert": True}
+
+
+class CheXbertMetric:
+    """CheXbert (f1chexbert) as the labeler of the CheXpert label F1 (``--model-metrics
+    chexbert``): labels from the model instead of from our findings. Needs f1chexbert and
+    its chexbert.pth in the local Hugging Face cache (StanfordAIMI/RRG_scorers)."""
+
+    name = "chexbert"
+    names: tuple[str, ...] = ()
+    WEIGHTS = ("StanfordAIMI/RRG_scorers", "chexbert.pth")
+
+    def __init__(self, **_: Any):
+        mod = _need("f1chexbert", "chexbert", "CheXbert")
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(*self.WEIGHTS)
+        except Exception:
+            hit = None
+        if not isinstance(hit, str):
+            raise BackendUnavailable("E852", f"CheXbert: {self.WEIGHTS[1]} of {self.WEIGHTS[0]} is not in the local Hugging Face cache",
+                                     fix=f"huggingface-cli download {self.WEIGHTS[0]} {self.WEIGHTS[1]} where there is a network")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model = mod.F1CheXbert(device="cpu")
+
+    def labels(self, texts: Sequence[str]) -> list[dict[str, int | None]]:
+        """The 14 CheXpert labels per text, in reportgen's form (1 / 0 / -1 / None)."""
+        from reportgen.evals.metrics.chexpert import CHEXPERT_LABELS
+
+        out = []
+        for t in texts:
+            # f1chexbert's "classification" mode: '' blank, 1 positive, 0 negative, -1 uncertain
+            raw = self.model.get_label(t, mode="classification") if t.strip() else [""] * 14
+            labels = {n: (None if v == "" else int(v)) for n, v in zip(_CHEXBERT_ORDER, raw)}
+            out.append({n: labels.get(n) for n in CHEXPERT_LABELS})
+        return out
+
+    def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
+        return {}
+
+
+# f1chexbert's label order (CheXbert's), which differs from CHEXPERT_LABELS.
+_CHEXBERT_ORDER = ("Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
+                   "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
+                   "Support Devices", "No Finding")

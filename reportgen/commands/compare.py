@@ -1,0 +1,191 @@
+"""`reportgen compare`: every metric for every system on the same studies, with paired tests.
+
+    reportgen compare --ref R.jsonl --pred A=a.jsonl --pred B=b.jsonl [--pred C=c.jsonl]
+                      --out cmp.json [--html cmp.html] [--resamples 1000 --permutations 1000 --seed 0]
+                      [--correction holm|bonferroni|none]
+
+The studies are the reference's (valid records). A study a system lacks, or whose
+prediction is null or empty (a failed draft), counts as a FAILURE for that system (scored as
+an empty report, listed), never dropped from the others. Each system gets every corpus
+figure of ``reportgen eval`` with its bootstrap CI; each pair of systems and each figure
+gets a paired bootstrap test (difference, its CI, p-value) and an approximate-randomization
+test (p-value), seeded; p-values are adjusted over the system pairs of each figure with the
+correction named in the output (Holm by default). See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from typing import Any
+
+from reportgen.errors import ReportgenError, with_error_code
+from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ref", metavar="R.jsonl", required=True, help='references, one {"id", "report"} per line')
+    p.add_argument("--pred", metavar="NAME=P.jsonl", action="append", required=True,
+                   help="a system's predictions (give --pred at least twice)")
+    p.add_argument("--out", metavar="CMP.json", required=True, help="comparison JSON, written atomically")
+    p.add_argument("--html", metavar="CMP.html", help="also write an HTML page with the tables")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--permutations", type=int, default=1000, help="approximate-randomization trials (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of both tests (default 0)")
+    p.add_argument("--correction", choices=("holm", "bonferroni", "none"), default="holm",
+                   help="multiple-testing correction over the system pairs of each metric (default holm)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level for the 'significant' flag (default 0.05)")
+    p.add_argument("--metrics", nargs="+", metavar="NAME", help="only these corpus figures (default: all)")
+    p.add_argument("--extractor", choices=("rules", "radgraph"), default="rules", help="entity graph backend (default rules)")
+    p.add_argument("--policy", choices=("uncertain-as-positive", "uncertain-as-negative"), default="uncertain-as-positive",
+                   help="CheXpert label F1 uncertain policy (default uncertain-as-positive)")
+    p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table")
+
+
+def parse_systems(specs: list[str]) -> dict[str, str]:
+    systems: dict[str, str] = {}
+    for s in specs:
+        name, sep, path = s.partition("=")
+        if not sep or not name.strip() or not path:
+            raise ReportgenError("E861", f"--pred {s!r} is not NAME=PATH", fix="e.g. --pred baseline=a.jsonl")
+        if name in systems:
+            raise ReportgenError("E861", f"system name {name!r} given twice", fix="give each --pred a distinct NAME")
+        systems[name.strip()] = path
+    if len(systems) < 2:
+        raise ReportgenError("E862", f"compare needs at least two systems, got {len(systems)}", fix="give --pred NAME=PATH twice or more")
+    return systems
+
+
+def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], failures: dict[str, dict[str, str]], *,
+            extractor: str = "rules", policy: str = "uncertain-as-positive", resamples: int = 1000, permutations: int = 1000,
+            seed: int = 0, correction: str = "holm", alpha: float = 0.05, metrics: list[str] | None = None,
+            reader: Any = None) -> dict[str, Any]:
+    """The comparison of ``systems`` (name -> {study id: text or None}) on the studies of
+    ``ref``; a study missing in a system is a failure for it."""
+    import numpy as np
+
+    from reportgen.checkers.pipeline import default_reader
+    from reportgen.evals.metrics.significance import adjust, bootstrap_weights, swap_masks, tests_from_sums
+    from reportgen.evals.suite import FIGURE_NOTES, CachedReader, Suite
+
+    t0 = time.perf_counter()
+    studies = sorted(ref)
+    shared = reader or CachedReader(default_reader(extractor))
+    stages: dict[str, float] = {}
+    memo: dict = {}
+    per: dict[str, Any] = {}
+    out_systems: dict[str, Any] = {}
+    for name, texts in systems.items():
+        reasons = {i: failures.get(name, {}).get(i) or f"missing in system {name!r}" for i in studies if texts.get(i) is None}
+        pairs = [(i, texts.get(i), ref[i]) for i in studies]
+        res = Suite(extractor, policy=policy, reader=shared, memo=memo).evaluate(pairs, n_bootstrap=resamples, seed=seed, failures=reasons)
+        per[name] = res
+        for k, v in res.timings.items():
+            stages[k] = stages.get(k, 0.0) + v
+        out_systems[name] = {
+            "n_scored": len(res.scored), "n_failed": len(res.failed),
+            "failed": [{"id": r.id, "reason": r.failed} for r in res.failed],
+            "missing": sorted(i for i in studies if i not in texts),
+            "errors": [with_error_code({"id": r.id, "error": r.error}) for r in res.results if r.error],
+            "corpus": {k: v.to_dict() for k, v in res.corpus.items()},
+        }
+    t_score = time.perf_counter() - t0
+    # The studies every system scored (only a bad reference or an unreadable text is unscored).
+    index = {s: {r.id: k for k, r in enumerate(per[s].scored)} for s in systems}
+    common = [i for i in studies if all(i in index[s] for s in systems)]
+    names = [m for m in per[next(iter(systems))].figures if metrics is None or m in metrics]
+    names = [m for m in names if m != "green" and all(m in per[s].figures for s in systems)]  # "green" = green_mean_per_report
+    n = len(common)
+    weights = bootstrap_weights(n, resamples, seed)
+    masks = swap_masks(n, permutations, seed)
+    comparisons: list[dict[str, Any]] = []
+    # One block of columns per figure; one bootstrap product per system, one permutation
+    # product per pair, sliced per figure.
+    cols, start = {}, 0
+    for metric in names:
+        k = per[next(iter(systems))].figures[metric].rows.shape[1]
+        cols[metric] = slice(start, start + k)
+        start += k
+    rows = {s: np.concatenate([per[s].figures[m].rows[np.array([index[s][i] for i in common], dtype=int)]
+                               for m in names], axis=1) if names and n else np.zeros((n, start)) for s in systems}
+    boot = {s: weights @ rows[s] if n else None for s in systems}
+    tests: dict[tuple[str, str, str], Any] = {}
+    for a, b in itertools.combinations(systems, 2):
+        swapped = masks @ (rows[b] - rows[a]) if n else None
+        ta, tb = rows[a].sum(axis=0), rows[b].sum(axis=0)
+        for metric in names:
+            sl = cols[metric]
+            tests[(metric, a, b)] = tests_from_sums(ta[sl], tb[sl], None if boot[a] is None else boot[a][:, sl],
+                                                    None if boot[b] is None else boot[b][:, sl],
+                                                    None if swapped is None else swapped[:, sl], per[a].figures[metric].stat, n)
+    for metric in names:
+        block = [{"metric": metric, "a": a, "b": b, **tests[(metric, a, b)].to_dict()} for a, b in itertools.combinations(systems, 2)]
+        for key in ("p_bootstrap", "p_permutation"):
+            adj = adjust([np.nan if c[key] is None else c[key] for c in block], correction)
+            for c, v in zip(block, adj):
+                c[f"{key}_adjusted"] = None if np.isnan(v) else v
+        for c in block:
+            c["significant"] = c["p_permutation_adjusted"] is not None and c["p_permutation_adjusted"] < alpha
+        comparisons += block
+    return {
+        "version": 1,
+        "settings": {"resamples": resamples, "permutations": permutations, "seed": seed, "alpha": alpha,
+                     "correction": correction, "correction_family": "the system pairs of each metric",
+                     "tests": {"bootstrap": "paired bootstrap over studies, two-sided p of the shifted null",
+                               "permutation": "approximate randomization: each study's two outputs swapped with probability 1/2"},
+                     "extractor": extractor, "policy": policy, "failures": "a study missing or empty in a system is scored as an empty report for it"},
+        "n_studies": len(studies), "n_compared": n,
+        "systems": out_systems,
+        "comparisons": comparisons,
+        "figure_notes": FIGURE_NOTES,
+        "timings_s": {"score": round(t_score, 3), "tests": round(time.perf_counter() - t0 - t_score, 3),
+                      "score_stages": {k: round(v, 3) for k, v in stages.items()}},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from reportgen.commands.eval import _clean, _write_json, load_side
+
+    spec = parse_systems(args.pred)
+    ref, ref_problems, _ = load_side(args.ref, args.max_chars, "ref")
+    systems, failures, problems = {}, {}, list(ref_problems)
+    for name, path in spec.items():
+        f: dict[str, str] = {}
+        texts, probs, _ = load_side(path, args.max_chars, name, f)
+        systems[name], failures[name] = texts, f
+        problems += probs
+    if not ref:
+        raise ReportgenError("E863", f"no valid reference in {args.ref!r}", fix="give a JSONL of {\"id\", \"report\"} records")
+    result = compare(ref, systems, failures, extractor=args.extractor, policy=args.policy, resamples=args.resamples,
+                     permutations=args.permutations, seed=args.seed, correction=args.correction, alpha=args.alpha,
+                     metrics=args.metrics)
+    result["settings"]["ref"] = args.ref
+    result["settings"]["systems"] = spec
+    result["input_errors"] = problems
+    result["only_in_pred"] = {s: sorted(i for i in t if i not in ref) for s, t in systems.items()}
+    result = _clean(result)
+    _write_json(args.out, result)
+    if args.html:
+        from reportgen.evals.html import render_compare_html
+
+        with atomic_writer(args.html) as fh:
+            fh.write(render_compare_html(result))
+    if not args.quiet:
+        table(result, sys.stdout)
+    fails = ", ".join(f"{s}: {v['n_failed']} failed" for s, v in result["systems"].items())
+    print(f"reportgen compare: {result['n_studies']} studies, {len(spec)} systems ({fails}) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def table(result: dict[str, Any], out: Any) -> None:
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    print(f"{'metric':<34}{'A':>10}{'B':>10}{'A':>9}{'B':>9}{'A-B':>9}{'p boot':>9}{'p perm':>9}{'adj':>8}", file=out)
+    for c in result["comparisons"]:
+        star = "*" if c["significant"] else ""
+        print(f"{c['metric']:<34}{c['a'][:10]:>10}{c['b'][:10]:>10}{f(c['estimate_a']):>9}{f(c['estimate_b']):>9}"
+              f"{f(c['difference']):>9}{f(c['p_bootstrap']):>9}{f(c['p_permutation']):>9}{f(c['p_permutation_adjusted']):>8}{star}", file=out)
