@@ -300,6 +300,13 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E905", "`reportgen serve --host` names an address beyond this machine without --allow-public", "keep 127.0.0.1 (use an SSH tunnel), or pass --allow-public with an API key"),
     _E("E906", "--allow-public without an API key in $REPORTGEN_VLLM_API_KEY (or $VLLM_API_KEY)", "export REPORTGEN_VLLM_API_KEY=<a long random key> where the server and the drafter run"),
     _E("E907", "an API key was given on vLLM's command line (visible in ps and logs)", "put it in $REPORTGEN_VLLM_API_KEY; reportgen passes it to vLLM as $VLLM_API_KEY"),
+    # E95x: the ray engine (reportgen.engines)
+    _E("E950", "the ray engine was asked for but Ray Data cannot be imported", "pip install 'reportgen-cxr[ray]', or use --engine local"),
+    _E("E951", "an invalid ray engine option (actors, block size, retries, num_cpus with an address)", "fix the option the message names"),
+    _E("E952", "a local Ray could not be started, or the cluster at --ray-address could not be joined", "check `ray status` on the head node, or drop --ray-address to start a local Ray"),
+    _E("E953", "the ray engine finished with blocks that have no result (nothing was written)", "rerun the same command: finished blocks are kept, only the missing ones are done"),
+    _E("E954", "an option that the ray engine does not support (yet), or a ray option without --engine ray", "use --engine local for that option, or add --engine ray"),
+    _E("E955", "a ray run stopped: a block kept failing after its retries (finished blocks are kept)", "read the Ray worker logs for the cause, fix it, and rerun the same command"),
 )
 
 

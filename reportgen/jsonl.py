@@ -10,6 +10,7 @@ batches).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -79,6 +80,32 @@ def read_jsonl(
             if not raw.strip():
                 continue
             yield _parse_line(str(p), lineno, raw, require, max_chars, text_fields)
+
+
+def read_jsonl_block(
+    path: str | os.PathLike[str],
+    start: int,
+    end: int,
+    first_line: int,
+    *,
+    require: tuple[str, ...] = ("id",),
+    max_chars: int = MAX_RECORD_CHARS,
+    text_fields: tuple[str, ...] = (),
+) -> Iterator[Record]:
+    """``read_jsonl`` over the bytes [start, end) of ``path``, whose first line is line
+    ``first_line`` of the file: the same Records (same line numbers and messages) as
+    ``read_jsonl`` gives for those lines. Lets workers of a distributed engine read their
+    own share of one input file (``reportgen.engines``)."""
+    p = Path(path)
+    with p.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    # BytesIO splits at b"\n" only, as iterating the file does (bytes.splitlines would
+    # also split at a bare "\r" and shift every later line number).
+    for lineno, raw in enumerate(io.BytesIO(data), start=first_line):
+        if not raw.strip():
+            continue
+        yield _parse_line(str(p), lineno, raw, require, max_chars, text_fields)
 
 
 def _parse_line(path: str, lineno: int, raw: bytes, require: tuple[str, ...], max_chars: int, text_fields: tuple[str, ...]) -> Record:

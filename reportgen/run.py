@@ -35,6 +35,7 @@ inputs hash is unchanged and whose outputs exist is not redone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -44,7 +45,7 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
 from reportgen.types import FLAGGED, VERDICT_STATUSES as STATUSES  # the one vocabulary
@@ -86,6 +87,12 @@ class RunConfig:
     demo_n: int = 25  # demo: IU reports used
     demo_rate: float = 0.3  # demo: probability that a sentence gets an injected error
     title: str | None = None
+    engine: str = "local"  # local (this process) or ray (Ray Data actors; same outputs, docs/scale.md)
+    ray_address: str | None = None  # join this Ray cluster ("auto", ray://HOST:PORT); default: a local Ray
+    ray_num_cpus: int | None = None  # CPUs of the local Ray (default: all)
+    ray_actors: int = 2  # actors per stage (drafting clients, checkers)
+    ray_block_size: int = 64  # studies per block: the unit of retry
+    ray_backends: str | None = None  # more backend specs, comma-separated, that share the drafting with backend
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -109,6 +116,12 @@ class RunConfig:
         for name in ("max_new_tokens", "concurrency", "demo_n"):
             if getattr(self, name) < 1:
                 raise ReportgenError("E801", f"run configuration: {name} must be at least 1")
+        if self.engine not in ("local", "ray"):
+            raise ReportgenError("E801", f"run configuration: engine {self.engine!r} is not local or ray")
+        if self.ray_actors < 1 or self.ray_block_size < 1:
+            raise ReportgenError("E801", "run configuration: ray_actors and ray_block_size must be at least 1")
+        if self.engine == "local" and (self.ray_address or self.ray_num_cpus or self.ray_backends):
+            raise ReportgenError("E801", "run configuration: ray_* settings given with engine local", fix="set engine = \"ray\" (--engine ray)")
         if self.bootstrap < 0 or not 0.0 <= self.demo_rate <= 1.0:
             raise ReportgenError("E801", "run configuration: bootstrap must be >= 0 and demo_rate within 0..1")
 
@@ -515,17 +528,42 @@ class _Context:
         if retry:
             drop_records(path, retry)
         done = set(previous) - retry
-        pending, bad, seen = [], [], set()
+        pending, bad, seen, order = [], [], set(), []
         for sid, study, error, kind in load_studies(Path(self.c.studies)):
             if sid in seen:
                 continue
             seen.add(sid)
+            order.append(sid)
             if sid in done:
                 continue
             if study is None:
                 bad.append(DraftResult(sid, None, error, kind))
             else:
                 pending.append(study)
+        n_ok = n_err = 0
+        model_info: dict[str, Any] = {}
+        if self.c.engine == "ray" and pending:
+            n_ok, n_err, model_info = self._draft_on_ray(path, pending, bad, order)
+        else:
+            n_ok, n_err, model_info = self._draft_here(path, spec, pending, bad)
+        _in_input_order(path, order)
+        if model_info:
+            self.state.data["model"] = {**model_info, "backend": str(spec), "adapter_hash": dir_hash(model_info.get("adapter")),
+                                        "model_hash": dir_hash(model_info.get("model"))}
+        final = scan_output(path).values()
+        total_err = sum(1 for r in final if r.get("error"))
+        retry = sum(1 for r in final if r.get("error") and r.get("error_kind") in TRANSIENT_KINDS)
+        return {"summary": f"{n_ok} drafted, {n_err} errors, {len(done)} already done"
+                           + (f"; {retry} to retry (backend unreachable): rerun to retry them" if retry else ""),
+                "errors": total_err, "retry": retry, "studies": len(seen), "drafted": n_ok}
+
+    def _draft_here(self, path: Path, spec: Any, pending: list[Any], bad: list[Any]) -> tuple[int, int, dict[str, Any]]:
+        """The local engine's drafting loop: (drafted, errors, model info)."""
+        from reportgen.backends import get_drafter
+        from reportgen.backends.base import UNAVAILABLE, DraftResult, iter_results
+        from reportgen.commands.draft import _describe, _record
+        from reportgen.jsonl import AppendWriter
+
         n_ok = n_err = 0
         model_info: dict[str, Any] = {}
         with AppendWriter(path) as writer:
@@ -571,15 +609,43 @@ class _Context:
                 bar.close()
                 if drafter is not None and hasattr(drafter, "close"):
                     drafter.close()
-        if model_info:
-            self.state.data["model"] = {**model_info, "backend": str(spec), "adapter_hash": dir_hash(model_info.get("adapter")),
-                                        "model_hash": dir_hash(model_info.get("model"))}
-        final = scan_output(path).values()
-        total_err = sum(1 for r in final if r.get("error"))
-        retry = sum(1 for r in final if r.get("error") and r.get("error_kind") in TRANSIENT_KINDS)
-        return {"summary": f"{n_ok} drafted, {n_err} errors, {len(done)} already done"
-                           + (f"; {retry} to retry (backend unreachable): rerun to retry them" if retry else ""),
-                "errors": total_err, "retry": retry, "studies": len(seen), "drafted": n_ok}
+        return n_ok, n_err, model_info
+
+    def _draft_on_ray(self, path: Path, pending: list[Any], bad: list[Any], order: list[str]) -> tuple[int, int, dict[str, Any]]:
+        """``--engine ray``: blocks of studies on Ray actors (each a drafter per backend spec;
+        ray_backends spread the blocks over several servers); each finished block is
+        appended at once (a rerun skips it), then drafts.jsonl is rewritten in input order."""
+        from reportgen.backends import parse_spec
+        from reportgen.commands.draft import _record
+        from reportgen.engines.ray_engine import DraftJob, draft_studies
+        from reportgen.jsonl import AppendWriter
+
+        specs = (self.c.backend, *[b.strip() for b in (self.c.ray_backends or "").split(",") if b.strip()])
+        job = DraftJob(specs, {"task": self.c.task, "max_new_tokens": self.c.max_new_tokens, "concurrency": self.c.concurrency,
+                               "batch_size": self.c.batch_size}, functools.partial(_ray_draft_record, task=self.c.task))
+        counts = {"ok": 0, "err": 0}
+        model_info: dict[str, Any] = {}
+        bar = self.bar(len(pending), "draft")
+        with AppendWriter(path) as writer:
+            for r in bad:
+                writer.write(_record(r, model=None, adapter=None, prompt_version=None, backend=str(parse_spec(specs[0])), task=self.c.task))
+                counts["err"] += 1
+
+            def on_block(records: list[dict[str, Any]]) -> None:
+                for rec in records:
+                    writer.write(rec)
+                    bar.update(1)
+                    if rec.get("error"):
+                        counts["err"] += 1
+                    else:
+                        counts["ok"] += 1
+                        model_info.update({"model": rec["model"], "adapter": rec["adapter"], "prompt_version": rec["prompt_version"]})
+
+            try:
+                draft_studies(job, pending, self.ray_options(), on_block=on_block)
+            finally:
+                bar.close()
+        return counts["ok"], counts["err"], model_info
 
     # -- check ---------------------------------------------------------------------------------
     def _studies_by_id(self) -> dict[str, dict[str, Any]]:
@@ -621,6 +687,12 @@ class _Context:
 
         region = self._region()
         return Pipeline(extractor=self.c.extractor, self_check=self.c.self_check, region=region), region
+
+    def ray_options(self):
+        from reportgen.engines.ray_engine import RayOptions
+
+        return RayOptions(address=self.c.ray_address, num_cpus=self.c.ray_num_cpus, actors=self.c.ray_actors,
+                          block_size=self.c.ray_block_size)
 
     def _references(self) -> tuple[dict[str, str], dict[str, str]]:
         from reportgen.checkers.batch import load_reference
@@ -729,9 +801,15 @@ class _Context:
         counts = {s: 0 for s in STATUSES}
         per_stage: dict[str, int] = {}
         bar = self.bar(len(drafts), "check")
+        if self.c.engine == "ray":  # the same check_one on Ray actors, records back in input order
+            from reportgen.engines.ray_engine import map_rows
+
+            rows = [{"sid": sid, "draft": draft, "images": images.get(sid)} for sid, draft in drafts.items()]
+            records = map_rows(rows, functools.partial(_ray_check_fn, self.c.to_dict(), str(self.out)), self.ray_options())
+        else:
+            records = (self.check_one(pipeline, region, sid, draft, refs, ref_problems, images.get(sid)) for sid, draft in drafts.items())
         with batch_gc(), atomic_writer(self.out / "verdicts.jsonl") as fh:
-            for sid, draft in drafts.items():
-                rec = self.check_one(pipeline, region, sid, draft, refs, ref_problems, images.get(sid))
+            for rec in records:
                 for p in rec["problems"]:
                     per_stage[p["stage"]] = per_stage.get(p["stage"], 0) + 1
                 for s in STATUSES:
@@ -841,6 +919,43 @@ class _Context:
                                  title=self.c.title, stand_in=self.c.demo, drafts=drafts)
         return {"summary": f"{n} study pages + index -> {self.out / 'report' / 'index.html'}", "errors": 0, "pages": n,
                 "problems_shown": errors}
+
+
+def _ray_check_fn(config: Mapping[str, Any], out: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The check stage's per-study function, built once in each Ray actor (``--engine ray``):
+    the same pipeline and ``check_one`` as the local engine, so the records are the same."""
+    cfg = RunConfig(**config)
+    ctx = _Context(cfg, Path(out), RunState(Path(out), cfg), False, lambda msg: None)
+    pipeline, region = ctx._checker()
+    refs, ref_problems = ctx._references()
+    return lambda row: ctx.check_one(pipeline, region, row["sid"], row["draft"], refs, ref_problems, row["images"])
+
+
+def _in_input_order(path: Path, order: Sequence[str]) -> None:
+    """Rewrite the drafts in the studies' input order (atomically): drafts are appended as
+    they finish, in an order that depends on the server and the engine; the files a run
+    leaves, and so its verdicts, do not."""
+    from reportgen.commands.draft import scan_output
+    from reportgen.jsonl import atomic_writer, dumps
+
+    by_id = scan_output(path)
+    if list(by_id) == [sid for sid in order if sid in by_id] and len(by_id) == sum(1 for _ in path.open("rb")):
+        return  # already in order, one line per id
+    with atomic_writer(path) as fh:
+        for sid in order:
+            if sid in by_id:
+                fh.write(dumps(by_id.pop(sid)) + "\n")
+        for rec in by_id.values():
+            fh.write(dumps(rec) + "\n")
+
+
+def _ray_draft_record(result: Any, drafter: Any, spec: str, *, task: str) -> dict[str, Any]:
+    """A draft record built in a Ray actor, by the local engine's record builder."""
+    from reportgen.backends import parse_spec
+    from reportgen.commands.draft import _describe, _record
+
+    model, adapter, prompt_version = _describe(drafter)
+    return _record(result, model=model, adapter=adapter, prompt_version=prompt_version, backend=str(parse_spec(spec)), task=task)
 
 
 def repair_notes(verdict: Mapping[str, Any]) -> str:

@@ -113,6 +113,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the page shows only studies with a contradicted or unsupported claim (the summary counts all)")
     h.add_argument("--html-max-studies", type=int, default=None, metavar="N",
                    help=f"show at most N studies in the page (default {HTML_MAX_STUDIES}; the page says how many were left out)")
+    e = p.add_argument_group("engine (scale-out: pip install 'reportgen-cxr[ray]'; docs/scale.md)")
+    e.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: checker actors on Ray Data, output identical to local")
+    e.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto' or ray://HOST:PORT); default: start a local Ray")
+    e.add_argument("--ray-num-cpus", type=int, metavar="N", help="CPUs of the local Ray (default: all)")
+    e.add_argument("--ray-actors", type=int, default=2, metavar="N", help="checker actors, one CPU each (default 2)")
+    e.add_argument("--ray-block-size", type=int, default=512, metavar="N",
+                   help="input lines per block, the unit of retry and resume (default 512)")
 
 
 def _count_lines(path: str) -> int | None:
@@ -272,6 +280,11 @@ def render_table(record: Mapping[str, Any], width: int | None = None, marks: Map
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return run_ray(args)
+    ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--ray-num-cpus", args.ray_num_cpus)) if v]
+    if ray_flags:
+        raise ReportgenError("E954", f"{', '.join(ray_flags)} given without --engine ray", fix="add --engine ray")
     from tqdm import tqdm
 
     from reportgen.checkers.batch import MAX_LINE_WARNINGS, RecordChecker, load_reference
@@ -383,3 +396,45 @@ def draw_for_page(batch: Any, checked: Any) -> tuple[bytes | None, str | None]:
 def _ids(ids: list[str], most: int = 10, sep: str = ", ") -> str:
     shown = sep.join(ids[:most])
     return shown + (f", ... ({len(ids) - most} more)" if len(ids) > most else "")
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    """``--engine ray``: the same records through ``reportgen.engines.ray_engine``."""
+    import functools
+
+    from reportgen.checkers.pipeline import Pipeline
+    from reportgen.engines.ray_engine import CheckJob, RayOptions, check_file
+
+    unsupported = [f for f, v in (("--region-model", args.region_model), ("--html", args.html),
+                                  ("--format table", args.format == "table")) if v]
+    if unsupported:
+        raise ReportgenError("E954", f"{', '.join(unsupported)} not yet available with --engine ray",
+                             fix="use --engine local for these, or check with --engine ray and render the output afterwards")
+    if not args.out:
+        raise ReportgenError("E954", "--engine ray writes a file: give --out V.jsonl")
+    options = RayOptions(address=args.ray_address, num_cpus=args.ray_num_cpus, actors=args.ray_actors,
+                         block_size=args.ray_block_size)
+    settings = {"extractor": args.extractor, "self_check": not args.no_self_check}
+    job = CheckJob(str(Path(args.reports)), functools.partial(Pipeline, extractor=args.extractor, self_check=not args.no_self_check),
+                   reference=args.reference, max_chars=args.max_chars, base=str(Path(args.reports).resolve().parent),
+                   settings=settings)
+    err: TextIO = sys.stderr
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and err.isatty():
+            print(f"\rreportgen check: ray: {done}/{total} blocks", end="", file=err, flush=True)
+
+    run = check_file(job, args.out, options, progress=progress)
+    if not args.quiet:
+        if err.isatty():
+            print(file=err)
+        if run.duplicates:
+            print(f"reportgen check: E306 {len(run.duplicates)} duplicate id(s); all records are checked: {_ids(run.duplicates)}", file=err)
+        if run.missing_reference:
+            print(f"reportgen check: E307 {len(run.missing_reference)} report id(s) have no usable reference and were checked "
+                  f"for self-consistency only: {_ids(run.missing_reference)}", file=err)
+        totals = ", ".join(f"{run.statuses[k]} {k}" for k in STATUSES)
+        resumed = f", {run.blocks_resumed} of {run.blocks} blocks resumed" if run.blocks_resumed else ""
+        print(f"reportgen check: {run.records} records ({run.errors} with errors) in {run.seconds:.1f}s on ray{resumed}; "
+              f"claims: {totals}; written to {args.out}", file=err)
+    return 1 if args.strict and (run.errors or run.missing_reference) else 0

@@ -40,6 +40,12 @@ VALUE_FLAGS = (
     ("--demo-n", "demo_n", int, "N", "demo: IU reports used (default 25)"),
     ("--demo-rate", "demo_rate", float, "P", "demo: probability that a sentence gets an injected error (default 0.3)"),
     ("--title", "title", str, "TEXT", "title of the HTML report"),
+    ("--engine", "engine", str, "NAME", "local (default: this process) or ray (Ray Data actors, same outputs; pip install 'reportgen-cxr[ray]')"),
+    ("--ray-address", "ray_address", str, "ADDR", "join this Ray cluster ('auto' or ray://HOST:PORT); default: start a local Ray"),
+    ("--ray-num-cpus", "ray_num_cpus", int, "N", "CPUs of the local Ray (default: all)"),
+    ("--ray-actors", "ray_actors", int, "N", "actors per stage: drafting clients, checkers (default 2)"),
+    ("--ray-block-size", "ray_block_size", int, "N", "studies per block, the unit of retry (default 64)"),
+    ("--ray-backends", "ray_backends", str, "SPECS", "more backend specs, comma-separated, sharing the drafting with --backend"),
 )
 
 
