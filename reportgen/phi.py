@@ -21,7 +21,8 @@ import re
 _allowed: bool | None = None
 
 # 'quoted' or "quoted" values; the \\ escapes of repr() are kept inside
-_QUOTED = re.compile(r"""(?P<q>['"])(?P<v>(?:\\.|(?!(?P=q)).){1,10000}?)(?P=q)""")
+# (an apostrophe inside a word, as in "manifest's", opens and closes nothing)
+_QUOTED = re.compile(r"""(?<!\w)(?P<q>['"])(?P<v>(?:\\.|(?!(?P=q)).){1,10000}?)(?P=q)(?!\w)""")
 _PATHISH = re.compile(r"[/\\]|^~|\.(?:png|jpe?g|dcm|dicom|dic|tiff?|bmp|gif|webp|nii|json|jsonl|txt)$", re.IGNORECASE)
 
 

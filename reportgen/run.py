@@ -87,6 +87,7 @@ class RunConfig:
     demo_n: int = 25  # demo: IU reports used
     demo_rate: float = 0.3  # demo: probability that a sentence gets an injected error
     title: str | None = None
+    allow_outside_root: bool = False  # read study images outside the studies file's folder ('../', absolute, symlinks out)
     engine: str = "local"  # local (this process) or ray (Ray Data actors; same outputs, docs/scale.md)
     ray_address: str | None = None  # join this Ray cluster ("auto", ray://HOST:PORT); default: a local Ray
     ray_num_cpus: int | None = None  # CPUs of the local Ray (default: all)
@@ -423,7 +424,7 @@ class _Context:
         if stage == "draft":
             if c.studies:
                 prompt = self.state.data.get("data_files", {}).get("prompts/draft.json")
-                return _digest(stage, file_hash(c.studies), c.backend, c.task, c.max_new_tokens, prompt)
+                return _digest(stage, file_hash(c.studies), c.backend, c.task, c.max_new_tokens, prompt, c.allow_outside_root)
             return _digest(stage, file_hash(self.drafts_in))
         prev = {s: (self.state.data["stages"].get(s) or {}).get("outputs") for s in STAGES}
         check_cfg = (c.extractor, c.self_check, c.region_model, c.region_calibration, file_hash(self.reference),
@@ -529,7 +530,7 @@ class _Context:
             drop_records(path, retry)
         done = set(previous) - retry
         pending, bad, seen, order = [], [], set(), []
-        for sid, study, error, kind in load_studies(Path(self.c.studies)):
+        for sid, study, error, kind in load_studies(Path(self.c.studies), self.c.allow_outside_root):
             if sid in seen:
                 continue
             seen.add(sid)
@@ -833,7 +834,7 @@ class _Context:
 
         verdicts = scan_output(self.out / "verdicts.jsonl")
         flagged = {sid: v for sid, v in verdicts.items() if not v.get("error") and v["summary"].get("contradicted", 0) + v["summary"].get("unsupported", 0)}
-        studies = {sid: st for sid, st, _, _ in load_studies(Path(self.c.studies)) if st is not None and sid in flagged}
+        studies = {sid: st for sid, st, _, _ in load_studies(Path(self.c.studies), self.c.allow_outside_root) if st is not None and sid in flagged}
         prompt = repair_prompt_path(self.c)
         if not prompt.is_file():
             raise ReportgenError("E813", f"repair prompt {str(prompt)!r} does not exist", fix="give repair_prompt a prompt template JSON")

@@ -86,7 +86,7 @@ def test_train_applies_the_policy(tiny_vlm_dir, big_study, tmp_path, monkeypatch
     m.write_text(json.dumps(row) + "\n" + json.dumps({**row, "id": "big2"}) + "\n")
     seen = _capture_encode(monkeypatch)
     t = Trainer(TrainConfig(manifest=str(m), model=str(tiny_vlm_dir), out=str(tmp_path / "o"), max_steps=1, epochs=1,
-                            batch_size=1, grad_accum=1, val_fraction=0.0, eval_examples=0, **POLICY))
+                            batch_size=1, grad_accum=1, val_fraction=0.0, eval_examples=0, allow_outside_root=True, **POLICY))
     t.run()
     assert seen and all(len(s) == 1 and s[0][0] * s[0][1] <= 48 * 40 for s in seen)
     assert seen[0][0] == ImagePolicy(**POLICY).size_for(700, 600)  # the PA film, not the lateral listed first

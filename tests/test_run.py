@@ -208,7 +208,7 @@ def test_run_drafts_checks_and_repairs_with_the_tiny_model(tiny_vlm_dir, tiny_ad
     out = tmp_path / "run"
     spec = f"hf:{tiny_vlm_dir}?adapter={tiny_adapter_dir}&batch_size=2"
     argv = ["run", "--studies", str(studies), "--backend", spec, "--reference", str(ref), "--out", str(out),
-            "--max-new-tokens", "24", "--bootstrap", "20", "-q"]
+            "--max-new-tokens", "24", "--bootstrap", "20", "-q", "--allow-outside-root"]
     assert main(argv + ["--until", "draft"]) == 0
     drafts = {d["id"]: d for d in lines(out / "drafts.jsonl")}
     assert set(drafts) == {r["id"] for r in rows} | {"missing", "corrupt"}

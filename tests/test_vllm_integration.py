@@ -157,7 +157,7 @@ def _draft(studies: Path, out: Path, url: str, *extra: str) -> subprocess.Popen:
     backend = f"vllm:{url}?model=cxr&retries=1&backoff_s=0.2&timeout_s=60"
     return subprocess.Popen(
         [sys.executable, "-m", "reportgen", "draft", "--studies", str(studies), "--backend", backend, "--out", str(out),
-         "--max-new-tokens", str(MAX_NEW_TOKENS), "--no-progress", *extra],
+         "--max-new-tokens", str(MAX_NEW_TOKENS), "--no-progress", "--allow-outside-root", *extra],  # images beside the tiny manifest
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not compare claims with the report's other sentences")
     p.add_argument("--repair", dest="repair", action="store_const", const=True, default=None,
                    help="redraft each flagged draft once with its flagged sentences and evidence in the prompt, re-check, keep both")
+    p.add_argument("--allow-outside-root", dest="allow_outside_root", action="store_const", const=True, default=None,
+                   help="read study images outside the studies file's folder ('../', absolute paths, symlinks out)")
     p.add_argument("--until", metavar="STAGE", help="stop after this stage (inputs, draft, check, repair, metrics, report)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no stage lines")
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from reportgen.run import config_toml, load_config, run as run_all
 
     overrides = {dest: getattr(args, dest) for _, dest, *_ in VALUE_FLAGS}
-    overrides.update(self_check=args.self_check, repair=args.repair)
+    overrides.update(self_check=args.self_check, repair=args.repair, allow_outside_root=args.allow_outside_root)
     config = load_config(args.config, overrides)
     if args.print_config:
         sys.stdout.write(config_toml(config))
