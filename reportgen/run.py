@@ -87,6 +87,11 @@ class RunConfig:
     demo_n: int = 25  # demo: IU reports used
     demo_rate: float = 0.3  # demo: probability that a sentence gets an injected error
     title: str | None = None
+    checkers: str = "graph"  # graph, or with an LLM endpoint: graph,llm | cascade (docs/checking.md)
+    convention: str = "chexpert"  # how an unmentioned finding is read: chexpert | radfact
+    llm_url: str | None = None  # OpenAI-compatible endpoint of the llm/cascade checker (e.g. http://127.0.0.1:8000/v1)
+    llm_model: str | None = None  # model name served there
+    llm_api_key_env: str = "OPENAI_API_KEY"  # environment variable holding its API key (never in the config)
     allow_outside_root: bool = False  # read study images outside the studies file's folder ('../', absolute, symlinks out)
     engine: str = "local"  # local (this process) or ray (Ray Data actors; same outputs, docs/scale.md)
     ray_address: str | None = None  # join this Ray cluster ("auto", ray://HOST:PORT); default: a local Ray
@@ -117,6 +122,8 @@ class RunConfig:
         for name in ("max_new_tokens", "concurrency", "demo_n"):
             if getattr(self, name) < 1:
                 raise ReportgenError("E801", f"run configuration: {name} must be at least 1")
+        if self.convention not in ("chexpert", "radfact"):
+            raise ReportgenError("E801", f"run configuration: convention {self.convention!r} is not chexpert or radfact")
         if self.engine not in ("local", "ray"):
             raise ReportgenError("E801", f"run configuration: engine {self.engine!r} is not local or ray")
         if self.ray_actors < 1 or self.ray_block_size < 1:
@@ -428,6 +435,7 @@ class _Context:
             return _digest(stage, file_hash(self.drafts_in))
         prev = {s: (self.state.data["stages"].get(s) or {}).get("outputs") for s in STAGES}
         check_cfg = (c.extractor, c.self_check, c.region_model, c.region_calibration, file_hash(self.reference),
+                     c.checkers, c.convention, c.llm_url, c.llm_model,
                      file_hash(c.studies), self.state.data.get("data_files"))
         if stage == "check":
             return _digest(stage, prev["draft"], check_cfg)
@@ -687,7 +695,17 @@ class _Context:
         from reportgen.checkers.pipeline import Pipeline
 
         region = self._region()
-        return Pipeline(extractor=self.c.extractor, self_check=self.c.self_check, region=region), region
+        names = [n.strip() for n in self.c.checkers.split(",") if n.strip()]
+        llm = None
+        if any(n in ("llm", "cascade") for n in names):
+            if not (self.c.llm_url and self.c.llm_model):
+                raise ReportgenError("E801", f"run configuration: checkers {self.c.checkers!r} need llm_url and llm_model",
+                                     fix="give --llm-url URL --llm-model NAME (an OpenAI-compatible endpoint)")
+            from reportgen.checkers.llm_checker import LLMChecker
+
+            llm = LLMChecker.from_endpoint(self.c.llm_url, self.c.llm_model, api_key=os.environ.get(self.c.llm_api_key_env))
+        return Pipeline(extractor=self.c.extractor, checkers=names, self_check=self.c.self_check, region=region,
+                        convention=self.c.convention, llm=llm), region
 
     def ray_options(self):
         from reportgen.engines.ray_engine import RayOptions

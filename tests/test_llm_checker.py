@@ -169,3 +169,27 @@ def test_llm_checker_and_cascade_against_a_real_vllm_server(tmp_path_factory, ti
     assert cascade.escalated == 1  # only the hedged claim
     decided = by_text(cas)["Mild cardiomegaly."]
     assert decided.status == "supported" and decided.verdicts[0].checker == "cascade"
+
+
+def test_run_checks_with_the_cascade_and_names_it(fake, tmp_path):
+    """`reportgen run --reports D --checkers cascade --llm-url ...`: the run's verdicts come from
+    the cascade (graph first, the LLM where the rules leave a claim open), and run.json says so."""
+    reports = tmp_path / "d.jsonl"
+    reports.write_text(json.dumps({"id": "a", "report": "FINDINGS: Mild cardiomegaly. Right lower lobe pneumonia."}) + "\n")
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(json.dumps({"id": "a", "report": REFERENCE}) + "\n")
+    out = tmp_path / "run"
+    assert main(["run", "--reports", str(reports), "--reference", str(ref), "--out", str(out), "--bootstrap", "0", "-q",
+                 "--checkers", "cascade", "--convention", "radfact", "--llm-url", fake.url + "/v1", "--llm-model", "judge-model"]) == 0
+    rec = json.loads((out / "verdicts.jsonl").read_text().splitlines()[0])
+    assert rec["summary"]["checkers"] == ["cascade"] and rec["summary"]["convention"] == "radfact"
+    assert {v["checker"] for c in rec["claims"] for v in c["verdicts"]} == {"cascade"}
+    assert fake.requests  # the LLM was asked about the claims the rules left open
+    cfg = json.loads((out / "run.json").read_text())["config"]
+    assert (cfg["checkers"], cfg["convention"], cfg["llm_model"]) == ("cascade", "radfact", "judge-model")
+
+def test_run_refuses_an_llm_checker_without_an_endpoint(tmp_path, capsys):
+    reports = tmp_path / "d.jsonl"
+    reports.write_text(json.dumps({"id": "a", "report": "FINDINGS: Mild cardiomegaly."}) + "\n")
+    assert main(["run", "--reports", str(reports), "--out", str(tmp_path / "x"), "--checkers", "cascade", "-q"]) != 0
+    assert "E801" in capsys.readouterr().err
