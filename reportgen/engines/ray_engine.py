@@ -115,6 +115,21 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         ray.shutdown()
 
 
+def _on_actors(ray: Any, items: list[dict[str, Any]], actor: type, args: tuple[Any, ...], options: RayOptions,
+               gpus: float = 0.0) -> Any:
+    """The one Ray Data plan every stage uses: ``items`` (one per block) through a pool of
+    ``options.actors`` actors (``actor(*args)``, one CPU each, ``gpus`` GPUs), a block per
+    call, dead actors restarted and their block retried at most ``options.max_retries`` times."""
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's init configures its loggers anew
+    remote: dict[str, Any] = {"num_cpus": 1, "max_restarts": options.max_retries, "max_task_retries": options.max_retries}
+    if gpus:
+        remote["num_gpus"] = gpus
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    return ds.map_batches(actor, fn_constructor_args=args, batch_size=1,
+                          compute=ray.data.ActorPoolStrategy(size=min(options.actors, len(items))), **remote)
+
+
 # --- blocks --------------------------------------------------------------------------
 
 
@@ -278,17 +293,8 @@ def check_file(
         progress(run.blocks_resumed, len(blocks))
     if todo:
         with ray_session(options) as ray:
-            ray.data.DataContext.get_current().enable_progress_bars = False
-            logging.getLogger("ray").setLevel(logging.ERROR)  # Ray's init configures its loggers anew
             rows = [{"index": b.index, "start": b.start, "end": b.end, "first_line": b.first_line} for b in todo]
-            ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-            remote: dict[str, Any] = {"num_cpus": 1, "max_restarts": options.max_retries, "max_task_retries": options.max_retries}
-            if options.gpus_per_actor:
-                remote["num_gpus"] = options.gpus_per_actor
-            ds = ds.map_batches(
-                _CheckActor, fn_constructor_args=(job, str(shards)), batch_size=1,
-                compute=ray.data.ActorPoolStrategy(size=min(options.actors, len(todo))), **remote,
-            )
+            ds = _on_actors(ray, rows, _CheckActor, (job, str(shards)), options, options.gpus_per_actor)
             finished = run.blocks_resumed
             try:
                 for _ in ds.iter_rows():
@@ -412,14 +418,7 @@ def draft_studies(
     rows = [{"block": k, "studies": json.dumps([s.to_dict() for s in studies[i : i + size]])}
             for k, i in enumerate(range(0, len(studies), size))]
     with ray_session(options) as ray:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map_batches(
-            _DraftActor, fn_constructor_args=(job,), batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=min(options.actors, len(rows))),
-            num_cpus=1, max_restarts=options.max_retries, max_task_retries=options.max_retries,
-        )
+        ds = _on_actors(ray, rows, _DraftActor, (job,), options)
         try:
             for row in ds.iter_rows():
                 on_block(json.loads(row["records"]))
@@ -465,14 +464,7 @@ def map_rows(
     items = [{"block": k, "rows": json.dumps(list(rows[i : i + size]), ensure_ascii=False)}
              for k, i in enumerate(range(0, len(rows), size))]
     with ray_session(options) as ray:
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        logging.getLogger("ray").setLevel(logging.ERROR)
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map_batches(
-            _MapActor, fn_constructor_args=(make_fn,), batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=min(options.actors, len(items))),
-            num_cpus=1, max_restarts=options.max_retries, max_task_retries=options.max_retries,
-        )
+        ds = _on_actors(ray, items, _MapActor, (make_fn,), options)
         waiting: dict[int, list[Any]] = {}
         next_block = 0
         try:
