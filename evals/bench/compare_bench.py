@@ -10,8 +10,9 @@ for every metric and pair.
 
 By default the same comparison is run twice in this process, side by side: ``before``
 checks each convention separately (three graph-checker passes per pair: forward under
-chexpert for the hallucination rate, forward and reverse under radfact for RadFact), and
-``after`` takes both forward checks from one pass (``Pipeline.check_conventions``); the two
+chexpert for the hallucination rate, forward and reverse under radfact for RadFact) with
+the collector's default settings, and ``after`` takes both forward checks from one pass
+(``Pipeline.check_conventions``) and scores each system under ``batch_gc``; the two
 outputs must be identical (the bench fails otherwise). ``--only-after`` skips ``before``.
 
     python -m evals.bench.compare_bench [--n 0] [--resamples 1000] [--only-after] [--out runs/bench/compare_bench.json]
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, one_pass in (() if args.only_after else (("before", False),)) + (("after", True),):
         t0, c0 = time.perf_counter(), time.process_time()
         res = compare(ref, systems, {}, resamples=args.resamples, permutations=args.permutations, seed=0, reader=reader,
-                      one_pass=one_pass)
+                      one_pass=one_pass, gc_batch=one_pass)
         runs[label] = (time.perf_counter() - t0, time.process_time() - c0, res)
     same = None
     if "before" in runs:
