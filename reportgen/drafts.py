@@ -204,6 +204,39 @@ def mixed_error(existing: set[tuple[Any, ...]], new: tuple[Any, ...], out: Path)
 
 
 @dataclass
+class Todo:
+    """What a drafting run has to do: the studies to draft, the lines that cannot be drafted
+    (error results to write), every study id in input order, and the ids skipped as
+    repeats of an earlier line (the first one is drafted)."""
+
+    pending: list[Any] = field(default_factory=list)
+    bad: list[Any] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+
+def studies_to_draft(path: Path, done: set[str], allow_outside_root: bool = False) -> Todo:
+    """The studies of ``path`` not in ``done``, as ``Todo`` (see ``load_studies``)."""
+    from reportgen.backends.base import DraftResult
+
+    todo = Todo()
+    seen: set[str] = set()
+    for sid, study, error, kind in load_studies(path, allow_outside_root):
+        if sid in seen:
+            todo.duplicates.append(sid)
+            continue
+        seen.add(sid)
+        todo.order.append(sid)
+        if sid in done:
+            continue
+        if study is None:
+            todo.bad.append(DraftResult(sid, None, error, kind))
+        else:
+            todo.pending.append(study)
+    return todo
+
+
+@dataclass
 class Tally:
     """What ``write_drafts`` did: drafted, errors, the ids written, and the result that
     stopped the loop (a transient failure that ended a run of them), if any."""

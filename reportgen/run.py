@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
+from reportgen.jsonl import json_safe
 from reportgen.types import FLAGGED, VERDICT_STATUSES as STATUSES  # the one vocabulary
 
 log = logging.getLogger("reportgen.run")
@@ -526,10 +527,9 @@ class _Context:
         return {"summary": f"{n} {what} taken from {self.drafts_in.name} ({errors} errors)", "errors": errors, "studies": n}
 
     def _draft_with_backend(self, path: Path) -> dict[str, Any]:
-        from reportgen.backends import get_drafter, parse_spec
-        from reportgen.backends.base import TRANSIENT_KINDS, UNAVAILABLE, DraftResult, iter_results
-        from reportgen.drafts import drop_records, load_studies, scan_output, to_retry
-        from reportgen.jsonl import AppendWriter
+        from reportgen.backends import parse_spec
+        from reportgen.backends.base import TRANSIENT_KINDS
+        from reportgen.drafts import drop_records, scan_output, studies_to_draft, to_retry
 
         spec = parse_spec(self.c.backend)
         previous = scan_output(path)
@@ -537,18 +537,8 @@ class _Context:
         if retry:
             drop_records(path, retry)
         done = set(previous) - retry
-        pending, bad, seen, order = [], [], set(), []
-        for sid, study, error, kind in load_studies(Path(self.c.studies), self.c.allow_outside_root):
-            if sid in seen:
-                continue
-            seen.add(sid)
-            order.append(sid)
-            if sid in done:
-                continue
-            if study is None:
-                bad.append(DraftResult(sid, None, error, kind))
-            else:
-                pending.append(study)
+        todo = studies_to_draft(Path(self.c.studies), done, self.c.allow_outside_root)
+        pending, bad, order = todo.pending, todo.bad, todo.order
         n_ok = n_err = 0
         model_info: dict[str, Any] = {}
         if self.c.engine == "ray" and pending:
@@ -564,7 +554,7 @@ class _Context:
         retry = sum(1 for r in final if r.get("error") and r.get("error_kind") in TRANSIENT_KINDS)
         return {"summary": f"{n_ok} drafted, {n_err} errors, {len(done)} already done"
                            + (f"; {retry} to retry (backend unreachable): rerun to retry them" if retry else ""),
-                "errors": total_err, "retry": retry, "studies": len(seen), "drafted": n_ok}
+                "errors": total_err, "retry": retry, "studies": len(order), "drafted": n_ok}
 
     def _draft_here(self, path: Path, spec: Any, pending: list[Any], bad: list[Any]) -> tuple[int, int, dict[str, Any]]:
         """The local engine's drafting loop (reportgen.drafts.write_drafts, as `reportgen
@@ -977,16 +967,6 @@ def repair_notes(verdict: Mapping[str, Any]) -> str:
 
 # -- metrics -----------------------------------------------------------------------------------
 
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[str, Mapping[str, Any]],
                     refs: Mapping[str, str], *, bootstrap: int = 1000, seed: int = 0, extractor: str = "rules",
                     self_check: bool = True, per_study: bool = True) -> dict[str, Any]:
@@ -1022,7 +1002,7 @@ def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[s
     if not pairs:
         if failed:  # every draft with a reference failed: each scores 0
             out["corpus_with_failures"] = {**{k: {"estimate": 0.0} for k in FAILURE_SCORED}, "draft_failure_rate": {"estimate": 1.0}}
-        return _clean(out)
+        return json_safe(out)
     res = Suite(extractor, self_check=self_check).evaluate(pairs, n_bootstrap=bootstrap, seed=seed)
     rows = [r.row() for r in res.results]
     for r in rows:  # a pair the suite could not score is a failure too
@@ -1050,4 +1030,4 @@ def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[s
     out["timings_s"] = {k: round(v, 4) for k, v in res.timings.items()}
     if per_study:
         out["per_study"] = rows
-    return _clean(out)
+    return json_safe(out)

@@ -34,8 +34,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reportgen.drafts import (Tally, compatible, describe_drafter, draft_record, drop_records, identity, load_studies,
-                              mixed_error, run_fields, scan_output, to_retry, write_drafts)
+from reportgen.drafts import (Tally, compatible, describe_drafter, draft_record, drop_records, identity, mixed_error,
+                              run_fields, scan_output, studies_to_draft, to_retry, write_drafts)
 from reportgen.errors import InputError, ReportgenError
 
 log = logging.getLogger("reportgen.draft")
@@ -115,25 +115,13 @@ def _run(args: argparse.Namespace) -> int:
         drop_records(out_path, retry)
     done = set(previous) - retry
 
-    pending: list[Any] = []
-    bad: list[DraftResult] = []
-    seen: set[str] = set()
-    duplicates = 0
-    for sid, study, error, kind in load_studies(studies_path, getattr(args, "allow_outside_root", False)):
-        if sid in seen:
-            duplicates += 1
-            log.warning("%s: duplicate study id %r skipped (the first one is drafted)", studies_path, sid)
-            continue
-        seen.add(sid)
-        if sid in done:
-            continue
-        if study is None:
-            bad.append(DraftResult(sid, None, error, kind))
-        else:
-            pending.append(study)
+    todo = studies_to_draft(studies_path, done, getattr(args, "allow_outside_root", False))
+    for sid in todo.duplicates:
+        log.warning("%s: duplicate study id %r skipped (the first one is drafted)", studies_path, sid)
+    pending, bad, duplicates = todo.pending, todo.bad, len(todo.duplicates)
     if args.limit is not None:
         pending = pending[: max(0, args.limit)]
-    skipped = len(seen) - len(pending) - len(bad)
+    skipped = len(todo.order) - len(pending) - len(bad)
 
     n_ok = n_err = 0
     with AppendWriter(out_path) as writer:
