@@ -37,9 +37,23 @@ def _vocab(folder):
     return len(vocab)
 
 
+def _ratescore_modules() -> list[str]:
+    return [m for m in sys.modules if m == "RaTEScore" or m.startswith("RaTEScore.")]
+
+
+@pytest.fixture(autouse=True)
+def _forget_ratescore():
+    """RaTEScore imported in a test (with a stand-in medspacy) is forgotten after it, so that
+    later imports see this machine's real state."""
+    before = set(_ratescore_modules())
+    yield
+    for name in set(_ratescore_modules()) - before:
+        del sys.modules[name]
+
+
 def _fresh_ratescore(monkeypatch, medspacy):
     """RaTEScore imported anew with ``medspacy`` (a module, or None: not importable)."""
-    for name in [m for m in sys.modules if m == "RaTEScore" or m.startswith("RaTEScore.")]:
+    for name in _ratescore_modules():
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "medspacy", medspacy)
 
