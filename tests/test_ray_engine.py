@@ -217,5 +217,6 @@ def test_run_engine_ray_drafts_over_http_and_writes_the_local_engines_verdicts(r
     assert [d["id"] for d in drafts] == [f"s{i}" for i in range(7)]  # merged in input order
     assert all(d["report"] == f"FINDINGS: Report for {d['id']} by cxr." for d in drafts)
     assert (tmp_path / "ray" / "report" / "index.html").is_file()
+    assert json.loads((tmp_path / "ray" / "run.json").read_text())["ray_drafter"] == "actors"  # auto, for servers
     # the engine is not an input: a rerun with the local engine redoes nothing
     assert set(run(RunConfig(out=str(tmp_path / "ray"), **common)).stages.values()) == {"skipped"}
