@@ -313,6 +313,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E963", "--ray-drafter vllm-engine: vLLM cannot be imported in the Ray workers' environment", "install vllm on the GPU nodes (or in the job's runtime_env), or serve the model with `reportgen serve` and use --ray-drafter http or actors"),
     _E("E964", "--ray-drafter vllm-engine was given a backend it cannot load (not hf:MODEL[?adapter=DIR], or several backends)", "give one hf:PATH_OR_ID?adapter=DIR backend and scale with --ray-replicas"),
     _E("E965", "the vLLM engine inside Ray failed on a study (its error record names it; the rest of the batch goes on)", "read the message (the engine's own error), fix its cause, and redraft those studies"),
+    _E("E966", "ray checker actors asked for GPUs (--region-device cuda) but the Ray cluster has none", "use --region-device cpu (CPU actors), or join a cluster with GPU nodes (--ray-address)"),
 )
 
 
