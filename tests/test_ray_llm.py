@@ -102,6 +102,8 @@ def test_two_endpoints_share_the_work_and_a_processor_that_stops_hands_the_rest_
                         ray_backends=f"vllm:{b.url}?model=cxr&backoff_s=0.02")
         run(cfg)
         assert len(b.requests) >= 4  # blocks 1 and 3 (s2, s3, s6, s7) went to the second endpoint
+        sent = len(a.requests) + len(b.requests)
+        assert set(run(cfg).stages.values()) == {"skipped"} and len(a.requests) + len(b.requests) == sent  # a rerun redoes nothing
     drafts = [json.loads(x) for x in (studies / "ray" / "drafts.jsonl").read_text().splitlines()]
     assert [d["id"] for d in drafts] == [f"s{i}" for i in range(9)]
     assert [d["id"] for d in drafts if d["error"]] == ["s4"]  # only the missing image
