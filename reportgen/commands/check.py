@@ -147,20 +147,11 @@ def make_region_checker(args: argparse.Namespace):
         if extra:
             raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
         return None
-    from reportgen.checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.checker import load_region_checker
 
-    rc = RegionChecker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
-                       calibration=args.region_calibration,
-                       segmenter=None if args.region_segmenter in (None, "none") else args.region_segmenter)
-    if hasattr(rc.segmenter, "load"):
-        rc.segmenter.load()  # missing weights (E613/E614) stop the command before any record is read
-    try:
-        rc.backend.load()
-    except ReportgenError:
-        raise
-    except Exception as e:  # network, corrupt weights, ...: say which model
-        raise ReportgenError("E701", f"region model {args.region_model!r} could not be loaded ({type(e).__name__}: {e})",
-                             fix="check the model spec; offline, use local-dir:PATH (e.g. written by `reportgen train-clip`)") from None
+    rc = load_region_checker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
+                             calibration=args.region_calibration,
+                             segmenter=None if args.region_segmenter in (None, "none") else args.region_segmenter)
     if args.region_png_dir:
         try:
             Path(args.region_png_dir).mkdir(parents=True, exist_ok=True)
@@ -362,11 +353,12 @@ def run(args: argparse.Namespace) -> int:
         write_html(page, args.html)
 
     if refs is not None:
-        unmatched = sorted(set(refs) - counts.seen)
+        unmatched = sorted(i for i in refs if i not in counts.seen)
         lost = [i for i in unmatched if i in counts.broken_lines]  # their report line is an error record
         absent = [i for i in unmatched if i not in counts.broken_lines]
         if counts.missing_reference:
-            warn(f"E307 {len(counts.missing_reference)} report id(s) have no usable reference and were checked for self-consistency only: {_ids(counts.missing_reference)}")
+            warn(f"E307 {counts.missing_reference} report id(s) have no usable reference and were checked for self-consistency only: "
+                 f"{_ids(counts.missing_reference_ids, total=counts.missing_reference)}")
         if absent:
             warn(f"E304 {len(absent)} reference id(s) have no report: {_ids(absent)} (no line of --reports {args.reports} has them)")
         if lost:
@@ -397,27 +389,12 @@ def draw_for_page(batch: Any, checked: Any) -> tuple[bytes | None, str | None]:
         return None, f"E708 the region map could not be drawn: {msg}"
 
 
-def _ids(ids: list[str], most: int = 10, sep: str = ", ") -> str:
+def _ids(ids: list[str], most: int = 10, sep: str = ", ", total: int | None = None) -> str:
+    """The first ``most`` ids, and how many more there are (``total``: all of them, when
+    ``ids`` holds only the first few)."""
+    total = len(ids) if total is None else total
     shown = sep.join(ids[:most])
-    return shown + (f", ... ({len(ids) - most} more)" if len(ids) > most else "")
-
-
-# the flags a Ray checker actor needs to build the local engine's Pipeline (picklable)
-_PIPELINE_FLAGS = ("extractor", "no_self_check", "convention", "checkers", "claim_splitter", "region_model", "region_pretrained",
-                   "region_device", "region_calibration", "region_segmenter", "region_png_dir", "llm_url", "llm_model",
-                   "llm_api_key_env", "llm_concurrency", "llm_batch_size", "llm_timeout", "llm_retries", "llm_structured")
-
-
-def ray_pipeline(flags: Mapping[str, Any]) -> Any:
-    """The local engine's Pipeline, built from the command's flags in a Ray checker actor
-    (once per actor: one lexicon load, one region model load)."""
-    from reportgen.checkers.pipeline import Pipeline
-
-    ns = argparse.Namespace(**flags)
-    region = make_region_checker(ns)
-    names, llm = make_checkers(ns)
-    return Pipeline(extractor=ns.extractor, checkers=names, self_check=not ns.no_self_check, region=region,
-                    convention=ns.convention, llm=llm, splitter=ns.claim_splitter)
+    return shown + (f", ... ({total - most} more)" if total > most else "")
 
 
 def run_ray(args: argparse.Namespace) -> int:
@@ -426,14 +403,21 @@ def run_ray(args: argparse.Namespace) -> int:
     the HTML page and the table are rendered from the merged records."""
     import functools
 
-    from reportgen.engines.ray_engine import CheckJob, RayOptions, check_file
+    from reportgen.engines.ray_engine import CheckJob, RayOptions, check_file, check_pipeline
 
     if not args.out:
         raise ReportgenError("E954", "--engine ray writes a file: give --out V.jsonl",
                              fix="add --out V.jsonl (with --format table the table is printed as well)")
     if args.workers != 1:
         raise ReportgenError("E954", "--workers is the local engine's; with --engine ray use --ray-actors N")
-    flags = {k: getattr(args, k) for k in _PIPELINE_FLAGS}
+    # checked here, before Ray starts: bad flags, a region model or an endpoint that cannot load stop the command
+    names, _ = make_checkers(args)
+    make_region_checker(argparse.Namespace(**{**vars(args), "region_device": "cpu"}))  # the driver needs no GPU
+    flags = {k: getattr(args, k) for k in ("extractor", "convention", "claim_splitter", "region_model", "region_pretrained",
+                                           "region_device", "region_calibration", "region_segmenter", "llm_url", "llm_model",
+                                           "llm_api_key_env", "llm_concurrency", "llm_batch_size", "llm_timeout", "llm_retries",
+                                           "llm_structured")}
+    flags.update(checkers=names, self_check=not args.no_self_check, region_png_dir=args.region_png_dir)
     gpus = 0.0
     if args.region_model and str(args.region_device).startswith("cuda"):
         gpus = float(args.ray_gpus_per_actor if args.ray_gpus_per_actor is not None else 1.0)
@@ -441,9 +425,6 @@ def run_ray(args: argparse.Namespace) -> int:
     elif args.ray_gpus_per_actor:
         raise ReportgenError("E954", "--ray-gpus-per-actor applies to region checking on GPUs",
                              fix="add --region-model SPEC --region-device cuda, or leave --ray-gpus-per-actor out")
-    # checked here, before Ray starts: bad flags, a region model or an endpoint that cannot load stop the command
-    make_checkers(args)
-    make_region_checker(argparse.Namespace(**{**vars(args), "region_device": "cpu"}))  # the driver needs no GPU
     page = make_html_page(args)
     options = RayOptions(address=args.ray_address, num_cpus=args.ray_num_cpus, actors=args.ray_actors,
                          block_size=args.ray_block_size, gpus_per_actor=gpus)
@@ -451,7 +432,7 @@ def run_ray(args: argparse.Namespace) -> int:
     if page is not None and args.region_model and not args.region_png_dir:
         page_pngs = "flagged" if args.html_flagged_only else "all"
     settings = {**flags, "page_pngs": page_pngs, "allow_outside_root": bool(getattr(args, "allow_outside_root", False))}
-    job = CheckJob(str(Path(args.reports)), functools.partial(ray_pipeline, flags), reference=args.reference,
+    job = CheckJob(str(Path(args.reports)), functools.partial(check_pipeline, flags), reference=args.reference,
                    max_chars=args.max_chars, base=str(Path(args.reports).resolve().parent), settings=settings,
                    png_dir=args.region_png_dir, allow_outside_root=bool(getattr(args, "allow_outside_root", False)),
                    page_pngs=page_pngs)

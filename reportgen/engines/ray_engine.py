@@ -194,6 +194,30 @@ class CheckJob:
     page_pngs: str | None = None  # "all" | "flagged": draw each checked study's region map for the HTML page (kept beside the shard)
 
 
+def check_pipeline(spec: Mapping[str, Any]) -> Any:
+    """The local engine's Pipeline from the check command's settings (``spec``: extractor,
+    self_check, checkers, convention, claim_splitter, region_* and llm_*), built in each Ray
+    checker actor: one lexicon load, one region model load, one LLM client per actor."""
+    from reportgen.checkers.pipeline import Pipeline
+
+    region = None
+    if spec.get("region_model"):
+        from reportgen.checkers.region.checker import load_region_checker
+
+        seg = spec.get("region_segmenter")
+        region = load_region_checker(spec["region_model"], pretrained=spec.get("region_pretrained"), device=spec.get("region_device"),
+                                     calibration=spec.get("region_calibration"), segmenter=None if seg in (None, "none") else seg)
+    llm = None
+    if spec.get("llm_url"):
+        from reportgen.checkers.llm_checker import LLMChecker
+
+        llm = LLMChecker.from_endpoint(spec["llm_url"], spec["llm_model"], api_key=os.environ.get(spec.get("llm_api_key_env") or "OPENAI_API_KEY"),
+                                       timeout=spec["llm_timeout"], max_retries=spec["llm_retries"], structured=spec["llm_structured"],
+                                       max_concurrency=spec["llm_concurrency"], batch_size=spec["llm_batch_size"])
+    return Pipeline(extractor=spec["extractor"], checkers=list(spec["checkers"]), self_check=spec["self_check"], region=region,
+                    convention=spec["convention"], llm=llm, splitter=spec["claim_splitter"])
+
+
 class _CheckActor:
     """One Ray actor: a Pipeline and a RecordChecker, turning blocks into shard files."""
 
@@ -526,5 +550,5 @@ def map_rows(
                 fix="read the Ray worker logs for the cause, fix it, and rerun the same command",
             ) from None
 
-__all__ = ["Block", "CheckJob", "CheckRun", "DraftJob", "RayOptions", "check_file", "default_shard_dir", "draft_studies",
+__all__ = ["Block", "CheckJob", "CheckRun", "DraftJob", "RayOptions", "check_file", "check_pipeline", "default_shard_dir", "draft_studies",
            "map_rows", "plan_blocks", "ray_session"]
