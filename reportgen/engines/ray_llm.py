@@ -178,8 +178,9 @@ def http_processor_config(url: str, *, concurrency: int = 1, batch_size: int = 8
                           api_key_env: str | None = None) -> Any:
     """``ray.data.llm.HttpRequestProcessorConfig`` for one endpoint (``url``: the server's
     base URL, as in a ``vllm:`` spec): POST /v1/chat/completions, ``concurrency`` actors
-    (a fixed pool; each sends its batch's requests one after another, so concurrency is
-    the requests in flight to this endpoint), the drafter's retries and backoff, the API
+    (an autoscaling pool of 1 to ``concurrency``; each sends its batch's requests one after
+    another, so the pool size is the requests in flight to this endpoint; a quarter CPU
+    each), the drafter's retries and backoff, the API
     key header from ``api_key_env`` on the workers."""
     llm = _ray_llm()
     base = url.rstrip("/")
@@ -187,7 +188,7 @@ def http_processor_config(url: str, *, concurrency: int = 1, batch_size: int = 8
     return llm.HttpRequestProcessorConfig(
         url=f"{base}/v1/chat/completions", concurrency=concurrency, batch_size=batch_size, qps=qps, max_retries=retries,
         base_retry_wait_time_in_s=backoff_s, session_factory=_ApiKeySession(api_key_env, timeout_s, connect_timeout_s),
-        http_request_stage={"concurrency": (concurrency, concurrency), "num_cpus": 0.25},
+        http_request_stage={"concurrency": (1, concurrency), "num_cpus": 0.25},  # autoscaling: a small Ray still makes progress
     )
 
 
