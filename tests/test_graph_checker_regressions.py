@@ -153,3 +153,40 @@ def test_several_zones_are_compared_zone_by_zone(claim, reference, status):
 def test_a_plain_negative_denies_its_finding_wherever_the_other_statement_places_it(claim, reference, status):
     (c,) = Pipeline().check("z", claim, reference).claims
     assert c.status == status, c.verdicts[0].reasons
+
+
+# --- issue 11 quality goals: errors of the open injection benchmark (vocabulary 1.1) -------
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("Pneumothorax or pleural effusion.", "FINDINGS: No pneumothorax or pleural effusion. Mild cardiomegaly."),
+    ("Suspicious pulmonary nodules or masses.", "FINDINGS: No suspicious pulmonary nodules or masses."),
+])
+def test_hedged_claim_the_reference_denies_is_unsupported(ref_pipe, claim, reference):
+    res = ref_pipe.check("r", f"FINDINGS: {claim}", reference)
+    assert [c.status for c in res.claims] and all(c.status == "unsupported" and c.basis == "conflicting" for c in res.claims)
+    # the same hedge in the reference agrees with it: uncertain, as before
+    same = ref_pipe.check("r", f"FINDINGS: {claim}", f"FINDINGS: {claim}")
+    assert all(c.status == "uncertain" for c in same.claims)
+
+
+@pytest.mark.parametrize("claim, reference, what", [
+    ("Severe cardiomegaly.", "FINDINGS: Mild cardiomegaly.\n\nIMPRESSION: Cardiomegaly.", "severity mismatch"),
+    ("Mild scarring at the left apex.", "FINDINGS: Mild scarring at the right apex.\n\nIMPRESSION: Scarring.", "laterality mismatch"),
+    ("Large right pleural effusion.", "FINDINGS: Small right pleural effusion.\n\nIMPRESSION: Right pleural effusion.", "severity mismatch"),
+])
+def test_a_detail_stated_otherwise_beats_a_statement_without_it(ref_pipe, claim, reference, what):
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == "contradicted" and what in c.reasons[0]
+    # a statement that confirms the detail keeps it supported
+    ok = only(ref_pipe, f"FINDINGS: {claim}", reference + f" {claim}")
+    assert ok.status == "supported"
+
+
+def test_an_opacity_the_reference_explains_is_no_evidence_for_another_finding(ref_pipe):
+    ref = "FINDINGS: There are streaky opacities in both lung bases which may represent atelectasis or scarring."
+    c = only(ref_pipe, "FINDINGS: Mild interstitial pulmonary edema.", ref)
+    assert c.status == "unsupported" and c.basis == "no_evidence"
+    # an unexplained opacity stays weak evidence for it
+    weak = only(ref_pipe, "FINDINGS: Mild interstitial pulmonary edema.", "FINDINGS: Streaky opacities in both lung bases.")
+    assert weak.status == "uncertain" and weak.basis == "weak_evidence"
