@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from reportgen.errors import ReportgenError, with_error_code
+from reportgen.idset import IdSet
 from reportgen.jsonl import Record, read_jsonl
 from reportgen.types import VERDICT_STATUSES, Study
 
@@ -37,6 +38,7 @@ CONTRACT_KEYS = ("id", "error", "error_code", "claims", "summary")
 INPUT_KEYS = ("id", "report")
 # The first few problems of a kind are named one by one (stderr), then a count.
 MAX_LINE_WARNINGS = 10
+MAX_IDS_NAMED = 10  # ids a closing warning names (the rest are counted)
 
 Warn = Callable[[str], None]
 
@@ -189,8 +191,11 @@ class BatchCounts:
     errors: int = 0
     region_errors: int = 0
     statuses: dict[str, int] = field(default_factory=lambda: {k: 0 for k in VERDICT_STATUSES})
-    seen: set[str] = field(default_factory=set)
-    missing_reference: list[str] = field(default_factory=list)
+    # every id seen (duplicates warned about); bounded memory on long streams (reportgen.idset)
+    seen: IdSet = field(default_factory=IdSet)
+    # how many report ids had no usable reference, and the first few of them (for the warning)
+    missing_reference: int = 0
+    missing_reference_ids: list[str] = field(default_factory=list)
     images_ignored: bool = False
     # lines that did not parse, by the id they seem to carry (Record.id_hint) -> their error
     broken_lines: dict[str, str] = field(default_factory=dict)
@@ -261,12 +266,13 @@ class RecordChecker:
         counts = self.counts
         counts.records += 1
         if rec.id is not None:
-            if rec.id in counts.seen:
+            if not counts.seen.add(rec.id):
                 self.warn(f"{rec.where}: E306 duplicate id {rec.id!r}; both records are checked")
-            counts.seen.add(rec.id)
         if rec.error:
             counts.errors += 1
-            if rec.id is None and rec.id_hint:
+            # kept only for reference ids (the closing E020 names them): bounded by the references
+            if rec.id is None and rec.id_hint and self.references is not None and (
+                    rec.id_hint in self.references or rec.id_hint in self.reference_problems):
                 counts.broken_lines.setdefault(rec.id_hint, rec.error)
             return CheckedRecord(error_record(rec), rec.where)
         ref_text = None
@@ -274,7 +280,9 @@ class RecordChecker:
         if self.references is not None:
             ref_text = self.references.get(rec.id)
             if ref_text is None:
-                counts.missing_reference.append(rec.id)
+                counts.missing_reference += 1
+                if len(counts.missing_reference_ids) < MAX_IDS_NAMED:
+                    counts.missing_reference_ids.append(rec.id)
                 ref_note["reference"] = "invalid" if rec.id in self.reference_problems else "missing"
                 if rec.id in self.reference_problems:
                     ref_note["reference_error"] = self.reference_problems[rec.id]
@@ -291,7 +299,7 @@ class RecordChecker:
     def _run(self, job: "_Job") -> tuple[dict[str, Any] | str, Any]:
         """(the pipeline's record, its result), or (the E399 problem, None) when checking failed."""
         rec = job.rec
-        out, result = _check_report(self.pipeline, rec.id, rec.data["report"], job.ref_text, job.study, job.region_problem)
+        out, result = check_report(self.pipeline, rec.id, rec.data["report"], job.ref_text, job.study, job.region_problem)
         if not isinstance(out, str) and self.region is not None and not out["error"]:
             try:
                 self._region_record(out, result, job.study, rec)
@@ -358,10 +366,14 @@ class RecordChecker:
             out["region_png_error"] = f"E706 writing {path} failed: {msg}"
 
     def render_png(self, result: Any, study: Study, title: str) -> bytes:
-        """The study's region map (image, map of each flagged claim) as PNG bytes."""
-        region = self.region
-        verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
-        return region.render_study(study.images, study.views, verdicts, title=title, mirrored=study.meta.get("mirrored"))
+        return render_region_png(self.region, result, study, title)
+
+
+def render_region_png(region: Any, result: Any, study: Study, title: str) -> bytes:
+    """A study's region map (each image, the map of each flagged claim) as PNG bytes, from
+    the region checker's verdicts in ``result`` (``reportgen check`` and ``reportgen run``)."""
+    verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
+    return region.render_study(study.images, study.views, verdicts, title=title, mirrored=study.meta.get("mirrored"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,9 +387,11 @@ class _Job:
     region_problem: str | None
 
 
-def _check_report(pipeline: Any, id: str, text: str, ref_text: str | None, study: Study | None = None,
+def check_report(pipeline: Any, id: str, text: str, ref_text: str | None, study: Study | None = None,
                   region_problem: str | None = None) -> tuple[dict[str, Any] | str, Any]:
-    """(record, result) of one report, or (the E399 problem, None) when a bug stopped it."""
+    """(record, result) of one report, or (the E399 problem, None) when a bug stopped it:
+    the one place a verdict record is made from the pipeline's result (``reportgen check``,
+    ``reportgen run``, the Python batch API)."""
     try:
         extra = {"region_error": region_problem} if region_problem else {}
         result = pipeline.check(id, text, ref_text, study=study, **extra)
@@ -407,7 +421,7 @@ def _start_worker(pipeline: Any, spec: Mapping[str, Any] | None) -> None:
 
 
 def _check_in_worker(item: tuple[str, str, str | None]) -> dict[str, Any] | str:
-    return _check_report(_WORKER_PIPELINE, *item)[0]
+    return check_report(_WORKER_PIPELINE, *item)[0]
 
 
 def check_records(pipeline: Any, records: Iterable[Record], workers: int = 1, **options: Any) -> Iterator[dict[str, Any]]:

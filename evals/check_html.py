@@ -320,14 +320,16 @@ def _study(i: int, r: Mapping[str, Any], png: bytes | None, problem: str | None,
     for c in r.get("claims") or []:
         flagged = " class='claim-flagged'" if c.get("status") in FLAGGED else ""
         rows.append(f"<tr{flagged}><td>{_badge(c.get('status'))}</td><td>{_basis(c.get('basis'))}</td><td>{_e(c.get('section'))}</td>"
-                    f"<td class='num'>{_num(c.get('score'))}</td><td>{_e(c.get('text'))}{_verdicts(c)}</td></tr>")
+                    f"<td class='num'>{_num(c.get('score'))}</td><td>{_e(c.get('text'))}{verdicts_html(c)}</td></tr>")
     table = ("<table><tr><th>status</th><th>basis</th><th>section</th><th>score</th><th>claim, and each checker's verdict</th></tr>"
              + "".join(rows) + "</table>") if rows else "<p>No claims.</p>"
     picture = f"<p class='note'>{_e(problem)}</p>" if problem else _picture(r, png, base)
     return head + table + picture + "</section>"
 
 
-def _verdicts(c: Mapping[str, Any]) -> str:
+def verdicts_html(c: Mapping[str, Any]) -> str:
+    """HTML of a claim record's per-checker verdicts (status, basis, score, region numbers,
+    reasons): the check page and the run page show them alike."""
     reasons = split_reasons(c)
     out = []
     for v in c.get("verdicts") or []:

@@ -240,7 +240,7 @@ document.documentElement.setAttribute('data-js-ready','1');
 
 
 def _claim_rows(claims: Sequence[Mapping[str, Any]], version: str) -> str:
-    from reportgen.evals.check_html import _verdicts
+    from reportgen.evals.check_html import verdicts_html
 
     rows = []
     for i, c in enumerate(claims):
@@ -255,7 +255,7 @@ def _claim_rows(claims: Sequence[Mapping[str, Any]], version: str) -> str:
             extra += "<div class='meta'>evidence: " + "; ".join(e(x) for x in evidence[:6]) + "</div>"
         flag = " class='flag'" if c.get("status") in ("contradicted", "unsupported") else ""
         rows.append(f"<tr{flag} id='detail-{version}-{i}' data-claim-detail='{i}'><td>{i}</td><td>{badge(c.get('status'))}</td>"
-                    f"<td>{e(c.get('section'))}</td><td>{e(c.get('text'))}{extra}{_verdicts(c)}</td></tr>")
+                    f"<td>{e(c.get('section'))}</td><td>{e(c.get('text'))}{extra}{verdicts_html(c)}</td></tr>")
     if not rows:
         return "<p>No claims.</p>"
     return ("<table class='claims'><tr><th>#</th><th>status</th><th>section</th><th>claim: basis, evidence, each checker's "

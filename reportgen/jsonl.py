@@ -278,3 +278,14 @@ class AppendWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def json_safe(x: Any) -> Any:
+    """JSON-safe copy for metrics files: NaN -> null, recursively (tuples become lists)."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from reportgen.errors import ReportgenError
+from reportgen.jsonl import json_safe
 from reportgen.types import FLAGGED, VERDICT_STATUSES as STATUSES  # the one vocabulary
 
 log = logging.getLogger("reportgen.run")
@@ -526,10 +527,9 @@ class _Context:
         return {"summary": f"{n} {what} taken from {self.drafts_in.name} ({errors} errors)", "errors": errors, "studies": n}
 
     def _draft_with_backend(self, path: Path) -> dict[str, Any]:
-        from reportgen.backends import get_drafter, parse_spec
-        from reportgen.backends.base import TRANSIENT_KINDS, UNAVAILABLE, DraftResult, iter_results
-        from reportgen.commands.draft import _describe, _record, load_studies, scan_output, to_retry, drop_records
-        from reportgen.jsonl import AppendWriter
+        from reportgen.backends import parse_spec
+        from reportgen.backends.base import TRANSIENT_KINDS
+        from reportgen.drafts import drop_records, scan_output, studies_to_draft, to_retry
 
         spec = parse_spec(self.c.backend)
         previous = scan_output(path)
@@ -537,18 +537,8 @@ class _Context:
         if retry:
             drop_records(path, retry)
         done = set(previous) - retry
-        pending, bad, seen, order = [], [], set(), []
-        for sid, study, error, kind in load_studies(Path(self.c.studies), self.c.allow_outside_root):
-            if sid in seen:
-                continue
-            seen.add(sid)
-            order.append(sid)
-            if sid in done:
-                continue
-            if study is None:
-                bad.append(DraftResult(sid, None, error, kind))
-            else:
-                pending.append(study)
+        todo = studies_to_draft(Path(self.c.studies), done, self.c.allow_outside_root)
+        pending, bad, order = todo.pending, todo.bad, todo.order
         n_ok = n_err = 0
         model_info: dict[str, Any] = {}
         if self.c.engine == "ray" and pending:
@@ -564,68 +554,55 @@ class _Context:
         retry = sum(1 for r in final if r.get("error") and r.get("error_kind") in TRANSIENT_KINDS)
         return {"summary": f"{n_ok} drafted, {n_err} errors, {len(done)} already done"
                            + (f"; {retry} to retry (backend unreachable): rerun to retry them" if retry else ""),
-                "errors": total_err, "retry": retry, "studies": len(seen), "drafted": n_ok}
+                "errors": total_err, "retry": retry, "studies": len(order), "drafted": n_ok}
 
     def _draft_here(self, path: Path, spec: Any, pending: list[Any], bad: list[Any]) -> tuple[int, int, dict[str, Any]]:
-        """The local engine's drafting loop: (drafted, errors, model info)."""
+        """The local engine's drafting loop (reportgen.drafts.write_drafts, as `reportgen
+        draft`): (drafted, errors, model info)."""
         from reportgen.backends import get_drafter
-        from reportgen.backends.base import UNAVAILABLE, DraftResult, iter_results
-        from reportgen.commands.draft import _describe, _record
+        from reportgen.backends.base import UNAVAILABLE, DraftResult
+        from reportgen.drafts import describe_drafter, draft_record, write_drafts
         from reportgen.jsonl import AppendWriter
 
-        n_ok = n_err = 0
         model_info: dict[str, Any] = {}
         with AppendWriter(path) as writer:
             drafter = get_drafter(spec, task=self.c.task, max_new_tokens=self.c.max_new_tokens, concurrency=self.c.concurrency,
                                   batch_size=self.c.batch_size) if pending else None
-            model, adapter, prompt_version = _describe(drafter) if drafter else (None, None, None)
+            described = list(describe_drafter(drafter)) if drafter else [None, None, None]
             common = dict(backend=str(spec), task=self.c.task)
+
+            def make_record(r: DraftResult) -> dict[str, Any]:
+                if r.draft is None and drafter is not None:
+                    described[:] = describe_drafter(drafter)
+                rec = draft_record(r, model=described[0], adapter=described[1], prompt_version=described[2], **common)
+                if r.draft is not None:
+                    model_info.update({"model": rec["model"], "adapter": rec["adapter"], "prompt_version": rec["prompt_version"]})
+                return rec
+
             for r in bad:
-                writer.write(_record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common))
-                n_err += 1
+                writer.write(make_record(r))
             bar = self.bar(len(pending), "draft")
-            results = iter_results(drafter, pending, batch_size=self.c.batch_size) if drafter else iter(())
-            written: set[str] = set()
-            streak = 0
             try:
-                for r in results:
-                    if r.draft is None:
-                        model, adapter, prompt_version = _describe(drafter)
-                    rec = _record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common)
-                    writer.write(rec)
-                    written.add(r.study_id)
-                    bar.update(1)
-                    if r.draft is not None:
-                        n_ok += 1
-                        streak = 0
-                        model_info = {"model": rec["model"], "adapter": rec["adapter"], "prompt_version": rec["prompt_version"]}
-                    else:
-                        n_err += 1
-                        streak = streak + 1 if r.transient else 0
-                        if streak >= MAX_CONSECUTIVE_FAILURES:
-                            break
-                if streak >= MAX_CONSECUTIVE_FAILURES:  # the rest are not tried: error records, retried next run
-                    for st in pending:
-                        if st.id not in written:
-                            writer.write(_record(DraftResult(st.id, None, f"E814 not tried: the backend was unreachable for "
-                                                 f"{streak} studies in a row; rerun to retry", UNAVAILABLE),
-                                                 model=model, adapter=adapter, prompt_version=prompt_version, **common))
-                            n_err += 1
+                tally = write_drafts(drafter, pending, writer, make_record=make_record, batch_size=self.c.batch_size,
+                                     max_consecutive_failures=MAX_CONSECUTIVE_FAILURES, progress=lambda t: bar.update(1))
             finally:
-                close = getattr(results, "close", None)
-                if close:
-                    close()
                 bar.close()
-                if drafter is not None and hasattr(drafter, "close"):
-                    drafter.close()
-        return n_ok, n_err, model_info
+            n_err = len(bad) + tally.errors
+            if tally.stopped is not None:  # the rest are not tried: error records, retried next run
+                streak = MAX_CONSECUTIVE_FAILURES
+                for st in pending:
+                    if st.id not in tally.written:
+                        writer.write(make_record(DraftResult(st.id, None, f"E814 not tried: the backend was unreachable for "
+                                                             f"{streak} studies in a row; rerun to retry", UNAVAILABLE)))
+                        n_err += 1
+        return tally.ok, n_err, model_info
 
     def _draft_on_ray(self, path: Path, pending: list[Any], bad: list[Any], order: list[str]) -> tuple[int, int, dict[str, Any]]:
         """``--engine ray``: blocks of studies on Ray actors (each a drafter per backend spec;
         ray_backends spread the blocks over several servers); each finished block is
         appended at once (a rerun skips it), then drafts.jsonl is rewritten in input order."""
         from reportgen.backends import parse_spec
-        from reportgen.commands.draft import _record
+        from reportgen.drafts import draft_record
         from reportgen.engines.ray_engine import DraftJob, draft_studies
         from reportgen.jsonl import AppendWriter
 
@@ -637,7 +614,7 @@ class _Context:
         bar = self.bar(len(pending), "draft")
         with AppendWriter(path) as writer:
             for r in bad:
-                writer.write(_record(r, model=None, adapter=None, prompt_version=None, backend=str(parse_spec(specs[0])), task=self.c.task))
+                writer.write(draft_record(r, model=None, adapter=None, prompt_version=None, backend=str(parse_spec(specs[0])), task=self.c.task))
                 counts["err"] += 1
 
             def on_block(records: list[dict[str, Any]]) -> None:
@@ -683,13 +660,9 @@ class _Context:
     def _region(self):
         if not self.c.region_model:
             return None
-        from argparse import Namespace
+        from reportgen.checkers.region.checker import load_region_checker
 
-        from reportgen.commands.check import make_region_checker
-
-        return make_region_checker(Namespace(region_model=self.c.region_model, region_calibration=self.c.region_calibration,
-                                             region_pretrained=None, region_device=self.c.region_device,
-                                             region_segmenter="none", region_png_dir=None))
+        return load_region_checker(self.c.region_model, calibration=self.c.region_calibration, device=self.c.region_device)
 
     def _checker(self):
         from reportgen.checkers.pipeline import Pipeline
@@ -723,6 +696,7 @@ class _Context:
     def check_one(self, pipeline, region, sid: str, draft: Mapping[str, Any], refs: Mapping[str, str],
                   ref_problems: Mapping[str, str], images: Mapping[str, Any] | None) -> dict[str, Any]:
         """The verdict record of one draft (an error record when the draft failed or is empty)."""
+        from reportgen.checkers.batch import check_report
         from reportgen.checkers.pipeline import empty_summary
 
         problems: list[dict[str, str]] = []
@@ -745,20 +719,20 @@ class _Context:
                 study, problem = self._region_study(sid, images)
                 if problem:
                     problems.append({"stage": "image", "error": problem})
-            try:
-                extra = {}
-                if region is not None and images and images.get("images") and study is None:
-                    extra["region_error"] = problems[-1]["error"]
-                result = pipeline.check(sid, report, ref_text, study=study, **extra)
-                rec = result.to_record()
+            region_error = None
+            if region is not None and images and images.get("images") and study is None:
+                region_error = problems[-1]["error"]
+            out, result = check_report(pipeline, sid, report, ref_text, study, region_error)
+            if isinstance(out, str):  # a bug on one record must not lose the run
+                msg = f"E808 study {sid!r}: {out.split(' ', 1)[1]}"
+                problems.insert(0, {"stage": "check", "error": msg})
+                rec = {"id": sid, "error": msg, "claims": [], "summary": empty_summary()}
+            else:
+                rec = out
                 if region is not None and study is not None and not rec.get("error"):
                     self._region_png(region, sid, study, result, rec, problems)
                 if rec.get("error"):
                     problems.insert(0, {"stage": "check", "error": rec["error"]})
-            except Exception as e:  # one bad record must not lose the run
-                msg = f"E808 study {sid!r}: checking failed: {type(e).__name__}: {e}"
-                problems.insert(0, {"stage": "check", "error": msg})
-                rec = {"id": sid, "error": msg, "claims": [], "summary": empty_summary()}
         if ref_state:
             rec["summary"]["reference"] = ref_state
         elif ref_text is not None:
@@ -782,14 +756,13 @@ class _Context:
 
     def _region_png(self, region, sid: str, study, result, rec: dict[str, Any], problems: list[dict[str, str]]) -> None:
         """The study's region map (each flagged claim's similarity map) as regions/<id>.png."""
-        from reportgen.checkers.batch import png_name, write_png
+        from reportgen.checkers.batch import png_name, render_region_png, write_png
 
-        verdicts = [v for c in result.claims for v in c.verdicts if v.checker == region.name]
         folder = self.out / "regions"
         folder.mkdir(exist_ok=True)
         name = png_name(sid, self._png_names, 0)
         try:
-            write_png(folder / name, region.render_study(study.images, study.views, verdicts, title=sid))
+            write_png(folder / name, render_region_png(region, result, study, sid))
             rec["region_png"] = f"regions/{name}"
         except Exception as e:  # the verdicts are kept; the page says why there is no map
             msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
@@ -810,7 +783,7 @@ class _Context:
 
     def stage_check(self) -> dict[str, Any]:
         from reportgen.checkers.pipeline import batch_gc
-        from reportgen.commands.draft import scan_output
+        from reportgen.drafts import scan_output
         from reportgen.jsonl import atomic_writer, dumps
 
         drafts = scan_output(self.out / "drafts.jsonl")
@@ -847,7 +820,7 @@ class _Context:
     def stage_repair(self) -> dict[str, Any]:
         from reportgen.backends import get_drafter, parse_spec
         from reportgen.backends.base import iter_results
-        from reportgen.commands.draft import load_studies, scan_output
+        from reportgen.drafts import load_studies, scan_output
         from reportgen.jsonl import atomic_writer, dumps
 
         verdicts = scan_output(self.out / "verdicts.jsonl")
@@ -895,7 +868,7 @@ class _Context:
 
     # -- metrics -------------------------------------------------------------------------------
     def stage_metrics(self) -> dict[str, Any]:
-        from reportgen.commands.draft import scan_output
+        from reportgen.drafts import scan_output
         from reportgen.jsonl import atomic_writer
 
         verdicts = scan_output(self.out / "verdicts.jsonl")
@@ -926,7 +899,7 @@ class _Context:
 
     # -- report --------------------------------------------------------------------------------
     def stage_report(self) -> dict[str, Any]:
-        from reportgen.commands.draft import scan_output
+        from reportgen.drafts import scan_output
         from reportgen.evals.run_html import write_report
 
         verdicts = list(scan_output(self.out / "verdicts.jsonl").values())
@@ -954,7 +927,7 @@ def _in_input_order(path: Path, order: Sequence[str]) -> None:
     """Rewrite the drafts in the studies' input order (atomically): drafts are appended as
     they finish, in an order that depends on the server and the engine; the files a run
     leaves, and so its verdicts, do not."""
-    from reportgen.commands.draft import scan_output
+    from reportgen.drafts import scan_output
     from reportgen.jsonl import atomic_writer, dumps
 
     by_id = scan_output(path)
@@ -971,10 +944,10 @@ def _in_input_order(path: Path, order: Sequence[str]) -> None:
 def _ray_draft_record(result: Any, drafter: Any, spec: str, *, task: str) -> dict[str, Any]:
     """A draft record built in a Ray actor, by the local engine's record builder."""
     from reportgen.backends import parse_spec
-    from reportgen.commands.draft import _describe, _record
+    from reportgen.drafts import describe_drafter, draft_record
 
-    model, adapter, prompt_version = _describe(drafter)
-    return _record(result, model=model, adapter=adapter, prompt_version=prompt_version, backend=str(parse_spec(spec)), task=task)
+    model, adapter, prompt_version = describe_drafter(drafter)
+    return draft_record(result, model=model, adapter=adapter, prompt_version=prompt_version, backend=str(parse_spec(spec)), task=task)
 
 
 def repair_notes(verdict: Mapping[str, Any]) -> str:
@@ -993,16 +966,6 @@ def repair_notes(verdict: Mapping[str, Any]) -> str:
 
 
 # -- metrics -----------------------------------------------------------------------------------
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
 
 def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[str, Mapping[str, Any]],
                     refs: Mapping[str, str], *, bootstrap: int = 1000, seed: int = 0, extractor: str = "rules",
@@ -1039,7 +1002,7 @@ def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[s
     if not pairs:
         if failed:  # every draft with a reference failed: each scores 0
             out["corpus_with_failures"] = {**{k: {"estimate": 0.0} for k in FAILURE_SCORED}, "draft_failure_rate": {"estimate": 1.0}}
-        return _clean(out)
+        return json_safe(out)
     res = Suite(extractor, self_check=self_check).evaluate(pairs, n_bootstrap=bootstrap, seed=seed)
     rows = [r.row() for r in res.results]
     for r in rows:  # a pair the suite could not score is a failure too
@@ -1067,4 +1030,4 @@ def compute_metrics(verdicts: Mapping[str, Mapping[str, Any]], drafts: Mapping[s
     out["timings_s"] = {k: round(v, 4) for k, v in res.timings.items()}
     if per_study:
         out["per_study"] = rows
-    return _clean(out)
+    return json_safe(out)

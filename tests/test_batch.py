@@ -9,6 +9,7 @@ import json
 from reportgen.checkers.batch import RecordChecker, check_records, load_reference
 from reportgen.checkers.pipeline import Pipeline
 from reportgen.cli import main
+from reportgen.idset import IdSet
 from reportgen.jsonl import read_jsonl
 from reportgen.types import Study
 from tests.test_check_cli import fake_read, read_out, write_jsonl  # noqa: F401  (fixture)
@@ -33,7 +34,8 @@ def test_python_batch_and_the_command_give_the_same_records(tmp_path, fake_read)
     mine = [json.loads(json.dumps(c.record)) for c in checker.check_all(read_jsonl(reports, require=("id", "report"), text_fields=("report",)))]
     assert mine == read_out(out)
     counts = checker.counts
-    assert (counts.records, counts.errors, counts.seen, counts.missing_reference) == (5, 2, {"a", "b", "c"}, ["b", "c"])
+    assert (counts.records, counts.errors, set(counts.seen), counts.missing_reference, counts.missing_reference_ids) == (
+        5, 2, {"a", "b", "c"}, 2, ["b", "c"])
     assert counts.statuses["contradicted"] + counts.statuses["supported"] + counts.statuses["unsupported"] > 0
     assert mine[1]["summary"]["reference"] == "invalid" and mine[4]["summary"]["reference"] == "missing"
     assert mine[3]["error"].startswith(f"{reports}:4:")
@@ -78,3 +80,15 @@ def test_a_pipeline_of_objects_is_not_rebuilt_elsewhere():
     assert Pipeline(extractor="rules", self_check=False).spec() == {"extractor": "rules", "checkers": ("graph",), "self_check": False, "splitter": "rules", "convention": "chexpert"}
     with pytest.raises(ReportgenError, match="E342"):
         Pipeline(reader=fake_reader).spec()
+
+
+def test_duplicate_ids_are_found_after_the_id_set_moved_to_disk(tmp_path):
+    # issue 16: the ids a long stream has seen live in a bounded store; duplicates are still exact
+    warnings = []
+    rows = [{"id": f"r{i}", "report": "No effusion."} for i in range(5)] + [{"id": "r2", "report": "No effusion."}]
+    path = write_jsonl(tmp_path / "r.jsonl", rows)
+    checker = RecordChecker(Pipeline(), warn=warnings.append)
+    checker.counts.seen = IdSet(in_memory=2)
+    out = [c.record for c in checker.check_all(read_jsonl(path, require=("id", "report"), text_fields=("report",)))]
+    assert len(out) == 6 and checker.counts.seen.on_disk and len(checker.counts.seen) == 5
+    assert [w.split(": ", 1)[1] for w in warnings] == ["E306 duplicate id 'r2'; both records are checked"]

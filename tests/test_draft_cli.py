@@ -210,7 +210,7 @@ def test_resume_keeps_a_complete_last_record_that_lost_its_newline(fake_backend,
 def test_empty_optional_fields_are_absent_in_draft_as_in_train(fake_backend, study_dir, tmp_path):
     # Bug 4: "indication": "" (or whitespace) made `draft` refuse the study (E109) while
     # `train` accepted it. Both now treat it as not given; a non-string is still an error.
-    from reportgen.commands.draft import load_studies
+    from reportgen.drafts import load_studies
     from reportgen.train import read_manifest
 
     rows = [{"id": "a", "images": ["img/a.png"], "indication": ""},

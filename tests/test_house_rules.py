@@ -46,3 +46,19 @@ def test_core_types_are_frozen_slotted_dataclasses():
     e = types.Entity("e1", "effusion", 0, 8, "OBS-DP")
     with pytest.raises(AttributeError):
         e.__dict__  # noqa: B018
+
+
+# the CLI sits on top: library modules never import it, even lazily inside a function
+UPWARD = re.compile(r"^\s*(from\s+reportgen\.(commands|cli)\b|import\s+reportgen\.(commands|cli)\b)")
+
+
+def test_no_library_module_imports_the_cli():
+    top = {"reportgen/cli.py", "reportgen/__main__.py"}
+    hits = [h for h in _hits(UPWARD) if not h.startswith("reportgen/commands/") and h.split(":", 1)[0] not in top]
+    assert hits == []
+
+
+def test_the_upward_import_pattern_matches_what_it_must():
+    assert UPWARD.search("        from reportgen.commands.draft import load_studies")
+    assert UPWARD.search("import reportgen.cli")
+    assert not UPWARD.search("from reportgen.drafts import load_studies")

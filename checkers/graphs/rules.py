@@ -143,16 +143,17 @@ class RulesExtractor:
 
 # ---------------------------------------------------------------------------------------
 def sentence_spans(text: str):
-    """Cheap sentence spans for scoping inside ``extract`` (the claim splitter has the
-    real sentence splitter): breaks after . ! ? followed by space, and at blank lines."""
-    start = 0
-    for m in re.finditer(r"(?<!\d)[.!?](?=\s|$)|\n\s*\n", text):
-        end = m.end()
-        if text[start:end].strip():
-            yield from _bounded(text, start, end)
-        start = end
-    if text[start:].strip() or start == 0:
-        yield from _bounded(text, start, len(text), start == 0)
+    """Sentence spans for scoping inside ``extract``: the claim splitter's sentences (the one
+    sentence splitter, ``reportgen.checkers.claims.sentences``), each cut to at most
+    ``MAX_SPAN_CHARS``; a text without a sentence is one span."""
+    from reportgen.checkers.claims import sentences  # the claim splitter imports this module
+
+    spans = sentences(text)
+    if not spans:
+        yield from _bounded(text, 0, len(text), True)
+        return
+    for start, end in spans:
+        yield from _bounded(text, start, end)
 
 
 # As in the claim splitter (checkers/claims.py MAX_SENTENCE_CHARS): the analysis of one

@@ -321,3 +321,20 @@ def _flag(mirrored: Sequence[bool | None] | None, idx: int, n: int) -> bool | No
                              fix="give one true/false/null per image in 'mirrored', or one true/false for all")
     value = mirrored[idx]
     return None if value is None else bool(value)
+
+
+def load_region_checker(model: str, *, pretrained: str | None = None, device: str | None = None,
+                        calibration: str | None = None, segmenter: Any = None) -> RegionChecker:
+    """A RegionChecker with its model (and segmenter weights) loaded now, so a model that
+    cannot load stops a batch before any record is read (E701 names the model)."""
+    rc = RegionChecker(model, pretrained=pretrained, device=device, calibration=calibration, segmenter=segmenter)
+    if hasattr(rc.segmenter, "load"):
+        rc.segmenter.load()  # missing weights (E613/E614)
+    try:
+        rc.backend.load()
+    except ReportgenError:
+        raise
+    except Exception as e:  # network, corrupt weights, ...: say which model
+        raise ReportgenError("E701", f"region model {model!r} could not be loaded ({type(e).__name__}: {e})",
+                             fix="check the model spec; offline, use local-dir:PATH (e.g. written by `reportgen train-clip`)") from None
+    return rc

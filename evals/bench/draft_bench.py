@@ -90,7 +90,7 @@ def _launcher_python(launcher: Sequence[str]) -> str | None:
 # -- studies -----------------------------------------------------------------------------
 def load_studies(path: Path, n: int) -> list[Any]:
     """``n`` studies from a JSONL file (cycled with new ids when it has fewer)."""
-    from reportgen.commands.draft import load_studies as read
+    from reportgen.drafts import load_studies as read
 
     base = [s for _, s, err, _ in read(path) if s is not None]
     if not base:

@@ -144,20 +144,11 @@ def make_region_checker(args: argparse.Namespace):
         if extra:
             raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
         return None
-    from reportgen.checkers.region.checker import RegionChecker
+    from reportgen.checkers.region.checker import load_region_checker
 
-    rc = RegionChecker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
-                       calibration=args.region_calibration,
-                       segmenter=None if args.region_segmenter in (None, "none") else args.region_segmenter)
-    if hasattr(rc.segmenter, "load"):
-        rc.segmenter.load()  # missing weights (E613/E614) stop the command before any record is read
-    try:
-        rc.backend.load()
-    except ReportgenError:
-        raise
-    except Exception as e:  # network, corrupt weights, ...: say which model
-        raise ReportgenError("E701", f"region model {args.region_model!r} could not be loaded ({type(e).__name__}: {e})",
-                             fix="check the model spec; offline, use local-dir:PATH (e.g. written by `reportgen train-clip`)") from None
+    rc = load_region_checker(args.region_model, pretrained=args.region_pretrained, device=args.region_device,
+                             calibration=args.region_calibration,
+                             segmenter=None if args.region_segmenter in (None, "none") else args.region_segmenter)
     if args.region_png_dir:
         try:
             Path(args.region_png_dir).mkdir(parents=True, exist_ok=True)
@@ -358,11 +349,12 @@ def run(args: argparse.Namespace) -> int:
         write_html(page, args.html)
 
     if refs is not None:
-        unmatched = sorted(set(refs) - counts.seen)
+        unmatched = sorted(i for i in refs if i not in counts.seen)
         lost = [i for i in unmatched if i in counts.broken_lines]  # their report line is an error record
         absent = [i for i in unmatched if i not in counts.broken_lines]
         if counts.missing_reference:
-            warn(f"E307 {len(counts.missing_reference)} report id(s) have no usable reference and were checked for self-consistency only: {_ids(counts.missing_reference)}")
+            warn(f"E307 {counts.missing_reference} report id(s) have no usable reference and were checked for self-consistency only: "
+                 f"{_ids(counts.missing_reference_ids, total=counts.missing_reference)}")
         if absent:
             warn(f"E304 {len(absent)} reference id(s) have no report: {_ids(absent)} (no line of --reports {args.reports} has them)")
         if lost:
@@ -393,9 +385,12 @@ def draw_for_page(batch: Any, checked: Any) -> tuple[bytes | None, str | None]:
         return None, f"E708 the region map could not be drawn: {msg}"
 
 
-def _ids(ids: list[str], most: int = 10, sep: str = ", ") -> str:
+def _ids(ids: list[str], most: int = 10, sep: str = ", ", total: int | None = None) -> str:
+    """The first ``most`` ids, and how many more there are (``total``: all of them, when
+    ``ids`` holds only the first few)."""
+    total = len(ids) if total is None else total
     shown = sep.join(ids[:most])
-    return shown + (f", ... ({len(ids) - most} more)" if len(ids) > most else "")
+    return shown + (f", ... ({total - most} more)" if total > most else "")
 
 
 def run_ray(args: argparse.Namespace) -> int:

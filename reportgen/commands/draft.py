@@ -32,10 +32,11 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from reportgen.errors import InputError, ReportgenError, error_code
-from reportgen.jsonl import written_records
+from reportgen.drafts import (Tally, compatible, describe_drafter, draft_record, drop_records, identity, mixed_error,
+                              run_fields, scan_output, studies_to_draft, to_retry, write_drafts)
+from reportgen.errors import InputError, ReportgenError
 
 log = logging.getLogger("reportgen.draft")
 
@@ -75,183 +76,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="read images outside the studies file's folder ('../', absolute paths, symlinks out)")
 
 
-# -- output file ------------------------------------------------------------------------
-def scan_output(path: Path) -> dict[str, dict[str, Any]]:
-    """id -> last record in the output file (empty when there is none)."""
-    return {rec["id"]: rec for _, rec in written_records(path)} if path.exists() else {}
-
-
-def to_retry(records: dict[str, dict[str, Any]], retry_errors: bool) -> set[str]:
-    """Ids whose record is an error to redo on this run."""
-    from reportgen.backends.base import TRANSIENT_KINDS
-
-    return {
-        i for i, r in records.items()
-        if r.get("error") and (retry_errors or r.get("error_kind") in TRANSIENT_KINDS)
-    }
-
-
-def drop_records(path: Path, ids: set[str]) -> None:
-    """Rewrite ``path`` atomically without the records of ``ids`` (and without torn lines)."""
-    from reportgen.jsonl import atomic_writer
-
-    kept = [raw for raw, rec in written_records(path) if rec["id"] not in ids]
-    with atomic_writer(path) as dst:
-        for raw in kept:
-            dst.write(raw.decode("utf-8").rstrip("\n") + "\n")
-
-
-# -- input file -------------------------------------------------------------------------
-def load_studies(path: Path, allow_outside_root: bool = False) -> Iterator[tuple[str, Any, str | None, str | None]]:
-    """(id, Study or None, error, error_kind) per input line; relative image paths are
-    resolved against the studies file's folder; missing images and images outside that
-    folder (unless ``allow_outside_root``) are input errors."""
-    from reportgen.backends.base import INPUT
-    from reportgen.jsonl import read_jsonl
-    from reportgen.prompting import clean_optional_fields
-    from reportgen.paths import image_path
-    from reportgen.types import Study
-
-    base = path.resolve().parent
-    for rec in read_jsonl(path, require=("id",)):
-        sid = rec.fallback_id()
-        if rec.error:
-            yield sid, None, rec.error, INPUT
-            continue
-        data = dict(rec.data or {})
-        problem = clean_optional_fields(data)  # "" or whitespace: absent, as in `train`
-        if problem:
-            yield sid, None, f"{rec.where}: {problem}", INPUT
-            continue
-        images = data.get("images", data.get("image", ()))
-        if isinstance(images, str):
-            images = [images]
-        if not isinstance(images, (list, tuple)) or not images or not all(isinstance(i, str) and i for i in images):
-            yield sid, None, f"{rec.where}: E575 'images' must be a non-empty list of image paths", INPUT
-            continue
-        resolved = []
-        missing = outside = None
-        for n, img in enumerate(images):
-            p, outside = image_path(img, base, allow_outside=allow_outside_root)
-            if outside is not None:
-                outside = f"{rec.where}: images[{n}]: {outside}"
-                break
-            if not p.is_file():
-                missing = img
-                break
-            resolved.append(str(p))
-        if outside is not None:
-            yield sid, None, outside, INPUT
-            continue
-        if missing is not None:
-            yield sid, None, f"{rec.where}: E576 image {missing!r} not found (relative paths are read from {str(base)!r})", INPUT
-            continue
-        data["images"] = resolved
-        data.pop("image", None)
-        try:
-            study = Study.from_dict(data)
-        except (ReportgenError, TypeError, ValueError) as e:
-            yield sid, None, f"{rec.where}: {e}", INPUT
-            continue
-        yield sid, study, None, None
-
-
-# -- the command ------------------------------------------------------------------------
-def _record(result, *, backend: str, task: str, model: str | None, adapter: str | None, prompt_version: str | None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    d = result.draft
-    if d is not None:
-        rec = {
-            "id": result.study_id, "report": d.report, "model": d.model, "adapter": d.adapter,
-            "prompt_version": d.prompt_version, "latency_s": round(float(d.latency_s), 4), "error": None,
-        }
-    else:
-        rec = {
-            "id": result.study_id, "report": None, "model": model, "adapter": adapter, "prompt_version": prompt_version,
-            "latency_s": None if result.latency_s is None else round(result.latency_s, 4), "error": result.error,
-            "error_code": error_code(result.error), "error_kind": result.error_kind,
-        }
-    rec.update({"backend": backend, "task": task})
-    rec.update(extra or {})
-    if result.completion_tokens is not None:
-        rec["completion_tokens"] = result.completion_tokens
-    if result.finish_reason is not None:
-        rec["finish_reason"] = result.finish_reason
-    return rec
-
-
-def _describe(drafter: Any) -> tuple[str | None, str | None, str | None]:
-    """(model, adapter, prompt_version) for error records, without contacting anything."""
-    model = getattr(drafter, "model_name", None) or getattr(drafter, "model", None) or getattr(drafter, "requested_model", None)
-    adapter = getattr(drafter, "adapter", None)
-    resolved = getattr(drafter, "_resolved", None)
-    if resolved:
-        model, adapter = resolved[1], resolved[2]
-    model = model if isinstance(model, str) else getattr(model, "name_or_path", None)
-    adapter = adapter if isinstance(adapter, str) or adapter is None else str(adapter)
-    return model, adapter, getattr(drafter, "prompt_version", None)
-
-
-def _run_fields(drafter: Any) -> dict[str, Any]:
-    """Keys every record of this run carries besides the contract: the prompt template's
-    content hash, the image policy and the full generation settings, when the backend
-    says them."""
-    out: dict[str, Any] = {}
-    sha = getattr(drafter, "prompt_sha256", None)
-    if isinstance(sha, str):
-        out["prompt_sha256"] = sha
-    policy = getattr(drafter, "policy", None)
-    if policy is not None and hasattr(policy, "to_dict"):
-        out["image_policy"] = policy.to_dict()
-    gen = getattr(drafter, "generation_config", None)
-    if isinstance(gen, dict):
-        out["generation"] = dict(gen)
-    return out
-
-
-IDENTITY = ("backend", "model", "adapter", "task", "prompt_version")
-
-
-def identity(rec: dict[str, Any]) -> tuple[Any, ...]:
-    """What made a draft: backend kind (and model path for hf), model, adapter, task, template.
-
-    A vllm server's URL is not part of it (a restarted server on another port serves the
-    same model); its base model and adapter names are."""
-    backend = rec.get("backend")
-    if isinstance(backend, str) and backend:
-        kind = backend.split(":", 1)[0]
-        backend = backend if kind == "hf" else kind
-    return (backend or None, rec.get("model"), rec.get("adapter"), rec.get("task"), rec.get("prompt_version"))
-
-
-def compatible(old: tuple[Any, ...], new: tuple[Any, ...], fields: tuple[str, ...] = IDENTITY) -> bool:
-    """Equal in ``fields``; a field an older record does not carry (None) matches anything,
-    except ``adapter``, where None means the base model."""
-    for n, key in enumerate(IDENTITY):
-        if key not in fields:
-            continue
-        if key == "adapter":
-            if old[n] != new[n] and old[0] is not None:
-                return False
-        elif old[n] is not None and new[n] is not None and old[n] != new[n]:
-            return False
-    return True
-
-
-def _show(ident: tuple[Any, ...]) -> str:
-    return ", ".join(f"{k} {v!r}" for k, v in zip(IDENTITY, ident))
-
-
-def mixed_error(existing: set[tuple[Any, ...]], new: tuple[Any, ...], out: Path) -> ReportgenError:
-    have = "; ".join(sorted(_show(i) for i in existing))
-    differs = [k for n, k in enumerate(IDENTITY) if new[n] is not None and all(i[n] != new[n] for i in existing)]
-    return ReportgenError(
-        "E903", f"{out.name} holds drafts made with {have}; this run's {', '.join(differs) or 'drafts'} "
-        f"differ ({_show(new)})",
-        fix="write to another --out, or pass --allow-mixed to add them to this file anyway",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from reportgen.lock import OutputLock
 
@@ -265,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from reportgen.backends import get_drafter, parse_spec
-    from reportgen.backends.base import DraftResult, iter_results
+    from reportgen.backends.base import DraftResult
     from reportgen.jsonl import AppendWriter
 
     studies_path, out_path = Path(args.studies), Path(args.out)
@@ -291,25 +115,13 @@ def _run(args: argparse.Namespace) -> int:
         drop_records(out_path, retry)
     done = set(previous) - retry
 
-    pending: list[Any] = []
-    bad: list[DraftResult] = []
-    seen: set[str] = set()
-    duplicates = 0
-    for sid, study, error, kind in load_studies(studies_path, getattr(args, "allow_outside_root", False)):
-        if sid in seen:
-            duplicates += 1
-            log.warning("%s: duplicate study id %r skipped (the first one is drafted)", studies_path, sid)
-            continue
-        seen.add(sid)
-        if sid in done:
-            continue
-        if study is None:
-            bad.append(DraftResult(sid, None, error, kind))
-        else:
-            pending.append(study)
+    todo = studies_to_draft(studies_path, done, getattr(args, "allow_outside_root", False))
+    for sid in todo.duplicates:
+        log.warning("%s: duplicate study id %r skipped (the first one is drafted)", studies_path, sid)
+    pending, bad, duplicates = todo.pending, todo.bad, len(todo.duplicates)
     if args.limit is not None:
         pending = pending[: max(0, args.limit)]
-    skipped = len(seen) - len(pending) - len(bad)
+    skipped = len(todo.order) - len(pending) - len(bad)
 
     n_ok = n_err = 0
     with AppendWriter(out_path) as writer:
@@ -321,13 +133,13 @@ def _run(args: argparse.Namespace) -> int:
             policy_opts["trust_remote_code"] = True
         drafter = get_drafter(spec, task=args.task, max_new_tokens=args.max_new_tokens,
                               concurrency=args.concurrency, batch_size=args.batch_size, **policy_opts) if pending else None
-        model, adapter, prompt_version = _describe(drafter) if drafter else (None, None, None)
+        model, adapter, prompt_version = describe_drafter(drafter) if drafter else (None, None, None)
         if prompt_version is None:
             try:
                 from reportgen.prompting import PROMPT_VERSION as prompt_version
             except ImportError:
                 prompt_version = None
-        common: dict[str, Any] = dict(backend=str(spec), task=args.task, extra=_run_fields(drafter))
+        common: dict[str, Any] = dict(backend=str(spec), task=args.task, extra=run_fields(drafter))
         known = (new_backend, None, None, args.task, prompt_version)
         if made_by and not allow_mixed and drafter is not None and not any(
             compatible(i, known, ("backend", "task", "prompt_version")) for i in made_by
@@ -336,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
                 drafter.close()
             raise mixed_error(made_by, identity({**common, "model": model, "adapter": adapter, "prompt_version": prompt_version}), out_path)
         for r in bad:
-            writer.write(_record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common))
+            writer.write(draft_record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common))
             n_err += 1
             log.warning("%s", r.error)
 
@@ -344,38 +156,31 @@ def _run(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=len(pending), unit="report", desc="draft", disable=args.no_progress or not pending,
                    file=sys.stderr, dynamic_ncols=True)
-        streak = 0
-        stopped: DraftResult | None = None
-        results = iter_results(drafter, pending, batch_size=args.batch_size) if drafter else iter(())
+        described = [model, adapter, prompt_version]
+
+        def make_record(r: DraftResult) -> dict[str, Any]:
+            if r.draft is None:  # the error record names what the backend said it serves, when known
+                described[:] = describe_drafter(drafter)
+            m, a, pv = described
+            return draft_record(r, model=m, adapter=a, prompt_version=pv, **common)
+
+        def refuse_mixed(r: DraftResult, rec: dict[str, Any]) -> None:
+            # The model or adapter is known once the backend answers: nothing of a different
+            # kind is written; the drafts in flight are dropped.
+            if made_by and not allow_mixed and r.draft is not None and not any(compatible(i, identity(rec)) for i in made_by):
+                raise mixed_error(made_by, identity(rec), out_path)
+
+        def progress(t: Tally) -> None:
+            bar.update(1)
+            bar.set_postfix(ok=t.ok, errors=n_err + t.errors, refresh=False)
+
         try:
-            for r in results:
-                if r.draft is None:
-                    model, adapter, prompt_version = _describe(drafter)
-                rec = _record(r, model=model, adapter=adapter, prompt_version=prompt_version, **common)
-                if made_by and not allow_mixed and r.draft is not None and not any(compatible(i, identity(rec)) for i in made_by):
-                    # The model or adapter is known once the backend answers: nothing of a
-                    # different kind is written; the drafts in flight are dropped.
-                    raise mixed_error(made_by, identity(rec), out_path)
-                writer.write(rec)
-                bar.update(1)
-                if r.draft is not None:
-                    n_ok += 1
-                    streak = 0
-                else:
-                    n_err += 1
-                    log.warning("study %s: %s", r.study_id, r.error)
-                    streak = streak + 1 if r.transient else 0
-                    if args.max_consecutive_failures and streak >= args.max_consecutive_failures:
-                        stopped = r
-                        break
-                bar.set_postfix(ok=n_ok, errors=n_err, refresh=False)
+            tally = write_drafts(drafter, pending, writer, make_record=make_record, batch_size=args.batch_size,
+                                 max_consecutive_failures=args.max_consecutive_failures, before_write=refuse_mixed,
+                                 progress=progress)
         finally:
-            close = getattr(results, "close", None)
-            if close:
-                close()  # cancels queued requests of a streaming backend
             bar.close()
-            if drafter is not None and hasattr(drafter, "close"):
-                drafter.close()
+        n_ok, n_err, stopped = tally.ok, n_err + tally.errors, tally.stopped
     left = len(pending) - n_ok - (n_err - len(bad))
     summary = f"{n_ok} drafted, {n_err} errors, {skipped} already done"
     if duplicates:
