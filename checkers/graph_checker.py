@@ -353,7 +353,11 @@ def _denies(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     d_bands = _bands(rules, absent)
     p_bands = _bands(rules, present)
     denied = rules.all_bands if d_bands is None else d_bands
-    if not p_bands:  # no placed location: asserts "somewhere"
+    if d_bands is not None and not d_bands:
+        # placed only where no band is ("No right perihilar nodule", "periphery"): denies
+        # the finding at those very places, nothing elsewhere or unplaced
+        band_ok = set(absent.locations) <= set(present.locations)
+    elif not p_bands:  # no placed location: asserts "somewhere"
         band_ok = denied == rules.all_bands
     else:
         band_ok = p_bands <= denied

@@ -190,3 +190,26 @@ def test_an_opacity_the_reference_explains_is_no_evidence_for_another_finding(re
     # an unexplained opacity stays weak evidence for it
     weak = only(ref_pipe, "FINDINGS: Mild interstitial pulmonary edema.", "FINDINGS: Streaky opacities in both lung bases.")
     assert weak.status == "uncertain" and weak.basis == "weak_evidence"
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("There are acute bony findings.", "FINDINGS: There are no acute bony findings."),
+    ("Acute osseous abnormality.", "FINDINGS: No acute osseous abnormality."),
+])
+def test_bony_umbrellas_are_read_both_ways(ref_pipe, claim, reference):
+    # lexicon 1.5.0 had "bony findings" / "osseous abnormality" as anatomy words: neither
+    # the statement nor its negation gave a finding
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == "contradicted" and any(f.observation == "acute abnormality" and f.anatomy == "bone" for f in c.findings)
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("No calcified granuloma periphery left lung.", "FINDINGS: Calcified granuloma periphery left lung. The lungs are clear."),
+    ("1. No right perihilar lung nodule.", "FINDINGS: 1. Right perihilar lung nodule."),
+])
+def test_a_negative_placed_outside_the_lung_bands_denies_the_finding_there(ref_pipe, claim, reference):
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == "contradicted"
+    # ... and nothing placed elsewhere
+    other = only(ref_pipe, f"FINDINGS: {claim}", "FINDINGS: Right upper lobe nodule. Calcified granuloma in the left upper lobe.")
+    assert other.status != "contradicted"
