@@ -213,3 +213,18 @@ def test_a_negative_placed_outside_the_lung_bands_denies_the_finding_there(ref_p
     # ... and nothing placed elsewhere
     other = only(ref_pipe, f"FINDINGS: {claim}", "FINDINGS: Right upper lobe nodule. Calcified granuloma in the left upper lobe.")
     assert other.status != "contradicted"
+
+
+@pytest.mark.parametrize("text, side, zone", [
+    ("In the right midlung zone there is identified a 1.5 cm nodule.", "right", "midlung"),
+    ("Within the left lower lobes there are XXXX airspace opacities.", "left", "lower lobe"),
+    ("In the left lung base there is a small opacity.", "left", "base"),
+])
+def test_a_place_that_opens_the_sentence_places_its_finding(ref_pipe, text, side, zone):
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert (f.laterality, f.locations) == (side, (zone,))
+    swapped = text.replace(side, "left" if side == "right" else "right")
+    assert only(ref_pipe, f"FINDINGS: {swapped}", f"FINDINGS: {text}").status == "contradicted"
+    # "In addition there is ...", "At this time there is ...": no place, nothing placed
+    (g,) = read_report("FINDINGS: In addition there is a small effusion.").claims[0].findings
+    assert g.locations == () and g.laterality is None
