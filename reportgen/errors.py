@@ -307,6 +307,13 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E953", "the ray engine finished with blocks that have no result (nothing was written)", "rerun the same command: finished blocks are kept, only the missing ones are done"),
     _E("E954", "an option that the ray engine does not support (yet), or a ray option without --engine ray", "use --engine local for that option, or add --engine ray"),
     _E("E955", "a ray run stopped: a block kept failing after its retries (finished blocks are kept)", "read the Ray worker logs for the cause, fix it, and rerun the same command"),
+    _E("E960", "--ray-drafter http or vllm-engine was asked for but ray.data.llm cannot be imported", "pip install 'reportgen-cxr[ray]', or use --ray-drafter actors"),
+    _E("E961", "an invalid ray HTTP drafting job: no backend, a backend that is not a vllm: server, or a bad concurrency/batch size/qps", "give vllm:http://HOST:PORT?model=NAME backends and positive numbers, or use --ray-drafter actors"),
+    _E("E962", "an invalid vllm-engine option (replicas, tensor/pipeline parallel, LoRA rank, max loras, batch size, max model length)", "give positive integers"),
+    _E("E963", "--ray-drafter vllm-engine: vLLM cannot be imported in the Ray workers' environment", "install vllm on the GPU nodes (or in the job's runtime_env), or serve the model with `reportgen serve` and use --ray-drafter http or actors"),
+    _E("E964", "--ray-drafter vllm-engine was given a backend it cannot load (not hf:MODEL[?adapter=DIR], or several backends)", "give one hf:PATH_OR_ID?adapter=DIR backend and scale with --ray-replicas"),
+    _E("E965", "the vLLM engine inside Ray failed on a study (its error record names it; the rest of the batch goes on)", "read the message (the engine's own error), fix its cause, and redraft those studies"),
+    _E("E966", "ray checker actors asked for GPUs (--region-device cuda) but the Ray cluster has none", "use --region-device cpu (CPU actors), or join a cluster with GPU nodes (--ray-address)"),
 )
 
 

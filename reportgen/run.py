@@ -100,6 +100,14 @@ class RunConfig:
     ray_actors: int = 2  # actors per stage (drafting clients, checkers)
     ray_block_size: int = 64  # studies per block: the unit of retry
     ray_backends: str | None = None  # more backend specs, comma-separated, that share the drafting with backend
+    ray_drafter: str = "auto"  # auto | actors | http (ray.data.llm HTTP processor) | vllm-engine (ray.data.llm vLLM engine)
+    ray_qps: int | None = None  # http: requests per second per HTTP actor (default: as fast as answers come)
+    ray_api_key_env: str | None = None  # http: env var the Ray workers read the servers' API key from (default REPORTGEN_VLLM_API_KEY, VLLM_API_KEY)
+    ray_replicas: int = 1  # vllm-engine: engine replicas (Ray Data concurrency)
+    ray_tensor_parallel: int = 1  # vllm-engine: tensor-parallel GPUs per replica
+    ray_pipeline_parallel: int = 1  # vllm-engine: pipeline-parallel stages per replica
+    ray_max_lora_rank: int = 16  # vllm-engine: max_lora_rank of the engine (at least the adapter's rank)
+    ray_max_loras: int = 1  # vllm-engine: adapters held at once per replica
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -129,7 +137,15 @@ class RunConfig:
             raise ReportgenError("E801", f"run configuration: engine {self.engine!r} is not local or ray")
         if self.ray_actors < 1 or self.ray_block_size < 1:
             raise ReportgenError("E801", "run configuration: ray_actors and ray_block_size must be at least 1")
-        if self.engine == "local" and (self.ray_address or self.ray_num_cpus or self.ray_backends):
+        if self.ray_drafter not in ("auto", "actors", "http", "vllm-engine"):
+            raise ReportgenError("E801", f"run configuration: ray_drafter {self.ray_drafter!r} is not auto, actors, http or vllm-engine")
+        for name in ("ray_replicas", "ray_tensor_parallel", "ray_pipeline_parallel", "ray_max_lora_rank", "ray_max_loras"):
+            if getattr(self, name) < 1:
+                raise ReportgenError("E801", f"run configuration: {name} must be at least 1")
+        if self.ray_qps is not None and self.ray_qps < 1:
+            raise ReportgenError("E801", "run configuration: ray_qps must be at least 1")
+        if self.engine == "local" and (self.ray_address or self.ray_num_cpus or self.ray_backends or self.ray_drafter != "auto"
+                                       or self.ray_qps or self.ray_api_key_env):
             raise ReportgenError("E801", "run configuration: ray_* settings given with engine local", fix="set engine = \"ray\" (--engine ray)")
         if self.bootstrap < 0 or not 0.0 <= self.demo_rate <= 1.0:
             raise ReportgenError("E801", "run configuration: bootstrap must be >= 0 and demo_rate within 0..1")
@@ -607,14 +623,24 @@ class _Context:
         from reportgen.jsonl import AppendWriter
 
         specs = (self.c.backend, *[b.strip() for b in (self.c.ray_backends or "").split(",") if b.strip()])
-        job = DraftJob(specs, {"task": self.c.task, "max_new_tokens": self.c.max_new_tokens, "concurrency": self.c.concurrency,
-                               "batch_size": self.c.batch_size}, functools.partial(_ray_draft_record, task=self.c.task))
+        drafter_options = {"task": self.c.task, "max_new_tokens": self.c.max_new_tokens, "concurrency": self.c.concurrency,
+                           "batch_size": self.c.batch_size}
+        make_record = functools.partial(_ray_draft_record, task=self.c.task)
+        job = DraftJob(specs, drafter_options, make_record)
         counts = {"ok": 0, "err": 0}
         model_info: dict[str, Any] = {}
         bar = self.bar(len(pending), "draft")
         with AppendWriter(path) as writer:
+            described = (None, None, None)
+            if bad and parse_spec(specs[0]).kind == "vllm":  # the local engine's error records name the model asked for
+                from reportgen.backends import get_drafter
+                from reportgen.drafts import describe_drafter
+
+                with get_drafter(parse_spec(specs[0]), **drafter_options) as d:  # built, never contacted
+                    described = describe_drafter(d)
             for r in bad:
-                writer.write(draft_record(r, model=None, adapter=None, prompt_version=None, backend=str(parse_spec(specs[0])), task=self.c.task))
+                writer.write(draft_record(r, model=described[0], adapter=described[1], prompt_version=described[2],
+                                          backend=str(parse_spec(specs[0])), task=self.c.task))
                 counts["err"] += 1
 
             def on_block(records: list[dict[str, Any]]) -> None:
@@ -628,10 +654,47 @@ class _Context:
                         model_info.update({"model": rec["model"], "adapter": rec["adapter"], "prompt_version": rec["prompt_version"]})
 
             try:
-                draft_studies(job, pending, self.ray_options(), on_block=on_block)
+                self._draft_blocks_on_ray(specs, drafter_options, make_record, job, pending, on_block)
             finally:
                 bar.close()
         return counts["ok"], counts["err"], model_info
+
+    def _draft_blocks_on_ray(self, specs: tuple[str, ...], drafter_options: dict[str, Any], make_record: Any, job: Any,
+                             pending: list[Any], on_block: Callable[[list[dict[str, Any]]], None]) -> None:
+        """The drafting route of ``--ray-drafter`` (reportgen.engines.ray_llm): actors with
+        our drafter, ray.data.llm's HTTP request processor, or its vLLM engine processor."""
+        from reportgen.backends import parse_spec
+        from reportgen.engines.ray_engine import draft_studies, ray_session
+
+        mode = self.c.ray_drafter
+        kinds = {parse_spec(s).kind for s in specs}
+        with ray_session(self.ray_options()) as ray:
+            if mode == "auto":
+                mode = "actors"
+                if kinds == {"hf"} and len(specs) == 1:
+                    from reportgen.engines.ray_llm import vllm_in_workers
+
+                    if vllm_in_workers(ray)[0]:
+                        mode = "vllm-engine"
+            self.state.data["ray_drafter"] = mode
+            if mode == "http":
+                from reportgen.engines.ray_llm import HttpDraftJob, draft_studies_http
+
+                http = HttpDraftJob(specs, drafter_options, make_record, concurrency=self.c.concurrency, qps=self.c.ray_qps,
+                                    api_key_env=self.c.ray_api_key_env)
+                draft_studies_http(http, pending, self.ray_options(), on_block=on_block)
+            elif mode == "vllm-engine":
+                from reportgen.engines.ray_llm import EngineOptions, draft_studies_vllm_engine
+
+                if len(specs) != 1:
+                    raise ReportgenError("E964", "--ray-drafter vllm-engine runs its own engine replicas: give one hf: backend and no --ray-backends",
+                                         fix="scale with --ray-replicas N (and --ray-tensor-parallel T per replica)")
+                engine = EngineOptions(replicas=self.c.ray_replicas, tensor_parallel=self.c.ray_tensor_parallel,
+                                       pipeline_parallel=self.c.ray_pipeline_parallel, max_lora_rank=self.c.ray_max_lora_rank,
+                                       max_loras=self.c.ray_max_loras)
+                draft_studies_vllm_engine(specs[0], drafter_options, make_record, pending, self.ray_options(), engine, on_block=on_block)
+            else:
+                draft_studies(job, pending, self.ray_options(), on_block=on_block)
 
     # -- check ---------------------------------------------------------------------------------
     def _studies_by_id(self) -> dict[str, dict[str, Any]]:

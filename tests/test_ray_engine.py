@@ -217,5 +217,50 @@ def test_run_engine_ray_drafts_over_http_and_writes_the_local_engines_verdicts(r
     assert [d["id"] for d in drafts] == [f"s{i}" for i in range(7)]  # merged in input order
     assert all(d["report"] == f"FINDINGS: Report for {d['id']} by cxr." for d in drafts)
     assert (tmp_path / "ray" / "report" / "index.html").is_file()
+    assert json.loads((tmp_path / "ray" / "run.json").read_text())["ray_drafter"] == "actors"  # auto, for servers
     # the engine is not an input: a rerun with the local engine redoes nothing
     assert set(run(RunConfig(out=str(tmp_path / "ray"), **common)).stages.values()) == {"skipped"}
+
+
+@pytest.fixture()
+def region_corpus(tmp_path, test_data):
+    import shutil
+
+    (tmp_path / "imgs").mkdir()
+    shutil.copy(test_data / "cxr" / "00027426_000.png", tmp_path / "imgs" / "pa.png")
+    right = "FINDINGS: Right upper lobe opacity. No pleural effusion."
+    rows = [{"id": f"r{i}", "report": right if i % 2 else "FINDINGS: Left basilar atelectasis. Heart size normal.",
+             "images": ["imgs/pa.png"], "view": "PA"} for i in range(5)]
+    rows.insert(2, {"id": "missing", "report": right, "images": ["imgs/nope.png"]})
+    rows.insert(4, {"id": "noimg", "report": right})
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "ref.jsonl").write_text("".join(json.dumps({"id": r["id"], "report": right}) + "\n" for r in rows))
+    return tmp_path
+
+
+def test_check_on_ray_with_a_region_model_html_and_table_equals_local(region_corpus, tiny_clip_dir, ray_cluster, capsys):
+    """Region checking on CPU actors (the tiny open_clip model, loaded once per actor), and
+    the HTML page and the table rendered from the merged verdicts: the local engine's files
+    and table, byte for byte."""
+    pytest.importorskip("open_clip")
+    from reportgen.cli import main
+
+    d = region_corpus
+    common = ["check", "--reports", str(d / "r.jsonl"), "--reference", str(d / "ref.jsonl"), "--format", "table",
+              "--region-model", f"local-dir:{tiny_clip_dir}"]
+    assert main([*common, "--out", str(d / "local.jsonl"), "--html", str(d / "local.html")]) == 0
+    local_table = capsys.readouterr().out
+    assert main([*common, "--out", str(d / "ray.jsonl"), "--html", str(d / "ray.html"), "--engine", "ray", "--ray-actors", "2",
+                 "--ray-block-size", "2"]) == 0
+    ray_table = capsys.readouterr().out
+    local = (d / "local.jsonl").read_bytes()
+    assert (d / "ray.jsonl").read_bytes() == local
+    recs = [json.loads(x) for x in local.splitlines()]
+    assert [r["summary"].get("region") for r in recs].count("checked") == 5  # the region checker ran on the actors
+    assert any(r["summary"].get("region_error") for r in recs)  # the missing image: a region error, graph verdicts kept
+    assert ray_table == local_table and "== r0:" in ray_table
+    assert (d / "ray.html").read_bytes() == (d / "local.html").read_bytes()
+    assert b"data:image/png;base64" in (d / "ray.html").read_bytes()  # the region maps drawn on the actors, inlined
+    # this Ray has no GPU: GPU actors are a clear error, not a hang
+    assert main([*common, "--out", str(d / "gpu.jsonl"), "--region-device", "cuda", "--engine", "ray"]) != 0
+    assert "E966" in capsys.readouterr().err and not (d / "gpu.jsonl").exists()

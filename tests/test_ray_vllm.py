@@ -60,3 +60,29 @@ def test_run_engine_ray_equals_local_against_a_real_vllm_server(vllm_server, tin
     assert [d["id"] for d in drafts] == [r["id"] for r in rows]
     assert all(d["error"] is None and d["report"] == ADAPTER_TARGET for d in drafts)
     assert (tmp_path / "ray" / "verdicts.jsonl").read_bytes() == (tmp_path / "local" / "verdicts.jsonl").read_bytes()
+
+
+def test_run_ray_http_processor_equals_local_against_a_real_vllm_server(vllm_server, tiny_manifest, tmp_path):
+    """--ray-drafter http (ray.data.llm's HTTP request processor) against the real server:
+    the local engine's drafts (latency masked) and byte-identical verdicts."""
+    from reportgen.run import RunConfig, run
+
+    base = [json.loads(x) for x in Path(tiny_manifest).read_text().splitlines() if x.strip()]
+    import shutil
+
+    for s in base:
+        for p in s["images"]:
+            shutil.copy(p, tmp_path / Path(p).name)
+    rows = [{**s, "id": f"{s['id']}-{k}", "images": [Path(p).name for p in s["images"]]} for k in range(2) for s in base]
+    studies = tmp_path / "studies.jsonl"
+    studies.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "report"}) + "\n" for r in rows))
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps({"id": r["id"], "report": r.get("report") or "No pneumothorax."}) + "\n" for r in rows))
+    common = dict(studies=str(studies), reference=str(ref), bootstrap=0, max_new_tokens=24,
+                  backend=f"vllm:{vllm_server}?model=cxr&timeout_s=120")
+    run(RunConfig(out=str(tmp_path / "local"), **common))
+    run(RunConfig(out=str(tmp_path / "ray"), engine="ray", ray_drafter="http", ray_num_cpus=2, ray_block_size=4, **common))
+    mask = lambda p: [{**json.loads(x), "latency_s": None} for x in p.read_text().splitlines()]  # noqa: E731
+    assert mask(tmp_path / "ray" / "drafts.jsonl") == mask(tmp_path / "local" / "drafts.jsonl")
+    assert all(d["error"] is None for d in mask(tmp_path / "ray" / "drafts.jsonl"))
+    assert (tmp_path / "ray" / "verdicts.jsonl").read_bytes() == (tmp_path / "local" / "verdicts.jsonl").read_bytes()

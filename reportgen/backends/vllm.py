@@ -86,6 +86,12 @@ def _server_message(resp: httpx.Response) -> str:
         body = resp.json()
     except ValueError:
         return resp.text.strip()[:500] or resp.reason_phrase
+    return error_message_of(body)
+
+
+def error_message_of(body: Any) -> str:
+    """The error message in a parsed error answer (vLLM: {"error": {"message": ...}},
+    {"message": ...} or {"detail": ...}); also used by the Ray HTTP processor path."""
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict) and err.get("message"):
@@ -338,8 +344,13 @@ class VLLMDrafter:
             out.append({**msg, "content": content})
         return out
 
-    def payload(self, study: Study) -> dict[str, Any]:
-        model, _, _ = self.resolve()
+    def payload(self, study: Study, model: str | None = None) -> dict[str, Any]:
+        """The chat-completion request body for ``study``: its messages (image policy,
+        prompt template) and the generation settings. ``model``: the served name to ask for
+        (default: resolved from the server once). The Ray engine's HTTP processor sends
+        exactly this body."""
+        if model is None:
+            model, _, _ = self.resolve()
         body: dict[str, Any] = {
             "model": model,
             "messages": self.messages(study),
@@ -429,12 +440,22 @@ def _completion(resp: httpx.Response, model: str) -> tuple[dict[str, Any], dict[
     """(body, first choice, its text) of a chat completion for ``model``; _BadResponse otherwise."""
     try:
         data = resp.json()
+    except ValueError as e:
+        raise _BadResponse("E900", f"the answer is not a chat completion ({type(e).__name__}, {len(resp.content)} bytes)") from e
+    return completion_of(data, model, len(resp.content))
+
+
+def completion_of(data: Any, model: str, size: int | None = None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(body, first choice, its text) of a parsed chat completion for ``model``;
+    _BadResponse (E900: not a completion, E901: another model answered) otherwise."""
+    try:
         choice = data["choices"][0]
         text = choice["message"]["content"] or ""
         if not isinstance(text, str):
             raise TypeError("content is not a string")
-    except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise _BadResponse("E900", f"the answer is not a chat completion ({type(e).__name__}, {len(resp.content)} bytes)") from e
+    except (KeyError, IndexError, TypeError) as e:
+        what = f"{size} bytes" if size is not None else "parsed JSON"
+        raise _BadResponse("E900", f"the answer is not a chat completion ({type(e).__name__}, {what})") from e
     answered = data.get("model")
     if answered is not None and answered != model:
         raise _BadResponse("E901", f"asked model {model!r}, the answer is from {str(answered)[:100]!r}")

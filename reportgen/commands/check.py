@@ -121,6 +121,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--ray-actors", type=int, default=2, metavar="N", help="checker actors, one CPU each (default 2)")
     e.add_argument("--ray-block-size", type=int, default=512, metavar="N",
                    help="input lines per block, the unit of retry and resume (default 512)")
+    e.add_argument("--ray-gpus-per-actor", type=float, default=None, metavar="G",
+                   help="GPUs per checker actor when the region model runs on CUDA (--region-device cuda; default 1; "
+                        "0.5 puts two actors on a GPU); with --region-device cpu the actors are CPU actors")
 
 
 def _count_lines(path: str) -> int | None:
@@ -273,7 +276,8 @@ def render_table(record: Mapping[str, Any], width: int | None = None, marks: Map
 def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return run_ray(args)
-    ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--ray-num-cpus", args.ray_num_cpus)) if v]
+    ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--ray-num-cpus", args.ray_num_cpus),
+                                ("--ray-gpus-per-actor", args.ray_gpus_per_actor)) if v]
     if ray_flags:
         raise ReportgenError("E954", f"{', '.join(ray_flags)} given without --engine ray", fix="add --engine ray")
     from tqdm import tqdm
@@ -394,32 +398,68 @@ def _ids(ids: list[str], most: int = 10, sep: str = ", ", total: int | None = No
 
 
 def run_ray(args: argparse.Namespace) -> int:
-    """``--engine ray``: the same records through ``reportgen.engines.ray_engine``."""
+    """``--engine ray``: the same records through ``reportgen.engines.ray_engine``; the
+    region model is loaded by each checker actor (GPU actors with --region-device cuda), and
+    the HTML page and the table are rendered from the merged records."""
     import functools
 
-    from reportgen.checkers.pipeline import Pipeline
-    from reportgen.engines.ray_engine import CheckJob, RayOptions, check_file
+    from reportgen.engines.ray_engine import CheckJob, RayOptions, check_file, check_pipeline
 
-    unsupported = [f for f, v in (("--region-model", args.region_model), ("--html", args.html),
-                                  ("--format table", args.format == "table")) if v]
-    if unsupported:
-        raise ReportgenError("E954", f"{', '.join(unsupported)} not yet available with --engine ray",
-                             fix="use --engine local for these, or check with --engine ray and render the output afterwards")
     if not args.out:
-        raise ReportgenError("E954", "--engine ray writes a file: give --out V.jsonl")
+        raise ReportgenError("E954", "--engine ray writes a file: give --out V.jsonl",
+                             fix="add --out V.jsonl (with --format table the table is printed as well)")
+    if args.workers != 1:
+        raise ReportgenError("E954", "--workers is the local engine's; with --engine ray use --ray-actors N")
+    # checked here, before Ray starts: bad flags, a region model or an endpoint that cannot load stop the command
+    names, _ = make_checkers(args)
+    make_region_checker(argparse.Namespace(**{**vars(args), "region_device": "cpu"}))  # the driver needs no GPU
+    flags = {k: getattr(args, k) for k in ("extractor", "convention", "claim_splitter", "region_model", "region_pretrained",
+                                           "region_device", "region_calibration", "region_segmenter", "llm_url", "llm_model",
+                                           "llm_api_key_env", "llm_concurrency", "llm_batch_size", "llm_timeout", "llm_retries",
+                                           "llm_structured")}
+    flags.update(checkers=names, self_check=not args.no_self_check, region_png_dir=args.region_png_dir)
+    gpus = 0.0
+    if args.region_model and str(args.region_device).startswith("cuda"):
+        gpus = float(args.ray_gpus_per_actor if args.ray_gpus_per_actor is not None else 1.0)
+        flags["region_device"] = "cuda"  # each actor sees its own GPU(s) as cuda:0
+    elif args.ray_gpus_per_actor:
+        raise ReportgenError("E954", "--ray-gpus-per-actor applies to region checking on GPUs",
+                             fix="add --region-model SPEC --region-device cuda, or leave --ray-gpus-per-actor out")
+    page = make_html_page(args)
     options = RayOptions(address=args.ray_address, num_cpus=args.ray_num_cpus, actors=args.ray_actors,
-                         block_size=args.ray_block_size)
-    settings = {"extractor": args.extractor, "self_check": not args.no_self_check}
-    job = CheckJob(str(Path(args.reports)), functools.partial(Pipeline, extractor=args.extractor, self_check=not args.no_self_check),
-                   reference=args.reference, max_chars=args.max_chars, base=str(Path(args.reports).resolve().parent),
-                   settings=settings)
+                         block_size=args.ray_block_size, gpus_per_actor=gpus)
+    page_pngs = None
+    if page is not None and args.region_model and not args.region_png_dir:
+        page_pngs = "flagged" if args.html_flagged_only else "all"
+    settings = {**flags, "page_pngs": page_pngs, "allow_outside_root": bool(getattr(args, "allow_outside_root", False))}
+    job = CheckJob(str(Path(args.reports)), functools.partial(check_pipeline, flags), reference=args.reference,
+                   max_chars=args.max_chars, base=str(Path(args.reports).resolve().parent), settings=settings,
+                   png_dir=args.region_png_dir, allow_outside_root=bool(getattr(args, "allow_outside_root", False)),
+                   page_pngs=page_pngs)
     err: TextIO = sys.stderr
 
     def progress(done: int, total: int) -> None:
         if not args.quiet and err.isatty():
             print(f"\rreportgen check: ray: {done}/{total} blocks", end="", file=err, flush=True)
 
-    run = check_file(job, args.out, options, progress=progress)
+    region_errors = [0]
+
+    def on_record(rec: dict[str, Any], png: bytes | None, problem: str | None) -> None:
+        if rec.get("summary", {}).get("region_error"):
+            region_errors[0] += 1
+        if page is not None:
+            page.add(rec, png=png, png_problem=problem)
+        if args.format == "table":
+            print(render_table(rec), file=sys.stdout)
+            if rec.get("region_png"):
+                print(f"   region map: {rec['region_png']}", file=sys.stdout)
+            print(file=sys.stdout)
+
+    if args.format == "table":
+        print(table_legend() + "\n", file=sys.stdout)
+    run = check_file(job, args.out, options, progress=progress, on_record=on_record)
+    if page is not None:
+        write_html(page, args.html)
     if not args.quiet:
         if err.isatty():
             print(file=err)
@@ -430,6 +470,11 @@ def run_ray(args: argparse.Namespace) -> int:
                   f"for self-consistency only: {_ids(run.missing_reference)}", file=err)
         totals = ", ".join(f"{run.statuses[k]} {k}" for k in STATUSES)
         resumed = f", {run.blocks_resumed} of {run.blocks} blocks resumed" if run.blocks_resumed else ""
-        print(f"reportgen check: {run.records} records ({run.errors} with errors) in {run.seconds:.1f}s on ray{resumed}; "
-              f"claims: {totals}; written to {args.out}", file=err)
-    return 1 if args.strict and (run.errors or run.missing_reference) else 0
+        regions = f", {region_errors[0]} with region errors" if args.region_model else ""
+        where = f"; written to {args.out}"
+        if page is not None:
+            left = f", {page.left_out} left out" if page.left_out else ""
+            where += f"; HTML page {args.html} ({len(page.shown)} studies shown{left})"
+        print(f"reportgen check: {run.records} records ({run.errors} with errors{regions}) in {run.seconds:.1f}s on ray{resumed}; "
+              f"claims: {totals}{where}", file=err)
+    return 1 if args.strict and (run.errors or run.missing_reference or region_errors[0]) else 0

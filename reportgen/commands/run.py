@@ -51,6 +51,17 @@ VALUE_FLAGS = (
     ("--ray-actors", "ray_actors", int, "N", "actors per stage: drafting clients, checkers (default 2)"),
     ("--ray-block-size", "ray_block_size", int, "N", "studies per block, the unit of retry (default 64)"),
     ("--ray-backends", "ray_backends", str, "SPECS", "more backend specs, comma-separated, sharing the drafting with --backend"),
+    ("--ray-drafter", "ray_drafter", str, "HOW", "how --engine ray drafts: auto (default: vllm-engine for an hf: backend when vLLM "
+     "imports in the Ray workers, else actors), actors (our client on Ray actors), http (ray.data.llm's HTTP request processor "
+     "against the vllm: servers), vllm-engine (ray.data.llm's vLLM engine replicas; docs/scale.md)"),
+    ("--ray-qps", "ray_qps", int, "N", "http: requests per second per HTTP actor (default: as fast as the answers come)"),
+    ("--ray-api-key-env", "ray_api_key_env", str, "VAR", "http: environment variable the Ray workers read the servers' API key "
+     "from (default REPORTGEN_VLLM_API_KEY, then VLLM_API_KEY)"),
+    ("--ray-replicas", "ray_replicas", int, "N", "vllm-engine: engine replicas (default 1)"),
+    ("--ray-tensor-parallel", "ray_tensor_parallel", int, "N", "vllm-engine: tensor-parallel GPUs per replica (default 1)"),
+    ("--ray-pipeline-parallel", "ray_pipeline_parallel", int, "N", "vllm-engine: pipeline-parallel stages per replica (default 1)"),
+    ("--ray-max-lora-rank", "ray_max_lora_rank", int, "N", "vllm-engine: the engine's max_lora_rank (default 16; at least the adapter's rank)"),
+    ("--ray-max-loras", "ray_max_loras", int, "N", "vllm-engine: adapters held at once per replica (default 1)"),
 )
 
 

@@ -189,6 +189,33 @@ class CheckJob:
     max_chars: int = MAX_RECORD_CHARS
     base: str = "."
     settings: Mapping[str, Any] = field(default_factory=dict)
+    png_dir: str | None = None  # --region-png-dir: each actor writes the study PNGs there (records name them)
+    allow_outside_root: bool = False
+    page_pngs: str | None = None  # "all" | "flagged": draw each checked study's region map for the HTML page (kept beside the shard)
+
+
+def check_pipeline(spec: Mapping[str, Any]) -> Any:
+    """The local engine's Pipeline from the check command's settings (``spec``: extractor,
+    self_check, checkers, convention, claim_splitter, region_* and llm_*), built in each Ray
+    checker actor: one lexicon load, one region model load, one LLM client per actor."""
+    from reportgen.checkers.pipeline import Pipeline
+
+    region = None
+    if spec.get("region_model"):
+        from reportgen.checkers.region.checker import load_region_checker
+
+        seg = spec.get("region_segmenter")
+        region = load_region_checker(spec["region_model"], pretrained=spec.get("region_pretrained"), device=spec.get("region_device"),
+                                     calibration=spec.get("region_calibration"), segmenter=None if seg in (None, "none") else seg)
+    llm = None
+    if spec.get("llm_url"):
+        from reportgen.checkers.llm_checker import LLMChecker
+
+        llm = LLMChecker.from_endpoint(spec["llm_url"], spec["llm_model"], api_key=os.environ.get(spec.get("llm_api_key_env") or "OPENAI_API_KEY"),
+                                       timeout=spec["llm_timeout"], max_retries=spec["llm_retries"], structured=spec["llm_structured"],
+                                       max_concurrency=spec["llm_concurrency"], batch_size=spec["llm_batch_size"])
+    return Pipeline(extractor=spec["extractor"], checkers=list(spec["checkers"]), self_check=spec["self_check"], region=region,
+                    convention=spec["convention"], llm=llm, splitter=spec["claim_splitter"])
 
 
 class _CheckActor:
@@ -201,7 +228,8 @@ class _CheckActor:
         self.shard_dir = Path(shard_dir)
         self.input_keys = INPUT_KEYS
         refs, problems = (load_reference(job.reference, job.max_chars) if job.reference else (None, None))
-        self.checker = RecordChecker(job.pipeline_factory(), references=refs, reference_problems=problems, base=job.base)
+        self.checker = RecordChecker(job.pipeline_factory(), references=refs, reference_problems=problems, base=job.base,
+                                     png_dir=job.png_dir, allow_outside_root=job.allow_outside_root)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[int]]:
         done_blocks: list[int] = []
@@ -211,11 +239,40 @@ class _CheckActor:
                 self.job.reports, int(batch["start"][i]), int(batch["end"][i]), int(batch["first_line"][i]),
                 require=self.input_keys, text_fields=("report",), max_chars=self.job.max_chars,
             )
+            checked = [self.checker.check(rec) for rec in records]
+            if self.job.page_pngs:  # the pictures first: a shard that exists has its pictures
+                self._draw(index, checked)
             with atomic_writer(shard_path(self.shard_dir, index)) as fh:
-                for rec in records:
-                    fh.write(dumps(self.checker.check(rec).record) + "\n")
+                for c in checked:
+                    fh.write(dumps(c.record) + "\n")
             done_blocks.append(index)
         return {"block": done_blocks}
+
+    def _draw(self, index: int, checked: Sequence[Any]) -> None:
+        """The HTML page's region map of each checked study (as the local engine draws it
+        when no --region-png-dir is given), one PNG (or the problem) per record, beside the shard."""
+        from reportgen.evals.check_html import is_flagged
+
+        folder = png_folder(self.shard_dir, index)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for n, c in enumerate(checked):
+            out = c.record
+            if self.checker.png_dir is not None or out.get("summary", {}).get("region") != "checked" or c.result is None:
+                continue
+            if self.job.page_pngs == "flagged" and not is_flagged(out):
+                continue
+            try:
+                png = self.checker.render_png(c.result, c.study, out["id"])
+            except Exception as e:  # noqa: BLE001 - the page says why there is no picture
+                msg = str(e) if isinstance(e, ReportgenError) else f"{type(e).__name__}: {e}"
+                (folder / f"{n}.txt").write_text(f"E708 the region map could not be drawn: {msg}", encoding="utf-8")
+                continue
+            (folder / f"{n}.png").write_bytes(png)
+
+
+def png_folder(shard_dir: Path, index: int) -> Path:
+    return shard_dir / f"{index:08d}.pngs"
 
 
 def shard_path(shard_dir: Path, index: int) -> Path:
@@ -278,9 +335,12 @@ def check_file(
     *,
     shard_dir: str | os.PathLike[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_record: Callable[[dict[str, Any], bytes | None, str | None], None] | None = None,
 ) -> CheckRun:
     """Check every line of ``job.reports`` on Ray and write ``out`` (the same file the local
-    engine writes). ``progress(done_blocks, all_blocks)`` is called as blocks finish."""
+    engine writes). ``progress(done_blocks, all_blocks)`` is called as blocks finish;
+    ``on_record(record, png, png_problem)`` for every merged record in input order (the
+    HTML page and the table are rendered from it; ``png`` when ``job.page_pngs``)."""
     started = time.perf_counter()
     if not Path(job.reports).is_file():
         raise ReportgenError("E101", f"input file {job.reports!r} does not exist", fix="check the path")
@@ -294,6 +354,9 @@ def check_file(
     if todo:
         with ray_session(options) as ray:
             rows = [{"index": b.index, "start": b.start, "end": b.end, "first_line": b.first_line} for b in todo]
+            if options.gpus_per_actor and not ray.cluster_resources().get("GPU"):
+                raise ReportgenError("E966", f"checker actors asked for {options.gpus_per_actor} GPU(s) each but the Ray cluster has no GPU",
+                                     fix="use --region-device cpu (CPU actors), or join a cluster with GPU nodes (--ray-address)")
             ds = _on_actors(ray, rows, _CheckActor, (job, str(shards)), options, options.gpus_per_actor)
             finished = run.blocks_resumed
             try:
@@ -312,21 +375,27 @@ def check_file(
     if missing:  # Ray said done but a shard is absent: never write a partial output
         raise ReportgenError("E953", f"{len(missing)} block(s) of {job.reports!r} have no result (first: block {missing[0]})",
                              fix="rerun the same command: finished blocks are kept and only the missing ones are done")
-    _merge(shards, blocks, out, run)
+    _merge(shards, blocks, out, run, on_record)
     shutil.rmtree(shards, ignore_errors=True)
     run.seconds = round(time.perf_counter() - started, 3)
     return run
 
 
-def _merge(shards: Path, blocks: Sequence[Block], out: str | os.PathLike[str], run: CheckRun) -> None:
+def _merge(shards: Path, blocks: Sequence[Block], out: str | os.PathLike[str], run: CheckRun,
+           on_record: Callable[[dict[str, Any], bytes | None, str | None], None] | None = None) -> None:
     """Concatenate the shards in input order into ``out`` (atomically), counting as we go."""
     seen: set[str] = set()
     with atomic_writer(out) as dst:
         for b in blocks:
+            pngs = png_folder(shards, b.index)
             with shard_path(shards, b.index).open("r", encoding="utf-8") as src:
-                for line in src:
+                for n, line in enumerate(src):
                     dst.write(line)
                     rec = json.loads(line)
+                    if on_record is not None:
+                        png_file, problem_file = pngs / f"{n}.png", pngs / f"{n}.txt"
+                        on_record(rec, png_file.read_bytes() if png_file.is_file() else None,
+                                  problem_file.read_text(encoding="utf-8") if problem_file.is_file() else None)
                     run.records += 1
                     rid = rec.get("id")
                     if isinstance(rid, str):
@@ -481,5 +550,5 @@ def map_rows(
                 fix="read the Ray worker logs for the cause, fix it, and rerun the same command",
             ) from None
 
-__all__ = ["Block", "CheckJob", "CheckRun", "DraftJob", "RayOptions", "check_file", "default_shard_dir", "draft_studies",
+__all__ = ["Block", "CheckJob", "CheckRun", "DraftJob", "RayOptions", "check_file", "check_pipeline", "default_shard_dir", "draft_studies",
            "map_rows", "plan_blocks", "ray_session"]
