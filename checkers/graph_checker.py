@@ -10,13 +10,19 @@ How one claim finding ``c`` is judged against the evidence of one source (the fi
 that applies decides):
 
 1. ``c`` hedged ("may represent pneumonia") -> **uncertain**, whatever the evidence says
-   (the reason still names the evidence that confirms or denies it).
+   (the reason still names the evidence that confirms or denies it), except that a hedged
+   claim the reference denies outright, with no reference statement that agrees with it
+   ("Pneumothorax or effusion." vs "No pneumothorax."), is **unsupported** (basis
+   ``conflicting``): it raises what the reference rules out.
    The evidence states the very same finding (same normal forms) -> **supported**, before
    any rule below: the claim is faithful to that evidence even if the evidence contradicts
    itself elsewhere (a report checked against itself is fully supported).
 2. The same observation with the opposite presence where the scopes overlap
    ("right effusion" vs "no pleural effusion") -> **contradicted** (presence flipped).
-3. The same observation, same presence, no conflicting detail -> **supported**.
+3. The same observation, same presence, no conflicting detail -> **supported**; but with
+   reference evidence, when every such statement leaves a detail of the claim unconfirmed
+   (side, zone, severity: "Cardiomegaly." for "Severe cardiomegaly.") and another statement
+   as specific states that detail otherwise ("Mild cardiomegaly."), rule 4 decides.
 4. The same observation, both present, but a different side, lung zone, severity or
    direction of change -> **contradicted** (laterality / location / severity / change
    mismatch).
@@ -27,7 +33,10 @@ that applies decides):
    incidental findings (granulomas, degenerative change, ...) and never from a statement
    that makes exceptions ("the lungs are otherwise clear").
 7. A broader or narrower finding that agrees ("no pneumothorax" vs "no acute
-   abnormality") -> **supported** (lower score).
+   abnormality") -> **supported** (lower score). Broader present evidence is weak support
+   (uncertain) for a narrower claim, unless every statement of it names what it is as
+   another finding ("opacities which may represent atelectasis or scarring" says nothing
+   for "pulmonary edema").
 8. Nothing comparable -> the source's no-evidence policy under the checker's named
    convention (``convention``, checking.json "conventions"): an unmentioned positive
    finding in a reference is **unsupported**; an unmentioned negative one is **supported**
@@ -344,7 +353,11 @@ def _denies(rules: CheckingRules, absent: Finding, present: Finding) -> bool:
     d_bands = _bands(rules, absent)
     p_bands = _bands(rules, present)
     denied = rules.all_bands if d_bands is None else d_bands
-    if not p_bands:  # no placed location: asserts "somewhere"
+    if d_bands is not None and not d_bands:
+        # placed only where no band is ("No right perihilar nodule", "periphery"): denies
+        # the finding at those very places, nothing elsewhere or unplaced
+        band_ok = set(absent.locations) <= set(present.locations)
+    elif not p_bands:  # no placed location: asserts "somewhere"
         band_ok = denied == rules.all_bands
     else:
         band_ok = p_bands <= denied
@@ -653,6 +666,28 @@ class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to
     basis: str = "no_evidence"  # reportgen.types.VERDICT_BASES
 
 
+# What a mismatch is about -> the word a partial support's note uses for that detail
+# ("; the evidence does not give the side, severity").
+_DETAILS = (("laterality mismatch", "side"), ("location mismatch", "location"), ("severity mismatch", "severity"))
+
+
+def _detail_conflicts(found: list, best: float) -> tuple[list, float]:
+    """Reference evidence only, a definite claim whose best outcome is support: when every
+    support leaves a detail of the claim unconfirmed ("Cardiomegaly." for "Severe
+    cardiomegaly.": the evidence does not give the severity) and a statement as specific
+    as the claim states that detail otherwise ("Mild cardiomegaly."), the detail decides:
+    the mismatch wins. A support that confirms the detail keeps the claim supported."""
+    supports = [x[0] for x in found if x[0].rank == _SUPPORT or x[0].rank == _IDENTICAL]
+    if not supports or any(not o.note for o in supports):
+        return found, best
+    mismatches = [x for x in found if x[0].rank == _MISMATCH and not x[0].what.endswith(_HEDGED_MISMATCH)]
+    if not mismatches:
+        return found, best
+    deciding = [x for x in mismatches
+                if any(kind in x[0].what and all(word in o.note for o in supports) for kind, word in _DETAILS)]
+    return (deciding, _MISMATCH) if deciding else (found, best)
+
+
 def _basis_of(rank: float) -> str:
     """The basis of an outcome, from its rank."""
     if rank == _REDACTED_FLIP_RANK:
@@ -869,6 +904,22 @@ class GraphChecker:
                 probes[cid] = (f, exc)
         return probes
 
+    def _explained(self, g: _Group, observation: str) -> bool:
+        """Whether every statement of a broader evidence finding names what it is, as another
+        finding under it that is not the claim's nor above it ("Streaky opacities which may
+        represent atelectasis or scarring", "calcific density ... represents old granulomatous
+        disease"): such an opacity is no less specific evidence for another finding ("Mild
+        interstitial pulmonary edema."), which is then judged as unmentioned."""
+        under = self.narrower.get(g.finding.observation)
+        if not under:
+            return False
+        above = self.rules.ancestors.get(observation, frozenset())
+        for item, *_ in g.members:
+            if not any(f.observation in under and f.observation != observation and f.observation not in above
+                       and f.presence in ("present", "uncertain") for f in item.findings):
+                return False
+        return True
+
     def _not_mentioned(self, source: str, observation: str) -> _Judgement:
         """The abstention when no evidence mentions the observation (cached: made for a third
         of the findings in self-consistency)."""
@@ -923,6 +974,8 @@ class GraphChecker:
                     row[kid] = out
                 if out is None:
                     continue
+                if own is None and out.rank == _BROAD_HEDGED and self._explained(g, c.observation):
+                    continue
                 item = g.item0
                 if own is not None and out.rank in _MISMATCH_RANKS and (hedged or out.what.endswith(_HEDGED_MISMATCH)):
                     continue  # self-consistency: a hedged mismatch is no contradiction (see _HEDGED_MISMATCH)
@@ -947,6 +1000,16 @@ class GraphChecker:
             if best < _SPECIFIC:
                 break
         if found:
+            if own is None and not hedged and best == _SUPPORT and len(found) > 1:
+                found, best = _detail_conflicts(found, best)
+            if own is None and hedged and best in (_FLIP, _BROAD_FLIP) and not any(
+                    x[0].status == "supported" or x[0].rank in (_HEDGED, _BROAD_HEDGED) for x in found):
+                # A hedged claim that the reference denies outright ("Pneumothorax or
+                # effusion." vs "No pneumothorax.") raises what the reference rules out:
+                # unsupported (not contradicted: the claim only suggests it).
+                chosen = [x for x in found if x[0].rank == best][:3]
+                return _Judgement("unsupported", sc["unsupported"], tuple(("unsupported: hedged claim", ckid, c, o, g, i) for o, g, i in chosen),
+                                  _unique(i for _, _, i in chosen), "conflicting")
             if hedged and best in _MISMATCH_RANKS:
                 # a hedged claim: a mismatch decides only when no evidence agrees with it
                 # (another statement of the same hedged finding is a second instance)

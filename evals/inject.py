@@ -77,6 +77,10 @@ class Vocabulary:
     severity: Mapping[str, str]
     location: Mapping[str, str]
     fabricated: tuple[tuple[str, tuple[str, ...]], ...]
+    list_number: re.Pattern[str] | None = None  # a list number the prefix goes after ("2. No ...")
+    prefix_skip: re.Pattern[str] | None = None  # sentences the prefix would not make a negative sentence of
+    fabricated_after: re.Pattern[str] | None = None  # a sentence end after which a sentence may be inserted
+    fabricated_not_after: re.Pattern[str] | None = None
     laterality_re: re.Pattern[str] = field(repr=False, default=None)  # type: ignore[assignment]
     severity_re: re.Pattern[str] = field(repr=False, default=None)  # type: ignore[assignment]
     location_re: re.Pattern[str] = field(repr=False, default=None)  # type: ignore[assignment]
@@ -96,6 +100,12 @@ def _load_vocab(path: str) -> Vocabulary:
     try:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
         neg = d["negation_flip"]
+        to_neg = neg["to_negative"]
+        after = d.get("fabricated_after") or {}
+
+        def opt(pattern: str | None) -> re.Pattern[str] | None:
+            return re.compile(pattern, re.I) if pattern else None
+
         return Vocabulary(
             version=str(d["version"]),
             finding=_word_re(d["finding_terms"]),
@@ -108,6 +118,8 @@ def _load_vocab(path: str) -> Vocabulary:
             severity={k.lower(): v for k, v in d["severity_change"].items()},
             location={k.lower(): v for k, v in d["location_change"].items()},
             fabricated=tuple((f["text"], tuple(a.lower() for a in f.get("avoid", ()))) for f in d["fabricated"]),
+            list_number=opt(to_neg.get("list_number")), prefix_skip=opt(to_neg.get("prefix_skip")),
+            fabricated_after=opt(after.get("ends")), fabricated_not_after=opt(after.get("not_ends")),
         )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, re.error) as exc:
         raise ReportgenError("E450", f"cannot read the injection vocabulary {path}: {exc!r}", fix="check evals/data/injection.json") from None
@@ -242,8 +254,13 @@ def _negation_flip(v: Vocabulary, s: str) -> tuple[str, int, int] | None:
     r = _sub_first(v.there_is, v.there_is_replace, s)
     if r:
         return r
-    first = s[:1].lower() + s[1:] if not s[:2].isupper() else s
-    return v.negative_prefix + first, 0, len(v.negative_prefix)
+    if v.prefix_skip is not None and v.prefix_skip.search(s):
+        return None
+    m = v.list_number.match(s) if v.list_number is not None else None
+    at = m.end() if m else 0
+    rest = s[at:]
+    first = rest[:1].lower() + rest[1:] if not rest[:2].isupper() else rest
+    return s[:at] + v.negative_prefix + first, at, at + len(v.negative_prefix)
 
 
 def _swap_all(mapping: Mapping[str, str], pattern: re.Pattern[str], s: str) -> tuple[str, int, int] | None:
@@ -303,6 +320,9 @@ def inject_report(report_id: str, text: str, *, seed: int, rate: float, categori
         options = []
         for c in categories:
             if c == "fabricated_finding":
+                if (v.fabricated_after is not None and not v.fabricated_after.search(stext)) or (
+                        v.fabricated_not_after is not None and v.fabricated_not_after.search(stext)):
+                    continue
                 fabs = [f for f, avoid in v.fabricated if f not in used_fab and not any(a in lower for a in avoid)]
                 if fabs:
                     options.append((c, fabs))

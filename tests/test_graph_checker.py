@@ -171,8 +171,11 @@ def test_hedged_claim_is_uncertain_and_says_what_the_evidence_says(checker):
     v = one(checker, claim("Possible pneumonia.", F("pneumonia", "uncertain")), LEFT_LLL_PNEUMONIA)
     assert v.status == "uncertain" and v.score == 0.5
     assert "hedged claim" in v.reasons[0] and LEFT_LLL_PNEUMONIA.describe() in v.reasons[0]
+    # a hedged claim the reference denies outright raises what the reference rules out:
+    # unsupported (issue 11 quality goals; it was "uncertain" with a lower score before)
     denied = one(checker, claim("Possible effusion.", F("pleural effusion", "uncertain")), NO_EFFUSION)
-    assert denied.status == "uncertain" and denied.score < v.score
+    assert denied.status == "unsupported" and denied.basis == "conflicting" and denied.score < v.score
+    assert "hedged claim" in denied.reasons[0] and "presence flipped" in denied.reasons[0]
     alone = one(checker, claim("Possible effusion.", F("pleural effusion", "uncertain")), MILD_CARDIOMEGALY)
     assert alone.status == "uncertain" and "no reference evidence mentions" in alone.reasons[0]
 

@@ -153,3 +153,78 @@ def test_several_zones_are_compared_zone_by_zone(claim, reference, status):
 def test_a_plain_negative_denies_its_finding_wherever_the_other_statement_places_it(claim, reference, status):
     (c,) = Pipeline().check("z", claim, reference).claims
     assert c.status == status, c.verdicts[0].reasons
+
+
+# --- issue 11 quality goals: errors of the open injection benchmark (vocabulary 1.1) -------
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("Pneumothorax or pleural effusion.", "FINDINGS: No pneumothorax or pleural effusion. Mild cardiomegaly."),
+    ("Suspicious pulmonary nodules or masses.", "FINDINGS: No suspicious pulmonary nodules or masses."),
+])
+def test_hedged_claim_the_reference_denies_is_unsupported(ref_pipe, claim, reference):
+    res = ref_pipe.check("r", f"FINDINGS: {claim}", reference)
+    assert [c.status for c in res.claims] and all(c.status == "unsupported" and c.basis == "conflicting" for c in res.claims)
+    # the same hedge in the reference agrees with it: uncertain, as before
+    same = ref_pipe.check("r", f"FINDINGS: {claim}", f"FINDINGS: {claim}")
+    assert all(c.status == "uncertain" for c in same.claims)
+
+
+@pytest.mark.parametrize("claim, reference, what", [
+    ("Severe cardiomegaly.", "FINDINGS: Mild cardiomegaly.\n\nIMPRESSION: Cardiomegaly.", "severity mismatch"),
+    ("Mild scarring at the left apex.", "FINDINGS: Mild scarring at the right apex.\n\nIMPRESSION: Scarring.", "laterality mismatch"),
+    ("Large right pleural effusion.", "FINDINGS: Small right pleural effusion.\n\nIMPRESSION: Right pleural effusion.", "severity mismatch"),
+])
+def test_a_detail_stated_otherwise_beats_a_statement_without_it(ref_pipe, claim, reference, what):
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == "contradicted" and what in c.reasons[0]
+    # a statement that confirms the detail keeps it supported
+    ok = only(ref_pipe, f"FINDINGS: {claim}", reference + f" {claim}")
+    assert ok.status == "supported"
+
+
+def test_an_opacity_the_reference_explains_is_no_evidence_for_another_finding(ref_pipe):
+    ref = "FINDINGS: There are streaky opacities in both lung bases which may represent atelectasis or scarring."
+    c = only(ref_pipe, "FINDINGS: Mild interstitial pulmonary edema.", ref)
+    assert c.status == "unsupported" and c.basis == "no_evidence"
+    # an unexplained opacity stays weak evidence for it
+    weak = only(ref_pipe, "FINDINGS: Mild interstitial pulmonary edema.", "FINDINGS: Streaky opacities in both lung bases.")
+    assert weak.status == "uncertain" and weak.basis == "weak_evidence"
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("There are acute bony findings.", "FINDINGS: There are no acute bony findings."),
+    ("Acute osseous abnormality.", "FINDINGS: No acute osseous abnormality."),
+])
+def test_bony_umbrellas_are_read_both_ways(ref_pipe, claim, reference):
+    # lexicon 1.5.0 had "bony findings" / "osseous abnormality" as anatomy words: neither
+    # the statement nor its negation gave a finding
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == "contradicted" and any(f.observation == "acute abnormality" and f.anatomy == "bone" for f in c.findings)
+
+
+@pytest.mark.parametrize("claim, reference", [
+    ("No calcified granuloma periphery left lung.", "FINDINGS: Calcified granuloma periphery left lung. The lungs are clear."),
+    ("1. No right perihilar lung nodule.", "FINDINGS: 1. Right perihilar lung nodule."),
+])
+def test_a_negative_placed_outside_the_lung_bands_denies_the_finding_there(ref_pipe, claim, reference):
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == "contradicted"
+    # ... and nothing placed elsewhere
+    other = only(ref_pipe, f"FINDINGS: {claim}", "FINDINGS: Right upper lobe nodule. Calcified granuloma in the left upper lobe.")
+    assert other.status != "contradicted"
+
+
+@pytest.mark.parametrize("text, side, zone", [
+    ("In the right midlung zone there is identified a 1.5 cm nodule.", "right", "midlung"),
+    ("Within the left lower lobes there are XXXX airspace opacities.", "left", "lower lobe"),
+    ("In the left lung base there is a small opacity.", "left", "base"),
+])
+def test_a_place_that_opens_the_sentence_places_its_finding(ref_pipe, text, side, zone):
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert (f.laterality, f.locations) == (side, (zone,))
+    swapped = text.replace(side, "left" if side == "right" else "right")
+    assert only(ref_pipe, f"FINDINGS: {swapped}", f"FINDINGS: {text}").status == "contradicted"
+    # "In addition there is ...", "At this time there is ...": no place, nothing placed
+    (g,) = read_report("FINDINGS: In addition there is a small effusion.").claims[0].findings
+    assert g.locations == () and g.laterality is None

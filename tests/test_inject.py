@@ -127,3 +127,22 @@ def test_score_run_needs_aligned_inputs():
     run = score_run(bench, [[(10, 28, "contradicted")]])  # one flag on the first (edited) sentence
     s = category_score("negation_flip", run)
     assert (s.errors, s.detected, s.recall) == (4, 1, 0.25)
+
+
+def test_negation_flips_are_errors_by_construction():
+    """Vocabulary 1.1: a flip keeps the qualifiers that narrow a denial, puts the prefix after
+    a list number, never prefixes a hedged sentence or one opening with a determiner, and a
+    fabricated sentence goes only after a sentence that ends like one."""
+    def flip(text: str) -> str:
+        return inject_report("r", text, seed=0, rate=1.0, categories=["negation_flip"]).perturbed
+
+    assert flip("No acute disease.") == "Acute disease."  # 1.0 gave "Disease.", true of any chronic finding
+    assert flip("No large pleural effusion.") == "Large pleural effusion."
+    assert flip("No evidence of pneumothorax.") == "Pneumothorax."
+    assert flip("2. Large hiatal hernia.") == "2. No large hiatal hernia."  # 1.0: "No 2. Large ..."
+    for hedged in ("These may represent calcified granulomas.", "Left base could be atelectasis or pneumonia.",
+                   "The heart is enlarged."):
+        assert flip(hedged) == hedged  # nothing to flip: not made a non-sentence
+    fab = inject_report("r", "Findings discussed with Dr. Bony thorax grossly unremarkable", seed=0, rate=1.0,
+                        categories=["fabricated_finding"])
+    assert not fab.injections  # neither after a sentence without end nor after "Dr."

@@ -550,6 +550,12 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
     for k, ch in enumerate(chunks):
         if preds[k] or not anat_heads[k]:
             continue
+        if k == 0 and nchunks > 1 and preds[1] and _fronted_place(mentions, chunks, words, lex):
+            # "In the left lung base there is a small opacity": the place opens the sentence
+            for p in preds[1]:
+                for a in anat_heads[0]:
+                    rels.append(("located_at", p, a))
+            continue
         target = None
         for j in range(k + 1, nchunks):
             if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
@@ -662,6 +668,21 @@ def _share_elided(mentions: list[Mention], rels: list) -> None:
 
 
 LIST_JOINS = frozenset({",", "and", "or", "and/or", "/"})
+
+
+def _fronted_place(mentions: list[Mention], chunks: list[list[Mention]], words: list[str], lex: Lexicon) -> bool:
+    """Whether the first chunk is a place the sentence opens with ("In the right midlung zone",
+    "Within the left lower lobes") and the next chunk is the clause it places ("there is ...").
+    The words are the lexicon's ``fronted_location`` (prepositions; openers of the clause)."""
+    spec = lex.data.get("fronted_location") or {}
+    preps, openers = set(spec.get("prepositions", ())), set(spec.get("openers", ()))
+    if not preps or not openers:
+        return False
+    lead = [w for w in words[: chunks[0][0].i] if w.isalpha()]
+    if not lead or lead[0] not in preps:
+        return False
+    lo, hi = chunks[0][-1].j, chunks[1][0].i
+    return any(m.term and lo <= m.i < hi and words[m.i] in openers for m in mentions)
 
 
 def _boundary(mentions: list[Mention], chunks: list[list[Mention]], k: int) -> list[str]:

@@ -103,6 +103,34 @@ def _side_match(gold: set[str], pred: set[str]) -> bool:
     return bool(gold & pred)
 
 
+# Why a row's tag and prediction disagree, told apart automatically (counts in the JSON under
+# "disagreements", table with --conventions). MeSH conventions: the first two FN classes and
+# the first two FP classes; our errors are among "FN: stated, not read" and "FP: definite,
+# untagged" (the latter also holds incidental findings the indexers left untagged).
+DISAGREEMENTS = {
+    "FN: not stated": "tagged, but no synonym of the row's observations occurs in FINDINGS/IMPRESSION: the tag comes from elsewhere (indication, the images, an implied finding)",
+    "FN: read as absent": "tagged, and the text mentions the finding but denies it somewhere (MeSH tags a negated or resolved finding; or our negation scope)",
+    "FN: stated, not read": "tagged, a synonym occurs, but no present/uncertain finding was read: our miss (or a synonym used in another sense)",
+    "FP: hedged only": "predicted only from hedged mentions ('may represent pneumonia'): the indexers rarely tag differentials",
+    "FP: report tagged normal": "a definite finding read in a report the indexers tagged 'normal' (incidental findings they judged normal)",
+    "FP: definite, untagged": "a definite finding read in a report with other tags: untagged incidental finding, or our error",
+}
+
+
+def _row_words(mm: "MeshMap") -> dict[str, tuple[str, ...]]:
+    """Lower-cased synonyms of each row's observations (default lexicon)."""
+    from reportgen.checkers.lexicon import OBS, load_lexicon
+
+    lex = load_lexicon()
+    by_obs: dict[str, set[str]] = defaultdict(set)
+    for toks, entries in lex.phrases.items():
+        for e in entries:
+            if e.cat == OBS:
+                by_obs[e.norm].add(" ".join(toks))
+    return {row: tuple(sorted({w for o in spec["observations"] for w in by_obs.get(o, ())} | set(spec["observations"])))
+            for row, spec in mm.rows.items()}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from reportgen.checkers.graphs import get_extractor
     from reportgen.checkers.read import read_report
@@ -118,6 +146,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     counts: dict[str, Counter] = defaultdict(Counter)
     unmapped: Counter = Counter()
     errors: list[tuple[str, str, str]] = []
+    why: dict[str, Counter] = defaultdict(Counter)  # row -> disagreement class -> reports (DISAGREEMENTS)
+    words = _row_words(mm)
     t0 = time.process_time()
     w0 = time.perf_counter()
     for r in reports:
@@ -125,6 +155,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gold, um, normal = mm.gold(r.mesh_major)
         unmapped.update(t.split("/")[0] for t in um)
         pred = mm.predicted(read, uncertain_positive)
+        definite = mm.predicted(read, False) if uncertain_positive else pred
+        absent = {row for cc in read.claims for f in cc.findings if f.presence == "absent" for row in mm.obs_to_rows.get(f.observation, ())}
+        low = r.report.text.lower()
         for row in set(gold) | set(pred):
             c = counts[row]
             if row in gold and row in pred:
@@ -136,10 +169,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         errors.append(("side", r.id, f"gold {sorted(gold[row])} predicted {sorted(pred[row])}: {r.report.text}"))
             elif row in gold:
                 c["fn"] += 1
+                why[row]["FN: not stated" if not any(w in low for w in words.get(row, ())) else
+                         "FN: read as absent" if row in absent else "FN: stated, not read"] += 1
                 if args.show_errors == row:
                     errors.append(("FN", r.id, r.report.text))
             else:
                 c["fp"] += 1
+                why[row]["FP: hedged only" if row not in definite else "FP: report tagged normal" if normal else "FP: definite, untagged"] += 1
                 if args.show_errors == row:
                     errors.append(("FP", r.id, r.report.text))
         # "normal": MeSH normal vs nothing predicted
@@ -187,6 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "side_agreement": {"n": side_n, "agreement": side_ok / side_n if side_n else None},
         "rows": rows,
         "unmapped_tags": dict(unmapped.most_common()),
+        "disagreements": {"classes": DISAGREEMENTS, "total": dict(sum(why.values(), Counter())),
+                          "rows": {row: dict(c) for row, c in why.items()}},
         "timing": {"cpu_s": cpu, "wall_s": wall, "reports_per_cpu_s": len(reports) / cpu if cpu else None},
     }
     result["_errors"] = errors
@@ -237,6 +275,19 @@ def format_markdown(res: dict[str, Any], min_support: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_disagreements(res: dict[str, Any], min_support: int) -> str:
+    """Disagreements per row and class (Markdown; rows of the main table)."""
+    cls = list(DISAGREEMENTS)
+    d = res["disagreements"]
+    lines = ["| finding (MeSH) | " + " | ".join(cls) + " |", "|---|" + "---:|" * len(cls)]
+    for x in shown_rows(res, min_support):
+        c = d["rows"].get(x["row"], {})
+        if x["row"] != "normal (no finding)":
+            lines.append(f"| {x['row']} | " + " | ".join(str(c.get(k, 0)) for k in cls) + " |")
+    lines.append("| **all rows** | " + " | ".join(f"**{d['total'].get(k, 0)}**" for k in cls) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.bench.mesh_agreement", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/mesh_agreement.json", help="JSON result (default runs/mesh_agreement.json)")
@@ -248,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-errors", metavar="ROW", help="print false positives/negatives of one row (report text!)")
     p.add_argument("--max-errors", type=int, default=15)
     p.add_argument("--markdown", metavar="TABLE.md", help="also write the table as Markdown")
+    p.add_argument("--conventions", action="store_true", help="also print the disagreements per row by class (MeSH convention or ours) as Markdown")
     args = p.parse_args(argv)
     res = run(args)
     errors = res.pop("_errors")
@@ -257,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {kind} {rid}: {text}")
     if args.markdown:
         Path(args.markdown).write_text(format_markdown(res, args.min_support), encoding="utf-8")
+    if args.conventions:
+        print(format_disagreements(res, args.min_support))
     out = write_json(args.out, res)
     print(f"wrote {out}", file=sys.stderr)
     return 0
