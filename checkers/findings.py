@@ -59,7 +59,56 @@ def findings_from_graph(graph: EntityGraph, lexicon: Lexicon | None = None, text
         cue = _hypothetical_re(lex)
         if cue is not None:
             out = tuple(_hypothetical(f, text, cue) for f in out)
+        pred = _predominant_re(lex)
+        if pred is not None and any(n in text for n in pred[0]):
+            out = _predominant(out, text, pred[1])
     return out
+
+
+_pred_res: dict[int, tuple[Lexicon, Any]] = {}
+
+
+def _predominant_re(lex: Lexicon) -> tuple[str, Any] | None:
+    """(substrings one of which every phrase holds, the phrases of ``predominant_side`` as one
+    regex whose groups ``p`` and ``o`` are the predominant and the other side), or None."""
+    hit = _pred_res.get(id(lex))
+    if hit is None or hit[0] is not lex:
+        spec = lex.data.get("predominant_side") or {}
+        pats = [p for p in spec.get("patterns", ()) if p]
+        rx = (tuple(spec.get("needles", ())) or ("",), re.compile("|".join(f"(?:{p})" for p in pats), re.I)) if pats else None
+        hit = _pred_res[id(lex)] = (lex, rx)
+    return hit[1]
+
+
+def _predominant(out: tuple[Finding, ...], text: str, rx: Any) -> tuple[Finding, ...]:
+    """Findings on both sides (or without a side) get the predominant side a phrase of their
+    clause states ("bibasilar opacities, right greater than left"); the phrase must name two
+    different sides."""
+    phrases = []
+    for m in rx.finditer(text):
+        sides = [v.lower() for k, v in m.groupdict().items() if v]
+        p = next((v.lower() for k, v in m.groupdict().items() if v and k.startswith("p")), None)
+        o = next((v.lower() for k, v in m.groupdict().items() if v and k.startswith("o")), None)
+        if p and (o is None or o != p) and sides:
+            phrases.append((m.start(), m.end(), p))
+    if not phrases:
+        return out
+    res = []
+    for f in out:
+        if f.laterality in (None, "bilateral") and f.presence in ("present", "uncertain"):
+            a, b = _clause(text, f.start)
+            side = next((p for s, e, p in phrases if a <= s and e <= b), None)
+            if side:
+                f = replace(f, predominant=side)
+        res.append(f)
+    return tuple(res)
+
+
+def _clause(text: str, at: int) -> tuple[int, int]:
+    """The clause of ``text`` around offset ``at`` (between sentence or clause ends)."""
+    ends = [m.end() for m in _CLAUSE_END.finditer(text, 0, at)]
+    m = _CLAUSE_END.search(text, at)
+    return (ends[-1] if ends else 0), (m.start() if m else len(text))
 
 
 HYPOTHETICAL_WINDOW = 60  # characters before a finding in which a request cue counts

@@ -438,6 +438,11 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
             conflicts.append(f"laterality mismatch (claim {c.laterality}, evidence {e.laterality})")
     elif c.laterality:
         unconfirmed.append("side")
+    if c.predominant and e.predominant and c.predominant != e.predominant and not conflicts:
+        # "bibasilar opacities, left greater than right" vs "... right greater than left"
+        conflicts.append(f"laterality mismatch (claim {c.predominant} greater, evidence {e.predominant} greater)")
+    elif c.predominant and not e.predominant and "side" not in unconfirmed:
+        unconfirmed.append("side")  # "bibasilar opacities" does not say which side is worse
     cb, eb = _bands(rules, c), _bands(rules, e)
     if cb and eb:
         if not cb & eb:
@@ -552,7 +557,7 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
 
 
 # What a comparison depends on (not the text or offsets): a finding's normal forms.
-_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change")
+_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "predominant")
 
 
 class _Group:

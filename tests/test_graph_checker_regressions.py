@@ -228,3 +228,30 @@ def test_a_place_that_opens_the_sentence_places_its_finding(ref_pipe, text, side
     # "In addition there is ...", "At this time there is ...": no place, nothing placed
     (g,) = read_report("FINDINGS: In addition there is a small effusion.").claims[0].findings
     assert g.locations == () and g.laterality is None
+
+
+@pytest.mark.parametrize("text, side", [
+    ("Bibasilar opacities, right greater than left.", "right"),
+    ("There is left greater than right biapical bullous emphysema.", "left"),
+    ("Obliteration of the bilateral pleural sinus, more on the right than left side.", "right"),
+    ("Bibasilar airspace disease, left-sided predominance.", "left"),
+])
+def test_the_predominant_side_of_a_bilateral_finding_is_compared(ref_pipe, text, side):
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert f.predominant == side and f.to_dict()["predominant"] == side
+    other = "left" if side == "right" else "right"
+    swapped = text.replace(side, "@").replace(other, side).replace("@", other)
+    c = only(ref_pipe, f"FINDINGS: {swapped}", f"FINDINGS: {text}")
+    assert c.status == "contradicted" and "greater" in c.reasons[0]
+    # the same statement is supported, and a statement without the asymmetry elsewhere does
+    # not support the swapped one (it leaves the side unconfirmed)
+    assert only(ref_pipe, f"FINDINGS: {text}", f"FINDINGS: {text}").status == "supported"
+    res = ref_pipe.check("r", f"FINDINGS: {swapped}", f"FINDINGS: Bibasilar opacities. Emphysema. Pleural thickening. {text}")
+    assert res.claims[0].status == "contradicted"
+
+
+def test_a_phrase_naming_one_side_twice_or_a_one_sided_finding_gets_no_predominant_side():
+    (f,) = read_report("FINDINGS: Right greater than right basilar opacity.").claims[0].findings
+    assert f.predominant is None
+    (g,) = read_report("FINDINGS: Left lower lobe opacity, greater than on the prior exam.").claims[0].findings
+    assert g.predominant is None and g.laterality == "left"
