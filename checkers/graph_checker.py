@@ -676,12 +676,16 @@ class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to
 _DETAILS = (("laterality mismatch", "side"), ("location mismatch", "location"), ("severity mismatch", "severity"))
 
 
-def _detail_conflicts(found: list, best: float) -> tuple[list, float]:
+def _detail_conflicts(found: list, best: float, rules: CheckingRules | None = None, c: Finding | None = None) -> tuple[list, float]:
     """Reference evidence only, a definite claim whose best outcome is support: when every
     support leaves a detail of the claim unconfirmed ("Cardiomegaly." for "Severe
     cardiomegaly.": the evidence does not give the severity) and a statement as specific
     as the claim states that detail otherwise ("Mild cardiomegaly."), the detail decides:
-    the mismatch wins. A support that confirms the detail keeps the claim supported."""
+    the mismatch wins. So does a statement that gives every detail the supports leave
+    unconfirmed as the claim has it and conflicts on another ("Opacity in the right apex"
+    vs "bilateral calcified granulomas", which do not give the apex, and "Opacity in the
+    left apex": the statement about the apex decides). A support that confirms the detail
+    keeps the claim supported."""
     supports = [x[0] for x in found if x[0].rank == _SUPPORT or x[0].rank == _IDENTICAL]
     if not supports or any(not o.note for o in supports):
         return found, best
@@ -690,6 +694,17 @@ def _detail_conflicts(found: list, best: float) -> tuple[list, float]:
         return found, best
     deciding = [x for x in mismatches
                 if any(kind in x[0].what and all(word in o.note for o in supports) for kind, word in _DETAILS)]
+    if not deciding and rules is not None and c is not None:
+        open_details = {word for _, word in _DETAILS if all(word in o.note for o in supports)}
+        if open_details:
+            for x in mismatches:
+                conflicts, unconfirmed = _mismatches(rules, c, x[1].finding)
+                said = " ".join(conflicts + unconfirmed)
+                if not any(w in said for w in open_details) and all(
+                        (w != "location" or (c.locations and x[1].finding.locations)) and
+                        (w != "side" or (c.laterality and x[1].finding.laterality)) and
+                        (w != "severity" or (c.severity and x[1].finding.severity)) for w in open_details):
+                    deciding.append(x)
     return (deciding, _MISMATCH) if deciding else (found, best)
 
 
@@ -982,7 +997,7 @@ class GraphChecker:
                 break
         if found:
             if own is None and not hedged and best == _SUPPORT and len(found) > 1:
-                found, best = _detail_conflicts(found, best)
+                found, best = _detail_conflicts(found, best, rules, c)
             if own is None and hedged and best in (_FLIP, _BROAD_FLIP) and not any(
                     x[0].status == "supported" or x[0].rank in (_HEDGED, _BROAD_HEDGED) for x in found):
                 # A hedged claim that the reference denies outright ("Pneumothorax or

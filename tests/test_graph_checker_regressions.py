@@ -255,3 +255,15 @@ def test_a_phrase_naming_one_side_twice_or_a_one_sided_finding_gets_no_predomina
     assert f.predominant is None
     (g,) = read_report("FINDINGS: Left lower lobe opacity, greater than on the prior exam.").claims[0].findings
     assert g.predominant is None and g.laterality == "left"
+
+
+def test_a_statement_giving_the_detail_supports_leave_open_decides(ref_pipe):
+    # the granulomas are bilateral but say nothing of the apex; the statement about the apex
+    # puts the opacity on the other side
+    ref = ("FINDINGS: Stable bilateral calcified granulomas. Opacity in the left apex consistent with "
+           "radiation change seen on prior CT.")
+    c = only(ref_pipe, "FINDINGS: Opacity in the right apex consistent with radiation change seen on prior CT.", ref)
+    assert c.status == "contradicted" and "laterality mismatch" in c.reasons[0]
+    # without the statement about the apex the broader support stands, and the true side is supported
+    assert only(ref_pipe, "FINDINGS: Opacity in the right apex.", "FINDINGS: Stable bilateral calcified granulomas.").status == "supported"
+    assert only(ref_pipe, "FINDINGS: Opacity in the left apex.", ref).status == "supported"
