@@ -267,3 +267,13 @@ def test_a_statement_giving_the_detail_supports_leave_open_decides(ref_pipe):
     # without the statement about the apex the broader support stands, and the true side is supported
     assert only(ref_pipe, "FINDINGS: Opacity in the right apex.", "FINDINGS: Stable bilateral calcified granulomas.").status == "supported"
     assert only(ref_pipe, "FINDINGS: Opacity in the left apex.", ref).status == "supported"
+
+
+def test_an_irregular_rib_is_a_sided_deformity(ref_pipe):
+    ref = "FINDINGS: There is stable irregularity of the posterior left 6th rib which XXXX represents an old fracture."
+    (f, g) = read_report(ref).claims[0].findings
+    assert (f.observation, f.laterality, g.observation, g.laterality) == ("deformity", "left", "fracture", "left")
+    assert only(ref_pipe, ref.replace("left", "right"), ref).status == "contradicted"
+    # elsewhere an irregularity stays one (no bone deformity in the lung)
+    (h, *_) = read_report("FINDINGS: Right apical pleural-parenchymal irregularities compatible with scarring.").claims[0].findings
+    assert (h.observation, h.anatomy) == ("irregularity", "lung")
