@@ -203,6 +203,7 @@ class _Reader:
         zones: list[tuple[int, str]] = []  # (start of the anatomy, zone): zones in text order
         sides: set[str] = set()
         visited: set[str] = set()
+        self.zone_sides: list[tuple[int, str, str]] = []  # (start, side, zone) of sided zones
         stack = list(self.located.get(eid, ()))
         while stack:
             x = stack.pop()
@@ -217,6 +218,9 @@ class _Reader:
                 z = lex.zone.get(an)
                 if z:
                     zones.append((self.ents[x].start, z))
+                    zs = side or next((sd for sd in (self._side(self.ents[m]) for m in self.modifiers.get(x, ()) if m in self.ents) if sd), None)
+                    if zs in ("right", "left"):
+                        self.zone_sides.append((self.ents[x].start, zs, z))
                 organ = lex.organ.get(an, an)
                 if organ not in organs:
                     organs.append(organ)
@@ -237,6 +241,7 @@ class _Reader:
                 if cats and not (cats & {OBS, NORMAL}):
                     continue  # a modifier (another extractor's OBS label) left unattached
             organs, zones, sides = self.where(e.id)
+            zone_sides = self.zone_sides
             if not organs and e.id in self.suggested_by:
                 for src in self.suggested_by[e.id]:
                     o2, z2, s2 = self.where(src)
@@ -284,7 +289,10 @@ class _Reader:
                     out.extend(self._denied(anat_norms, laterality, zones_t, "acute" if obs == lex.acute_umbrella else None, e, umbrella=False))
                 continue
             anatomy = organs[0] if organs else lex.obs_organ.get(obs)
-            out.append(_new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e))
+            f = _new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e)
+            if len({sd for _, sd, _ in zone_sides}) > 1:  # "left upper lobe and right lower lobe"
+                f = replace(f, zone_sides=tuple(dict.fromkeys(f"{sd} {z}" for _, sd, z in sorted(zone_sides))))
+            out.append(f)
         return tuple(out)
 
     def _denied(self, anat_norms, laterality, zones, temporal, e: Entity, umbrella: bool) -> list[Finding]:

@@ -443,6 +443,14 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
         conflicts.append(f"laterality mismatch (claim {c.predominant} greater, evidence {e.predominant} greater)")
     elif c.predominant and not e.predominant and "side" not in unconfirmed:
         unconfirmed.append("side")  # "bibasilar opacities" does not say which side is worse
+    if c.zone_sides and not conflicts:
+        if e.zone_sides:
+            ez = {z.split(" ", 1)[1]: z.split(" ", 1)[0] for z in e.zone_sides}
+            if any(ez.get(z.split(" ", 1)[1], z.split(" ", 1)[0]) != z.split(" ", 1)[0] for z in c.zone_sides):
+                # "left upper lobe and right lower lobe" vs "right upper lobe and left lower lobe"
+                conflicts.append(f"laterality mismatch (claim {', '.join(c.zone_sides)}, evidence {', '.join(e.zone_sides)})")
+        elif e.laterality in (None, "bilateral") and "side" not in unconfirmed:
+            unconfirmed.append("side")  # "bilateral opacities" does not say which zone is on which side
     cb, eb = _bands(rules, c), _bands(rules, e)
     if cb and eb:
         if not cb & eb:
@@ -557,7 +565,7 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
 
 
 # What a comparison depends on (not the text or offsets): a finding's normal forms.
-_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "predominant")
+_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "predominant", "zone_sides")
 
 
 class _Group:

@@ -393,7 +393,9 @@ class Finding(_Json):
     forms; ``locations`` are normalised zone words ("upper lobe", "base", "apex", ...).
     ``start``/``end`` locate the observation entity in the same coordinates as the graph.
     ``predominant``: the side that predominates in a finding on both sides ("bibasilar
-    opacities, right greater than left": "right"), None when none is stated.
+    opacities, right greater than left": "right"), None when none is stated. ``zone_sides``:
+    the side of each zone when the zones of one finding lie on different sides ("opacities
+    in the left upper lobe and right lower lobe": ("left upper lobe", "right lower lobe")).
     """
 
     observation: str
@@ -407,6 +409,7 @@ class Finding(_Json):
     start: int = 0
     end: int = 0
     predominant: str | None = None
+    zone_sides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:  # the checks inline: findings are made by the thousand
         if self.presence not in _PRESENCE_SET:
@@ -417,10 +420,12 @@ class Finding(_Json):
             _check_choice("predominant", self.predominant, ("right", "left"))
         if self.locations.__class__ is not tuple:
             object.__setattr__(self, "locations", tuple(self.locations))
+        if self.zone_sides.__class__ is not tuple:
+            object.__setattr__(self, "zone_sides", tuple(self.zone_sides))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
-        return cls(**{f.name: (tuple(d[f.name]) if f.name == "locations" else d[f.name]) for f in fields(cls) if f.name in d})
+        return cls(**{f.name: (tuple(d[f.name]) if f.name in ("locations", "zone_sides") else d[f.name]) for f in fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True, slots=True)

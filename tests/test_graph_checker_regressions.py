@@ -8,6 +8,7 @@ import pytest
 
 from reportgen.checkers.pipeline import Pipeline
 from reportgen.checkers.read import read_report
+from reportgen.types import Finding
 
 
 @pytest.fixture(scope="module")
@@ -277,3 +278,17 @@ def test_an_irregular_rib_is_a_sided_deformity(ref_pipe):
     # elsewhere an irregularity stays one (no bone deformity in the lung)
     (h, *_) = read_report("FINDINGS: Right apical pleural-parenchymal irregularities compatible with scarring.").claims[0].findings
     assert (h.observation, h.anatomy) == ("irregularity", "lung")
+
+
+def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
+    ref = "FINDINGS: Opacities in the left upper lobe and right lower lobe. Bilateral pleural effusions."
+    (f,) = read_report("FINDINGS: Opacities in the left upper lobe and right lower lobe.").claims[0].findings
+    assert f.zone_sides == ("left upper lobe", "right lower lobe") and f.laterality == "bilateral"
+    assert Finding.from_dict(f.to_dict()) == f
+    swapped = "FINDINGS: Opacities in the right upper lobe and left lower lobe."
+    c = only(ref_pipe, swapped, ref)
+    assert c.status == "contradicted" and "laterality mismatch" in c.reasons[0]
+    assert only(ref_pipe, "FINDINGS: Opacities in the left upper lobe and right lower lobe.", ref).status == "supported"
+    # one side for all zones: no zone sides
+    (g,) = read_report("FINDINGS: Right middle and lower lobe opacities.").claims[0].findings
+    assert g.zone_sides == ()
