@@ -840,6 +840,19 @@ class GraphChecker:
         return REDACTED if self.rules.redaction_re.search(text, 0, cut) else 0
 
     def check(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem]) -> list[Verdict]:
+        return self.check_conventions(claims, evidence, (self.convention,))[0]
+
+    def check_conventions(self, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem],
+                          conventions: Sequence[str]) -> list[list[Verdict]]:
+        """The verdicts of ``claims`` under each of ``conventions`` (one list per convention,
+        each equal to ``GraphChecker(rules, convention).check(claims, evidence)``) from ONE
+        pass over the evidence: a convention only decides a finding that no evidence
+        mentions (rule 8), so the comparisons are made once and only that last step is
+        taken per convention (``reportgen eval`` needs chexpert for the hallucination rate
+        and radfact for RadFact's logical precision of the same pair)."""
+        convs = tuple(self.rules.check_convention(c) for c in conventions)
+        if not convs:
+            return []
         # The caches are bounded between calls (never during one: its key ids stay valid).
         if len(self._ids) > _CACHE_LIMIT:
             self._ids.clear()
@@ -855,17 +868,19 @@ class GraphChecker:
         kids: dict[int, tuple[int, int]] = {}
         indexes = {src: _Index(self, items, kids, src != "self") for src, items in by_source.items()}
         described: dict[int, str] = {}
-        return [self._check_one(cc, indexes, kids, described) for cc in claims]
+        rows = [self._check_one(cc, indexes, kids, described, convs) for cc in claims]
+        return [[row[k] for row in rows] for k in range(len(convs))]
 
     def _check_one(self, cc: CheckedClaim, indexes: Mapping[str, _Index], kids: Mapping[int, tuple[int, int]],
-                   described: dict[int, str]) -> Verdict:
+                   described: dict[int, str], convs: tuple[str, ...]) -> tuple[Verdict, ...]:
+        """The claim's verdict under each convention of ``convs``."""
         claim = cc.claim
         name = self.name
         try:
             if not cc.findings:
-                return _verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None, "not_read")
+                return (_verdict(claim, "uncertain", ("not checked: no finding could be read off this claim (nothing for the graph checker to compare)",), (), name, None, "not_read"),) * len(convs)
             if not indexes:
-                return _verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None, "no_source")
+                return (_verdict(claim, "uncertain", ("not checked: no evidence was given",), (), name, None, "no_source"),) * len(convs)
             rules = self.rules
             exc0 = self.makes_exceptions(claim.text)
             span = (
@@ -877,26 +892,33 @@ class GraphChecker:
             positional = whole if exc0 != REDACTED else None  # for other sources
             max_reasons = rules.max_reasons
             by_kid = self._descriptions
-            per_source = []
+            # per convention, the judgement of each source
+            per_source: list[list[_Judgement]] = [[] for _ in convs]
             for source, index in indexes.items():
                 if source != "self" and positional is None:
                     positional = self._probes(cc.findings, exc0, claim, kids)
                 probes = whole if source == "self" else positional
                 own = span if source == "self" else None
                 section = claim.section if source == "self" and rules.self_mismatch_across_sections_only else None
-                per_finding = [self._judge(source, f, cid, exc, index, own, section) for cid, (f, exc) in probes.items()]
-                per_source.append(per_finding[0] if len(per_finding) == 1 else combine(per_finding, max_reasons))
-            j = per_source[0] if len(per_source) == 1 else attribute(tuple(indexes), per_source, max_reasons)
-            status = "uncertain" if j.status == ABSTAIN else j.status
-            # the first max_reasons distinct reasons, rendered only as far as needed
-            shown: dict[str, None] = {}
-            for r in j.reasons:
-                shown[_render(r, by_kid, described)] = None
-                if len(shown) == max_reasons:
-                    break
-            return _verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score, j.basis)
+                # None: nothing comparable, the convention decides (rule 8)
+                found = [(self._judge_found(source, f, cid, exc, index, own, section), f, cid) for cid, (f, exc) in probes.items()]
+                for k, conv in enumerate(convs):
+                    per_finding = [j if j is not None else self._unmentioned(source, f, cid, conv) for j, f, cid in found]
+                    per_source[k].append(per_finding[0] if len(per_finding) == 1 else combine(per_finding, max_reasons))
+            out = []
+            for ps in per_source:
+                j = ps[0] if len(ps) == 1 else attribute(tuple(indexes), ps, max_reasons)
+                status = "uncertain" if j.status == ABSTAIN else j.status
+                # the first max_reasons distinct reasons, rendered only as far as needed
+                shown: dict[str, None] = {}
+                for r in j.reasons:
+                    shown[_render(r, by_kid, described)] = None
+                    if len(shown) == max_reasons:
+                        break
+                out.append(_verdict(claim, status, tuple(shown)[:max_reasons], j.items, name, j.score, j.basis))
+            return tuple(out)
         except Exception as e:  # one bad claim must not stop the report
-            return Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None, "error")
+            return (Verdict(claim, "error", (f"E310 graph checker failed on this claim: {type(e).__name__}: {e}",), (), self.name, None, "error"),) * len(convs)
 
     def _probes(self, findings: Sequence[Finding], exc0: int, claim: Any, kids: Mapping[int, tuple[int, int]]) -> dict[int, tuple[Finding, int]]:
         """The claim's distinct findings by key id, each with its exception state: with
@@ -942,8 +964,10 @@ class GraphChecker:
             out = self._descriptions[kid] = describe_finding(f)
         return out
 
-    def _judge(self, source: str, c: Finding, cid: int, exc: int, index: _Index, own: tuple[int, int] | None,
-               section: str | None = None) -> _Judgement:
+    def _judge_found(self, source: str, c: Finding, cid: int, exc: int, index: _Index, own: tuple[int, int] | None,
+                     section: str | None = None) -> _Judgement | None:
+        """Rules 1-7 (and a hypothetical or hedged finding); None when nothing comparable
+        was found and the source's policy under a convention decides (``_unmentioned``)."""
         rules = self.rules
         sc = rules.scores
         ckid = cid  # the claim finding's own key (reasons describe it)
@@ -1043,13 +1067,19 @@ class GraphChecker:
             return _Judgement(status, top.score, tuple((status, ckid, c, o, g, i) for o, g, i in chosen), items, _basis_of(top.rank))
         if hedged:
             return _Judgement("uncertain", sc["uncertain"], (f"uncertain: hedged claim {self._describe(ckid, c)}; no {source} evidence mentions {c.observation}",), (), "hedged")
-        choice = rules.policy(source, c.presence, self.convention)
+        return None
+
+    def _unmentioned(self, source: str, c: Finding, ckid: int, convention: str) -> _Judgement:
+        """Rule 8: no evidence of ``source`` mentions the finding; the source's policy under
+        ``convention`` decides."""
+        sc = self.rules.scores
+        choice = self.rules.policy(source, c.presence, convention)
         if choice == ABSTAIN:
             return self._not_mentioned(source, c.observation)
         if choice == "supported":
             return _Judgement("supported", sc["supported_by_default"], (
-                f"supported by default ({self.convention} convention): no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), (), "convention")
-        why = f" (the {self.convention} convention: an unmentioned finding is not entailed)" if c.presence == "absent" else ""
+                f"supported by default ({convention} convention): no {source} evidence mentions {c.observation}; an unmentioned finding is read as absent",), (), "convention")
+        why = f" (the {convention} convention: an unmentioned finding is not entailed)" if c.presence == "absent" else ""
         return _Judgement(choice, sc.get(choice, sc["uncertain"]), (f"{choice}: no {source} evidence mentions {self._describe(ckid, c)}{why}",), (), "no_evidence")
 
 

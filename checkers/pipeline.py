@@ -266,19 +266,40 @@ class Pipeline:
         the region checker raises. With a region checker, ``summary.region`` says whether the
         study was checked (``checked``, ``no_images``, ``error``).
         """
-        base = {"checkers": self.checker_names, "extractor": self.extractor, "convention": self.convention}
+        return self._check(id, report_text, reference_text, study, region_error, None)[0]
+
+    def check_conventions(self, id: str, report_text: str, reference_text: str | None, conventions: Sequence[str]) -> list[ReportResult]:
+        """``check`` of one report under each of ``conventions`` (one result each, equal to
+        ``Pipeline(..., convention=c).check``), reading and comparing once: every checker
+        must offer ``check_conventions`` (the graph checker does) and there is no region
+        checker; E870 otherwise."""
+        missing = [c.name for c in self.checkers if not hasattr(c, "check_conventions")]
+        if missing or self.region is not None:
+            what = f"the checker(s) {', '.join(missing)}" if missing else "the region checker"
+            raise ReportgenError("E870", f"{what} cannot check several conventions in one pass",
+                                 fix="check once per convention with Pipeline(..., convention=NAME).check")
+        convs = tuple(resolve_convention(c) for c in conventions)
+        return self._check(id, report_text, reference_text, None, None, convs)
+
+    def _check(self, id: str, report_text: str, reference_text: str | None, study: Study | None, region_error: str | None,
+               conventions: tuple[str, ...] | None) -> list[ReportResult]:
+        """``check`` under this pipeline's convention (``conventions`` None) or under each
+        of ``conventions`` (checkers with ``check_conventions``), one result each."""
+        convs = (self.convention,) if conventions is None else conventions
+        bases = [{"checkers": self.checker_names, "extractor": self.extractor, "convention": c} for c in convs]
         problem = _validate_text("report", report_text)
         if problem:
-            return ReportResult(id, None, (), problem, empty_summary(**base))
+            return [ReportResult(id, None, (), problem, empty_summary(**base)) for base in bases]
         if reference_text is None and study is not None and study.reference is not None:
             reference_text = study.reference.text
         try:
             read = self._read(report_text)
         except ReportgenError as e:
-            return ReportResult(id, None, (), str(e), empty_summary(**base))
+            return [ReportResult(id, None, (), str(e), empty_summary(**base)) for base in bases]
         except Exception as e:  # a bug in a backend must not stop the batch
             log.warning("record %s: reading failed with %s", id, type(e).__name__)
-            return ReportResult(id, None, (), f"E399 reading the report failed: {type(e).__name__}: {e}", empty_summary(**base))
+            return [ReportResult(id, None, (), f"E399 reading the report failed: {type(e).__name__}: {e}", empty_summary(**base))
+                    for base in bases]
 
         evidence: list[EvidenceItem] = []
         notes: dict[str, Any] = {}
@@ -295,11 +316,16 @@ class Pipeline:
             evidence.extend(self_evidence(read))
 
         claims: tuple[CheckedClaim, ...] = tuple(read.claims)
-        per_claim: list[list[Verdict]] = [[] for _ in claims]
+        # per convention, per claim, the checkers' verdicts
+        per_conv: list[list[list[Verdict]]] = [[[] for _ in claims] for _ in convs]
         for checker in self.checkers:
-            for i, v in enumerate(self._run_checker(checker, claims, evidence)):
-                if v is not None:
-                    per_claim[i].append(v)
+            runs = [self._run_checker(checker, claims, evidence)] if conventions is None else \
+                self._run_checker_conventions(checker, claims, evidence, convs)
+            for per_claim, verdicts in zip(per_conv, runs):
+                for i, v in enumerate(verdicts):
+                    if v is not None:
+                        per_claim[i].append(v)
+        per_claim = per_conv[0]  # the region checker runs only with one convention (check)
         sources = {e.source for e in evidence}
         if self.region is not None and (region_error is not None or (study is not None and study.images)):
             if region_error is not None:
@@ -315,15 +341,18 @@ class Pipeline:
             if failed is not None:
                 notes["region_error"] = failed.reasons[0] if failed.reasons else "region checking failed"
 
-        results = []
-        for cc, vs in zip(claims, per_claim):
-            status, score, reasons, basis = combine_verdicts(vs)
-            results.append(ClaimResult(cc.claim, cc.graph, tuple(cc.findings), status, tuple(vs), tuple(reasons), score, basis))
-        summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
-        summary.update(notes)
-        if self.region is not None:  # whether the study's images were checked
-            summary["region"] = "error" if "region_error" in notes else ("checked" if study is not None and study.images else "no_images")
-        return ReportResult(id, read.report, tuple(results), None, summary)
+        out = []
+        for base, per_claim in zip(bases, per_conv):
+            results = []
+            for cc, vs in zip(claims, per_claim):
+                status, score, reasons, basis = combine_verdicts(vs)
+                results.append(ClaimResult(cc.claim, cc.graph, tuple(cc.findings), status, tuple(vs), tuple(reasons), score, basis))
+            summary = summarise(results, evidence=sorted(sources), reference=_reference_state(reference_text, notes), **base)
+            summary.update(notes)
+            if self.region is not None:  # whether the study's images were checked
+                summary["region"] = "error" if "region_error" in notes else ("checked" if study is not None and study.images else "no_images")
+            out.append(ReportResult(id, read.report, tuple(results), None, summary))
+        return out
 
     def check_many(self, items: Iterable[tuple[str, str, str | None]]) -> Iterator[ReportResult]:
         """Check ``(id, report_text, reference_text_or_None)`` items, one result each."""
@@ -336,6 +365,14 @@ class Pipeline:
         except Exception as e:
             msg = str(e) if isinstance(e, ReportgenError) else f"E313 checker {checker.name!r} failed: {type(e).__name__}: {e}"
             return [Verdict(cc.claim, "error", (msg,), (), checker.name, None) for cc in claims]
+
+    def _run_checker_conventions(self, checker: Any, claims: Sequence[CheckedClaim], evidence: Sequence[EvidenceItem],
+                                 convs: tuple[str, ...]) -> list[list[Verdict | None]]:
+        try:
+            return [_align(claims, vs) for vs in checker.check_conventions(claims, evidence, convs)]
+        except Exception as e:
+            msg = str(e) if isinstance(e, ReportgenError) else f"E313 checker {checker.name!r} failed: {type(e).__name__}: {e}"
+            return [[Verdict(cc.claim, "error", (msg,), (), checker.name, None) for cc in claims] for _ in convs]
 
     def _run_region(self, study: Study, claims: Sequence[CheckedClaim]) -> list[Verdict | None]:
         try:

@@ -79,7 +79,7 @@ def render_html(metrics: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], t
 
     table = metrics_table(metrics.get("corpus", {}))
     ids = ""
-    for key, label in (("only_in_pred", "ids only in the predictions"), ("only_in_ref", "ids only in the references")):
+    for key, label in (("only_in_pred", "ids only in the predictions"), ("only_in_ref", "ids only in the references (scored as failures)")):
         if metrics.get(key):
             ids += f"<p><b>{label} ({len(metrics[key])}):</b> {html.escape(', '.join(metrics[key][:200]))}</p>"
     failed = metrics.get("failed_predictions") or []

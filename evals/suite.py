@@ -244,12 +244,14 @@ class Suite:
     finding the other report never mentions: ``"radfact"`` (default, RadFact's own reading:
     not entailed) or ``"chexpert"`` (read as absent). ``hallucination_convention``: the same
     for the hallucination rate and the flagged claims (default ``"chexpert"``: a negative
-    claim the reference does not mention is not a hallucination)."""
+    claim the reference does not mention is not a hallucination). ``one_pass`` (default):
+    the forward checks of the two conventions come from one graph pass
+    (``Pipeline.check_conventions``: the same verdicts); False checks each separately."""
 
     def __init__(self, extractor: str = "rules", *, judge: Any = None, self_check: bool = False,
                  policy: str = "uncertain-as-positive", reader: Callable[[str], Any] | None = None,
                  convention: str = "radfact", hallucination_convention: str = "chexpert",
-                 model_metrics: Sequence[Any] = (), memo: dict | None = None):
+                 model_metrics: Sequence[Any] = (), memo: dict | None = None, one_pass: bool = True):
         from reportgen.checkers.pipeline import Pipeline, default_reader
 
         # Per-text results that do not depend on the other report (RadGraph export, CheXpert
@@ -270,6 +272,10 @@ class Suite:
         self.convention = self.entailment.convention
         self.hallucination_convention = self.pipeline.convention
         self._same = not self_check and self.convention == self.hallucination_convention  # one forward check serves both
+        # Without self evidence the forward checks of the two conventions differ only in the
+        # last rule (an unmentioned finding): one graph pass gives both (check_conventions).
+        self._one_pass = (one_pass and not self_check and not self._same and self.pipeline.region is None
+                          and all(hasattr(c, "check_conventions") for c in self.pipeline.checkers))
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -309,9 +315,13 @@ class Suite:
             fwd = ent_fwd = rev = None
             if problem is None and not failed:
                 with self._timed("check"):
-                    fwd = self.pipeline.check(pid, pred, ref)
+                    if self.judge is None and self._one_pass:
+                        fwd, ent_fwd = self.pipeline.check_conventions(pid, pred, ref, (self.hallucination_convention, self.convention))
+                    else:
+                        fwd = self.pipeline.check(pid, pred, ref)
                     if self.judge is None:
-                        ent_fwd = fwd if self._same else self.entailment.check(pid, pred, ref)
+                        if not self._one_pass:
+                            ent_fwd = fwd if self._same else self.entailment.check(pid, pred, ref)
                         rev = self.entailment.check(pid, ref, pred)
                     else:
                         ent_fwd, rev = fwd, fwd

@@ -69,7 +69,7 @@ FAMILIES: dict[str, str] = {
     "E5": "Images, models, drafting, training, serving",
     "E6": "The region checker",
     "E7": "`reportgen check` with region evidence, the HTML page",
-    "E8": "The main job `reportgen run` (E800-E849); model-based metrics, `reportgen compare`, rewards (E850-E879); the rest reserved",
+    "E8": "The main job `reportgen run` (E800-E849); model-based metrics, `reportgen compare`, rewards (E850-E899); the rest reserved",
     "E9": "(reserved)",
 }
 
@@ -291,6 +291,9 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E864", "a reward function got no reference reports (no dataset column 'reference')", "add a 'reference' column to the training dataset (TRL passes it to reward functions)"),
     _E("E865", "a reward function got a different number of references and completions", "give one reference per completion"),
     _E("E866", "make_reward got an unknown reward part", "use 'claim' and/or 'chexpert'"),
+    _E("E870", "Pipeline.check_conventions: a checker of the pipeline (an LLM checker) or its region checker cannot check several conventions in one pass", "check once per convention with Pipeline(..., convention=NAME).check"),
+    _E("E871", "the radgraph package cannot load a model with the installed transformers (its bundled allennlp calls tokenizer.encode_plus, removed in transformers 5)", "run the radgraph extractor with transformers<5 in an environment of its own, or use --extractor rules"),
+    _E("E872", "ROUGE with stemming: the installed rouge-score has no tokenizer object", "use rouge-score >= 0.1.2, or ROUGE without stemming (the default)"),
     # E900-E949: hardening (faults, locks, paths, the server's surface; issue 16)
     _E("E900", "the server answered something that is not a chat completion (malformed or cut-off JSON, no choices), after retries", "check what serves the URL (a proxy?); a rerun of `reportgen draft` retries these studies"),
     _E("E901", "the server answered for another model than the one asked for, after retries", "check what serves the URL; a rerun of `reportgen draft` retries these studies"),

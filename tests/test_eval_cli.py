@@ -43,7 +43,11 @@ def test_eval_pairs_json_html_and_listed_ids(files, capsys):
     table = capsys.readouterr().out
     assert "radgraph_complete" in table and "95% CI" in table
     m = json.loads(out.read_text())
-    assert m["n_pairs"] == 2 and m["n_scored"] == 2
+    # issue 14: the reference study without a prediction is scored as a failure (it was
+    # left out: n_pairs 2), still listed under only_in_ref
+    assert m["n_pairs"] == 3 and m["n_scored"] == 3 and m["n_pairs_with_prediction"] == 2
+    assert m["n_missing_predictions"] == 1 and m["missing_predictions"][0]["id"] == "ref-only"
+    assert m["n_failed_predictions"] == 1 and m["failed_predictions"][0]["id"] == "ref-only"
     # An empty prediction is a failed draft (scored as a failure when it has a reference),
     # no longer an input error; this one has no reference, so it is listed as pred-only.
     assert m["only_in_pred"] == ["empty", "pred-only"] and m["only_in_ref"] == ["ref-only"]
@@ -64,7 +68,10 @@ def test_eval_pairs_json_html_and_listed_ids(files, capsys):
     c = m["corpus"]
     assert c["hallucination_rate"]["estimate"] == pytest.approx(sum(r["flagged"] for r in rows.values()) / sum(r["claims"] for r in rows.values()))
     assert c["rouge_l"]["low"] <= c["rouge_l"]["estimate"] <= c["rouge_l"]["high"]
-    assert c["chexpert_micro_f1_14"]["estimate"] == 1.0
+    # same and flip agree on their 4 positive labels; the failed ref-only misses its 1
+    missed = sum(v == 1 for v in rows["ref-only"]["ref_labels"].values())
+    assert rows["ref-only"]["prediction_failed"] and missed == 1
+    assert c["chexpert_micro_f1_14"]["estimate"] == pytest.approx(8 / 9)
     assert set(m["timings_s"]) >= {"read", "check", "bleu", "rouge", "radgraph"}
     html = page.read_text()
     assert html.startswith("<!DOCTYPE html>") and html.count("data:image/png;base64,") >= 2

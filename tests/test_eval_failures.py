@@ -31,20 +31,22 @@ def test_failed_predictions_are_scored_as_empty_reports(tmp_path, capsys):
         {"id": "null", "report": None, "error": "E231 backend timed out"},  # reportgen draft's failure record
         {"id": "blank", "report": "   "},
         {"id": "absent"},
-        {"id": "number", "report": 7},  # a wrong type stays an input error
+        {"id": "number", "report": 7},  # a wrong type stays an input error, and its study a failure (issue 14)
     ])
     ref = _jsonl(tmp_path / "r.jsonl", [{"id": i, "report": SAME} for i in ("ok", "null", "blank", "absent", "number")])
     out, page = tmp_path / "m.json", tmp_path / "m.html"
     assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "20", "--html", str(page)]) == 0
-    assert "3 failed predictions scored as empty reports" in capsys.readouterr().err
-    assert "failed predictions, scored as empty reports (3)" in page.read_text() and "E231 backend timed out" in page.read_text()
+    err = capsys.readouterr().err
+    assert "4 failed predictions scored as empty reports" in err and "1 reference studies without a prediction scored as failures" in err
+    assert "failed predictions, scored as empty reports (4)" in page.read_text() and "E231 backend timed out" in page.read_text()
     m = json.loads(out.read_text())
-    assert m["n_pairs"] == 4 and m["n_scored"] == 4 and m["n_failed_predictions"] == 3
+    assert m["n_pairs"] == 5 and m["n_scored"] == 5 and m["n_failed_predictions"] == 4 and m["n_pairs_with_prediction"] == 4
     reasons = {f["id"]: f["reason"] for f in m["failed_predictions"]}
-    assert set(reasons) == {"null", "blank", "absent"} and "E231 backend timed out" in reasons["null"]
+    assert set(reasons) == {"null", "blank", "absent", "number"} and "E231 backend timed out" in reasons["null"]
     assert [e["id"] for e in m["input_errors"]] == ["number"] and "E107" in m["input_errors"][0]["error"]
+    assert m["missing_predictions"] == [{"id": "number", "reason": reasons["number"]}] and "input error" in reasons["number"]
     rows = {r["id"]: r for r in m["per_study"]}
-    for i in ("null", "blank", "absent"):
+    for i in ("null", "blank", "absent", "number"):
         r = rows[i]
         assert r["prediction_failed"] and r["error"] is None
         assert r["bleu4"] == r["rouge_l"] == r["rouge1"] == r["rouge2"] == 0.0
@@ -56,9 +58,9 @@ def test_failed_predictions_are_scored_as_empty_reports(tmp_path, capsys):
         assert all(v is None for v in r["pred_labels"].values())  # not even "No Finding"
         assert r["claims"] == 0 and r["flagged_claims"] == []
     c = m["corpus"]
-    # Four studies, one perfect: the failures pull every mean down instead of vanishing.
-    assert c["rouge_l"]["estimate"] == pytest.approx(0.25) and c["radgraph_complete"]["estimate"] == pytest.approx(0.25)
-    assert c["radfact_logical_recall"]["estimate"] == pytest.approx(0.25)
+    # Five studies, one perfect: the failures pull every mean down instead of vanishing.
+    assert c["rouge_l"]["estimate"] == pytest.approx(0.2) and c["radgraph_complete"]["estimate"] == pytest.approx(0.2)
+    assert c["radfact_logical_recall"]["estimate"] == pytest.approx(0.2)
     assert c["chexpert_micro_f1_14"]["estimate"] < 0.5
 
 
@@ -184,3 +186,31 @@ def test_grounded_mode_gives_a_ci_on_every_figure(tmp_path):
         if v["low"] is not None:
             assert v["low"] <= v["estimate"] + 1e-12 and v["estimate"] <= v["high"] + 1e-12
     assert ci["logical_precision"]["low"] < ci["logical_precision"]["high"]  # the examples differ
+
+
+def test_reference_studies_missing_from_predictions_are_failures_as_in_compare(tmp_path, capsys):
+    """issue 14: eval scores a reference study that --pred lacks as a failure (it was only
+    listed under only_in_ref), with the same figures as ``reportgen compare``."""
+    from reportgen.iu import load_iu_reports
+
+    reports = [(r.id, r.report.text) for r in load_iu_reports(require_text=True)[:12]]
+    ref = _jsonl(tmp_path / "r.jsonl", [{"id": i, "report": t} for i, t in reports])
+    kept = reports[3:]  # the first three studies have no prediction
+    pred = _jsonl(tmp_path / "p.jsonl", [{"id": i, "report": t} for i, t in kept])
+    out, cmp = tmp_path / "m.json", tmp_path / "c.json"
+    assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(out), "--bootstrap", "0", "-q"]) == 0
+    assert "3 reference studies without a prediction scored as failures" in capsys.readouterr().err
+    m = json.loads(out.read_text())
+    missing = sorted(i for i, _ in reports[:3])
+    assert m["n_pairs"] == 12 and m["n_scored"] == 12 and m["n_missing_predictions"] == 3 and m["n_failed_predictions"] == 3
+    assert sorted(x["id"] for x in m["missing_predictions"]) == missing == m["only_in_ref"]
+    rows = {r["id"]: r for r in m["per_study"]}
+    assert all(rows[i]["prediction_failed"] and rows[i]["rouge_l"] == 0.0 and rows[i]["radfact_logical_recall"] == 0.0 for i in missing)
+    assert all(rows[i]["rouge_l"] == 1.0 and not rows[i]["prediction_failed"] for i, _ in kept)  # the rest are perfect
+    assert m["corpus"]["rouge_l"]["estimate"] == pytest.approx(9 / 12)
+    assert main(["compare", "--ref", ref, "--pred", f"A={pred}", "--pred", f"B={pred}", "--out", str(cmp),
+                 "--resamples", "5", "--permutations", "5", "-q"]) == 0
+    c = json.loads(cmp.read_text())
+    assert c["systems"]["A"]["n_failed"] == 3
+    for name, v in c["systems"]["A"]["corpus"].items():
+        assert m["corpus"][name]["estimate"] == pytest.approx(v["estimate"], nan_ok=True), name

@@ -275,14 +275,14 @@ def test_image_evidence_plugs_in_as_another_source(checker):
 
 def test_a_failing_claim_gives_an_error_verdict_and_the_rest_are_checked(monkeypatch):
     checker = GraphChecker()
-    real = checker._judge
+    real = checker._judge_found
 
     def flaky(source, c, *rest):
         if c.observation == "boom":
             raise ValueError("broken finding")
         return real(source, c, *rest)
 
-    monkeypatch.setattr(checker, "_judge", flaky)
+    monkeypatch.setattr(checker, "_judge_found", flaky)
     bad = claim("Boom.", F("boom", "present"))
     good = claim("Left lower lobe pneumonia.", F("pneumonia", "present", "left", ("lower lobe",)))
     v_bad, v_good = checker.check([bad, good], [LEFT_LLL_PNEUMONIA])

@@ -192,3 +192,40 @@ def test_bit_parallel_lcs_equals_rouge_scores_table():
         b = [rng.choice("abcdefgh") for _ in range(rng.randrange(0, 140))]
         want = _lcs_table(a, b)[-1][-1] if a and b else 0
         assert lcs_length(a, b) == want
+
+
+def test_rouge_without_rouge_score_equals_it_on_iu_reports_and_odd_text():
+    """ROUGE-1/2/L are computed with our copy of rouge-score's tokenizer and formulas (no
+    nltk import): identical floats on IU reports paired with perturbed copies and on text
+    with accents, digits, punctuation runs and line breaks; with stemming, rouge-score's own
+    tokenizer is used."""
+    import subprocess
+    import sys
+
+    from rouge_score import rouge_scorer
+    from rouge_score import tokenize as rs_tokenize
+
+    from reportgen.evals.inject import build_benchmark
+    from reportgen.evals.metrics.text import rouge_l, rouge_tokens
+    from reportgen.iu import load_iu_reports
+
+    reports = [(r.id, r.report.text) for r in load_iu_reports(require_text=True)[:120]]
+    bench = build_benchmark(reports, seed=7, rate=0.5)
+    odd = ["Épanchement pleural  droit; T12/L1 fracture -- 3.5cm\nnodule", "İstanbul: NO pneumothorax!!\n\n(2x) effusions",
+           "", "   ", "x-ray 2019-01-01 ...", "ÄÖÜ äöü ß 12 ½"]
+    hyps = [b.perturbed for b in bench] + odd + odd[::-1]
+    refs = [b.reference for b in bench] + odd[::-1] + odd
+    for t in odd:
+        assert rouge_tokens(t) == rs_tokenize.tokenize(t, None)
+    got = rouge_all(hyps, refs)
+    for stem in (False, True):
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=stem)
+        want = [scorer.score(r, h) for h, r in zip(hyps, refs)]
+        res = got if not stem else rouge_all(hyps, refs, use_stemmer=True)
+        for t in ("rouge1", "rouge2", "rougeL"):
+            assert res[t].tolist() == [w[t].fmeasure for w in want], (t, stem)  # identical
+        assert rouge_l(hyps, refs, use_stemmer=stem).tolist() == [w["rougeL"].fmeasure for w in want]
+    # scoring without stemming does not import rouge-score (nor nltk through it)
+    code = ("import sys; from reportgen.evals.metrics.text import rouge_all; rouge_all(['a b'], ['a c']); "
+            "print('rouge_score' in sys.modules, 'nltk' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]

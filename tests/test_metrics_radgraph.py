@@ -1,8 +1,8 @@
 """RadGraph F1: identical values to the radgraph package's own reward function, and the
 annotation format round trip.
 
-The parity tests load ``radgraph/rewards.py`` by file path from ``$RADGRAPH_REWARDS_PY``
-or from a radgraph wheel/sdist under ``.cache/radgraph/`` (set up with
+The parity tests load ``radgraph/rewards.py`` by file path from ``$RADGRAPH_REWARDS_PY``,
+the installed radgraph package, or from a radgraph wheel/sdist under ``.cache/radgraph/`` (set up with
 ``pip download radgraph==0.1.18 --no-deps -d .cache/radgraph``); they skip without it.
 """
 
@@ -30,6 +30,9 @@ def _find_rewards_py(tmp: Path) -> Path | None:
     env = os.environ.get("RADGRAPH_REWARDS_PY")
     if env:
         return Path(env) if Path(env).is_file() else None
+    spec = importlib.util.find_spec("radgraph")  # the installed package (radgraph extra)
+    if spec is not None and spec.origin and (Path(spec.origin).parent / "rewards.py").is_file():
+        return Path(spec.origin).parent / "rewards.py"
     cache = REPO / ".cache" / "radgraph"
     for archive in sorted(cache.glob("radgraph-*")) if cache.is_dir() else ():
         if archive.suffix == ".whl":

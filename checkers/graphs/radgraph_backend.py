@@ -161,6 +161,22 @@ class RadGraphExtractor:
                 opts["cuda"] = self.cuda
             try:
                 self._model = radgraph.RadGraph(**opts)
+            except AttributeError as e:
+                if "encode_plus" not in str(e):
+                    raise BackendUnavailable("E241", f"the radgraph model {self.model_type!r} could not be loaded "
+                                             f"({type(e).__name__}: {e})", fix=_FIX) from e
+                # radgraph's bundled allennlp calls tokenizer.encode_plus, gone in transformers 5:
+                # no model loads, whatever the weights (verified with radgraph 0.1.18)
+                import transformers
+
+                raise BackendUnavailable(
+                    "E871",
+                    f"the radgraph package ({getattr(radgraph, '__version__', 'installed')}) cannot load a model with "
+                    f"transformers {transformers.__version__}: its allennlp code calls tokenizer.encode_plus, which "
+                    "transformers 5 removed",
+                    fix="run the radgraph extractor in an environment with transformers<5 (pip install 'transformers<5' "
+                        "'radgraph>=0.1.13'), or use the offline 'rules' extractor (--extractor rules)",
+                ) from e
             except Exception as e:
                 raise BackendUnavailable(
                     "E241",

@@ -14,6 +14,7 @@ prediction) gets None here and 0 in the suite.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,12 +52,18 @@ def local_weights(name_or_path: str, extra: str, metric: str) -> str:
                 f"install the extra with pip install 'reportgen-cxr[{extra}]'") from None
 
 
-def _need(module: str, extra: str, metric: str) -> Any:
-    import importlib
-
+def _need(module: str, extra: str, metric: str, dependency_fix: str = "") -> Any:
+    """Import ``module``; E851 when it is not installed, or when it is but one of ITS
+    imports is missing (a dependency the package uses without declaring it)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and missing.split(".")[0] != module.split(".")[0]:
+            raise BackendUnavailable(
+                "E851", f"{metric}: the package {module!r} (extra reportgen-cxr[{extra}]) is installed but cannot be imported: "
+                f"it needs {missing!r} ({exc})",
+                fix=dependency_fix or f"pip install {missing} (a dependency of {module} it does not declare)") from None
         raise BackendUnavailable("E851", f"{metric} needs the package {module!r}, which is not installed ({exc})",
                                  fix=f"pip install 'reportgen-cxr[{extra}]' and put its weights on this machine") from None
 
@@ -115,22 +122,32 @@ def _n_layers(folder: str) -> int:
 
 
 class RaTEScoreMetric:
-    """RaTEScore through the ``ratescore`` package (its NER and embedding models must be in
-    the local Hugging Face cache)."""
+    """RaTEScore through the ``ratescore`` package (``RaTEScore.RaTEScore``, verified against
+    ratescore 0.6.0): its NER model (``ner_model``, default Angelakeke/RaTE-NER-Deberta) and
+    its synonym-embedding model (``embed_model``, default FremyCompany/BioLORD-2023-C), each a
+    local folder or a Hugging Face cache entry, given to it as local folders; on CPU unless
+    ``device`` says otherwise (the package's own default is CUDA). RaTEScore imports medspacy
+    (its sentence splitter) without declaring it: without medspacy, E851 says so."""
 
     name = "ratescore"
     names = ("ratescore",)
     WEIGHTS = ("Angelakeke/RaTE-NER-Deberta", "FremyCompany/BioLORD-2023-C")
+    MEDSPACY_FIX = ("pip install medspacy (RaTEScore's sentence splitter; medspacy 1.3 pins spaCy < 3.8 and numpy < 2, "
+                    "so install it in an environment of its own)")
 
-    def __init__(self, **_: Any):
-        mod = _need("RaTEScore", "ratescore", "RaTEScore")
-        for w in self.WEIGHTS:
-            local_weights(w, "ratescore", "RaTEScore")
+    def __init__(self, ner_model: str | None = None, embed_model: str | None = None, device: str = "cpu",
+                 batch_size: int = 8, affinity_matrix: str = "long", **_: Any):
+        mod = _need("RaTEScore", "ratescore", "RaTEScore", self.MEDSPACY_FIX)
+        ner = local_weights(ner_model or self.WEIGHTS[0], "ratescore", "RaTEScore")
+        emb = local_weights(embed_model or self.WEIGHTS[1], "ratescore", "RaTEScore")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.scorer = mod.RaTEScore()
+        self.settings = {"package": "ratescore", "ner_model": ner_model or self.WEIGHTS[0],
+                         "embed_model": embed_model or self.WEIGHTS[1], "affinity_matrix": affinity_matrix}
+        self.scorer = mod.RaTEScore(bert_model=ner, eval_model=emb, batch_size=batch_size, use_gpu=device != "cpu",
+                                    affinity_matrix=affinity_matrix)
 
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
-        keep = [i for i, h in enumerate(hyps) if h.strip()]
+        keep = [i for i, h in enumerate(hyps) if h.strip() and refs[i].strip()]
         vals = self.scorer.compute_score([hyps[i] for i in keep], [refs[i] for i in keep]) if keep else []
         out: list[float | None] = [None] * len(hyps)
         for i, v in zip(keep, vals):
@@ -199,39 +216,67 @@ class RadEvalMetric(_RadEvalBackend):
 
 
 class CheXbertMetric:
-    """CheXbert (f1chexbert) as the labeler of the CheXpert label F1 (``--model-metrics
-    chexbert``): labels from the model instead of from our findings. Needs f1chexbert and
-    its chexbert.pth in the local Hugging Face cache (StanfordAIMI/RRG_scorers)."""
+    """CheXbert (f1chexbert) as the labeler of the CheXpert label F1 (``--labeler chexbert``):
+    labels from the model instead of from our findings. Verified against f1chexbert 0.0.2:
+    ``F1CheXbert(device=...)`` loads ``chexbert.pth`` from ITS OWN cache folder
+    (``f1chexbert.f1chexbert.CACHE_DIR``, appdirs' user cache "chexbert"; it downloads there
+    when the file is absent) and the bert-base-uncased tokenizer and config from the Hugging
+    Face cache; both must be on this machine (E852 otherwise, before anything is loaded)."""
 
     name = "chexbert"
     names: tuple[str, ...] = ()
     WEIGHTS = ("StanfordAIMI/RRG_scorers", "chexbert.pth")
+    BERT = "bert-base-uncased"
 
-    def __init__(self, **_: Any):
+    def __init__(self, device: str = "cpu", **_: Any):
         mod = _need("f1chexbert", "chexbert", "CheXbert")
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            hit = try_to_load_from_cache(*self.WEIGHTS)
-        except Exception:
-            hit = None
-        if not isinstance(hit, str):
-            raise BackendUnavailable("E852", f"CheXbert: {self.WEIGHTS[1]} of {self.WEIGHTS[0]} is not in the local Hugging Face cache",
-                                     fix=f"huggingface-cli download {self.WEIGHTS[0]} {self.WEIGHTS[1]} where there is a network")
+        impl = importlib.import_module("f1chexbert.f1chexbert")
+        checkpoint = Path(impl.CACHE_DIR) / self.WEIGHTS[1]
+        if not checkpoint.is_file():
+            raise BackendUnavailable(
+                "E852", f"CheXbert: {self.WEIGHTS[1]} (of {self.WEIGHTS[0]}) is not in f1chexbert's cache folder {impl.CACHE_DIR}",
+                fix=f"huggingface-cli download {self.WEIGHTS[0]} {self.WEIGHTS[1]} --local-dir {impl.CACHE_DIR} where there is a network "
+                    f"(install the extra with pip install 'reportgen-cxr[chexbert]')")
+        local_weights(self.BERT, "chexbert", "CheXbert (its tokenizer and config)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.model = mod.F1CheXbert(device="cpu")
+        self.settings = {"package": "f1chexbert", "checkpoint": str(checkpoint)}
+        self.model = mod.F1CheXbert(device=device)
 
     def labels(self, texts: Sequence[str]) -> list[dict[str, int | None]]:
         """The 14 CheXpert labels per text, in reportgen's form (1 / 0 / -1 / None)."""
         from reportgen.evals.metrics.chexpert import CHEXPERT_LABELS
 
         out = []
+        get = self.model.get_label if hasattr(self.model.tokenizer, "encode_plus") else self._get_label
         for t in texts:
             # f1chexbert's "classification" mode: '' blank, 1 positive, 0 negative, -1 uncertain
-            raw = self.model.get_label(t, mode="classification") if t.strip() else [""] * 14
+            raw = get(t, mode="classification") if t.strip() else [""] * 14
             labels = {n: (None if v == "" else int(v)) for n, v in zip(_CHEXBERT_ORDER, raw)}
             out.append({n: labels.get(n) for n in CHEXPERT_LABELS})
         return out
+
+    def _get_label(self, report: str, mode: str = "classification") -> list:
+        """``F1CheXbert.get_label(report, "classification")`` for transformers 5, whose
+        tokenizers no longer have the ``encode_plus`` that f1chexbert 0.0.2 calls: the same
+        steps (whitespace cleaned, wordpieces, [CLS] ... [SEP] cut at 512, the 14 heads'
+        argmax); tested equal to the package's
+        ``get_label`` on a tokenizer given the old ``encode_plus``."""
+        import re
+
+        import torch
+
+        m = self.model
+        text = re.sub(r"\s+", " ", report.strip().replace("\n", " ")).strip()
+        tokens = m.tokenizer.tokenize(text)
+        tok = m.tokenizer
+        ids = [tok.cls_token_id, *tok.convert_tokens_to_ids(tokens), tok.sep_token_id]  # BERT's single-text template
+        if len(ids) > 512:
+            ids = ids[:511] + [tok.sep_token_id]
+        batch = torch.LongTensor([ids]).to(m.device)
+        with torch.no_grad():
+            heads = m.model(batch, torch.ones(batch.shape, dtype=torch.float, device=m.device))
+        classes = [h.argmax(dim=1).item() for h in heads]
+        return [{0: "", 1: 1, 2: 0, 3: -1}[c] for c in classes]
 
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
         return {}

@@ -9,10 +9,11 @@ sum, not a re-count. ``corpus_bleu4`` equals ``nltk.translate.bleu_score.corpus_
 its defaults; ``sentence_bleu4`` equals nltk's ``sentence_bleu`` with smoothing method1
 (epsilon 0.1), the per-report figure for distributions.
 
-ROUGE-L is ``rouge_score.rouge_scorer.RougeScorer(["rougeL"])`` F-measure per report
-(its own tokenizer: lower-case, non-alphanumerics removed; no stemming by default; the
-same numbers, computed faster for near-identical pairs, see ``rouge_l``), and the corpus
-figure is the mean over reports.
+ROUGE-1/2/L are ``rouge_score.rouge_scorer.RougeScorer`` F-measures per report (its
+tokenizer: lower-case, non-alphanumerics removed; no stemming by default; the same
+numbers, computed faster for near-identical pairs, see ``rouge_l``), and the corpus figure
+is the mean over reports. Without stemming rouge-score is not imported (its import pulls
+nltk, about 1.3 s): ``rouge_tokens`` and the formulas are copied and tested identical.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -59,8 +61,6 @@ def bleu_counts(hyps: Sequence[str], refs: Sequence[str], cache: dict | None = N
     of nltk's ``modified_precision`` (clipped matches; hypothesis n-grams, at least 1) and
     ``closest_ref_length`` (one reference: its length), computed with one Counter per text
     and order (each distinct text counted once)."""
-    from collections import Counter
-
     if len(hyps) != len(refs):
         raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
     n = len(hyps)
@@ -138,23 +138,61 @@ def sentence_bleu4(counts: BleuCounts) -> np.ndarray:
     ])
 
 
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge-score's tokenizer without stemming (``rouge_score.tokenize.tokenize(text, None)``:
+    lower-cased, every run of characters other than a-z and 0-9 a separator), without
+    importing rouge-score, whose import pulls nltk (about 1.3 s); tested identical."""
+    return _NON_ALNUM.sub(" ", text.lower()).split()
+
+
+def _rouge_tokenizer(use_stemmer: bool) -> Callable[[str], list[str]]:
+    """Our copy of rouge-score's tokenizer, or with stemming its own (nltk's Porter stemmer)."""
+    if not use_stemmer:
+        return rouge_tokens
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    tokenize = getattr(getattr(scorer, "_tokenizer", None), "tokenize", None)
+    if tokenize is None:
+        raise ReportgenError("E872", "this rouge-score version has no tokenizer object (ROUGE with stemming)",
+                             fix="use rouge-score >= 0.1.2, or ROUGE without stemming")
+    return tokenize
+
+
+def _fmeasure(precision: float, recall: float) -> float:
+    """rouge-score's ``scoring.fmeasure``."""
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> Counter:
+    """rouge-score's ``_create_ngrams``: counts of the n-token tuples."""
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def _ngram_f(target: Counter, prediction: Counter) -> float:
+    """rouge-score's ``_score_ngrams`` F-measure (the same operations, so the same floats)."""
+    inter = 0
+    for g in target:
+        inter += min(target[g], prediction[g])
+    precision = inter / max(sum(prediction.values()), 1)
+    recall = inter / max(sum(target.values()), 1)
+    return _fmeasure(precision, recall)
+
+
 def rouge_l(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = False) -> np.ndarray:
     """Per-report ROUGE-L F-measure, equal to ``RougeScorer(["rougeL"]).score(ref, hyp)``.
 
-    rouge-score's own tokenizer and LCS table are used; tokens shared at the start and end
-    of both reports are counted before the table is built (LCS(a+m+c, a+n+c) =
-    |a| + LCS(m, n) + |c| exactly), which makes near-identical pairs cheap.
+    rouge-score's tokenizer (``rouge_tokens``) and F-measure; tokens shared at the start and
+    end of both reports are counted before the LCS (LCS(a+m+c, a+n+c) = |a| + LCS(m, n) + |c|
+    exactly), which makes near-identical pairs cheap.
     """
-    from rouge_score import rouge_scorer, scoring
-
     if len(hyps) != len(refs):
         raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
-    tokenize = getattr(getattr(scorer, "_tokenizer", None), "tokenize", None)
-    lcs_table = getattr(rouge_scorer, "_lcs_table", None)
-    if tokenize is None or lcs_table is None:  # another rouge-score layout: the plain path
-        return np.array([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)], dtype=float)
-    return _lcs_f([tokenize(h) for h in hyps], [tokenize(r) for r in refs], lcs_table, scoring.fmeasure)
+    tokenize = _rouge_tokenizer(use_stemmer)
+    return _lcs_f([tokenize(h) for h in hyps], [tokenize(r) for r in refs], None, _fmeasure)
 
 
 def _lcs_f(hyp_tokens: Sequence[list[str]], ref_tokens: Sequence[list[str]], lcs_table, fmeasure) -> np.ndarray:
@@ -162,7 +200,7 @@ def _lcs_f(hyp_tokens: Sequence[list[str]], ref_tokens: Sequence[list[str]], lcs
     trailing tokens are counted first (LCS(a+m+c, a+n+c) = |a| + LCS(m, n) + |c|); the middle
     LCS length is the bit-parallel one (Allison & Dix 1986; Crochemore et al. 2001) on Python
     integers, equal to the last cell of rouge-score's table (tested) at a fraction of the cost.
-    ``lcs_table`` stays as a check of the layout."""
+    ``lcs_table`` is unused (kept for callers)."""
     out = np.zeros(len(hyp_tokens))
     for i, (ht, rt) in enumerate(zip(hyp_tokens, ref_tokens)):
         if not ht or not rt:
@@ -200,36 +238,25 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 def rouge_all(hyps: Sequence[str], refs: Sequence[str], *, use_stemmer: bool = False, cache: dict | None = None) -> dict[str, np.ndarray]:
     """Per-report ROUGE-1, ROUGE-2 and ROUGE-L F-measures, equal to
-    ``RougeScorer(["rouge1", "rouge2", "rougeL"]).score(ref, hyp)``: each text is tokenized
-    once (rouge-score's tokenizer) and rouge-score's own n-gram and LCS scoring is used."""
-    from rouge_score import rouge_scorer, scoring
-
+    ``RougeScorer(["rouge1", "rouge2", "rougeL"]).score(ref, hyp)`` (tested identical): each
+    text is tokenized once (rouge-score's tokenizer, ``rouge_tokens``) and scored with
+    rouge-score's n-gram and LCS formulas; rouge-score itself is imported only for stemming."""
     if len(hyps) != len(refs):
         raise ReportgenError("E407", f"{len(hyps)} hypotheses for {len(refs)} references", fix="pair each hypothesis with one reference")
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
-    lcs_table = getattr(rouge_scorer, "_lcs_table", None)
-    tokenize = getattr(getattr(scorer, "_tokenizer", None), "tokenize", None)
-    ngrams = getattr(rouge_scorer, "_create_ngrams", None)
-    score_ngrams = getattr(rouge_scorer, "_score_ngrams", None)
-    if tokenize is None or ngrams is None or score_ngrams is None or lcs_table is None:  # another rouge-score layout
-        scores = [scorer.score(r, h) for h, r in zip(hyps, refs)]
-        return {t: np.array([s[t].fmeasure for s in scores], dtype=float) for t in ROUGE_TYPES}
+    tokenize = _rouge_tokenizer(use_stemmer)
     cache = {} if cache is None else cache  # (use_stemmer, text) -> (tokens, unigrams, bigrams); callers may share it
 
     def counted(text: str) -> tuple:
         g = cache.get((use_stemmer, text))
         if g is None:
             t = tokenize(text)
-            g = cache[(use_stemmer, text)] = (t, ngrams(t, 1), ngrams(t, 2))
+            g = cache[(use_stemmer, text)] = (t, _ngrams(t, 1), _ngrams(t, 2))
         return g
-
-    def tok(text: str) -> list[str]:
-        return counted(text)[0]
 
     out = {"rouge1": np.zeros(len(hyps)), "rouge2": np.zeros(len(hyps))}
     for i, (h, r) in enumerate(zip(hyps, refs)):
         gh, gr = counted(h), counted(r)
-        out["rouge1"][i] = score_ngrams(gr[1], gh[1]).fmeasure
-        out["rouge2"][i] = score_ngrams(gr[2], gh[2]).fmeasure
-    out["rougeL"] = _lcs_f([tok(h) for h in hyps], [tok(r) for r in refs], lcs_table, scoring.fmeasure)
+        out["rouge1"][i] = _ngram_f(gr[1], gh[1])
+        out["rouge2"][i] = _ngram_f(gr[2], gh[2])
+    out["rougeL"] = _lcs_f([counted(h)[0] for h in hyps], [counted(r)[0] for r in refs], None, _fmeasure)
     return out

@@ -216,22 +216,36 @@ def _table(corpus: dict[str, Any], out: TextIO) -> None:
 def _run_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from reportgen.checkers.pipeline import batch_gc
     from reportgen.evals.suite import FIGURE_NOTES, Suite
 
     failures: dict[str, str] = {}
     pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred", failures)
     ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
     bad_ids = {p.get("id_hint", p["id"]) for p in pred_problems + ref_problems}
+    bad_pred = {p.get("id_hint", p["id"]) for p in pred_problems}
     pairs = [(i, pred[i], ref[i]) for i in pred if i in ref]
+    n_with_prediction = len(pairs)
     only_pred = sorted(i for i in pred if i not in ref and i not in bad_ids)
     only_ref = sorted(i for i in ref if i not in pred and i not in bad_ids)
+    # A reference study without a usable prediction is a FAILURE of the system (as in
+    # ``reportgen compare``): scored as an empty report, counted and listed, never dropped.
+    missing: list[dict[str, str]] = []
+    for i in ref:
+        if i not in pred:
+            why = ("missing prediction: its line in --pred is an input error (see input_errors)" if i in bad_pred
+                   else "missing prediction: the study is not in --pred")
+            failures[i] = why
+            missing.append({"id": i, "reason": why})
+            pairs.append((i, None, ref[i]))
     _check_share(args)
     judge = _judge(args)
     backends, skipped = model_metrics(args)
     suite = Suite(args.extractor, judge=judge, self_check=args.self_check, policy=args.policy, convention=args.convention,
                   model_metrics=backends)
     bar = tqdm(total=len(pairs), file=sys.stderr, unit="pair", disable=args.quiet or not sys.stderr.isatty(), desc="eval")
-    res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1), failures=failures)
+    with batch_gc():  # the collector as `reportgen check` sets it (fewer, cheaper collections)
+        res = suite.evaluate(pairs, n_bootstrap=args.bootstrap, seed=args.seed, progress=lambda k: bar.update(1), failures=failures)
     bar.close()
     rows = [with_error_code(r.row()) if r.error else r.row() for r in res.results]
     uncomputed = metric_failures(rows, judge is not None, [n for b in backends for n in b.names])
@@ -244,9 +258,11 @@ def _run_pairs(args: argparse.Namespace) -> int:
                      "judge_structured": (None if not judge else "json_schema" if judge.structured else "text"),
                      "judge_fallback": getattr(judge, "fallback", None),
                      "model_metrics": {b.name: getattr(b, "settings", {}) for b in backends},
-                     "labeler": "chexbert" if any(b.name == "chexbert" for b in backends) else "rules"},
-        "n_pairs": len(pairs), "n_scored": len(res.scored),
+                     "labeler": "chexbert" if any(b.name == "chexbert" for b in backends) else "rules",
+                     "missing_predictions": "scored as failures (empty reports), as in reportgen compare"},
+        "n_pairs": len(pairs), "n_scored": len(res.scored), "n_pairs_with_prediction": n_with_prediction,
         "only_in_pred": only_pred, "only_in_ref": only_ref,
+        "n_missing_predictions": len(missing), "missing_predictions": missing,
         "input_errors": pred_problems + ref_problems,
         "duplicate_ids": {"pred": sorted(set(pred_dups)), "ref": sorted(set(ref_dups))},
         "errors": [with_error_code({"id": r.id, "error": r.error}) for r in res.results if r.error],
@@ -276,8 +292,10 @@ def _run_pairs(args: argparse.Namespace) -> int:
         notes.append(f"{len(res.failed)} failed predictions scored as empty reports (listed)")
     for s in skipped:
         notes.append(f"{s['metric']} skipped: {s['reason']} (fix: {s['fix']})")
-    if only_pred or only_ref:
-        notes.append(f"{len(only_pred)} ids only in --pred, {len(only_ref)} only in --ref (listed in the JSON)")
+    if missing:
+        notes.append(f"{len(missing)} reference studies without a prediction scored as failures (missing_predictions)")
+    if only_pred:
+        notes.append(f"{len(only_pred)} ids only in --pred, not scored (listed in the JSON)")
     if pred_problems or ref_problems:
         notes.append(f"{len(pred_problems) + len(ref_problems)} bad input lines (listed)")
     if res.judge_errors:
