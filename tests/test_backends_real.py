@@ -23,7 +23,7 @@ RATE_LABELS = ("O", "B-ABNORMALITY", "I-ABNORMALITY", "B-NON-ABNORMALITY", "I-NO
 def _needs(module: str, extra: str):
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"the real package {module!r} is not installed (pip install 'reportgen-cxr[{extra}]'); "
-                    "it is not in the dev extra (docs/metrics.md, model metrics)")
+                    "the dev extra installs it (docs/metrics.md, model metrics)")
 
 
 def _vocab(folder):
