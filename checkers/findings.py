@@ -59,7 +59,56 @@ def findings_from_graph(graph: EntityGraph, lexicon: Lexicon | None = None, text
         cue = _hypothetical_re(lex)
         if cue is not None:
             out = tuple(_hypothetical(f, text, cue) for f in out)
+        pred = _predominant_re(lex)
+        if pred is not None and any(n in text for n in pred[0]):
+            out = _predominant(out, text, pred[1])
     return out
+
+
+_pred_res: dict[int, tuple[Lexicon, Any]] = {}
+
+
+def _predominant_re(lex: Lexicon) -> tuple[str, Any] | None:
+    """(substrings one of which every phrase holds, the phrases of ``predominant_side`` as one
+    regex whose groups ``p`` and ``o`` are the predominant and the other side), or None."""
+    hit = _pred_res.get(id(lex))
+    if hit is None or hit[0] is not lex:
+        spec = lex.data.get("predominant_side") or {}
+        pats = [p for p in spec.get("patterns", ()) if p]
+        rx = (tuple(spec.get("needles", ())) or ("",), re.compile("|".join(f"(?:{p})" for p in pats), re.I)) if pats else None
+        hit = _pred_res[id(lex)] = (lex, rx)
+    return hit[1]
+
+
+def _predominant(out: tuple[Finding, ...], text: str, rx: Any) -> tuple[Finding, ...]:
+    """Findings on both sides (or without a side) get the predominant side a phrase of their
+    clause states ("bibasilar opacities, right greater than left"); the phrase must name two
+    different sides."""
+    phrases = []
+    for m in rx.finditer(text):
+        sides = [v.lower() for k, v in m.groupdict().items() if v]
+        p = next((v.lower() for k, v in m.groupdict().items() if v and k.startswith("p")), None)
+        o = next((v.lower() for k, v in m.groupdict().items() if v and k.startswith("o")), None)
+        if p and (o is None or o != p) and sides:
+            phrases.append((m.start(), m.end(), p))
+    if not phrases:
+        return out
+    res = []
+    for f in out:
+        if f.laterality in (None, "bilateral") and f.presence in ("present", "uncertain"):
+            a, b = _clause(text, f.start)
+            side = next((p for s, e, p in phrases if a <= s and e <= b), None)
+            if side:
+                f = replace(f, predominant=side)
+        res.append(f)
+    return tuple(res)
+
+
+def _clause(text: str, at: int) -> tuple[int, int]:
+    """The clause of ``text`` around offset ``at`` (between sentence or clause ends)."""
+    ends = [m.end() for m in _CLAUSE_END.finditer(text, 0, at)]
+    m = _CLAUSE_END.search(text, at)
+    return (ends[-1] if ends else 0), (m.start() if m else len(text))
 
 
 HYPOTHETICAL_WINDOW = 60  # characters before a finding in which a request cue counts
@@ -154,6 +203,7 @@ class _Reader:
         zones: list[tuple[int, str]] = []  # (start of the anatomy, zone): zones in text order
         sides: set[str] = set()
         visited: set[str] = set()
+        self.zone_sides: list[tuple[int, str, str]] = []  # (start, side, zone) of sided zones
         stack = list(self.located.get(eid, ()))
         while stack:
             x = stack.pop()
@@ -168,6 +218,9 @@ class _Reader:
                 z = lex.zone.get(an)
                 if z:
                     zones.append((self.ents[x].start, z))
+                    zs = side or next((sd for sd in (self._side(self.ents[m]) for m in self.modifiers.get(x, ()) if m in self.ents) if sd), None)
+                    if zs in ("right", "left"):
+                        self.zone_sides.append((self.ents[x].start, zs, z))
                 organ = lex.organ.get(an, an)
                 if organ not in organs:
                     organs.append(organ)
@@ -188,6 +241,7 @@ class _Reader:
                 if cats and not (cats & {OBS, NORMAL}):
                     continue  # a modifier (another extractor's OBS label) left unattached
             organs, zones, sides = self.where(e.id)
+            zone_sides = self.zone_sides
             if not organs and e.id in self.suggested_by:
                 for src in self.suggested_by[e.id]:
                     o2, z2, s2 = self.where(src)
@@ -235,7 +289,10 @@ class _Reader:
                     out.extend(self._denied(anat_norms, laterality, zones_t, "acute" if obs == lex.acute_umbrella else None, e, umbrella=False))
                 continue
             anatomy = organs[0] if organs else lex.obs_organ.get(obs)
-            out.append(_new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e))
+            f = _new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e)
+            if len({sd for _, sd, _ in zone_sides}) > 1:  # "left upper lobe and right lower lobe"
+                f = replace(f, zone_sides=tuple(dict.fromkeys(f"{sd} {z}" for _, sd, z in sorted(zone_sides))))
+            out.append(f)
         return tuple(out)
 
     def _denied(self, anat_norms, laterality, zones, temporal, e: Entity, umbrella: bool) -> list[Finding]:

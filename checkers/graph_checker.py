@@ -438,6 +438,19 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
             conflicts.append(f"laterality mismatch (claim {c.laterality}, evidence {e.laterality})")
     elif c.laterality:
         unconfirmed.append("side")
+    if c.predominant and e.predominant and c.predominant != e.predominant and not conflicts:
+        # "bibasilar opacities, left greater than right" vs "... right greater than left"
+        conflicts.append(f"laterality mismatch (claim {c.predominant} greater, evidence {e.predominant} greater)")
+    elif c.predominant and not e.predominant and "side" not in unconfirmed:
+        unconfirmed.append("side")  # "bibasilar opacities" does not say which side is worse
+    if c.zone_sides and not conflicts:
+        if e.zone_sides:
+            ez = {z.split(" ", 1)[1]: z.split(" ", 1)[0] for z in e.zone_sides}
+            if any(ez.get(z.split(" ", 1)[1], z.split(" ", 1)[0]) != z.split(" ", 1)[0] for z in c.zone_sides):
+                # "left upper lobe and right lower lobe" vs "right upper lobe and left lower lobe"
+                conflicts.append(f"laterality mismatch (claim {', '.join(c.zone_sides)}, evidence {', '.join(e.zone_sides)})")
+        elif e.laterality in (None, "bilateral") and "side" not in unconfirmed:
+            unconfirmed.append("side")  # "bilateral opacities" does not say which zone is on which side
     cb, eb = _bands(rules, c), _bands(rules, e)
     if cb and eb:
         if not cb & eb:
@@ -552,7 +565,7 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
 
 
 # What a comparison depends on (not the text or offsets): a finding's normal forms.
-_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change")
+_key: Callable[[Finding], tuple] = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "predominant", "zone_sides")
 
 
 class _Group:
@@ -671,12 +684,16 @@ class _Judgement(NamedTuple):  # a NamedTuple: made ~20 times a report, cheap to
 _DETAILS = (("laterality mismatch", "side"), ("location mismatch", "location"), ("severity mismatch", "severity"))
 
 
-def _detail_conflicts(found: list, best: float) -> tuple[list, float]:
+def _detail_conflicts(found: list, best: float, rules: CheckingRules | None = None, c: Finding | None = None) -> tuple[list, float]:
     """Reference evidence only, a definite claim whose best outcome is support: when every
     support leaves a detail of the claim unconfirmed ("Cardiomegaly." for "Severe
     cardiomegaly.": the evidence does not give the severity) and a statement as specific
     as the claim states that detail otherwise ("Mild cardiomegaly."), the detail decides:
-    the mismatch wins. A support that confirms the detail keeps the claim supported."""
+    the mismatch wins. So does a statement that gives every detail the supports leave
+    unconfirmed as the claim has it and conflicts on another ("Opacity in the right apex"
+    vs "bilateral calcified granulomas", which do not give the apex, and "Opacity in the
+    left apex": the statement about the apex decides). A support that confirms the detail
+    keeps the claim supported."""
     supports = [x[0] for x in found if x[0].rank == _SUPPORT or x[0].rank == _IDENTICAL]
     if not supports or any(not o.note for o in supports):
         return found, best
@@ -685,6 +702,17 @@ def _detail_conflicts(found: list, best: float) -> tuple[list, float]:
         return found, best
     deciding = [x for x in mismatches
                 if any(kind in x[0].what and all(word in o.note for o in supports) for kind, word in _DETAILS)]
+    if not deciding and rules is not None and c is not None:
+        open_details = {word for _, word in _DETAILS if all(word in o.note for o in supports)}
+        if open_details:
+            for x in mismatches:
+                conflicts, unconfirmed = _mismatches(rules, c, x[1].finding)
+                said = " ".join(conflicts + unconfirmed)
+                if not any(w in said for w in open_details) and all(
+                        (w != "location" or (c.locations and x[1].finding.locations)) and
+                        (w != "side" or (c.laterality and x[1].finding.laterality)) and
+                        (w != "severity" or (c.severity and x[1].finding.severity)) for w in open_details):
+                    deciding.append(x)
     return (deciding, _MISMATCH) if deciding else (found, best)
 
 
@@ -1001,7 +1029,7 @@ class GraphChecker:
                 break
         if found:
             if own is None and not hedged and best == _SUPPORT and len(found) > 1:
-                found, best = _detail_conflicts(found, best)
+                found, best = _detail_conflicts(found, best, rules, c)
             if own is None and hedged and best in (_FLIP, _BROAD_FLIP) and not any(
                     x[0].status == "supported" or x[0].rank in (_HEDGED, _BROAD_HEDGED) for x in found):
                 # A hedged claim that the reference denies outright ("Pneumothorax or

@@ -88,6 +88,7 @@ class ClaimResult:
                     "observation": f.observation, "presence": f.presence, "laterality": f.laterality,
                     "locations": list(f.locations), "anatomy": f.anatomy, "severity": f.severity, "change": f.change,
                     "text": f.text, "start": f.start, "end": f.end,
+                    "predominant": f.predominant, "zone_sides": list(f.zone_sides),
                 }
                 for f in self.findings
             ],

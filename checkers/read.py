@@ -159,15 +159,15 @@ def _read_sentence(ex, sentence: str) -> tuple[_Local, ...]:
 
 
 # A Finding's fields as a tuple, in field order (see _place).
-_finding_values = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "text", "start", "end")
+_finding_values = attrgetter("observation", "presence", "laterality", "locations", "anatomy", "severity", "change", "text", "start", "end", "predominant", "zone_sides")
 
 
 def _place(local: _Local, section: str, ss: int, se: int, prefix: str) -> CheckedClaim:
     """Move a sentence-level result to report offsets (sentence at [ss, se))."""
     text, cs, ce, ents_local, rels_local, fds = local
     claim = Claim(text, section, cs + ss, ce + ss, ss, se)
-    findings = tuple([Finding(obs, presence, lat, locs, anatomy, severity, change, ftext, start + ss, end + ss)
-                      for obs, presence, lat, locs, anatomy, severity, change, ftext, start, end in fds])
+    findings = tuple([Finding(obs, presence, lat, locs, anatomy, severity, change, ftext, start + ss, end + ss, pred, zsides)
+                      for obs, presence, lat, locs, anatomy, severity, change, ftext, start, end, pred, zsides in fds])
     ents = tuple([Entity(prefix + eid, etext, start + ss, end + ss, label, norm) for eid, etext, start, end, label, norm in ents_local])
     rels = tuple([Relation(rtype, prefix + source, prefix + target) for rtype, source, target in rels_local])
     return CheckedClaim(claim, EntityGraph(ents, rels), findings)

@@ -81,6 +81,10 @@ class Vocabulary:
     prefix_skip: re.Pattern[str] | None = None  # sentences the prefix would not make a negative sentence of
     fabricated_after: re.Pattern[str] | None = None  # a sentence end after which a sentence may be inserted
     fabricated_not_after: re.Pattern[str] | None = None
+    # laterality swaps that are not errors (vocabulary 1.2): a side word before a finding
+    # term elsewhere in the reference states it there too; pairs that only change order
+    side_stated: re.Pattern[str] | None = None  # a side or bilateral word, then words, then a finding term
+    side_pair: re.Pattern[str] | None = None  # "right and left": swapping keeps the meaning
     laterality_re: re.Pattern[str] = field(repr=False, default=None)  # type: ignore[assignment]
     severity_re: re.Pattern[str] = field(repr=False, default=None)  # type: ignore[assignment]
     location_re: re.Pattern[str] = field(repr=False, default=None)  # type: ignore[assignment]
@@ -120,9 +124,64 @@ def _load_vocab(path: str) -> Vocabulary:
             fabricated=tuple((f["text"], tuple(a.lower() for a in f.get("avoid", ()))) for f in d["fabricated"]),
             list_number=opt(to_neg.get("list_number")), prefix_skip=opt(to_neg.get("prefix_skip")),
             fabricated_after=opt(after.get("ends")), fabricated_not_after=opt(after.get("not_ends")),
+            side_stated=_side_stated_re(d), side_pair=opt((d.get("laterality_swap_skip") or {}).get("pair")),
         )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, re.error) as exc:
         raise ReportgenError("E450", f"cannot read the injection vocabulary {path}: {exc!r}", fix="check evals/data/injection.json") from None
+
+
+def _side_stated_re(d: Mapping) -> re.Pattern[str] | None:
+    skip = d.get("laterality_swap_skip") or {}
+    sides = list(d["laterality_swap"]) + list(skip.get("bilateral_words", ()))
+    if not skip or not sides:
+        return None
+    gap = int(skip.get("max_words_between", 4))
+    return re.compile(r"\b(" + "|".join(re.escape(w) for w in sides) + r")\b((?:[ \t,/-]+[\w-]+){0," + str(gap) + r"}?)[ \t,/-]+("
+                      + "|".join(re.escape(w) for w in sorted(d["finding_terms"], key=len, reverse=True)) + r")(?:s|es)?\b", re.I)
+
+
+def _stem(term: str) -> str:
+    return re.sub(r"(ies|y|es|s)$", "", term.lower())
+
+
+def _side_phrases(v: Vocabulary, text: str) -> list[tuple[str, tuple[str, ...], str, frozenset[str]]]:
+    """(side or bilateral word, the words between it and a finding term, the term's stem,
+    the severity words among the three words before the side) of each phrase of ``text``."""
+    out = []
+    for m in v.side_stated.finditer(text):  # type: ignore[union-attr]
+        between = tuple(w for w in re.split(r"[ \t,/-]+", m.group(2).lower()) if w and w != "xxxx")
+        if re.search(r"[.;:]", m.group(2)):
+            continue
+        before = re.split(r"\s+", text[max(0, m.start() - 40): m.start()].lower())[-4:]
+        out.append((m.group(1).lower(), between, _stem(m.group(3)), frozenset(w for w in before if w in v.severity)))
+    return out
+
+
+def _swap_not_an_error(v: Vocabulary, text: str, s: "Sentence", stext: str) -> bool:
+    """Vocabulary 1.2: a laterality swap that is no error. (1) Every side word of the
+    sentence stands in a pair ("the right and left XXXX"): swapping only changes the order.
+    (2) The sentence names one side, and elsewhere the reference states each of the
+    sentence's side phrases (side, the same words, the same finding term, the same severity
+    words before it) on the side the swap moves it to, or on both sides ("moderate right
+    pleural effusion" swapped to left in a report that also says "moderate layering left
+    pleural effusion"; "left pleural effusion" in one that says "bilateral pleural
+    effusions"): the swapped sentence is true of the report. Sentences that name both
+    sides are always swapped ("left upper lobe and right lower lobe" -> "right upper lobe
+    and left lower lobe" is an error)."""
+    sides = [m.group(0).lower() for m in v.laterality_re.finditer(stext)]
+    if v.side_pair is not None and sides:
+        rest = v.side_pair.sub(" ", stext)
+        if not v.laterality_re.search(rest):
+            return True
+    if v.side_stated is None or len(set(sides)) != 1:
+        return False
+    target = v.laterality[sides[0]]
+    mine = [p for p in _side_phrases(v, stext) if p[0] == sides[0]]
+    if not mine or len(mine) != len(sides):
+        return False  # a side word that no finding term follows: no phrase to look for
+    elsewhere = {(side == target or side not in v.laterality, between, term, sev)
+                 for side, between, term, sev in _side_phrases(v, text[: s.start] + " . " + text[s.end:])}
+    return all((True, between, term, sev) in elsewhere for _, between, term, sev in mine)
 
 
 # --- sentences -------------------------------------------------------------------------------
@@ -331,7 +390,7 @@ def inject_report(report_id: str, text: str, *, seed: int, rate: float, categori
                     options.append((c, None))
             else:
                 r = _rewrite(v, c, stext)
-                if r:
+                if r and not (c == "laterality_swap" and _swap_not_an_error(v, text, s, stext)):
                     options.append((c, r))
         if not options:
             continue

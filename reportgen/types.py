@@ -85,6 +85,7 @@ _ENTITY_LABEL_SET = frozenset(ENTITY_LABELS)
 _RELATION_TYPE_SET = frozenset(RELATION_TYPES)
 _PRESENCE_SET = frozenset(PRESENCE)
 _LATERALITY_SET = frozenset((None, *LATERALITY))
+_SIDE_SET = frozenset(("right", "left"))
 
 
 def _check_choice(kind: str, value: str, options: Sequence[str]) -> None:
@@ -391,6 +392,10 @@ class Finding(_Json):
     This is what checkers compare. ``observation`` and ``anatomy`` are lexicon normal
     forms; ``locations`` are normalised zone words ("upper lobe", "base", "apex", ...).
     ``start``/``end`` locate the observation entity in the same coordinates as the graph.
+    ``predominant``: the side that predominates in a finding on both sides ("bibasilar
+    opacities, right greater than left": "right"), None when none is stated. ``zone_sides``:
+    the side of each zone when the zones of one finding lie on different sides ("opacities
+    in the left upper lobe and right lower lobe": ("left upper lobe", "right lower lobe")).
     """
 
     observation: str
@@ -403,18 +408,24 @@ class Finding(_Json):
     text: str = ""
     start: int = 0
     end: int = 0
+    predominant: str | None = None
+    zone_sides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:  # the checks inline: findings are made by the thousand
         if self.presence not in _PRESENCE_SET:
             _check_choice("presence", self.presence, PRESENCE)
         if self.laterality not in _LATERALITY_SET:
             _check_choice("laterality", self.laterality, LATERALITY)
+        if self.predominant is not None and self.predominant not in _SIDE_SET:
+            _check_choice("predominant", self.predominant, ("right", "left"))
         if self.locations.__class__ is not tuple:
             object.__setattr__(self, "locations", tuple(self.locations))
+        if self.zone_sides.__class__ is not tuple:
+            object.__setattr__(self, "zone_sides", tuple(self.zone_sides))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Finding":
-        return cls(**{f.name: (tuple(d[f.name]) if f.name == "locations" else d[f.name]) for f in fields(cls) if f.name in d})
+        return cls(**{f.name: (tuple(d[f.name]) if f.name in ("locations", "zone_sides") else d[f.name]) for f in fields(cls) if f.name in d})
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import pytest
 
 from reportgen.checkers.pipeline import Pipeline
 from reportgen.checkers.read import read_report
+from reportgen.types import Finding
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +229,66 @@ def test_a_place_that_opens_the_sentence_places_its_finding(ref_pipe, text, side
     # "In addition there is ...", "At this time there is ...": no place, nothing placed
     (g,) = read_report("FINDINGS: In addition there is a small effusion.").claims[0].findings
     assert g.locations == () and g.laterality is None
+
+
+@pytest.mark.parametrize("text, side", [
+    ("Bibasilar opacities, right greater than left.", "right"),
+    ("There is left greater than right biapical bullous emphysema.", "left"),
+    ("Obliteration of the bilateral pleural sinus, more on the right than left side.", "right"),
+    ("Bibasilar airspace disease, left-sided predominance.", "left"),
+])
+def test_the_predominant_side_of_a_bilateral_finding_is_compared(ref_pipe, text, side):
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert f.predominant == side and f.to_dict()["predominant"] == side
+    other = "left" if side == "right" else "right"
+    swapped = text.replace(side, "@").replace(other, side).replace("@", other)
+    c = only(ref_pipe, f"FINDINGS: {swapped}", f"FINDINGS: {text}")
+    assert c.status == "contradicted" and "greater" in c.reasons[0]
+    # the same statement is supported, and a statement without the asymmetry elsewhere does
+    # not support the swapped one (it leaves the side unconfirmed)
+    assert only(ref_pipe, f"FINDINGS: {text}", f"FINDINGS: {text}").status == "supported"
+    res = ref_pipe.check("r", f"FINDINGS: {swapped}", f"FINDINGS: Bibasilar opacities. Emphysema. Pleural thickening. {text}")
+    assert res.claims[0].status == "contradicted"
+
+
+def test_a_phrase_naming_one_side_twice_or_a_one_sided_finding_gets_no_predominant_side():
+    (f,) = read_report("FINDINGS: Right greater than right basilar opacity.").claims[0].findings
+    assert f.predominant is None
+    (g,) = read_report("FINDINGS: Left lower lobe opacity, greater than on the prior exam.").claims[0].findings
+    assert g.predominant is None and g.laterality == "left"
+
+
+def test_a_statement_giving_the_detail_supports_leave_open_decides(ref_pipe):
+    # the granulomas are bilateral but say nothing of the apex; the statement about the apex
+    # puts the opacity on the other side
+    ref = ("FINDINGS: Stable bilateral calcified granulomas. Opacity in the left apex consistent with "
+           "radiation change seen on prior CT.")
+    c = only(ref_pipe, "FINDINGS: Opacity in the right apex consistent with radiation change seen on prior CT.", ref)
+    assert c.status == "contradicted" and "laterality mismatch" in c.reasons[0]
+    # without the statement about the apex the broader support stands, and the true side is supported
+    assert only(ref_pipe, "FINDINGS: Opacity in the right apex.", "FINDINGS: Stable bilateral calcified granulomas.").status == "supported"
+    assert only(ref_pipe, "FINDINGS: Opacity in the left apex.", ref).status == "supported"
+
+
+def test_an_irregular_rib_is_a_sided_deformity(ref_pipe):
+    ref = "FINDINGS: There is stable irregularity of the posterior left 6th rib which XXXX represents an old fracture."
+    (f, g) = read_report(ref).claims[0].findings
+    assert (f.observation, f.laterality, g.observation, g.laterality) == ("deformity", "left", "fracture", "left")
+    assert only(ref_pipe, ref.replace("left", "right"), ref).status == "contradicted"
+    # elsewhere an irregularity stays one (no bone deformity in the lung)
+    (h, *_) = read_report("FINDINGS: Right apical pleural-parenchymal irregularities compatible with scarring.").claims[0].findings
+    assert (h.observation, h.anatomy) == ("irregularity", "lung")
+
+
+def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
+    ref = "FINDINGS: Opacities in the left upper lobe and right lower lobe. Bilateral pleural effusions."
+    (f,) = read_report("FINDINGS: Opacities in the left upper lobe and right lower lobe.").claims[0].findings
+    assert f.zone_sides == ("left upper lobe", "right lower lobe") and f.laterality == "bilateral"
+    assert Finding.from_dict(f.to_dict()) == f
+    swapped = "FINDINGS: Opacities in the right upper lobe and left lower lobe."
+    c = only(ref_pipe, swapped, ref)
+    assert c.status == "contradicted" and "laterality mismatch" in c.reasons[0]
+    assert only(ref_pipe, "FINDINGS: Opacities in the left upper lobe and right lower lobe.", ref).status == "supported"
+    # one side for all zones: no zone sides
+    (g,) = read_report("FINDINGS: Right middle and lower lobe opacities.").claims[0].findings
+    assert g.zone_sides == ()

@@ -146,3 +146,23 @@ def test_negation_flips_are_errors_by_construction():
     fab = inject_report("r", "Findings discussed with Dr. Bony thorax grossly unremarkable", seed=0, rate=1.0,
                         categories=["fabricated_finding"])
     assert not fab.injections  # neither after a sentence without end nor after "Dr."
+
+
+def test_laterality_swaps_are_errors_by_construction():
+    """Vocabulary 1.2: no swap of a pair that only changes order, of a one-sided statement
+    the report also makes on the other side (or on both), or of a resolved finding; sentences
+    naming both sides, and statements the report does not make on the other side, are swapped."""
+    def swap(text: str) -> str:
+        return inject_report("r", text, seed=0, rate=1.0, categories=["laterality_swap"]).perturbed
+
+    assert swap("The right and left XXXX remain enlarged.") == "The right and left XXXX remain enlarged."
+    both = "Small left pleural effusion. Small right pleural effusion."
+    assert swap(both) == both  # each swap states what the other sentence says
+    assert swap("Small left pleural effusion. Small bilateral pleural effusions.").startswith("Small left")
+    assert swap("Small left pleural effusion. Bilateral pleural effusions.").startswith("Small right")  # "small" not stated
+    assert swap("Small left pleural effusion. Large right pleural effusion.").startswith("Small right")  # severity differs
+    assert swap("Left basilar opacity. Right upper lobe opacity.") == "Right basilar opacity. Left upper lobe opacity."
+    assert swap("Nodules in the left midlung and right upper lung.") == "Nodules in the right midlung and left upper lung."
+    for resolved in ("Interval resolution of left effusion.", "There has been clearing of the left base airspace disease.",
+                     "Previously present left base airspace disease has cleared."):
+        assert swap(resolved) == resolved
