@@ -155,7 +155,8 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
 
 
 def run(args: argparse.Namespace) -> int:
-    from reportgen.commands.eval import _clean, _write_json, load_side
+    from reportgen.commands.eval import load_side, write_json
+    from reportgen.jsonl import json_safe
 
     spec = parse_systems(args.pred)
     ref, ref_problems, _ = load_side(args.ref, args.max_chars, "ref")
@@ -174,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
     result["settings"]["systems"] = spec
     result["input_errors"] = problems
     result["only_in_pred"] = {s: sorted(i for i in t if i not in ref) for s, t in systems.items()}
-    result = _clean(result)
-    _write_json(args.out, result)
+    result = json_safe(result)
+    write_json(args.out, result)
     if args.html:
         from reportgen.evals.html import render_compare_html
 

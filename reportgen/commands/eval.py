@@ -31,7 +31,7 @@ import sys
 from typing import Any, TextIO
 
 from reportgen.errors import ReportgenError, with_error_code
-from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, read_jsonl
+from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, json_safe, read_jsonl
 
 DEFAULT_MAX_FAILED_SHARE = 0.05
 
@@ -136,21 +136,11 @@ def model_metrics(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, s
     return scorers, skipped
 
 
-def _write_json(path: str, obj: Any) -> None:
+def write_json(path: str, obj: Any) -> None:
+    """A metrics file (eval, compare): atomic, indented, NaN refused (``json_safe`` first)."""
     with atomic_writer(path) as fh:
         json.dump(obj, fh, indent=1, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN -> null, recursively."""
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def run(args: argparse.Namespace) -> int:
@@ -249,7 +239,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
     bar.close()
     rows = [with_error_code(r.row()) if r.error else r.row() for r in res.results]
     uncomputed = metric_failures(rows, judge is not None, [n for b in backends for n in b.names])
-    metrics = _clean({
+    metrics = json_safe({
         "version": 1,
         "settings": {"extractor": args.extractor, "policy": args.policy, "bootstrap": args.bootstrap, "seed": args.seed,
                      "self_check": args.self_check, "entailment": "llm" if judge else "graph",
@@ -279,7 +269,7 @@ def _run_pairs(args: argparse.Namespace) -> int:
         "timings_s": {k: round(v, 4) for k, v in res.timings.items()},
         "per_study": rows,
     })
-    _write_json(args.out, metrics)
+    write_json(args.out, metrics)
     if args.html:
         from reportgen.evals.html import render_html
 
@@ -377,7 +367,7 @@ def _run_inject(args: argparse.Namespace) -> int:
         pairs, graph_checker_flags(args.extractor, True, args.convention_check), seed=args.seed, rate=args.rate,
         categories=cats, mode=args.mode, vocab=vocab)[0]
     ff_self = {r.category: r.false_flag_rate for r in rows_self}
-    result = _clean({
+    result = json_safe({
         "version": 1,
         "settings": {"reports": len(pairs), "rate": args.rate, "seed": args.seed, "mode": args.mode, "categories": list(cats),
                      "extractor": args.extractor, "self_check": args.self_check, "vocabulary_version": vocab.version,
@@ -385,7 +375,7 @@ def _run_inject(args: argparse.Namespace) -> int:
                      "false_flag_rate_self_check": "flagged claims / claims on verbatim sentences, self-consistency on"},
         "rows": [{**r.to_dict(), "false_flag_rate_self_check": ff_self.get(r.category)} for r in rows],
     })
-    _write_json(args.out, result)
+    write_json(args.out, result)
     if args.bench_out:
         from reportgen.jsonl import dumps
 
@@ -415,7 +405,7 @@ def _run_grounded(args: argparse.Namespace) -> int:
     examples = parse_grounded_examples(data)
     per, agg = grounded_scores(examples, extractor=args.extractor, judge=_judge(args), convention=args.convention)
     cis = grounded_cis(per, n_bootstrap=args.bootstrap, seed=args.seed)
-    result = _clean({
+    result = json_safe({
         "version": 1,
         "settings": {"extractor": args.extractor, "entailment": "llm" if args.judge_url else "graph",
                      "convention": None if args.judge_url else args.convention, "grid": 224, "box_precision_threshold": 0.5,
@@ -425,7 +415,7 @@ def _run_grounded(args: argparse.Namespace) -> int:
         "corpus_ci": {k: v.to_dict() for k, v in cis.items()},
         "per_example": [{"id": ex.id, **s.to_dict()} for ex, s in zip(examples, per)],
     })
-    _write_json(args.out, result)
+    write_json(args.out, result)
     if not args.quiet:
         for k, v in result["corpus"].items():
             ci = result["corpus_ci"].get(k) or {}
