@@ -5,7 +5,32 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from reportgen.checkers.pipeline import Pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray (2 CPUs, quiet) for a test module; its workers find this package
+    through PYTHONPATH (restored afterwards)."""
+    import logging
+
+    import ray
+
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield
+    ray.shutdown()
+    if old is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = old
 
 
 class DyingOnce:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ pytest.importorskip("ray.data")
 from reportgen.checkers.pipeline import Pipeline  # noqa: E402
 from reportgen.engines.ray_engine import CheckJob, RayOptions, check_file, default_shard_dir, plan_blocks  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.ray_helpers import ray_cluster  # noqa: E402,F401  (the fixture: one local Ray per module)
 pytestmark = pytest.mark.slow
 
 
@@ -49,24 +48,6 @@ def local_out(corpus) -> bytes:
                            "--reference", str(corpus["ref"]), "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return out.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for the in-process tests; workers import tests.ray_helpers."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)
-    import logging
-
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 def _job(corpus, factory=None, **settings) -> CheckJob:

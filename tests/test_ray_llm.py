@@ -17,22 +17,8 @@ pytest.importorskip("ray.data.llm")
 
 from reportgen.errors import ReportgenError  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.ray_helpers import ray_cluster  # noqa: E402,F401  (the fixture: one local Ray per module)
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), old) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
-    if old is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old
 
 
 @pytest.fixture()
