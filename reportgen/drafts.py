@@ -203,6 +203,23 @@ def mixed_error(existing: set[tuple[Any, ...]], new: tuple[Any, ...], out: Path)
     )
 
 
+def record_maker(drafter: Any, described: tuple[Any, Any, Any] | None = None,
+                 **common: Any) -> Callable[[Any], dict[str, Any]]:
+    """``result -> draft record`` for one run: ``common`` keys (backend, task, extra) on every
+    record; an error record names the model, adapter and template the backend said it serves
+    (``described``, else asked of the drafter now; asked again after each failure, since a
+    server may have answered in between)."""
+    said = list(described if described is not None else
+                (describe_drafter(drafter) if drafter is not None else (None, None, None)))
+
+    def make(result: Any) -> dict[str, Any]:
+        if result.draft is None and drafter is not None:
+            said[:] = describe_drafter(drafter)
+        return draft_record(result, model=said[0], adapter=said[1], prompt_version=said[2], **common)
+
+    return make
+
+
 @dataclass
 class Todo:
     """What a drafting run has to do: the studies to draft, the lines that cannot be drafted

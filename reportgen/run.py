@@ -577,20 +577,17 @@ class _Context:
         draft`): (drafted, errors, model info)."""
         from reportgen.backends import get_drafter
         from reportgen.backends.base import UNAVAILABLE, DraftResult
-        from reportgen.drafts import describe_drafter, draft_record, write_drafts
+        from reportgen.drafts import record_maker, write_drafts
         from reportgen.jsonl import AppendWriter
 
         model_info: dict[str, Any] = {}
         with AppendWriter(path) as writer:
             drafter = get_drafter(spec, task=self.c.task, max_new_tokens=self.c.max_new_tokens, concurrency=self.c.concurrency,
                                   batch_size=self.c.batch_size) if pending else None
-            described = list(describe_drafter(drafter)) if drafter else [None, None, None]
-            common = dict(backend=str(spec), task=self.c.task)
+            make_draft = record_maker(drafter, backend=str(spec), task=self.c.task)
 
             def make_record(r: DraftResult) -> dict[str, Any]:
-                if r.draft is None and drafter is not None:
-                    described[:] = describe_drafter(drafter)
-                rec = draft_record(r, model=described[0], adapter=described[1], prompt_version=described[2], **common)
+                rec = make_draft(r)
                 if r.draft is not None:
                     model_info.update({"model": rec["model"], "adapter": rec["adapter"], "prompt_version": rec["prompt_version"]})
                 return rec
@@ -605,11 +602,11 @@ class _Context:
                 bar.close()
             n_err = len(bad) + tally.errors
             if tally.stopped is not None:  # the rest are not tried: error records, retried next run
-                streak = MAX_CONSECUTIVE_FAILURES
                 for st in pending:
                     if st.id not in tally.written:
                         writer.write(make_record(DraftResult(st.id, None, f"E814 not tried: the backend was unreachable for "
-                                                             f"{streak} studies in a row; rerun to retry", UNAVAILABLE)))
+                                                             f"{MAX_CONSECUTIVE_FAILURES} studies in a row; rerun to retry",
+                                                             UNAVAILABLE)))
                         n_err += 1
         return tally.ok, n_err, model_info
 
@@ -619,7 +616,7 @@ class _Context:
         appended at once (a rerun skips it), then drafts.jsonl is rewritten in input order."""
         from reportgen.backends import parse_spec
         from reportgen.drafts import draft_record
-        from reportgen.engines.ray_engine import DraftJob, draft_studies
+        from reportgen.engines.ray_engine import DraftJob
         from reportgen.jsonl import AppendWriter
 
         specs = (self.c.backend, *[b.strip() for b in (self.c.ray_backends or "").split(",") if b.strip()])

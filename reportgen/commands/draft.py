@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reportgen.drafts import (Tally, compatible, describe_drafter, draft_record, drop_records, identity, mixed_error,
-                              run_fields, scan_output, studies_to_draft, to_retry, write_drafts)
+                              record_maker, run_fields, scan_output, studies_to_draft, to_retry, write_drafts)
 from reportgen.errors import InputError, ReportgenError
 
 log = logging.getLogger("reportgen.draft")
@@ -156,13 +156,7 @@ def _run(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=len(pending), unit="report", desc="draft", disable=args.no_progress or not pending,
                    file=sys.stderr, dynamic_ncols=True)
-        described = [model, adapter, prompt_version]
-
-        def make_record(r: DraftResult) -> dict[str, Any]:
-            if r.draft is None:  # the error record names what the backend said it serves, when known
-                described[:] = describe_drafter(drafter)
-            m, a, pv = described
-            return draft_record(r, model=m, adapter=a, prompt_version=pv, **common)
+        make_record = record_maker(drafter, (model, adapter, prompt_version), **common)
 
         def refuse_mixed(r: DraftResult, rec: dict[str, Any]) -> None:
             # The model or adapter is known once the backend answers: nothing of a different
