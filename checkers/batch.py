@@ -271,8 +271,7 @@ class RecordChecker:
         if rec.error:
             counts.errors += 1
             # kept only for reference ids (the closing E020 names them): bounded by the references
-            if rec.id is None and rec.id_hint and self.references is not None and (
-                    rec.id_hint in self.references or rec.id_hint in self.reference_problems):
+            if rec.id is None and rec.id_hint and self.references is not None and rec.id_hint in self.references:
                 counts.broken_lines.setdefault(rec.id_hint, rec.error)
             return CheckedRecord(error_record(rec), rec.where)
         ref_text = None
