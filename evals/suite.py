@@ -294,6 +294,20 @@ class Suite:
         A prediction that is None, not a string or blank is a FAILED prediction: scored as
         an empty report (``PairResult.failed`` says why; ``failures`` maps ids to the
         reason, e.g. the drafting error). Only a bad reference leaves a pair unscored."""
+        scored = self.score(pairs, progress=progress, failures=failures)
+        with self._timed("bootstrap"):
+            out = corpus_result(scored.results, scored.bleu, n_bootstrap, seed, self.policy)
+        out.timings = dict(self.timings)
+        out.cpu_timings = dict(self.cpu_timings)
+        return out
+
+    def score(self, pairs: Sequence[tuple[str, str | None, str]], *, progress: Callable[[int], None] | None = None,
+              failures: Mapping[str, str] | None = None) -> "ScoredPairs":
+        """The per-study part of ``evaluate``: every pair read, checked and scored, without
+        the corpus figures. Each pair's figures depend on that pair only, so the pairs may be
+        scored in parts (several processes, ``reportgen compare --workers``) and the parts
+        joined (``ScoredPairs.join``) before ``corpus_result``: the same numbers."""
+        t0 = dict(self.timings), dict(self.cpu_timings)
         self._read.cache.clear()
         if self._own_memo:
             self.memo.clear()
@@ -394,11 +408,9 @@ class Suite:
             results[k] = replace(r, bleu4=float(sent[j]), rouge_l=float(rouge["rougeL"][j]), rouge1=float(rouge["rouge1"][j]),
                                  rouge2=float(rouge["rouge2"][j]), extra=ex)
         final = [r for r in results if r is not None]
-        with self._timed("bootstrap"):
-            out = self._corpus(final, counts, n_bootstrap, seed)
-        out.timings = dict(self.timings)
-        out.cpu_timings = dict(self.cpu_timings)
-        return out
+        return ScoredPairs(final, np.asarray(counts.matrix(), dtype=float),
+                           {k: v - t0[0].get(k, 0.0) for k, v in self.timings.items()},
+                           {k: v - t0[1].get(k, 0.0) for k, v in self.cpu_timings.items()})
 
     def _memo(self, kind: str, text: str, compute: Callable[[], Any]) -> Any:
         key = (kind, text)
@@ -425,16 +437,46 @@ class Suite:
             res[i] = (out[2 * j], out[2 * j + 1])
         return res
 
-    def _corpus(self, results: list[PairResult], counts, n_boot: int, seed: int) -> SuiteResult:
-        ok = [r for r in results if r.error is None]
-        n = len(ok)
-        figs = figures(ok, counts.matrix(), self.policy)
-        weights = bs.resample_weights(bs.resample_indices(n, n_boot, seed), n) if n_boot and n else None
-        corpus = figure_cis(figs, weights, seed)
-        per_label = label_f1([r.pred_labels for r in ok], [r.ref_labels for r in ok], self.policy).per_label if ok else {}
-        totals = sum((r.green for r in ok), GreenCounts()).to_dict()
-        totals["green_pooled"] = totals["green"]
-        return SuiteResult(results, corpus, dict(per_label), totals, sum(r.radfact.n_errors for r in ok), figures=figs)
+
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Scored pairs before the corpus figures (``Suite.score``): every result in the pairs'
+    order (errors included), the BLEU count rows of the scored ones (``BleuCounts.matrix``)
+    and the stage times (wall and CPU seconds) of this part."""
+
+    results: list[PairResult]
+    bleu: np.ndarray
+    timings: dict[str, float]
+    cpu_timings: dict[str, float]
+
+    @staticmethod
+    def join(parts: Sequence["ScoredPairs"]) -> "ScoredPairs":
+        """Parts of one list of pairs, in order, as one (stage times summed)."""
+        timings: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        for p in parts:
+            for k, v in p.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+            for k, v in p.cpu_timings.items():
+                cpu[k] = cpu.get(k, 0.0) + v
+        bleu = [p.bleu for p in parts if len(p.bleu)]
+        return ScoredPairs([r for p in parts for r in p.results],
+                           np.concatenate(bleu, axis=0) if bleu else np.zeros((0, 10)), timings, cpu)
+
+
+def corpus_result(results: list[PairResult], bleu_matrix: np.ndarray, n_boot: int, seed: int,
+                  policy: str = "uncertain-as-positive") -> SuiteResult:
+    """Corpus figures with their bootstrap CIs (``n_boot`` resamples, seeded) of scored
+    pairs (``bleu_matrix``: the BLEU count rows of the pairs without error, in order)."""
+    ok = [r for r in results if r.error is None]
+    n = len(ok)
+    figs = figures(ok, bleu_matrix, policy)
+    weights = bs.resample_weights(bs.resample_indices(n, n_boot, seed), n) if n_boot and n else None
+    corpus = figure_cis(figs, weights, seed)
+    per_label = label_f1([r.pred_labels for r in ok], [r.ref_labels for r in ok], policy).per_label if ok else {}
+    totals = sum((r.green for r in ok), GreenCounts()).to_dict()
+    totals["green_pooled"] = totals["green"]
+    return SuiteResult(results, corpus, dict(per_label), totals, sum(r.radfact.n_errors for r in ok), figures=figs)
 
 
 def figure_cis(figs: Mapping[str, Figure], weights: np.ndarray | None, seed: int, level: float = 0.95) -> dict[str, bs.CI]:

@@ -260,6 +260,10 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E707", "the --html page cannot be written (a folder, not writable)", "give a writable file path to --html"),
     _E("E708", "a study's region picture could not be drawn or read for the HTML page (the page says so; the verdicts are kept)", "see the message; check the region PNG files"),
     _E("E709", "invalid HTML page options (--html-* without --html, a count below 1, the same file as --out)", "fix the option the message names"),
+    # E730-E739: `reportgen compare` in several processes (--workers)
+    _E("E730", "`reportgen compare --workers` is below 0", "give --workers 0 (one per usable CPU), 1 (one process) or N"),
+    _E("E731", "compare in several processes was given a reader object on a platform without fork (it cannot be sent to the workers)", "call compare with workers=1 when giving a reader"),
+    _E("E732", "a scoring process of `reportgen compare --workers N` ended without an answer (killed, e.g. out of memory); nothing was written", "give fewer --workers, or --workers 1"),
     # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
     _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
     _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),

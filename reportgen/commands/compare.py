@@ -2,7 +2,7 @@
 
     reportgen compare --ref R.jsonl --pred A=a.jsonl --pred B=b.jsonl [--pred C=c.jsonl]
                       --out cmp.json [--html cmp.html] [--resamples 1000 --permutations 1000 --seed 0]
-                      [--correction holm|bonferroni|none]
+                      [--correction holm|bonferroni|none] [--workers N]
 
 The studies are the reference's (valid records). A study a system lacks, or whose
 prediction is null or empty (a failed draft), counts as a FAILURE for that system (scored as
@@ -11,12 +11,19 @@ figure of ``reportgen eval`` with its bootstrap CI; each pair of systems and eac
 gets a paired bootstrap test (difference, its CI, p-value) and an approximate-randomization
 test (p-value), seeded; p-values are adjusted over the system pairs of each figure with the
 correction named in the output (Holm by default). See docs/metrics.md.
+
+``--workers N``: the studies are read, checked and scored in N processes, in blocks of
+studies (every system's prediction of a study and its reference in the same process, so a
+reference is read once); the corpus figures and tests are computed from the joined rows in
+study order: the output is the same whatever N (only ``timings_s`` differs between runs).
+The default (0) chooses N from the usable CPUs and the number of studies.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from typing import Any
@@ -42,7 +49,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", choices=("uncertain-as-positive", "uncertain-as-negative"), default="uncertain-as-positive",
                    help="CheXpert label F1 uncertain policy (default uncertain-as-positive)")
     p.add_argument("--max-chars", type=int, default=MAX_RECORD_CHARS, help=f"longest report accepted (default {MAX_RECORD_CHARS:,})")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="processes that read, check and score the studies (default 0: one per usable CPU, at most "
+                        f"{MAX_AUTO_WORKERS}, one per {MIN_STUDIES_PER_WORKER} studies; 1: this process only); "
+                        "the output is the same for every N")
     p.add_argument("-q", "--quiet", action="store_true", help="no table")
+
+
+# --workers 0 (the default): one process per usable CPU, at most MAX_AUTO_WORKERS, and at
+# least MIN_STUDIES_PER_WORKER studies each (below that, starting processes costs more
+# than it saves: each worker reads the sentences its studies share with other workers' again).
+MAX_AUTO_WORKERS = 8
+MIN_STUDIES_PER_WORKER = 250
+# Studies per block handed to a worker (blocks are scored in any order, joined in order).
+BLOCK = 128
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_workers(workers: int, n_studies: int) -> int:
+    """The number of scoring processes: ``workers`` when given (>= 1), else (0) one per
+    usable CPU, at most ``MAX_AUTO_WORKERS``, with at least ``MIN_STUDIES_PER_WORKER``
+    studies each; never more than the blocks of studies."""
+    if workers < 0:
+        raise ReportgenError("E730", f"--workers must be 0 (choose) or more, got {workers}",
+                             fix="give --workers 0 (one per CPU), 1 (this process only) or N")
+    n = workers or min(usable_cpus(), MAX_AUTO_WORKERS, n_studies // MIN_STUDIES_PER_WORKER)
+    return max(1, min(n, -(-n_studies // BLOCK)))
 
 
 def parse_systems(specs: list[str]) -> dict[str, str]:
@@ -62,37 +100,41 @@ def parse_systems(specs: list[str]) -> dict[str, str]:
 def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], failures: dict[str, dict[str, str]], *,
             extractor: str = "rules", policy: str = "uncertain-as-positive", resamples: int = 1000, permutations: int = 1000,
             seed: int = 0, correction: str = "holm", alpha: float = 0.05, metrics: list[str] | None = None,
-            reader: Any = None, one_pass: bool = True, gc_batch: bool = True) -> dict[str, Any]:
+            reader: Any = None, one_pass: bool = True, gc_batch: bool = True, workers: int = 1) -> dict[str, Any]:
     """The comparison of ``systems`` (name -> {study id: text or None}) on the studies of
     ``ref``; a study missing in a system is a failure for it. ``one_pass``: ``Suite``'s (the
     two conventions' forward checks from one graph pass); ``gc_batch``: score under
-    ``batch_gc``. Both False only to measure their gain (``evals.bench.compare_bench``)."""
-    import contextlib
-
+    ``batch_gc``. Both False only to measure their gain (``evals.bench.compare_bench``).
+    ``workers``: processes that score the studies (``choose_workers``; 0: choose); the
+    result is the same for every number (``timings_s`` aside)."""
     import numpy as np
 
-    from reportgen.checkers.pipeline import batch_gc, default_reader
     from reportgen.evals.metrics.significance import adjust, bootstrap_weights, swap_masks, tests_from_sums
-    from reportgen.evals.suite import FIGURE_NOTES, CachedReader, Suite
+    from reportgen.evals.suite import FIGURE_NOTES, ScoredPairs, corpus_result
 
     t0 = time.perf_counter()
     studies = sorted(ref)
-    shared = reader or CachedReader(default_reader(extractor))
-    stages: dict[str, float] = {}
-    memo: dict = {}
+    n_workers = choose_workers(workers, len(studies))
+    reasons = {name: {i: failures.get(name, {}).get(i) or f"missing in system {name!r}" for i in studies if texts.get(i) is None}
+               for name, texts in systems.items()}
+    blocks = [studies[k:k + BLOCK] for k in range(0, len(studies), BLOCK)] if n_workers > 1 else [studies]
+    jobs = [{name: ([(i, texts.get(i), ref[i]) for i in block], {i: reasons[name][i] for i in block if i in reasons[name]})
+             for name, texts in systems.items()} for block in blocks]
+    settings = {"extractor": extractor, "policy": policy, "one_pass": one_pass, "gc_batch": gc_batch, "reader": reader}
+    parts = _score_blocks(jobs, settings, n_workers)
+    stages: dict[str, float] = {}  # wall seconds per stage, summed over systems (and workers)
+    stages_cpu: dict[str, float] = {}  # CPU seconds of the process that ran each stage, summed the same way
     per: dict[str, Any] = {}
     out_systems: dict[str, Any] = {}
     for name, texts in systems.items():
-        reasons = {i: failures.get(name, {}).get(i) or f"missing in system {name!r}" for i in studies if texts.get(i) is None}
-        pairs = [(i, texts.get(i), ref[i]) for i in studies]
-        # the collector as ``reportgen check`` sets it (young collections every 10,000
-        # allocations, what is alive before frozen): 2-3 s less CPU over 3 x 3,927 pairs
-        with batch_gc() if gc_batch else contextlib.nullcontext():
-            res = Suite(extractor, policy=policy, reader=shared, memo=memo, one_pass=one_pass).evaluate(
-                pairs, n_bootstrap=resamples, seed=seed, failures=reasons)
-        per[name] = res
-        for k, v in res.timings.items():
+        scored = ScoredPairs.join([p[name] for p in parts])
+        t1, c1 = time.perf_counter(), time.process_time()
+        res = corpus_result(scored.results, scored.bleu, resamples, seed, policy)
+        for k, v in {**scored.timings, "bootstrap": scored.timings.get("bootstrap", 0.0) + time.perf_counter() - t1}.items():
             stages[k] = stages.get(k, 0.0) + v
+        for k, v in {**scored.cpu_timings, "bootstrap": scored.cpu_timings.get("bootstrap", 0.0) + time.process_time() - c1}.items():
+            stages_cpu[k] = stages_cpu.get(k, 0.0) + v
+        per[name] = res
         out_systems[name] = {
             "n_scored": len(res.scored), "n_failed": len(res.failed),
             "failed": [{"id": r.id, "reason": r.failed} for r in res.failed],
@@ -150,8 +192,81 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
         "comparisons": comparisons,
         "figure_notes": FIGURE_NOTES,
         "timings_s": {"score": round(t_score, 3), "tests": round(time.perf_counter() - t0 - t_score, 3),
-                      "score_stages": {k: round(v, 3) for k, v in stages.items()}},
+                      "score_stages": {k: round(v, 3) for k, v in stages.items()},
+                      "score_stages_cpu": {k: round(v, 3) for k, v in stages_cpu.items()}, "workers": n_workers},
     }
+
+
+# --- scoring the studies, in this process or in several ------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(settings: dict[str, Any]) -> None:
+    """A scoring process's state: one Suite per system, sharing one report reader and one
+    memo (a reference is read and processed once for every system)."""
+    from reportgen.checkers.pipeline import default_reader
+    from reportgen.evals.suite import CachedReader
+
+    _WORKER.clear()
+    _WORKER.update(settings)
+    _WORKER["shared"] = settings["reader"] or CachedReader(default_reader(settings["extractor"]))
+    _WORKER["memo"] = {}
+    _WORKER["suites"] = {}
+
+
+def _score_block(job: dict[str, tuple[list, dict[str, str]]]) -> dict[str, Any]:
+    """Every system's ScoredPairs for one block of studies (``Suite.score``)."""
+    import contextlib
+
+    from reportgen.checkers.pipeline import batch_gc
+    from reportgen.evals.suite import Suite
+
+    w = _WORKER
+    out = {}
+    for name, (pairs, reasons) in job.items():
+        suite = w["suites"].get(name)
+        if suite is None:
+            suite = w["suites"][name] = Suite(w["extractor"], policy=w["policy"], reader=w["shared"], memo=w["memo"],
+                                              one_pass=w["one_pass"])
+        # the collector as ``reportgen check`` sets it (young collections every 10,000
+        # allocations, what is alive before frozen): 2-3 s less CPU over 3 x 3,927 pairs
+        with batch_gc() if w["gc_batch"] else contextlib.nullcontext():
+            out[name] = suite.score(pairs, failures=reasons)
+    return out
+
+
+def _score_blocks(jobs: list[dict[str, Any]], settings: dict[str, Any], workers: int) -> list[dict[str, Any]]:
+    """``_score_block`` of every job, in the jobs' order: in this process (``workers`` 1) or
+    in ``workers`` processes (forked where the platform can: the parent's loaded modules,
+    lexicons and spaCy are shared; spawned elsewhere)."""
+    if workers <= 1:
+        _start_worker(settings)
+        try:
+            return [_score_block(j) for j in jobs]
+        finally:
+            _WORKER.clear()
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from reportgen.checkers.claims import warm_up
+    from reportgen.checkers.pipeline import default_reader
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if ctx.get_start_method() == "fork":
+        warm_up()  # spaCy (the sentence splitter's fallback) loaded once, before the workers fork
+        default_reader(settings["extractor"])  # the extractor's lexicons and rules, loaded once
+    elif settings["reader"] is not None:
+        raise ReportgenError("E731", "a reader object cannot be sent to worker processes on this platform (no fork)",
+                             fix="call compare with workers=1 when giving a reader")
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(settings,)) as pool:
+            return list(pool.map(_score_block, jobs))
+    except BrokenProcessPool as e:
+        raise ReportgenError("E732", f"a scoring process of compare ended without an answer ({e}); nothing was written",
+                             fix="give fewer --workers (each holds its studies' reports in memory) or --workers 1") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         raise ReportgenError("E863", f"no valid reference in {args.ref!r}", fix="give a JSONL of {\"id\", \"report\"} records")
     result = compare(ref, systems, failures, extractor=args.extractor, policy=args.policy, resamples=args.resamples,
                      permutations=args.permutations, seed=args.seed, correction=args.correction, alpha=args.alpha,
-                     metrics=args.metrics)
+                     metrics=args.metrics, workers=args.workers)
     result["settings"]["ref"] = args.ref
     result["settings"]["systems"] = spec
     result["input_errors"] = problems
