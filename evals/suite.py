@@ -23,7 +23,7 @@ from reportgen.evals.metrics.chexpert import CHEXPERT_LABELS, chexpert_labels, f
 from reportgen.evals.metrics.green import (GREEN_CATEGORIES, GreenCounts, HallucinationRate, green_counts, hallucination_rate,
                                           with_trailing_comparisons)
 from reportgen.evals.metrics.radfact import Judged, RadFactScore, aggregate, judged_from_verdict, logical_score
-from reportgen.evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, reward, to_radgraph
+from reportgen.evals.metrics.radgraph_f1 import LEVELS, RadGraphScore, annotation_keys, reward_of_keys, to_radgraph
 from reportgen.evals.metrics.temporal import temporal_entities, temporal_f1
 from reportgen.evals.metrics.text import bleu4_from_sums, bleu_counts, rouge_all, sentence_bleu4
 from reportgen.types import FLAGGED
@@ -272,6 +272,8 @@ class Suite:
         self.convention = self.entailment.convention
         self.hallucination_convention = self.pipeline.convention
         self._same = not self_check and self.convention == self.hallucination_convention  # one forward check serves both
+        # what a pair's figures depend on besides its two texts (the key of a scored pair in the memo)
+        self._config = (extractor, self_check, self.convention, self.hallucination_convention)
         # Without self evidence the forward checks of the two conventions differ only in the
         # last rule (an unmentioned finding): one graph pass gives both (check_conventions).
         self._one_pass = (one_pass and not self_check and not self._same and self.pipeline.region is None
@@ -314,10 +316,30 @@ class Suite:
         failures = failures or {}
         results: list[PairResult | None] = [None] * len(pairs)
         work: list[tuple[int, Any, Any, Any, Any, str | None]] = []
+        # A pair's figures depend on its two texts only: a (prediction, reference) pair seen
+        # before (another study with the same reports, another system with the same
+        # prediction; ``compare`` shares the memo between systems) is scored once.
+        pair_key: dict[int, tuple] = {}
+        copies: list[tuple[int, int]] = []
+        first: dict[tuple, int] = {}
         for k, (pid, pred, ref) in enumerate(pairs):
             failed = None
             if not isinstance(pred, str) or not pred.strip():
                 failed = failures.get(pid) or ("no prediction" if pred is None else _problem("prediction", pred))
+            elif self.judge is None and isinstance(ref, str):
+                key = ("pair", self._config, pred, ref)
+                hit = self.memo.get(key)
+                if hit is not None:
+                    results[k] = replace(hit, id=pid)
+                elif key in first and results[first[key]] is None:  # the first is being scored (not an error)
+                    copies.append((k, first[key]))
+                else:
+                    first[key] = k
+                    pair_key[k] = key
+                if hit is not None or k not in pair_key:
+                    if progress:
+                        progress(k)
+                    continue
             with self._timed("read"):
                 problem = _problem("reference", ref)
                 if problem is None:
@@ -352,8 +374,10 @@ class Suite:
             pid, pred, ref = pairs[k]
             pred_text = "" if failed else pred
             with self._timed("radgraph"):
-                rg = reward(self._memo("radgraph", pred_text, lambda: to_radgraph([c.graph for c in rp.claims], pred_text)),
-                            self._memo("radgraph", ref, lambda: to_radgraph([c.graph for c in rr.claims], ref)))
+                # each text's annotation keys once (a reference is scored against every system)
+                rg = reward_of_keys(
+                    self._memo("radgraph", pred_text, lambda: annotation_keys(to_radgraph([c.graph for c in rp.claims], pred_text))),
+                    self._memo("radgraph", ref, lambda: annotation_keys(to_radgraph([c.graph for c in rr.claims], ref))))
             with self._timed("chexpert"):
                 lp = dict.fromkeys(CHEXPERT_LABELS) if failed else self._memo(
                     "chexpert", pred_text, lambda: chexpert_labels([f for c in rp.claims for f in c.findings]))
@@ -380,6 +404,10 @@ class Suite:
                     self._memo("temporal", pred_text, lambda: temporal_entities(pred_text, (e.text for c in rp.claims for e in c.graph.entities))),
                     self._memo("temporal", ref, lambda: temporal_entities(ref, (e.text for c in rr.claims for e in c.graph.entities))))
             results[k] = PairResult(pid, None, None, None, rg, lp, lr, g, rf, h, flagged, temporal_f1=tf, failed=failed)
+            if k in pair_key:
+                self._remember(pair_key[k], results[k])
+        for k, j in copies:
+            results[k] = replace(results[j], id=pairs[k][0])
 
         ok = [k for k, r in enumerate(results) if r is not None and r.error is None]
         hyps = ["" if results[k].failed else pairs[k][1] for k in ok]
@@ -411,6 +439,11 @@ class Suite:
         return ScoredPairs(final, np.asarray(counts.matrix(), dtype=float),
                            {k: v - t0[0].get(k, 0.0) for k, v in self.timings.items()},
                            {k: v - t0[1].get(k, 0.0) for k, v in self.cpu_timings.items()})
+
+    def _remember(self, key: tuple, value: Any) -> None:
+        if len(self.memo) >= 400_000:
+            self.memo.clear()
+        self.memo[key] = value
 
     def _memo(self, kind: str, text: str, compute: Callable[[], Any]) -> Any:
         key = (kind, text)

@@ -203,10 +203,21 @@ def _keys(ann: Annotation) -> tuple[set, set, set]:
 
 def reward(hyp: Annotation, ref: Annotation) -> RadGraphScore:
     """RadGraph F1 of one hypothesis annotation against its reference (all levels)."""
-    if not hyp["entities"] or not ref["entities"]:
+    return reward_of_keys(annotation_keys(hyp), annotation_keys(ref))
+
+
+def annotation_keys(ann: Annotation) -> tuple[set, set, set]:
+    """What ``reward`` compares of one annotation: its simple, partial and complete key sets
+    (all empty without entities), computed once per report when it is scored against
+    several others (``reportgen compare``: a reference against every system)."""
+    return _keys(ann)
+
+
+def reward_of_keys(hyp: tuple[set, set, set], ref: tuple[set, set, set]) -> RadGraphScore:
+    """``reward`` from both annotations' ``annotation_keys`` (no entity on one side: 0)."""
+    if not hyp[0] or not ref[0]:  # one simple key per entity
         return RadGraphScore(0.0, 0.0, 0.0)
-    h, r = _keys(hyp), _keys(ref)
-    return RadGraphScore(_f1(h[0], r[0]), _f1(h[1], r[1]), _f1(h[2], r[2]))
+    return RadGraphScore(_f1(hyp[0], ref[0]), _f1(hyp[1], ref[1]), _f1(hyp[2], ref[2]))
 
 
 @dataclass(frozen=True)
