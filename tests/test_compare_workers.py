@@ -99,3 +99,22 @@ def test_a_dead_worker_is_a_clear_error(monkeypatch):
     with pytest.raises(ReportgenError) as e:
         cmp.compare(ref, {"A": dict(ref), "B": dict(ref)}, {}, resamples=10, permutations=10, workers=2)
     assert e.value.code == "E732"
+
+
+def test_a_pair_seen_before_is_scored_once_with_the_same_figures():
+    from reportgen.evals.suite import Suite
+
+    ref = "FINDINGS: Mild cardiomegaly. No pleural effusion. Small right pneumothorax, new since prior."
+    pred = "FINDINGS: Mild cardiomegaly. Small left pleural effusion. No pneumothorax."
+    other = "FINDINGS: The lungs are clear. No pneumothorax."
+    pairs = [("s1", pred, ref), ("s2", other, ref), ("s3", pred, ref), ("s4", None, ref)]
+    suite = Suite(memo={})  # a memo given (as compare gives one to every system's Suite) is kept between calls
+    res = suite.evaluate(pairs, n_bootstrap=20, seed=1)
+    alone = [Suite().evaluate([p], n_bootstrap=0).results[0] for p in pairs]
+    assert [r.id for r in res.results] == ["s1", "s2", "s3", "s4"]
+    rows = lambda results: [json.dumps(r.row(), sort_keys=True) for r in results]  # noqa: E731 (NaN-safe equality)
+    assert rows(res.results) == rows(alone)  # s3 is s1's figures under its own id; nothing else changes
+    checks = suite.cpu_timings["check"]
+    again = suite.score([("s5", pred, ref), ("s6", other, ref)])  # both pairs in the memo: neither read nor checked again
+    assert [r.id for r in again.results] == ["s5", "s6"] and suite.cpu_timings["check"] == checks
+    assert rows(again.results) == [x.replace('"id": "s1"', '"id": "s5"').replace('"id": "s2"', '"id": "s6"') for x in rows(alone[:2])]
