@@ -498,13 +498,16 @@ class ScoredPairs:
 
 
 def corpus_result(results: list[PairResult], bleu_matrix: np.ndarray, n_boot: int, seed: int,
-                  policy: str = "uncertain-as-positive") -> SuiteResult:
+                  policy: str = "uncertain-as-positive", weights: np.ndarray | None = None) -> SuiteResult:
     """Corpus figures with their bootstrap CIs (``n_boot`` resamples, seeded) of scored
-    pairs (``bleu_matrix``: the BLEU count rows of the pairs without error, in order)."""
+    pairs (``bleu_matrix``: the BLEU count rows of the pairs without error, in order).
+    ``weights``: those resamples drawn already (``resample_weights`` of ``resample_indices(n,
+    n_boot, seed)``), used when their shape fits."""
     ok = [r for r in results if r.error is None]
     n = len(ok)
     figs = figures(ok, bleu_matrix, policy)
-    weights = bs.resample_weights(bs.resample_indices(n, n_boot, seed), n) if n_boot and n else None
+    if weights is None or weights.shape != (n_boot, n) or not n:
+        weights = bs.resample_weights(bs.resample_indices(n, n_boot, seed), n) if n_boot and n else None
     corpus = figure_cis(figs, weights, seed)
     per_label = label_f1([r.pred_labels for r in ok], [r.ref_labels for r in ok], policy).per_label if ok else {}
     totals = sum((r.green for r in ok), GreenCounts()).to_dict()

@@ -118,3 +118,15 @@ def test_a_pair_seen_before_is_scored_once_with_the_same_figures():
     again = suite.score([("s5", pred, ref), ("s6", other, ref)])  # both pairs in the memo: neither read nor checked again
     assert [r.id for r in again.results] == ["s5", "s6"] and suite.cpu_timings["check"] == checks
     assert rows(again.results) == [x.replace('"id": "s1"', '"id": "s5"').replace('"id": "s2"', '"id": "s6"') for x in rows(alone[:2])]
+
+
+def test_bad_resample_counts_fail_before_any_study_is_scored(monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("scored although the counts are bad")
+
+    monkeypatch.setattr(cmp, "_score_blocks", never)
+    ref = {"s1": "No pleural effusion."}
+    for kw in ({"resamples": 0}, {"permutations": 0}):
+        with pytest.raises(ReportgenError) as e:
+            cmp.compare(ref, {"A": dict(ref), "B": dict(ref)}, {}, **kw)
+        assert e.value.code == "E858"

@@ -115,6 +115,10 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
     t0 = time.perf_counter()
     studies = sorted(ref)
     n_workers = choose_workers(workers, len(studies))
+    # The resamples (the same for every system's CIs and the paired bootstrap when every
+    # system scored every study), drawn before scoring so that bad counts fail at once.
+    weights_all = bootstrap_weights(len(studies), resamples, seed)
+    swap_masks(0, permutations, seed)  # E858 now, not after scoring
     reasons = {name: {i: failures.get(name, {}).get(i) or f"missing in system {name!r}" for i in studies if texts.get(i) is None}
                for name, texts in systems.items()}
     blocks = [studies[k:k + BLOCK] for k in range(0, len(studies), BLOCK)] if n_workers > 1 else [studies]
@@ -129,7 +133,7 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
     for name, texts in systems.items():
         scored = ScoredPairs.join([p[name] for p in parts])
         t1, c1 = time.perf_counter(), time.process_time()
-        res = corpus_result(scored.results, scored.bleu, resamples, seed, policy)
+        res = corpus_result(scored.results, scored.bleu, resamples, seed, policy, weights=weights_all)
         for k, v in {**scored.timings, "bootstrap": scored.timings.get("bootstrap", 0.0) + time.perf_counter() - t1}.items():
             stages[k] = stages.get(k, 0.0) + v
         for k, v in {**scored.cpu_timings, "bootstrap": scored.cpu_timings.get("bootstrap", 0.0) + time.process_time() - c1}.items():
@@ -149,7 +153,7 @@ def compare(ref: dict[str, str], systems: dict[str, dict[str, str | None]], fail
     names = [m for m in per[next(iter(systems))].figures if metrics is None or m in metrics]
     names = [m for m in names if m != "green" and all(m in per[s].figures for s in systems)]  # "green" = green_mean_per_report
     n = len(common)
-    weights = bootstrap_weights(n, resamples, seed)
+    weights = weights_all if n == len(studies) else bootstrap_weights(n, resamples, seed)
     masks = swap_masks(n, permutations, seed)
     comparisons: list[dict[str, Any]] = []
     # One block of columns per figure; one bootstrap product per system, one permutation
