@@ -130,3 +130,14 @@ def test_bad_resample_counts_fail_before_any_study_is_scored(monkeypatch):
         with pytest.raises(ReportgenError) as e:
             cmp.compare(ref, {"A": dict(ref), "B": dict(ref)}, {}, **kw)
         assert e.value.code == "E858"
+
+
+def test_a_reader_object_needs_fork(monkeypatch):
+    import multiprocessing
+
+    monkeypatch.setattr(cmp, "BLOCK", 1)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    ref = {"s1": "No pleural effusion.", "s2": "Mild cardiomegaly."}
+    with pytest.raises(ReportgenError) as e:
+        cmp.compare(ref, {"A": dict(ref), "B": dict(ref)}, {}, resamples=5, permutations=5, workers=2, reader=lambda text: None)
+    assert e.value.code == "E731"
