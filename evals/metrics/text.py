@@ -80,12 +80,24 @@ def bleu_counts(hyps: Sequence[str], refs: Sequence[str], cache: dict | None = N
     for i, (h, r) in enumerate(zip(hyps, refs)):
         (hl, hg), (rl, rg) = grams(h), grams(r)
         for k in range(MAX_N):
-            hc, rc = hg[k], rg[k]
-            matches[i, k] = sum(min(c, rc[g]) for g, c in hc.items() if g in rc)
+            matches[i, k] = _overlap(hg[k], rg[k])
             totals[i, k] = max(1, max(0, hl - k))
         hyp_len[i] = hl
         ref_len[i] = rl
     return BleuCounts(matches, totals, hyp_len, ref_len)
+
+
+def _overlap(a: Counter, b: Counter) -> int:
+    """Sum over the n-grams of ``a`` of min(count in a, count in b): nltk's clipped matches
+    and rouge-score's n-gram intersection (the same integer, in one loop with ``dict.get``,
+    without Counter's ``__missing__`` for n-grams absent from ``b``)."""
+    inter = 0
+    get = b.get
+    for g, c in a.items():
+        other = get(g)
+        if other:
+            inter += c if c < other else other
+    return inter
 
 
 def _brevity_penalty(ref_len: float, hyp_len: float) -> float:
@@ -168,15 +180,15 @@ def _fmeasure(precision: float, recall: float) -> float:
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> Counter:
-    """rouge-score's ``_create_ngrams``: counts of the n-token tuples."""
-    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    """rouge-score's ``_create_ngrams``: counts of the n-token tuples (the same tuples, made
+    by ``zip`` over shifted lists)."""
+    return Counter(zip(*(tokens[j:] for j in range(n))))
 
 
 def _ngram_f(target: Counter, prediction: Counter) -> float:
-    """rouge-score's ``_score_ngrams`` F-measure (the same operations, so the same floats)."""
-    inter = 0
-    for g in target:
-        inter += min(target[g], prediction[g])
+    """rouge-score's ``_score_ngrams`` F-measure (the same integer overlap and the same float
+    operations, so the same floats)."""
+    inter = _overlap(target, prediction)
     precision = inter / max(sum(prediction.values()), 1)
     recall = inter / max(sum(target.values()), 1)
     return _fmeasure(precision, recall)
