@@ -285,6 +285,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E852", "a model-based metric's weights are not on this machine (no local folder, not in the Hugging Face cache); nothing is downloaded", "fetch them once where there is a network (huggingface-cli download NAME) or give a local folder"),
     _E("E853", "BERTScore: no rescaling baseline for the model, or its number of layers cannot be told", "give --bertscore-baseline TSV or --bertscore-layers N"),
     _E("E854", "RadEval could not load its models offline", "fetch RadEval's weights once where there is a network (they go to the Hugging Face cache)"),
+    _E("E855", "RadEval's own interpreter (REPORTGEN_RADEVAL_PYTHON) could not be started, stopped answering, or failed on a batch", "set REPORTGEN_RADEVAL_PYTHON to the python of an environment with radeval installed; run it with -c 'import RadEval' to see why"),
     _E("E857", "an unknown model-metric name was given", "use bertscore, ratescore, srr_bert, chexbert, radeval or auto"),
     _E("E858", "`reportgen compare`: fewer than 1 bootstrap resample or permutation", "use --resamples 1000 --permutations 1000"),
     _E("E859", "a paired test got two systems' rows of different shapes (not the same studies)", "score both systems on the same studies"),

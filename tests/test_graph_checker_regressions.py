@@ -292,3 +292,20 @@ def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
     # one side for all zones: no zone sides
     (g,) = read_report("FINDINGS: Right middle and lower lobe opacities.").claims[0].findings
     assert g.zone_sides == ()
+
+
+# --- "calcified" (lexicon 1.8.0): a finding of its own unless a rule joins it to the next one -----
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Calcified tortuous aorta.", {"calcification", "tortuous aorta"}),  # the calcification was lost
+    ("Densely calcified aorta.", {"calcification"}),  # nothing was read
+    ("Calcified pleural plaque at the right base.", {"calcification", "pleural thickening"}),
+    ("Calcified granuloma in the left upper lobe.", {"calcified granuloma"}),  # a modifier rule: one finding
+    ("Calcified hilar lymphadenopathy.", {"calcification"}),
+    ("Noncalcified nodule in the right upper lobe.", {"nodule"}),  # was read as a calcified granuloma
+])
+def test_calcified_is_a_finding_unless_a_rule_makes_one_of_the_two(text, expected):
+    found = {f.observation for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings if f.presence == "present"}
+    assert found == expected
+
