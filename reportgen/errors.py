@@ -113,6 +113,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E241", "the radgraph model could not be loaded (its weights come from the Hugging Face hub on first use)", "load it once with network access, or use --extractor rules (offline)"),
     _E("E242", "the radgraph model failed on a batch or answered something that is not a mapping of annotations", "check the radgraph package version; use --extractor rules meanwhile"),
     _E("E243", "an unknown radgraph model_type", "use one of the model types the message lists"),
+    _E("E244", "the radgraph model's own interpreter (REPORTGEN_RADGRAPH_PYTHON) could not be started or stopped answering", "set REPORTGEN_RADGRAPH_PYTHON to the python of an environment with radgraph and transformers<5 (bash scripts/setup_side_env.sh radgraph)"),
     _E("E250", "`reportgen extract -` read standard input that is not UTF-8", "convert the input to UTF-8"),
     _E("E251", "`reportgen extract` got no text", 'give the report text as arguments, or "-" to read standard input'),
     _E("E252", "--lexicon was given with an extractor other than rules", "drop --lexicon or use --extractor rules"),
@@ -297,7 +298,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E865", "a reward function got a different number of references and completions", "give one reference per completion"),
     _E("E866", "make_reward got an unknown reward part", "use 'claim' and/or 'chexpert'"),
     _E("E870", "Pipeline.check_conventions: a checker of the pipeline (an LLM checker) or its region checker cannot check several conventions in one pass", "check once per convention with Pipeline(..., convention=NAME).check"),
-    _E("E871", "the radgraph package cannot load a model with the installed transformers (its bundled allennlp calls tokenizer.encode_plus, removed in transformers 5)", "run the radgraph extractor with transformers<5 in an environment of its own, or use --extractor rules"),
+    _E("E871", "the radgraph package cannot load a model with the installed transformers (its bundled allennlp calls tokenizer.encode_plus, removed in transformers 5)", "run the radgraph model in an environment of its own with transformers<5 (bash scripts/setup_side_env.sh radgraph; REPORTGEN_RADGRAPH_PYTHON), or use --extractor rules"),
     _E("E872", "ROUGE with stemming: the installed rouge-score has no tokenizer object", "use rouge-score >= 0.1.2, or ROUGE without stemming (the default)"),
     # E900-E949: hardening (faults, locks, paths, the server's surface; issue 16)
     _E("E900", "the server answered something that is not a chat completion (malformed or cut-off JSON, no choices), after retries", "check what serves the URL (a proxy?); a rerun of `reportgen draft` retries these studies"),

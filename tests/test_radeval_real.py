@@ -1,4 +1,4 @@
-"""The real RadEval (radeval 2.2.1) in its own environment: `make test-radeval` builds
+"""The real RadEval (radeval 2.2.1) in its own environment: `make test-side` builds
 .venv-radeval and sets REPORTGEN_RADEVAL_PYTHON. Offline, RadEval's model metrics cannot
 load (their weights download on first use), so these tests run the ones that need none
 (BLEU, ROUGE) and check the failure message of the rest."""
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.radeval
 def radeval_python() -> str:
     py = os.environ.get(be.RADEVAL_PYTHON_ENV)
     if not py:
-        pytest.fail(f"set {be.RADEVAL_PYTHON_ENV} (make test-radeval builds .venv-radeval and sets it)")
+        pytest.fail(f"set {be.RADEVAL_PYTHON_ENV} (make test-side builds .venv-radeval and sets it)")
     return py
 
 

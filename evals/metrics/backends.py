@@ -214,73 +214,30 @@ class _RadEvalBackend:
 
 
 class _RadEvalProcess:
-    """RadEval running in another interpreter (``radeval_runner.py``): called like a
-    ``RadEval`` object. Started once; the models load there once; report text goes only
-    through the pipes (the runner's stderr goes to a temporary file, read only when it
-    fails, and only its last lines are quoted)."""
+    """RadEval running in another interpreter (``radeval_runner.py`` through
+    ``reportgen.pyproc.JsonLinesProcess``), called like a ``RadEval`` object. Started once;
+    the models load there once."""
 
     def __init__(self, python: str, metrics: Sequence[str], metric: str):
-        import subprocess
-        import tempfile
+        from reportgen.pyproc import JsonLinesProcess
 
         self.metric = metric
-        runner = str(Path(__file__).with_name("radeval_runner.py"))
-        self.stderr = tempfile.TemporaryFile()
-        env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-        try:
-            self.proc = subprocess.Popen([python, runner], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                         text=True, encoding="utf-8", env=env)
-        except OSError as exc:
-            raise BackendUnavailable("E855", f"{metric}: cannot start RadEval's interpreter {python!r} ({exc})",
-                                     fix=f"set {RADEVAL_PYTHON_ENV} to the python of an environment with radeval installed") from None
-        ready = self._ask({"metrics": list(metrics)})
-        if "error" in ready:
-            self.close()
-            raise BackendUnavailable("E854", f"{metric}: RadEval ({python}) could not load its models offline ({ready['error']})",
-                                     fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face "
-                                         "cache), or ask for the metrics that need none (--radeval-metrics bleu,rouge)")
-        self.version = ready.get("radeval")
-
-    def _ask(self, obj: dict[str, Any]) -> dict[str, Any]:
-        import json
-
-        try:
-            self.proc.stdin.write(json.dumps(obj) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
-            self.proc.wait(timeout=30)
-            self.stderr.seek(0)
-            tail = self.stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
-            raise BackendUnavailable("E855", f"{self.metric}: RadEval's interpreter stopped (exit {self.proc.returncode}): "
-                                     + (" | ".join(tail) or "no message"),
-                                     fix=f"run {self.proc.args[0]} -c 'import RadEval' to see why; {RADEVAL_PYTHON_ENV} must name "
-                                         "the python of an environment with radeval installed")
-        return json.loads(line)
+        self.proc = JsonLinesProcess(
+            python, Path(__file__).with_name("radeval_runner.py"), {"metrics": list(metrics)}, what=f"{metric}: RadEval",
+            code="E855", env_var=RADEVAL_PYTHON_ENV, load_code="E854",
+            load_fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face cache), or ask "
+                     "for the metrics that need none (--radeval-metrics bleu,rouge)")
+        self.version = self.proc.ready.get("radeval")
 
     def __call__(self, refs: Sequence[str], hyps: Sequence[str]) -> dict[str, list[float | None]]:
-        ans = self._ask({"refs": list(refs), "hyps": list(hyps)})
+        ans = self.proc.ask({"refs": list(refs), "hyps": list(hyps)})
         if "error" in ans:
             raise ReportgenError("E855", f"{self.metric}: RadEval failed on this batch ({ans['error']})",
                                  fix="run the same references and predictions through RadEval directly to see why")
         return ans["scores"]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except Exception:
-                self.proc.kill()
-        self.stderr.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
+        self.proc.close()
 
 
 class SRRBertMetric(_RadEvalBackend):

@@ -1,28 +1,23 @@
 """RadEval's side of ``--with-radeval`` / ``srr_bert``: how RadEval is built and how its
-per-sample answer becomes per-study figures, and (run as a script) RadEval in an interpreter
-of its own. Only the standard library and RadEval are imported here, so this file also runs
-in RadEval's environment, which has none of reportgen (``REPORTGEN_RADEVAL_PYTHON``).
+per-sample answer becomes per-study figures. Only the standard library and RadEval are
+imported here, so this file also runs in RadEval's own environment, which has none of
+reportgen (``REPORTGEN_RADEVAL_PYTHON``; loaded there by reportgen/sideproc/serve.py).
 
 RadEval pins numpy 1.26 and spaCy 3.7, so it rarely shares an environment with reportgen:
-``reportgen eval --with-radeval --radeval-python PY`` starts this script with PY and talks
-to it over pipes, one JSON object per line (as the vLLM server is reached over HTTP):
+``reportgen eval --with-radeval --radeval-python PY`` runs it in PY, one JSON object per line:
 
-    in  (first line)   {"metrics": ["bleu", "rouge", ...]}
-    out                {"ready": true, "radeval": "2.2.1"} or {"error": "TypeName: message"}
-    in  (each request) {"refs": [...], "hyps": [...]}
-    out                {"scores": {key: [float or null per pair]}} or {"error": "..."}
+    first   {"metrics": ["bleu", "rouge", ...]} -> {"ready": true, "radeval": "2.2.1"}
+    then    {"refs": [...], "hyps": [...]} -> {"scores": {key: [float or null per pair]}}
 
 Checked against radeval 2.2.1 (``radeval.RadEval(metrics=[...], per_sample=True)``); the
 1.x interface (``RadEval.RadEval(do_bleu=True, ..., do_per_sample=True)``) is kept for
-older installs. Report text travels only through the pipes; nothing is printed or logged.
+older installs.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
-import sys
 from typing import Any, Sequence
 
 
@@ -67,29 +62,10 @@ def per_sample(res: Any, n: int) -> dict[str, list[float | None]]:
             if isinstance(per, (list, tuple)) and len(per) == n}
 
 
-def _answer(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+def start(hello: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """reportgen/sideproc/serve.py's first message: RadEval for ``hello["metrics"]``."""
+    return make_evaluator(hello["metrics"]), {"radeval": radeval_version()}
 
 
-def main() -> int:
-    first = sys.stdin.readline()
-    if not first:
-        return 0
-    try:
-        evaluator = make_evaluator(json.loads(first)["metrics"])
-        _answer({"ready": True, "radeval": radeval_version()})
-    except Exception as exc:  # the parent turns this into E854 with the fix
-        _answer({"error": f"{type(exc).__name__}: {exc}"})
-        return 1
-    for line in sys.stdin:
-        try:
-            req = json.loads(line)
-            _answer({"scores": per_sample(evaluator(refs=req["refs"], hyps=req["hyps"]), len(req["hyps"]))})
-        except Exception as exc:
-            _answer({"error": f"{type(exc).__name__}: {exc}"})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def handle(evaluator: Any, request: dict[str, Any]) -> dict[str, Any]:
+    return {"scores": per_sample(evaluator(refs=request["refs"], hyps=request["hyps"]), len(request["hyps"]))}
