@@ -292,3 +292,36 @@ def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
     # one side for all zones: no zone sides
     (g,) = read_report("FINDINGS: Right middle and lower lobe opacities.").claims[0].findings
     assert g.zone_sides == ()
+
+
+# --- "calcified" (lexicon 1.8.0): a finding of its own unless a rule joins it to the next one -----
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Calcified tortuous aorta.", {"calcification", "tortuous aorta"}),  # the calcification was lost
+    ("Densely calcified aorta.", {"calcification"}),  # nothing was read
+    ("Calcified pleural plaque at the right base.", {"calcification", "pleural thickening"}),
+    ("Calcified granuloma in the left upper lobe.", {"calcified granuloma"}),  # a modifier rule: one finding
+    ("Calcified hilar lymphadenopathy.", {"calcification"}),
+    ("Noncalcified nodule in the right upper lobe.", {"nodule"}),  # was read as a calcified granuloma
+])
+def test_calcified_is_a_finding_unless_a_rule_makes_one_of_the_two(text, expected):
+    found = {f.observation for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings if f.presence == "present"}
+    assert found == expected
+
+
+
+# --- MeSH review of "definite, untagged" findings (lexicon 1.8.0): reading errors found ------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Pneumonia should be considered.", {("pneumonia", "uncertain")}),  # was read as present
+    ("XXXX B-lines are also noted.", {("septal thickening", "present")}),  # was a catheter ("lines")
+    ("Mild pectus excavatum deformity is noted.", {("pectus deformity", "present")}),  # and a spine deformity
+    ("Stable resection of distal left clavicle.", {("postsurgical change", "present")}),  # was a pneumonectomy
+    ("Recommend CT of the chest with intravenous contrast for further evaluation.", set()),  # was contrast present
+    ("Contrast is seen in the colon.", {("contrast", "present")}),  # contrast itself is still read
+])
+def test_reading_errors_found_in_the_mesh_review(text, expected):
+    found = {(f.observation, f.presence) for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings}
+    assert found == expected
