@@ -292,3 +292,45 @@ def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
     # one side for all zones: no zone sides
     (g,) = read_report("FINDINGS: Right middle and lower lobe opacities.").claims[0].findings
     assert g.zone_sides == ()
+
+
+# --- issue 11 laterality, benchmark 1.3 (written from odd-numbered IU reports' misses) -------
+
+
+SIDE_LESS_HEDGES = {"opacity": "FINDINGS: XXXX subsegmental atelectasis or scar seen on lateral view.",
+                    "humerus": "FINDINGS: Shoulder degenerative changes with subluxation."}
+
+
+@pytest.mark.parametrize("claim, reference, status, what", [
+    # a hedged claim that a side-giving statement denies, beside a hedged statement that
+    # leaves the side open ("atelectasis or scar", no side): the side-giving one decides
+    ("Questioned some vague left lower lobe opacity on the frontal film.",
+     "FINDINGS: Left lung clear. Questioned some vague right lower lobe opacity on the frontal film. "
+     "XXXX subsegmental atelectasis or scar seen on lateral view.", "unsupported", "presence flipped"),
+    # a hedged claim put on the other side than the hedged statement that gives the side,
+    # beside one that gives none ("subluxation")
+    ("Probable chronic dislocation of the right humerus.",
+     "FINDINGS: Probable chronic dislocation of the left humerus.\n\nIMPRESSION: Shoulder degenerative changes with "
+     "subluxation.", "contradicted", "laterality mismatch"),
+])
+def test_a_hedged_claim_is_judged_by_the_statement_that_gives_its_side(ref_pipe, claim, reference, status, what):
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == status and what in c.reasons[0], c.reasons
+    # the side-less hedged statement alone keeps it uncertain; so does one on the same side
+    side_less = next(v for k, v in SIDE_LESS_HEDGES.items() if k in claim)
+    assert only(ref_pipe, f"FINDINGS: {claim}", side_less).status == "uncertain"
+    assert only(ref_pipe, f"FINDINGS: {claim}", reference + f" {claim}").status == "uncertain"
+
+
+def test_a_list_of_zones_after_a_finding_with_anatomy_before_it_places_the_finding(ref_pipe):
+    text = "There are small bilateral pulmonary nodules in the right midlung and left upper lung XXXX."
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert f.locations == ("midlung", "apex") and f.zone_sides == ("right midlung", "left apex")
+    swapped = text.replace("right", "@").replace("left", "right").replace("@", "left")
+    c = only(ref_pipe, f"FINDINGS: {swapped}", f"FINDINGS: {text}")
+    assert c.status == "contradicted" and "laterality mismatch" in c.reasons[0]
+    # anatomy that is no zone, or a side compared with another, is not attached
+    (g,) = read_report("FINDINGS: Soft tissue density identified in the medial right apex which is asymmetric compared to left.").claims[0].findings
+    assert (g.laterality, g.locations) == ("right", ("apex",))
+    (h,) = read_report("FINDINGS: Subtle airspace density within the medial right lung base, not obscuring the right heart XXXX.").claims[0].findings
+    assert (h.anatomy, h.locations) == ("lung", ("base",))

@@ -572,8 +572,15 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         if target is None:
             for j in range(k - 1, -1, -1):
                 if preds[j]:
-                    if not anat_heads[j] or preds[j][-1].i < anat_heads[j][0].i:
-                        target = preds[j][-1]
+                    last = preds[j][-1]
+                    if not anat_heads[j] or last.i < anat_heads[j][0].i:
+                        target = last
+                    elif (j == k - 1 and last.i < anat_heads[j][-1].i and anat_heads[j][-1].norm in lex.zone
+                          and all(a.norm in lex.zone for a in anat_heads[k])
+                          and all(b in LIST_JOINS for b in _boundary(mentions, chunks, k))):
+                        # "pulmonary nodules in the right midlung and left upper lung": a list
+                        # of zones after the finding, though anatomy also precedes it
+                        target = last
                     break
                 if not anat_heads[j]:
                     break
