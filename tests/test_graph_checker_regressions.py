@@ -334,3 +334,25 @@ def test_a_list_of_zones_after_a_finding_with_anatomy_before_it_places_the_findi
     assert (g.laterality, g.locations) == ("right", ("apex",))
     (h,) = read_report("FINDINGS: Subtle airspace density within the medial right lung base, not obscuring the right heart XXXX.").claims[0].findings
     assert (h.anatomy, h.locations) == ("lung", ("base",))
+
+
+@pytest.mark.parametrize("text, side, zone", [
+    ("anterior segment of upper lobe, rounded focal density.", None, "upper lobe"),
+    ("Right upper lobe, rounded focal density.", "right", "upper lobe"),
+    ("Bilateral upper lobe XXXX, fibronodular infiltrates which have been there on prior exams.", "bilateral", "upper lobe"),
+])
+def test_a_place_a_comma_and_a_finding_places_the_finding(ref_pipe, text, side, zone):
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert (f.laterality, f.locations) == (side, (zone,))
+    moved = text.replace("upper", "lower")
+    c = only(ref_pipe, f"FINDINGS: {moved}", f"FINDINGS: {text}")
+    assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
+    # not when the place is inside a clause, or a cue opens the finding's chunk
+    (g,) = read_report("FINDINGS: Radiodensity overlying the middle cardiac silhouette, XXXX representing a hiatal hernia.").claims[0].findings
+    assert g.anatomy == "abdomen"
+    (h, *_) = read_report("FINDINGS: Visualized osseous structures of the thorax demonstrate healed, remote bilateral rib fractures.").claims[0].findings
+    assert h.anatomy == "bone"
+    # the finding of a list that ends in its own anatomy stays there (MeSH: aorta, no cardiomegaly)
+    obs = {f.observation for c in read_report("FINDINGS: Stable heart size, moderately enlarged and tortuous calcified aorta.").claims
+           for f in c.findings}
+    assert "cardiomegaly" not in obs
