@@ -295,22 +295,22 @@ class RecordChecker:
             self.warn(f"{rec.where}: records carry images but no --region-model was given: images are not checked")
         return _Job(rec, ref_text, ref_note, study, region_problem)
 
-    def _run(self, job: "_Job") -> tuple[dict[str, Any] | str, Any]:
-        """(the pipeline's record, its result), or (the E399 problem, None) when checking failed."""
+    def _run(self, job: "_Job") -> tuple[dict[str, Any] | CheckFailed, Any]:
+        """(the pipeline's record, its result), or (``CheckFailed``, None) when checking failed."""
         rec = job.rec
         out, result = check_report(self.pipeline, rec.id, rec.data["report"], job.ref_text, job.study, job.region_problem)
-        if not isinstance(out, str) and self.region is not None and not out["error"]:
+        if not isinstance(out, CheckFailed) and self.region is not None and not out["error"]:
             try:
                 self._region_record(out, result, job.study, rec)
             except Exception as e:  # a bug on one record must not lose the batch
-                return _failed(e), None
+                return CheckFailed.of(e), None
         return out, result
 
-    def _finish(self, job: "_Job", out: dict[str, Any] | str, result: Any) -> CheckedRecord:
+    def _finish(self, job: "_Job", out: dict[str, Any] | CheckFailed, result: Any) -> CheckedRecord:
         rec, counts = job.rec, self.counts
-        if isinstance(out, str):  # E399: a bug on this record (logged by the exception's type only)
-            log.warning("%s: record %s failed with %s", rec.where, rec.id, out.removeprefix(_FAILED).split(":", 1)[0])
-            out = error_record(Record(rec.path, rec.line, rec.data, out))
+        if isinstance(out, CheckFailed):  # E399: a bug on this record (logged by the exception's type only)
+            log.warning("%s: record %s failed with %s", rec.where, rec.id, out.error_type)
+            out = error_record(Record(rec.path, rec.line, rec.data, out.message("E399")))
         if out["error"]:
             counts.errors += 1
             out["error"] = f"{rec.where}: {out['error']}"
@@ -386,9 +386,26 @@ class _Job:
     region_problem: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CheckFailed:
+    """A bug stopped checking one report: the exception's type and message (never the
+    report text). ``message`` gives the error record's text under a code (E399 for
+    ``reportgen check``, E808 for ``reportgen run``)."""
+
+    error_type: str
+    detail: str
+
+    @classmethod
+    def of(cls, e: BaseException) -> "CheckFailed":
+        return cls(type(e).__name__, str(e))
+
+    def message(self, code: str = "E399", where: str = "") -> str:
+        return f"{code} {where}checking failed: {self.error_type}: {self.detail}"
+
+
 def check_report(pipeline: Any, id: str, text: str, ref_text: str | None, study: Study | None = None,
-                  region_problem: str | None = None) -> tuple[dict[str, Any] | str, Any]:
-    """(record, result) of one report, or (the E399 problem, None) when a bug stopped it:
+                  region_problem: str | None = None) -> tuple[dict[str, Any] | CheckFailed, Any]:
+    """(record, result) of one report, or (``CheckFailed``, None) when a bug stopped it:
     the one place a verdict record is made from the pipeline's result (``reportgen check``,
     ``reportgen run``, the Python batch API)."""
     try:
@@ -396,14 +413,7 @@ def check_report(pipeline: Any, id: str, text: str, ref_text: str | None, study:
         result = pipeline.check(id, text, ref_text, study=study, **extra)
         return result.to_record(), result
     except Exception as e:  # a bug on one record must not lose the batch
-        return _failed(e), None
-
-
-_FAILED = "E399 checking failed: "
-
-
-def _failed(e: Exception) -> str:
-    return f"{_FAILED}{type(e).__name__}: {e}"
+        return CheckFailed.of(e), None
 
 
 _WORKER_PIPELINE: Any = None
@@ -419,7 +429,7 @@ def _start_worker(pipeline: Any, spec: Mapping[str, Any] | None) -> None:
     _WORKER_PIPELINE = pipeline
 
 
-def _check_in_worker(item: tuple[str, str, str | None]) -> dict[str, Any] | str:
+def _check_in_worker(item: tuple[str, str, str | None]) -> dict[str, Any] | CheckFailed:
     return check_report(_WORKER_PIPELINE, *item)[0]
 
 
@@ -431,5 +441,5 @@ def check_records(pipeline: Any, records: Iterable[Record], workers: int = 1, **
         yield checked.record
 
 
-__all__ = ["BatchCounts", "CheckedRecord", "RecordChecker", "check_records", "error_record", "load_reference",
+__all__ = ["BatchCounts", "CheckFailed", "CheckedRecord", "RecordChecker", "check_records", "error_record", "load_reference",
            "passthrough", "record_study", "png_name", "write_png", "CONTRACT_KEYS", "INPUT_KEYS"]

@@ -95,6 +95,7 @@ class Lexicon:
     # ("Disease.", "Abnormality."; not "Findings."), as token tuples
     standalone_umbrella: frozenset[tuple[str, ...]] = frozenset()
     modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
+    modifier_findings: frozenset[str] = frozenset()  # descriptors that are findings too ("calcified")
     # zone words that a coordination may leave without their head noun ("middle" in
     # "right middle and lower lobe") and the coordinator tokens between them
     elidable_zone_words: frozenset[str] = frozenset()
@@ -167,6 +168,7 @@ class Lexicon:
             if len(rule) != 3:
                 raise ReportgenError("E211", f"modifier rule {rule!r} must be [modifier, observation, result]", fix="see docs/lexicon.md")
             self.modifier_rules[(rule[0], rule[1])] = rule[2]
+        self.modifier_findings = frozenset(d.get("contextual", {}).get("modifiers", {}).get("also_findings", ()))
         for rule in d.get("contextual", {}).get("rules", ()):
             if len(rule) != 3:
                 raise ReportgenError("E211", f"contextual rule {rule!r} must be [observation, anatomy, result]", fix="see docs/lexicon.md")

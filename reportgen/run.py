@@ -615,7 +615,7 @@ class _Context:
         ray_backends spread the blocks over several servers); each finished block is
         appended at once (a rerun skips it), then drafts.jsonl is rewritten in input order."""
         from reportgen.backends import parse_spec
-        from reportgen.drafts import draft_record
+        from reportgen.drafts import record_maker
         from reportgen.engines.ray_engine import DraftJob
         from reportgen.jsonl import AppendWriter
 
@@ -628,17 +628,17 @@ class _Context:
         model_info: dict[str, Any] = {}
         bar = self.bar(len(pending), "draft")
         with AppendWriter(path) as writer:
-            described = (None, None, None)
-            if bad and parse_spec(specs[0]).kind == "vllm":  # the local engine's error records name the model asked for
-                from reportgen.backends import get_drafter
-                from reportgen.drafts import describe_drafter
+            if bad:  # as the local engine's: a vLLM error record names the model asked for (built, never contacted)
+                from contextlib import nullcontext
 
-                with get_drafter(parse_spec(specs[0]), **drafter_options) as d:  # built, never contacted
-                    described = describe_drafter(d)
-            for r in bad:
-                writer.write(draft_record(r, model=described[0], adapter=described[1], prompt_version=described[2],
-                                          backend=str(parse_spec(specs[0])), task=self.c.task))
-                counts["err"] += 1
+                from reportgen.backends import get_drafter
+
+                first = parse_spec(specs[0])
+                with get_drafter(first, **drafter_options) if first.kind == "vllm" else nullcontext() as d:
+                    make_bad = record_maker(d, backend=str(first), task=self.c.task)
+                    for r in bad:
+                        writer.write(make_bad(r))
+                        counts["err"] += 1
 
             def on_block(records: list[dict[str, Any]]) -> None:
                 for rec in records:
@@ -756,7 +756,7 @@ class _Context:
     def check_one(self, pipeline, region, sid: str, draft: Mapping[str, Any], refs: Mapping[str, str],
                   ref_problems: Mapping[str, str], images: Mapping[str, Any] | None) -> dict[str, Any]:
         """The verdict record of one draft (an error record when the draft failed or is empty)."""
-        from reportgen.checkers.batch import check_report
+        from reportgen.checkers.batch import CheckFailed, check_report
         from reportgen.checkers.pipeline import empty_summary
 
         problems: list[dict[str, str]] = []
@@ -783,8 +783,8 @@ class _Context:
             if region is not None and images and images.get("images") and study is None:
                 region_error = problems[-1]["error"]
             out, result = check_report(pipeline, sid, report, ref_text, study, region_error)
-            if isinstance(out, str):  # a bug on one record must not lose the run
-                msg = f"E808 study {sid!r}: {out.split(' ', 1)[1]}"
+            if isinstance(out, CheckFailed):  # a bug on one record must not lose the run
+                msg = out.message("E808", where=f"study {sid!r}: ")
                 problems.insert(0, {"stage": "check", "error": msg})
                 rec = {"id": sid, "error": msg, "claims": [], "summary": empty_summary()}
             else:
@@ -1004,10 +1004,9 @@ def _in_input_order(path: Path, order: Sequence[str]) -> None:
 def _ray_draft_record(result: Any, drafter: Any, spec: str, *, task: str) -> dict[str, Any]:
     """A draft record built in a Ray actor, by the local engine's record builder."""
     from reportgen.backends import parse_spec
-    from reportgen.drafts import describe_drafter, draft_record
+    from reportgen.drafts import record_maker
 
-    model, adapter, prompt_version = describe_drafter(drafter)
-    return draft_record(result, model=model, adapter=adapter, prompt_version=prompt_version, backend=str(parse_spec(spec)), task=task)
+    return record_maker(drafter, backend=str(parse_spec(spec)), task=task)(result)
 
 
 def repair_notes(verdict: Mapping[str, Any]) -> str:

@@ -55,7 +55,8 @@ def _shared_present() -> bool:
 def pytest_collection_modifyitems(config, items):
     """A test that needs ../shared/data is an extra: it is marked ``shared``, and where the
     shared folder is absent it is DESELECTED (not skipped), so a clone without ../shared
-    skips nothing but what its machine cannot run; the run's header says how many."""
+    skips nothing but what its machine cannot run; the run's header says how many. Tests
+    marked ``radeval`` / ``radgraph_env`` are deselected likewise without their interpreter."""
     extra = []
     for item in items:
         if "shared_data" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
@@ -66,6 +67,14 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=extra)
         items[:] = [i for i in items if i.get_closest_marker("shared") is None]
         config._reportgen_shared_deselected = len(extra)
+    # RadEval and the radgraph model run in environments of their own (make test-side builds
+    # them and sets the variables): without one, its tests are deselected as the shared ones are.
+    for marker, var in (("radeval", "REPORTGEN_RADEVAL_PYTHON"), ("radgraph_env", "REPORTGEN_RADGRAPH_PYTHON")):
+        if not os.environ.get(var):
+            side = [i for i in items if i.get_closest_marker(marker) is not None]
+            if side:
+                config.hook.pytest_deselected(items=side)
+                items[:] = [i for i in items if i.get_closest_marker(marker) is None]
 
 
 def pytest_report_header(config):

@@ -185,8 +185,9 @@ def test_chexbert_adapter_runs_the_real_package_with_tiny_weights(tmp_path, monk
 
 def test_radgraph_extractor_imports_the_real_package_and_names_the_missing_weights(tmp_path, monkeypatch):
     _needs("radgraph", "radgraph")
-    from reportgen.checkers.graphs.radgraph_backend import RadGraphExtractor
+    from reportgen.checkers.graphs.radgraph_backend import RADGRAPH_PYTHON_ENV, RadGraphExtractor
 
+    monkeypatch.delenv(RADGRAPH_PYTHON_ENV, raising=False)  # the package imported here, not its own environment
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     ex = RadGraphExtractor(model_type="radgraph", model_cache_dir=str(tmp_path / "rg"), cuda=-1)
@@ -208,8 +209,9 @@ def test_radgraph_with_a_local_model_folder_reaches_the_real_loader(tmp_path, mo
     import transformers
     from transformers import BertConfig, BertModel
 
-    from reportgen.checkers.graphs.radgraph_backend import RadGraphExtractor
+    from reportgen.checkers.graphs.radgraph_backend import RADGRAPH_PYTHON_ENV, RadGraphExtractor
 
+    monkeypatch.delenv(RADGRAPH_PYTHON_ENV, raising=False)
     bert = tmp_path / "bert"
     n = _vocab(bert)
     BertModel(BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(bert)

@@ -356,3 +356,19 @@ def test_a_place_a_comma_and_a_finding_places_the_finding(ref_pipe, text, side, 
     obs = {f.observation for c in read_report("FINDINGS: Stable heart size, moderately enlarged and tortuous calcified aorta.").claims
            for f in c.findings}
     assert "cardiomegaly" not in obs
+
+
+# --- "calcified" (lexicon 1.8.0): a finding of its own unless a rule joins it to the next one -----
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Calcified tortuous aorta.", {"calcification", "tortuous aorta"}),  # the calcification was lost
+    ("Densely calcified aorta.", {"calcification"}),  # nothing was read
+    ("Calcified pleural plaque at the right base.", {"calcification", "pleural thickening"}),
+    ("Calcified granuloma in the left upper lobe.", {"calcified granuloma"}),  # a modifier rule: one finding
+    ("Calcified hilar lymphadenopathy.", {"calcification"}),
+    ("Noncalcified nodule in the right upper lobe.", {"nodule"}),  # was read as a calcified granuloma
+])
+def test_calcified_is_a_finding_unless_a_rule_makes_one_of_the_two(text, expected):
+    found = {f.observation for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings if f.presence == "present"}
+    assert found == expected

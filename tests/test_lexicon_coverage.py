@@ -53,3 +53,30 @@ def test_phrases_read_as_their_label(cov, phrase, label, observation):
 
 def test_docs_report_the_measured_coverage(cov_module):
     assert cov_module.main(["--check"]) == 0
+
+
+@pytest.fixture(scope="module")
+def fcov(cov_module):
+    return cov_module.fleischner_coverage()
+
+
+def test_fleischner_radiograph_terms_are_read_and_every_term_iu_uses_is_covered(fcov, cov_module):
+    rows = fcov["rows"]
+    assert len(rows) >= 100 and fcov["n_ct"] >= 5
+    uncovered = [r for r in rows if not r["covered"]]
+    assert len(uncovered) <= 1 and all(r["term"] in cov_module.F_UNCOVERED for r in uncovered), uncovered
+    used = [r for r in rows if r["iu_reports"]]
+    assert len(used) >= 50 and all(r["covered"] for r in used)
+
+
+@pytest.mark.parametrize("text, observation", [
+    ("Kerley B lines at the bases.", "septal thickening"),  # was read as a catheter through "lines"
+    ("Air bronchograms in the right lower lobe.", "consolidation"),
+    ("Left apical cap.", "pleural thickening"),
+    ("Intra-aortic balloon pump in place.", "device"),
+    ("VP shunt tubing overlies the right chest.", "catheter"),
+])
+def test_glossary_terms_read_as_their_finding(cov_module, text, observation):
+    found = cov_module._read_as(text)
+    assert observation in found
+    assert observation == "catheter" or "catheter" not in found

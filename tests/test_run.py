@@ -157,6 +157,27 @@ def test_bad_input_ends_as_error_records_and_the_rest_completes(tmp_path):
     assert "data-stage='draft'" in pages["failed"] and "data-problems='0'" in (out / "report" / "index.html").read_text()
 
 
+def test_a_bug_on_one_study_is_an_e808_record_and_the_run_completes(tmp_path, monkeypatch):
+    from reportgen.checkers.pipeline import Pipeline
+
+    drafts = write_jsonl(tmp_path / "d.jsonl", [{"id": "ok", "report": "Small right pleural effusion."},
+                                                {"id": "bug", "report": "The lungs are clear."}])
+    real = Pipeline.check
+
+    def check(self, id, *a, **k):
+        if id == "bug":
+            raise KeyError("boom")
+        return real(self, id, *a, **k)
+
+    monkeypatch.setattr(Pipeline, "check", check)
+    res = run(RunConfig(out=str(tmp_path / "run"), reports=str(drafts), bootstrap=0))
+    assert res.stages["check"] == "done"
+    v = {r["id"]: r for r in lines(tmp_path / "run" / "verdicts.jsonl")}
+    assert v["ok"]["error"] is None and v["ok"]["claims"]
+    assert v["bug"]["error"] == "E808 study 'bug': checking failed: KeyError: 'boom'" and v["bug"]["error_code"] == "E808"
+    assert v["bug"]["problems"][0]["stage"] == "check" and v["bug"]["claims"] == []
+
+
 def test_config_file_flags_override_and_print_config(tmp_path, capsys):
     (tmp_path / "d.jsonl").write_text('{"id": "a", "report": "No pneumothorax."}\n')
     cfg = tmp_path / "run.toml"

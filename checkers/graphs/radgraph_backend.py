@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from reportgen.errors import BackendUnavailable, ReportgenError
@@ -124,18 +126,29 @@ def _installed() -> bool:
         return False
 
 
+# radgraph's bundled allennlp needs transformers 4: with this variable set to the python of
+# such an environment, the model runs there (radgraph_runner.py, JSON lines over pipes).
+RADGRAPH_PYTHON_ENV = "REPORTGEN_RADGRAPH_PYTHON"
+_TRANSFORMERS4_FIX = ("run the radgraph model in an environment with transformers<5 (bash scripts/setup_side_env.sh radgraph builds "
+                      f".venv-radgraph) and set {RADGRAPH_PYTHON_ENV} to its python, or use the offline 'rules' extractor "
+                      "(--extractor rules)")
+
+
 class RadGraphExtractor:
     """The radgraph model as a GraphExtractor. ``model_type``: radgraph, radgraph-xl
     (default) or modern-radgraph-xl; ``model_cache_dir``: where the weights are (or go);
-    ``cuda``: GPU index, -1 for CPU, None = the package's choice."""
+    ``cuda``: GPU index, -1 for CPU, None = the package's choice; ``radgraph_python`` (or
+    ``$REPORTGEN_RADGRAPH_PYTHON``): run the model in that interpreter, an environment of its
+    own with transformers 4 (the package cannot load a model beside transformers 5)."""
 
     name = "radgraph"
 
     def __init__(self, model_type: str = "radgraph-xl", model_cache_dir: str | None = None, batch_size: int = 1,
-                 cuda: int | None = None, **kwargs: Any):
+                 cuda: int | None = None, radgraph_python: str | None = None, **kwargs: Any):
         if model_type not in MODEL_TYPES:
             raise ReportgenError("E243", f"unknown radgraph model_type {model_type!r}", fix=f"use one of {', '.join(MODEL_TYPES)}")
-        if not _installed():
+        self.python = radgraph_python or os.environ.get(RADGRAPH_PYTHON_ENV) or None
+        if self.python is None and not _installed():
             raise BackendUnavailable("E240", "the radgraph extractor needs the 'radgraph' package, which is not installed", fix=_FIX)
         self.model_type = model_type
         self.model_cache_dir = model_cache_dir
@@ -147,20 +160,48 @@ class RadGraphExtractor:
     def __repr__(self) -> str:
         return f"RadGraphExtractor(model_type={self.model_type!r}, loaded={self._model is not None})"
 
+    def _options(self) -> dict[str, Any]:
+        opts = dict(self.kwargs, model_type=self.model_type, batch_size=self.batch_size)
+        if self.model_cache_dir:
+            opts["model_cache_dir"] = self.model_cache_dir
+        if self.cuda is not None:
+            opts["cuda"] = self.cuda
+        return opts
+
+    def _model_in_process(self):
+        """The model in ``self.python`` (radgraph_runner.py): a callable like the package's."""
+        from reportgen.pyproc import JsonLinesProcess
+
+        try:
+            proc = JsonLinesProcess(self.python, Path(__file__).with_name("radgraph_runner.py"), {"options": self._options()},
+                                    what=f"the radgraph model {self.model_type!r}", code="E244", env_var=RADGRAPH_PYTHON_ENV,
+                                    load_code="E241", load_fix="connect to the network once (or pass model_cache_dir with the "
+                                    "weights), or use the offline 'rules' extractor (--extractor rules)")
+        except BackendUnavailable as e:
+            if "encode_plus" in e.message:  # that environment has transformers 5 too
+                raise BackendUnavailable("E871", f"{e.message}: its transformers is 5 or later", fix=_TRANSFORMERS4_FIX) from None
+            raise
+
+        def run(texts: list[str]) -> Any:
+            ans = proc.ask({"texts": texts})
+            if "error" in ans:
+                raise RuntimeError(ans["error"])
+            return ans["annotations"]
+
+        run.process = proc  # type: ignore[attr-defined]  # kept alive with the model; closed at exit
+        return run
+
     def model(self):
-        """The radgraph model, loaded at first use."""
+        """The radgraph model, loaded at first use (here, or in ``self.python``)."""
+        if self._model is None and self.python is not None:
+            self._model = self._model_in_process()
         if self._model is None:
             try:
                 radgraph = importlib.import_module("radgraph")
             except Exception as e:  # broken install (missing torch, ...)
                 raise BackendUnavailable("E240", f"the radgraph package cannot be imported ({type(e).__name__}: {e})", fix=_FIX) from e
-            opts = dict(self.kwargs, model_type=self.model_type, batch_size=self.batch_size)
-            if self.model_cache_dir:
-                opts["model_cache_dir"] = self.model_cache_dir
-            if self.cuda is not None:
-                opts["cuda"] = self.cuda
             try:
-                self._model = radgraph.RadGraph(**opts)
+                self._model = radgraph.RadGraph(**self._options())
             except AttributeError as e:
                 if "encode_plus" not in str(e):
                     raise BackendUnavailable("E241", f"the radgraph model {self.model_type!r} could not be loaded "
@@ -174,8 +215,7 @@ class RadGraphExtractor:
                     f"the radgraph package ({getattr(radgraph, '__version__', 'installed')}) cannot load a model with "
                     f"transformers {transformers.__version__}: its allennlp code calls tokenizer.encode_plus, which "
                     "transformers 5 removed",
-                    fix="run the radgraph extractor in an environment with transformers<5 (pip install 'transformers<5' "
-                        "'radgraph>=0.1.13'), or use the offline 'rules' extractor (--extractor rules)",
+                    fix=_TRANSFORMERS4_FIX,
                 ) from e
             except Exception as e:
                 raise BackendUnavailable(
@@ -206,4 +246,4 @@ class RadGraphExtractor:
         return [graph_from_annotation(out.get(str(k)), t) for k, t in enumerate(texts)]
 
 
-__all__ = ["RadGraphExtractor", "map_label", "map_relation", "graph_from_annotation", "MODEL_TYPES"]
+__all__ = ["RADGRAPH_PYTHON_ENV", "RadGraphExtractor", "map_label", "map_relation", "graph_from_annotation", "MODEL_TYPES"]

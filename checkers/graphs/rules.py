@@ -322,6 +322,8 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                     continue
                 nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_NORMAL)), None)
                 if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 3:
+                    if other.norm in lex.modifier_findings and (other.norm, nxt.norm) not in lex.modifier_rules:
+                        continue  # "calcified tortuous aorta": a calcification beside the tortuous aorta
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
 
 

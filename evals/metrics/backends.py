@@ -15,6 +15,7 @@ prediction) gets None here and 0 in the suite.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ from reportgen.errors import BackendUnavailable, ReportgenError
 # RadEval's BERTScore: distilbert-base-uncased, layer 5, rescaled with bert-score's baseline.
 RADEVAL_BERTSCORE = ("distilbert-base-uncased", 5)
 AUTO = ("bertscore", "ratescore", "srr_bert", "chexbert", "radeval")
+RADEVAL_BACKED = ("srr_bert", "radeval")  # run by RadEval (here or in its own interpreter)
 KNOWN = AUTO
 
 
@@ -155,46 +157,87 @@ class RaTEScoreMetric:
         return {"ratescore": out}
 
 
+# RadEval pins numpy 1.26 and spaCy 3.7, so it usually lives in an environment of its own:
+# with this variable set to that environment's Python, RadEval runs there (radeval_runner.py,
+# JSON lines over pipes) instead of being imported here.
+RADEVAL_PYTHON_ENV = "REPORTGEN_RADEVAL_PYTHON"
+
+
 class _RadEvalBackend:
-    """RadEval itself (the radeval extra), asked for per-sample scores
-    (``RadEval(..., do_per_sample=True)``): every list-valued entry of its answer becomes a
-    per-study figure named ``prefix + key``. ``names`` is known after the first ``score``."""
+    """RadEval itself (the radeval extra), asked for per-sample scores of ``metrics``
+    (RadEval 2.x names; ``radeval_runner.make_evaluator``): every list-valued entry of its
+    answer becomes a per-study figure named ``prefix + key``. ``names`` is known after the
+    first ``score``. Imported here, or run in the interpreter ``REPORTGEN_RADEVAL_PYTHON``
+    names (or ``radeval_python=``), where RadEval's pins do not clash with ours."""
 
     name = ""
     prefix = ""
-    flags: dict[str, bool] = {}
+    metrics: tuple[str, ...] = ()
 
-    def __init__(self, **_: Any):
-        mod = _need("RadEval", "radeval", self.name)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    def __init__(self, radeval_python: str | None = None, metrics: Sequence[str] | None = None, **_: Any):
+        from reportgen.evals.metrics import radeval_runner as rr
+
         self.names: tuple[str, ...] = ()
+        self.metrics = tuple(metrics or self.metrics)
+        self.python = radeval_python or os.environ.get(RADEVAL_PYTHON_ENV) or None
+        self.settings = {"package": "RadEval", "metrics": list(self.metrics), "per_sample": True}
+        if self.python:
+            self.evaluator = _RadEvalProcess(self.python, self.metrics, self.name)
+            self.settings.update({"process": "own interpreter", "radeval_version": self.evaluator.version})
+            return
+        if importlib.util.find_spec("radeval") is None and importlib.util.find_spec("RadEval") is None:
+            raise BackendUnavailable("E851", f"{self.name} needs the package 'radeval', which is not installed",
+                                     fix=f"pip install 'reportgen-cxr[radeval]' and put its weights on this machine, or install "
+                                         f"RadEval in an environment of its own and set {RADEVAL_PYTHON_ENV} to its python")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
-            self.evaluator = mod.RadEval(**self.flags, do_per_sample=True, show_progress=False)
+            self.evaluator = rr.make_evaluator(self.metrics)
         except Exception as exc:
             raise BackendUnavailable("E854", f"{self.name}: RadEval could not load its models offline ({type(exc).__name__}: {exc})",
-                                     fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face cache)") from None
-        self.settings = {"package": "RadEval", "flags": dict(self.flags), "per_sample": True}
+                                     fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face "
+                                         "cache), or ask for the metrics that need none (--radeval-metrics bleu,rouge)") from None
+        self.settings["radeval_version"] = rr.radeval_version()
 
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
+        from reportgen.evals.metrics.radeval_runner import per_sample
+
         keep = [i for i, h in enumerate(hyps) if h.strip()]
         res = self.evaluator(refs=[refs[i] for i in keep], hyps=[hyps[i] for i in keep]) if keep else {}
         out: dict[str, list[float | None]] = {}
-        for key, per in (res.items() if isinstance(res, dict) else ()):
-            if not isinstance(per, (list, tuple)) or len(per) != len(keep):
-                continue
+        for key, per in per_sample(res, len(keep)).items():
             col: list[float | None] = [None] * len(hyps)
             for i, v in zip(keep, per):
-                col[i] = _float_or_none(v)
+                col[i] = v
             out[self.prefix + key] = col
         self.names = tuple(out)
         return out
 
 
-def _float_or_none(v: Any) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
+class _RadEvalProcess:
+    """RadEval running in another interpreter (``radeval_runner.py`` through
+    ``reportgen.pyproc.JsonLinesProcess``), called like a ``RadEval`` object. Started once;
+    the models load there once."""
+
+    def __init__(self, python: str, metrics: Sequence[str], metric: str):
+        from reportgen.pyproc import JsonLinesProcess
+
+        self.metric = metric
+        self.proc = JsonLinesProcess(
+            python, Path(__file__).with_name("radeval_runner.py"), {"metrics": list(metrics)}, what=f"{metric}: RadEval",
+            code="E855", env_var=RADEVAL_PYTHON_ENV, load_code="E854",
+            load_fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face cache), or ask "
+                     "for the metrics that need none (--radeval-metrics bleu,rouge)")
+        self.version = self.proc.ready.get("radeval")
+
+    def __call__(self, refs: Sequence[str], hyps: Sequence[str]) -> dict[str, list[float | None]]:
+        ans = self.proc.ask({"refs": list(refs), "hyps": list(hyps)})
+        if "error" in ans:
+            raise ReportgenError("E855", f"{self.metric}: RadEval failed on this batch ({ans['error']})",
+                                 fix="run the same references and predictions through RadEval directly to see why")
+        return ans["scores"]
+
+    def close(self) -> None:
+        self.proc.close()
 
 
 class SRRBertMetric(_RadEvalBackend):
@@ -202,7 +245,7 @@ class SRRBertMetric(_RadEvalBackend):
 
     name = "srr_bert"
     prefix = "srr_bert_"
-    flags = {"do_srrbert": True}
+    metrics = ("srrbert",)
 
 
 class RadEvalMetric(_RadEvalBackend):
@@ -211,8 +254,7 @@ class RadEvalMetric(_RadEvalBackend):
 
     name = "radeval"
     prefix = "radeval_"
-    flags = {"do_bleu": True, "do_rouge": True, "do_bertscore": True, "do_radgraph": True, "do_f1chexbert": True,
-             "do_ratescore": True, "do_temporal": True, "do_srrbert": True}
+    metrics = ("bleu", "rouge", "bertscore", "radgraph", "f1chexbert", "ratescore", "temporal", "srrbert")
 
 
 class CheXbertMetric:

@@ -69,6 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CheXpert labels from our findings (rules, default) or from CheXbert (f1chexbert + local chexbert.pth), "
                         "the labeler published CheXbert F1 numbers need")
     m.add_argument("--with-radeval", action="store_true", help="add RadEval's metrics (radeval extra) to metrics.json, names prefixed radeval_")
+    m.add_argument("--radeval-metrics", metavar="NAMES",
+                   help="RadEval metrics for --with-radeval, comma-separated RadEval names (default: bleu,rouge,bertscore,radgraph,"
+                        "f1chexbert,ratescore,temporal,srrbert; bleu,rouge need no weights)")
+    m.add_argument("--radeval-python", metavar="PYTHON",
+                   help="run RadEval (--with-radeval, srr_bert) in this interpreter, an environment of its own (RadEval pins numpy "
+                        "1.26 and spaCy 3.7); default: $REPORTGEN_RADEVAL_PYTHON, else RadEval imported here")
     g = p.add_argument_group("LLM judge (RadFact entailment through an OpenAI-compatible endpoint, e.g. vLLM)")
     g.add_argument("--judge-url", metavar="URL", help="base URL of the endpoint, e.g. http://127.0.0.1:8000/v1")
     g.add_argument("--judge-model", metavar="NAME", help="model name served there")
@@ -120,11 +126,20 @@ def model_metrics(args: argparse.Namespace) -> tuple[list[Any], list[dict[str, s
         specs.append(("bertscore", {"model": None if args.bertscore == "default" else args.bertscore,
                                     "num_layers": args.bertscore_layers, "baseline_path": args.bertscore_baseline}, True))
     auto = "auto" in names
+    radeval_python = getattr(args, "radeval_python", None)
+
+    radeval_metrics = [x.strip() for x in (getattr(args, "radeval_metrics", None) or "").split(",") if x.strip()] or None
+
+    def options(n: str) -> dict[str, Any]:
+        if n == "radeval":
+            return {"radeval_python": radeval_python, "metrics": radeval_metrics}
+        return {"radeval_python": radeval_python} if n in be.RADEVAL_BACKED else {}
+
     for n in names:
         if n == "auto":
-            specs += [(x, {}, False) for x in be.AUTO if x not in names]
+            specs += [(x, options(x), False) for x in be.AUTO if x not in names]
         else:
-            specs.append((n, {}, True))
+            specs.append((n, options(n), True))
     scorers, skipped = [], []
     for name, kw, explicit in specs:
         try:
