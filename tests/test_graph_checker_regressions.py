@@ -372,3 +372,14 @@ def test_a_place_a_comma_and_a_finding_places_the_finding(ref_pipe, text, side, 
 def test_calcified_is_a_finding_unless_a_rule_makes_one_of_the_two(text, expected):
     found = {f.observation for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings if f.presence == "present"}
     assert found == expected
+
+
+def test_the_upper_and_lower_hemithorax_are_zones(ref_pipe):
+    """Lexicon 1.8.1 (a location miss of an odd-numbered IU report): "left lower hemithorax"
+    placed the mass nowhere, so "left upper hemithorax" was supported."""
+    ref = "IMPRESSION: Approximately 4.8 cm mass in the left lower hemithorax."
+    (f,) = read_report(ref).claims[0].findings
+    assert (f.laterality, f.locations) == ("left", ("base",))
+    c = only(ref_pipe, ref.replace("lower", "upper"), ref)
+    assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
+    assert only(ref_pipe, ref, ref).status == "supported"
