@@ -383,3 +383,19 @@ def test_the_upper_and_lower_hemithorax_are_zones(ref_pipe):
     c = only(ref_pipe, ref.replace("lower", "upper"), ref)
     assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
     assert only(ref_pipe, ref, ref).status == "supported"
+
+
+# --- MeSH review of "definite, untagged" findings (lexicon 1.8.0): reading errors found ------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Pneumonia should be considered.", {("pneumonia", "uncertain")}),  # was read as present
+    ("XXXX B-lines are also noted.", {("septal thickening", "present")}),  # was a catheter ("lines")
+    ("Mild pectus excavatum deformity is noted.", {("pectus deformity", "present")}),  # and a spine deformity
+    ("Stable resection of distal left clavicle.", {("postsurgical change", "present")}),  # was a pneumonectomy
+    ("Recommend CT of the chest with intravenous contrast for further evaluation.", set()),  # was contrast present
+    ("Contrast is seen in the colon.", {("contrast", "present")}),  # contrast itself is still read
+])
+def test_reading_errors_found_in_the_mesh_review(text, expected):
+    found = {(f.observation, f.presence) for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings}
+    assert found == expected
