@@ -597,7 +597,7 @@ class _Index:
                  positional: bool = True):
         self.by_obs: dict[str, list[_Group]] = {}
         self._candidates: dict[str, tuple[list[_Group], list[_Group]]] = {}
-        self.ancestors = checker.rules.ancestors
+        self.broader = checker.broader
         self.narrower = checker.narrower
         intern = checker.intern
         by_obs = self.by_obs
@@ -638,10 +638,8 @@ class _Index:
                 specific = by_obs.get(obs) or []
             else:
                 specific = [g for o, gs in by_obs.items() if o == obs or o in narrower for g in gs]
-            anc = self.ancestors.get(obs)
-            # sorted: a frozenset's order follows PYTHONHASHSEED, and the order of the
-            # evidence decides which item a verdict cites (outputs must not vary by run)
-            broader = [g for o in sorted(anc) for g in by_obs.get(o, ())] if anc else []
+            anc = self.broader.get(obs)  # sorted (GraphChecker.broader)
+            broader = [g for o in anc for g in by_obs.get(o, ())] if anc else []
             out = self._candidates[obs] = (specific, broader)
         return out
 
@@ -839,6 +837,10 @@ class GraphChecker:
                 narrower.setdefault(a, set()).add(obs)
         # observation -> the narrower observations under it (absent: none)
         self.narrower: dict[str, frozenset[str]] = {k: frozenset(v) for k, v in narrower.items()}
+        # observation -> the broader ones above it, sorted (absent: none): a frozenset's order
+        # follows PYTHONHASHSEED, and the order of the evidence decides which item a verdict
+        # cites (outputs must not vary by run); sorted once here, not per report
+        self.broader: dict[str, tuple[str, ...]] = {k: tuple(sorted(v)) for k, v in self.rules.ancestors.items() if v}
 
     def intern(self, key: tuple, exceptions: int) -> int:
         """A small int for a finding key (comparisons are cached on pairs of these)."""

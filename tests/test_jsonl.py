@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from reportgen.errors import InputError
-from reportgen.jsonl import AppendWriter, atomic_writer, read_jsonl
+from reportgen.jsonl import AppendWriter, atomic_writer, dumps, read_jsonl
 
 
 def write_lines(path, lines: list[bytes]):
@@ -143,3 +143,11 @@ def test_overwriting_keeps_the_old_files_permissions_as_open_does(tmp_path):
         os.umask(old)
     assert out.read_text() == "new\n" and stat.S_IMODE(out.stat().st_mode) == 0o640
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left
+
+
+def test_dumps_writes_what_json_dumps_writes_with_the_jsonl_options():
+    rec = {"id": "ü-1", "report": "Größe\n\t\"quoted\" \\ \x01 \u2028", "score": 1e-05, "big": 1e16, "nan": float("nan"),
+           "nested": [{"a": (1, 2.5, None, True)}, []], "empty": {}, 3: "int key"}
+    assert dumps(rec) == json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
+    shared = ["same"]
+    assert dumps({"a": shared, "b": shared}) == '{"a":["same"],"b":["same"]}'  # shared, not circular
