@@ -338,6 +338,15 @@ def context_sections() -> frozenset[str]:
     return frozenset(text_rules().get("context_sections", ()))
 
 
+def report_sentences(report: Report, *, include_context: bool = False) -> list[tuple[int, int, int]]:
+    """(section index in ``report.sections``, start, end) of every sentence the checker reads
+    in ``report`` (``split_claims`` and ``read_report`` cut the same ones): sections without
+    their headings, context sections only with ``include_context``, list markers dropped."""
+    skip = frozenset() if include_context else context_sections()
+    sections = report.sections or ((Section("text", *_strip(report.text, 0, len(report.text))),) if report.text.strip() else ())
+    return [(k, a, b) for k, sec in enumerate(sections) if sec.name not in skip for a, b in sentences(report.text, sec.start, sec.end)]
+
+
 class RulesClaimSplitter:
     """The claim splitter (``ClaimSplitter``, name "rules"): sections, sentences, then
     coordinated findings split with a ``SentenceAnalyzer`` (the rules extractor with the

@@ -714,6 +714,32 @@ def _detail_conflicts(found: list, best: float, rules: CheckingRules | None = No
     return (deciding, _MISMATCH) if deciding else (found, best)
 
 
+def _open_agreements(found: list, c: Finding) -> list:
+    """Reference evidence only, a hedged claim: evidence that agrees with it but leaves its
+    side or location open ("possible subluxation" for "probable dislocation of the right
+    humerus") does not outweigh a statement that gives that detail and conflicts ("probable
+    dislocation of the left humerus"; "Left lung clear." for "Questioned vague left lower
+    lobe opacity"): such agreements are dropped, as ``_detail_conflicts`` does for a
+    definite claim. An agreement that gives the detail keeps the claim uncertain."""
+    conflicts = [x for x in found if x[0].rank in _MISMATCH_RANKS or x[0].rank in (_FLIP, _BROAD_FLIP)]
+    if not conflicts:
+        return found
+    given = set()
+    for o, g, _ in conflicts:
+        e = g.finding
+        if c.laterality and ("laterality mismatch" in o.what if o.rank in _MISMATCH_RANKS else e.laterality is not None):
+            given.add("side")
+        if c.locations and ("location mismatch" in o.what if o.rank in _MISMATCH_RANKS else bool(e.locations)):
+            given.add("location")
+    if not given:
+        return found
+
+    def open_detail(e: Finding) -> bool:
+        return ("side" in given and e.laterality is None) or ("location" in given and not e.locations)
+
+    return [x for x in found if x in conflicts or not open_detail(x[1].finding)]
+
+
 def _basis_of(rank: float) -> str:
     """The basis of an outcome, from its rank."""
     if rank == _REDACTED_FLIP_RANK:
@@ -1032,6 +1058,9 @@ class GraphChecker:
         if found:
             if own is None and not hedged and best == _SUPPORT and len(found) > 1:
                 found, best = _detail_conflicts(found, best, rules, c)
+            if own is None and hedged and len(found) > 1:
+                found = _open_agreements(found, c)
+                best = min(x[0].rank for x in found)
             if own is None and hedged and best in (_FLIP, _BROAD_FLIP) and not any(
                     x[0].status == "supported" or x[0].rank in (_HEDGED, _BROAD_HEDGED) for x in found):
                 # A hedged claim that the reference denies outright ("Pneumothorax or

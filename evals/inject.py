@@ -19,8 +19,9 @@ carry several errors or none (the untouched reports and sentences measure false 
 Randomness is ``random.Random(f"{seed}:{category}:{report id}")``: a report's errors do
 not depend on which other reports are in the run. The vocabulary (finding terms,
 negation cues, rewrite rules, fabricated sentences) is the data file
-``evals/data/injection.json``; sentences are split at ``.``/``!``/``?`` (a list number
-such as "1." stays with its sentence) inside the sections of the report.
+``evals/data/injection.json``; sentences are the checker's own (``split_sentences``: the
+claim splitter's sections and sentences, so a list number "1." is not part of its
+sentence; from benchmark 1.3).
 
 Scoring (``score_run``): a checker's claim flags (status contradicted or unsupported) are
 compared with the labels at sentence level. A claim belongs to the sentence holding its
@@ -48,6 +49,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from reportgen.checkers.claims import report_sentences, split_sections
 from reportgen.errors import ReportgenError
 from reportgen.types import FLAGGED
 
@@ -186,47 +188,19 @@ def _swap_not_an_error(v: Vocabulary, text: str, s: "Sentence", stext: str) -> b
 
 # --- sentences -------------------------------------------------------------------------------
 
-_HEADING = re.compile(r"(?m)^[ \t]*[A-Z][A-Z ]{2,}:[ \t]*")
-_END = re.compile(r"[.!?](?=\s|[A-Z]|$)")
-_LIST_NUMBER = re.compile(r"^\(?\d+[.)]$")
-
-
 @dataclass(frozen=True)
 class Sentence:
     start: int
     end: int
-    section: int
+    section: int  # index of its section in the report's sections
 
 
 def split_sentences(text: str) -> list[Sentence]:
-    """Sentence spans of ``text`` inside its sections (headings such as "FINDINGS:" excluded)."""
-    heads = list(_HEADING.finditer(text))
-    bodies = [(m.end(), heads[k + 1].start() if k + 1 < len(heads) else len(text)) for k, m in enumerate(heads)]
-    if not heads:
-        bodies = [(0, len(text))]
-    elif heads[0].start() > 0:
-        bodies.insert(0, (0, heads[0].start()))
-    out: list[Sentence] = []
-    for sec, (bs, be) in enumerate(bodies):
-        pos, carry = bs, None
-        cuts = [m.end() + bs for m in _END.finditer(text[bs:be])]
-        if not cuts or cuts[-1] < be:
-            cuts.append(be)
-        for cut in cuts:
-            a, b = pos, cut
-            while a < b and text[a].isspace():
-                a += 1
-            while b > a and text[b - 1].isspace():
-                b -= 1
-            pos = cut
-            if a == b:
-                continue
-            if _LIST_NUMBER.match(text[a:b]):
-                carry = a if carry is None else carry
-                continue
-            out.append(Sentence(carry if carry is not None else a, b, sec))
-            carry = None
-    return out
+    """Sentence spans of ``text`` as the checker reads them (benchmark 1.3): the claim
+    splitter's sections and sentences (``reportgen.checkers.claims.report_sentences``:
+    headings such as "FINDINGS:" excluded, context sections such as INDICATION left out, a
+    list number "1." not part of its sentence)."""
+    return [Sentence(a, b, k) for k, a, b in report_sentences(split_sections(text))]
 
 
 # --- edits -----------------------------------------------------------------------------------

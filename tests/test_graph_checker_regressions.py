@@ -294,6 +294,70 @@ def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
     assert g.zone_sides == ()
 
 
+# --- issue 11 laterality, benchmark 1.3 (written from odd-numbered IU reports' misses) -------
+
+
+SIDE_LESS_HEDGES = {"opacity": "FINDINGS: XXXX subsegmental atelectasis or scar seen on lateral view.",
+                    "humerus": "FINDINGS: Shoulder degenerative changes with subluxation."}
+
+
+@pytest.mark.parametrize("claim, reference, status, what", [
+    # a hedged claim that a side-giving statement denies, beside a hedged statement that
+    # leaves the side open ("atelectasis or scar", no side): the side-giving one decides
+    ("Questioned some vague left lower lobe opacity on the frontal film.",
+     "FINDINGS: Left lung clear. Questioned some vague right lower lobe opacity on the frontal film. "
+     "XXXX subsegmental atelectasis or scar seen on lateral view.", "unsupported", "presence flipped"),
+    # a hedged claim put on the other side than the hedged statement that gives the side,
+    # beside one that gives none ("subluxation")
+    ("Probable chronic dislocation of the right humerus.",
+     "FINDINGS: Probable chronic dislocation of the left humerus.\n\nIMPRESSION: Shoulder degenerative changes with "
+     "subluxation.", "contradicted", "laterality mismatch"),
+])
+def test_a_hedged_claim_is_judged_by_the_statement_that_gives_its_side(ref_pipe, claim, reference, status, what):
+    c = only(ref_pipe, f"FINDINGS: {claim}", reference)
+    assert c.status == status and what in c.reasons[0], c.reasons
+    # the side-less hedged statement alone keeps it uncertain; so does one on the same side
+    side_less = next(v for k, v in SIDE_LESS_HEDGES.items() if k in claim)
+    assert only(ref_pipe, f"FINDINGS: {claim}", side_less).status == "uncertain"
+    assert only(ref_pipe, f"FINDINGS: {claim}", reference + f" {claim}").status == "uncertain"
+
+
+def test_a_list_of_zones_after_a_finding_with_anatomy_before_it_places_the_finding(ref_pipe):
+    text = "There are small bilateral pulmonary nodules in the right midlung and left upper lung XXXX."
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert f.locations == ("midlung", "apex") and f.zone_sides == ("right midlung", "left apex")
+    swapped = text.replace("right", "@").replace("left", "right").replace("@", "left")
+    c = only(ref_pipe, f"FINDINGS: {swapped}", f"FINDINGS: {text}")
+    assert c.status == "contradicted" and "laterality mismatch" in c.reasons[0]
+    # anatomy that is no zone, or a side compared with another, is not attached
+    (g,) = read_report("FINDINGS: Soft tissue density identified in the medial right apex which is asymmetric compared to left.").claims[0].findings
+    assert (g.laterality, g.locations) == ("right", ("apex",))
+    (h,) = read_report("FINDINGS: Subtle airspace density within the medial right lung base, not obscuring the right heart XXXX.").claims[0].findings
+    assert (h.anatomy, h.locations) == ("lung", ("base",))
+
+
+@pytest.mark.parametrize("text, side, zone", [
+    ("anterior segment of upper lobe, rounded focal density.", None, "upper lobe"),
+    ("Right upper lobe, rounded focal density.", "right", "upper lobe"),
+    ("Bilateral upper lobe XXXX, fibronodular infiltrates which have been there on prior exams.", "bilateral", "upper lobe"),
+])
+def test_a_place_a_comma_and_a_finding_places_the_finding(ref_pipe, text, side, zone):
+    (f,) = read_report(f"FINDINGS: {text}").claims[0].findings
+    assert (f.laterality, f.locations) == (side, (zone,))
+    moved = text.replace("upper", "lower")
+    c = only(ref_pipe, f"FINDINGS: {moved}", f"FINDINGS: {text}")
+    assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
+    # not when the place is inside a clause, or a cue opens the finding's chunk
+    (g,) = read_report("FINDINGS: Radiodensity overlying the middle cardiac silhouette, XXXX representing a hiatal hernia.").claims[0].findings
+    assert g.anatomy == "abdomen"
+    (h, *_) = read_report("FINDINGS: Visualized osseous structures of the thorax demonstrate healed, remote bilateral rib fractures.").claims[0].findings
+    assert h.anatomy == "bone"
+    # the finding of a list that ends in its own anatomy stays there (MeSH: aorta, no cardiomegaly)
+    obs = {f.observation for c in read_report("FINDINGS: Stable heart size, moderately enlarged and tortuous calcified aorta.").claims
+           for f in c.findings}
+    assert "cardiomegaly" not in obs
+
+
 # --- "calcified" (lexicon 1.8.0): a finding of its own unless a rule joins it to the next one -----
 
 
@@ -309,6 +373,16 @@ def test_calcified_is_a_finding_unless_a_rule_makes_one_of_the_two(text, expecte
     found = {f.observation for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings if f.presence == "present"}
     assert found == expected
 
+
+def test_the_upper_and_lower_hemithorax_are_zones(ref_pipe):
+    """Lexicon 1.8.1 (a location miss of an odd-numbered IU report): "left lower hemithorax"
+    placed the mass nowhere, so "left upper hemithorax" was supported."""
+    ref = "IMPRESSION: Approximately 4.8 cm mass in the left lower hemithorax."
+    (f,) = read_report(ref).claims[0].findings
+    assert (f.laterality, f.locations) == ("left", ("base",))
+    c = only(ref_pipe, ref.replace("lower", "upper"), ref)
+    assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
+    assert only(ref_pipe, ref, ref).status == "supported"
 
 
 # --- MeSH review of "definite, untagged" findings (lexicon 1.8.0): reading errors found ------------

@@ -18,10 +18,27 @@ def _sentences(text):
     return [text[s.start:s.end] for s in split_sentences(text)]
 
 
-def test_sentences_keep_list_numbers_and_skip_headings():
+def test_sentences_are_the_checkers_without_list_numbers_and_headings():
+    """Benchmark 1.3: the checker's sentences (1.2 kept "1." with its sentence: a unit the
+    checker never reads)."""
     t = "FINDINGS: Lungs clear.There is no effusion.\n\nIMPRESSION: 1. No acute disease. 2. Stable 2.5 cm nodule."
-    assert _sentences(t) == ["Lungs clear.", "There is no effusion.", "1. No acute disease.", "2. Stable 2.5 cm nodule."]
+    assert _sentences(t) == ["Lungs clear.", "There is no effusion.", "No acute disease.", "Stable 2.5 cm nodule."]
+    assert [s.section for s in split_sentences(t)] == [0, 0, 1, 1]
     assert _sentences("No heading here. Second") == ["No heading here.", "Second"]
+    assert _sentences("INDICATION: Cough. FINDINGS: Approx. 2 cm nodule. No effusion.") == ["Approx. 2 cm nodule.", "No effusion."]
+
+
+def test_sentences_are_those_the_checker_reads_on_iu_reports():
+    from reportgen.checkers.read import read_report
+    from reportgen.iu import load_iu_reports
+
+    reports = load_iu_reports(require_text=True)
+    numbered = [r for r in reports if "1. " in r.report.text][:150] + list(reports[:150])
+    for r in numbered:
+        text = r.report.text
+        mine = [(s.start, s.end) for s in split_sentences(text)]
+        read = sorted({(c.claim.sentence_start, c.claim.sentence_end) for c in read_report(text).claims})
+        assert mine == read, r.id
 
 
 def test_laterality_swap_spans():

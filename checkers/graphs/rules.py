@@ -558,6 +558,13 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                 for a in anat_heads[0]:
                     rels.append(("located_at", p, a))
             continue
+        if k == 0 and nchunks > 1 and _place_comma_finding(chunks, preds, anat_heads, mentions, words):
+            # "Anterior segment of upper lobe, rounded focal density.": a place, a comma and
+            # a finding without a place of its own (as "Left base: patchy opacity.")
+            for p in preds[1]:
+                for a in anat_heads[0]:
+                    rels.append(("located_at", p, a))
+            continue
         target = None
         for j in range(k + 1, nchunks):
             if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
@@ -574,8 +581,15 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         if target is None:
             for j in range(k - 1, -1, -1):
                 if preds[j]:
-                    if not anat_heads[j] or preds[j][-1].i < anat_heads[j][0].i:
-                        target = preds[j][-1]
+                    last = preds[j][-1]
+                    if not anat_heads[j] or last.i < anat_heads[j][0].i:
+                        target = last
+                    elif (j == k - 1 and last.i < anat_heads[j][-1].i and anat_heads[j][-1].norm in lex.zone
+                          and all(a.norm in lex.zone for a in anat_heads[k])
+                          and all(b in LIST_JOINS for b in _boundary(mentions, chunks, k))):
+                        # "pulmonary nodules in the right midlung and left upper lung": a list
+                        # of zones after the finding, though anatomy also precedes it
+                        target = last
                     break
                 if not anat_heads[j]:
                     break
@@ -670,6 +684,25 @@ def _share_elided(mentions: list[Mention], rels: list) -> None:
 
 
 LIST_JOINS = frozenset({",", "and", "or", "and/or", "/"})
+
+
+def _place_comma_finding(chunks: list[list[Mention]], preds: dict, anat_heads: list, mentions: list[Mention], words: list[str]) -> bool:
+    """Whether the sentence opens with a bare place (at most one word before it; only sides,
+    anatomy and modifiers before the anatomy), then a comma, then a chunk whose findings have
+    no place of their own and no cue before them ("Right upper lobe, rounded density."), and
+    which no anatomy joins in a list after it."""
+    first, second = chunks[0], chunks[1]
+    if not preds[1] or anat_heads[1] or _boundary(mentions, chunks, 1) != [","]:
+        return False
+    if sum(w.isalpha() for w in words[: first[0].i]) > 1:
+        return False
+    anat = next((m for m in first if m.role == R_ANAT), None)
+    if anat is None or any(m.role not in (R_ANAT, R_LAT) and not (m.role == R_MOD and m.i < anat.i) for m in first):
+        return False
+    if len(chunks) > 2 and anat_heads[2] and all(b in LIST_JOINS for b in _boundary(mentions, chunks, 2)):
+        return False  # "Stable heart size, moderately enlarged and tortuous aorta": the aorta's
+    p0 = preds[1][0]
+    return not any(m.role == R_CUE and m.i < p0.i for m in second)
 
 
 def _fronted_place(mentions: list[Mention], chunks: list[list[Mention]], words: list[str], lex: Lexicon) -> bool:
