@@ -65,15 +65,23 @@ def _probe_texts(phrase: str, lexicon_phrases: list[str]) -> list[str]:
     words = [p]
     if stem:
         words = sorted({q for q in lexicon_phrases if any(w.startswith(p) for w in q.split())}) or [p]
-    out = []
-    for w in words:
-        out += [t.format(p=w, P=w[:1].upper() + w[1:]) for t in PROBES]
-    return out
+    return [text for w in words for text in _probes(w)]
+
+
+def _probes(word: str) -> list[str]:
+    """The probe sentences of one word or phrase (PROBES)."""
+    return [t.format(p=word, P=word[:1].upper() + word[1:]) for t in PROBES]
+
+
+def _stated(text: str) -> list:
+    """The present or uncertain findings read in a probe sentence."""
+    from reportgen.checkers.read import read_report
+
+    return [f for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings if f.presence in ("present", "uncertain")]
 
 
 def coverage() -> dict:
     from reportgen.checkers.lexicon import load_lexicon
-    from reportgen.checkers.read import read_report
     from reportgen.evals.metrics.chexpert import ChexpertMap
 
     data = json.loads(PHRASES.read_text(encoding="utf-8"))
@@ -85,15 +93,12 @@ def coverage() -> dict:
         for phrase in spec["phrases"]:
             read_as: dict[str, None] = {}
             for text in _probe_texts(phrase, lexicon_phrases):
-                for cc in read_report(f"FINDINGS: {text}").claims:
-                    for f in cc.findings:
-                        if f.presence not in ("present", "uncertain"):
-                            continue
-                        labels = cmap.labels_of(f)
-                        ok = (f.observation not in UMBRELLAS) if label == "No Finding" else (
-                            label in labels or any(x in labels for x in CHILDREN.get(label, ())))
-                        if ok:
-                            read_as[f.observation] = None
+                for f in _stated(text):
+                    labels = cmap.labels_of(f)
+                    ok = (f.observation not in UMBRELLAS) if label == "No Finding" else (
+                        label in labels or any(x in labels for x in CHILDREN.get(label, ())))
+                    if ok:
+                        read_as[f.observation] = None
             rows.append({"label": label, "phrase": phrase, "covered": bool(read_as), "read_as": list(read_as)[:4],
                          "why": None if read_as else UNCOVERED.get(phrase.replace("_", " ").strip(), "not read as this label")})
     return {"source": data["source"], "version": data["version"], "lexicon": lex.version, "rows": rows}
@@ -130,10 +135,7 @@ F_UNCOVERED = {
 
 
 def _read_as(text: str) -> list[str]:
-    from reportgen.checkers.read import read_report
-
-    return [f.observation for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings
-            if f.presence in ("present", "uncertain")]
+    return [f.observation for f in _stated(text)]
 
 
 def fleischner_coverage() -> dict:
@@ -148,10 +150,9 @@ def fleischner_coverage() -> dict:
             continue
         spellings = [t["term"]] + ([t["also"]] if t.get("also") else [])
         found: dict[str, None] = {}
-        for w in spellings:
-            for probe in PROBES:
-                for o in _read_as(probe.format(p=w, P=w[:1].upper() + w[1:])):
-                    found[o] = None
+        for text in (x for w in spellings for x in _probes(w)):
+            for o in _read_as(text):
+                found[o] = None
         hits = [o for o in found if o in t["read_as"]]
         pat = re.compile("|".join(r"\b" + re.escape(w.lower()) + r"s?\b" for w in spellings))
         rows.append({"term": t["term"], "group": t["group"], "covered": bool(hits), "read_as": hits or list(found)[:3],
