@@ -153,6 +153,7 @@ def test_missing_backends_name_the_extra_and_the_weights(tmp_path, capsys, monke
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache: nothing local
+    monkeypatch.delenv("REPORTGEN_RADEVAL_PYTHON", raising=False)  # RadEval imported here, not in its own environment
     for name, extra in (("ratescore", "ratescore"), ("srr_bert", "radeval"), ("chexbert", "chexbert"), ("radeval", "radeval")):
         with pytest.raises(BackendUnavailable) as e:
             load(name)

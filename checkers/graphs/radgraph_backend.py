@@ -168,8 +168,8 @@ class RadGraphExtractor:
             opts["cuda"] = self.cuda
         return opts
 
-    def _model_in_process(self):
-        """The model in ``self.python`` (radgraph_runner.py): a callable like the package's."""
+    def _model_in_process(self) -> "_RadGraphProcess":
+        """The model in ``self.python`` (radgraph_runner.py), called like the package's."""
         from reportgen.pyproc import JsonLinesProcess
 
         try:
@@ -181,15 +181,7 @@ class RadGraphExtractor:
             if "encode_plus" in e.message:  # that environment has transformers 5 too
                 raise BackendUnavailable("E871", f"{e.message}: its transformers is 5 or later", fix=_TRANSFORMERS4_FIX) from None
             raise
-
-        def run(texts: list[str]) -> Any:
-            ans = proc.ask({"texts": texts})
-            if "error" in ans:
-                raise RuntimeError(ans["error"])
-            return ans["annotations"]
-
-        run.process = proc  # type: ignore[attr-defined]  # kept alive with the model; closed at exit
-        return run
+        return _RadGraphProcess(proc)
 
     def model(self):
         """The radgraph model, loaded at first use (here, or in ``self.python``)."""
@@ -244,6 +236,20 @@ class RadGraphExtractor:
             raise ReportgenError("E242", f"the radgraph model answered {type(out).__name__}, not a mapping of annotations",
                                  fix="use a radgraph version >= 0.1.13, or the 'rules' extractor")
         return [graph_from_annotation(out.get(str(k)), t) for k, t in enumerate(texts)]
+
+
+class _RadGraphProcess:
+    """The radgraph model in its own interpreter (``process``), called like ``radgraph.RadGraph``:
+    texts -> the package's annotations; a failed batch raises (E242 in ``extract_many``)."""
+
+    def __init__(self, process: Any):
+        self.process = process
+
+    def __call__(self, texts: list[str]) -> Any:
+        ans = self.process.ask({"texts": texts})
+        if "error" in ans:
+            raise RuntimeError(ans["error"])
+        return ans["annotations"]
 
 
 __all__ = ["RADGRAPH_PYTHON_ENV", "RadGraphExtractor", "map_label", "map_relation", "graph_from_annotation", "MODEL_TYPES"]

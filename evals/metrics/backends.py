@@ -161,6 +161,8 @@ class RaTEScoreMetric:
 # with this variable set to that environment's Python, RadEval runs there (radeval_runner.py,
 # JSON lines over pipes) instead of being imported here.
 RADEVAL_PYTHON_ENV = "REPORTGEN_RADEVAL_PYTHON"
+_RADEVAL_LOAD_FIX = ("fetch RadEval's weights once where there is a network (they go to the Hugging Face cache), "
+                     "or ask for the metrics that need none (--radeval-metrics bleu,rouge)")
 
 
 class _RadEvalBackend:
@@ -194,8 +196,7 @@ class _RadEvalBackend:
             self.evaluator = rr.make_evaluator(self.metrics)
         except Exception as exc:
             raise BackendUnavailable("E854", f"{self.name}: RadEval could not load its models offline ({type(exc).__name__}: {exc})",
-                                     fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face "
-                                         "cache), or ask for the metrics that need none (--radeval-metrics bleu,rouge)") from None
+                                     fix=_RADEVAL_LOAD_FIX) from None
         self.settings["radeval_version"] = rr.radeval_version()
 
     def score(self, hyps: Sequence[str], refs: Sequence[str]) -> dict[str, list[float | None]]:
@@ -225,8 +226,7 @@ class _RadEvalProcess:
         self.proc = JsonLinesProcess(
             python, Path(__file__).with_name("radeval_runner.py"), {"metrics": list(metrics)}, what=f"{metric}: RadEval",
             code="E855", env_var=RADEVAL_PYTHON_ENV, load_code="E854",
-            load_fix="fetch RadEval's weights once where there is a network (they go to the Hugging Face cache), or ask "
-                     "for the metrics that need none (--radeval-metrics bleu,rouge)")
+            load_fix=_RADEVAL_LOAD_FIX)
         self.version = self.proc.ready.get("radeval")
 
     def __call__(self, refs: Sequence[str], hyps: Sequence[str]) -> dict[str, list[float | None]]:
