@@ -324,13 +324,8 @@ class RecordChecker:
 
     def _check_parallel(self, records: Iterable[Record], workers: int, block: int) -> Iterator[CheckedRecord]:
         import itertools
-        import multiprocessing
 
-        from reportgen.checkers.claims import warm_up
-
-        warm_up()  # spaCy (and what it imports) loaded once here, before the workers fork
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        ctx = pool_context()
         spec = (self.pipeline, None) if ctx.get_start_method() == "fork" else (None, self.pipeline.spec())
         with ctx.Pool(workers, initializer=_start_worker, initargs=spec) as pool:
             records = iter(records)
@@ -416,6 +411,20 @@ def check_report(pipeline: Any, id: str, text: str, ref_text: str | None, study:
         return CheckFailed.of(e), None
 
 
+def pool_context() -> Any:
+    """The multiprocessing context of worker pools (``check --workers``, ``compare
+    --workers``): fork where the platform can, after loading spaCy (the sentence splitter's
+    fallback, and what it imports) once here so that every worker shares it; spawn elsewhere."""
+    import multiprocessing
+
+    from reportgen.checkers.claims import warm_up
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    if ctx.get_start_method() == "fork":
+        warm_up()
+    return ctx
+
+
 _WORKER_PIPELINE: Any = None
 
 
@@ -442,4 +451,4 @@ def check_records(pipeline: Any, records: Iterable[Record], workers: int = 1, **
 
 
 __all__ = ["BatchCounts", "CheckFailed", "CheckedRecord", "RecordChecker", "check_records", "error_record", "load_reference",
-           "passthrough", "record_study", "png_name", "write_png", "CONTRACT_KEYS", "INPUT_KEYS"]
+           "passthrough", "pool_context", "record_study", "png_name", "write_png", "CONTRACT_KEYS", "INPUT_KEYS"]

@@ -11,11 +11,7 @@ import pytest
 from reportgen.cli import main
 from reportgen.commands import compare as cmp
 from reportgen.errors import ReportgenError
-
-
-def _write(path, recs):
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return str(path)
+from tests.test_compare import _write
 
 
 @pytest.fixture(scope="module")

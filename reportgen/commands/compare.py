@@ -250,18 +250,15 @@ def _score_blocks(jobs: list[dict[str, Any]], settings: dict[str, Any], workers:
             return [_score_block(j) for j in jobs]
         finally:
             _WORKER.clear()
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from reportgen.checkers.claims import warm_up
+    from reportgen.checkers.batch import pool_context
     from reportgen.checkers.pipeline import default_reader
 
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ctx = pool_context()
     if ctx.get_start_method() == "fork":
-        warm_up()  # spaCy (the sentence splitter's fallback) loaded once, before the workers fork
-        default_reader(settings["extractor"])  # the extractor's lexicons and rules, loaded once
+        default_reader(settings["extractor"])  # the extractor's lexicons and rules, loaded once before the fork
     elif settings["reader"] is not None:
         raise ReportgenError("E731", "a reader object cannot be sent to worker processes on this platform (no fork)",
                              fix="call compare with workers=1 when giving a reader")
