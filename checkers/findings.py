@@ -12,7 +12,9 @@ not modify another one):
   entity itself gives no Finding. "acute"/"active" makes the umbrella "acute abnormality".
 - ``presence``: OBS-DP present, OBS-U uncertain, OBS-DA absent.
 - ``anatomy``: the organ ("lung", "heart", "pleura", "mediastinum", "bone", "spine", ...) of
-  the anatomy the observation is located at; ``locations``: zone normal forms in text order ("upper
+  the anatomy the observation is located at (of several, the observation's own organ when it
+  is among them: "degenerative changes of the thoracic spine and right shoulder" is at the
+  spine); ``locations``: zone normal forms in text order ("upper
   lobe", "middle lobe", "lower lobe", "base", "apex", "lingula", "costophrenic angle",
   "perihilar", "retrocardiac", "midlung", "hilum", "periphery"); ``laterality``: right /
   left / bilateral (right + left = bilateral; "bibasilar", "levoscoliosis" carry a side).
@@ -288,7 +290,8 @@ class _Reader:
                 if e.label == "OBS-DA":  # the specifics an acute umbrella denies are acute too
                     out.extend(self._denied(anat_norms, laterality, zones_t, "acute" if obs == lex.acute_umbrella else None, e, umbrella=False))
                 continue
-            anatomy = organs[0] if organs else lex.obs_organ.get(obs)
+            home = lex.obs_organ.get(obs)  # of several organs, the finding's own when named
+            anatomy = (home if home in organs else organs[0]) if organs else home
             f = _new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e)
             if len({sd for _, sd, _ in zone_sides}) > 1:  # "left upper lobe and right lower lobe"
                 f = replace(f, zone_sides=tuple(dict.fromkeys(f"{sd} {z}" for _, sd, z in sorted(zone_sides))))

@@ -96,6 +96,10 @@ class Lexicon:
     standalone_umbrella: frozenset[tuple[str, ...]] = frozenset()
     modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     modifier_findings: frozenset[str] = frozenset()  # descriptors that are findings too ("calcified")
+    # benign mimics ("nipple shadow", "artifact") and the findings that, attributed to one of
+    # them ("nodular opacity, most likely the nipple"), are not definite (contextual.mimics)
+    mimics: frozenset[str] = frozenset()
+    mimic_findings: frozenset[str] = frozenset()
     # zone words that a coordination may leave without their head noun ("middle" in
     # "right middle and lower lobe") and the coordinator tokens between them
     elidable_zone_words: frozenset[str] = frozenset()
@@ -169,6 +173,9 @@ class Lexicon:
                 raise ReportgenError("E211", f"modifier rule {rule!r} must be [modifier, observation, result]", fix="see docs/lexicon.md")
             self.modifier_rules[(rule[0], rule[1])] = rule[2]
         self.modifier_findings = frozenset(d.get("contextual", {}).get("modifiers", {}).get("also_findings", ()))
+        mimics = d.get("contextual", {}).get("mimics", {})
+        self.mimics = frozenset(mimics.get("mimics", ()))
+        self.mimic_findings = frozenset(mimics.get("findings", ()))
         for rule in d.get("contextual", {}).get("rules", ()):
             if len(rule) != 3:
                 raise ReportgenError("E211", f"contextual rule {rule!r} must be [observation, anatomy, result]", fix="see docs/lexicon.md")

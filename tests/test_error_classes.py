@@ -73,7 +73,7 @@ def test_evidence_about_another_anatomy_does_not_support_a_claim():
     c = claims("FINDINGS: Degenerative changes of the thoracic spine. The right lung is clear.", ref, self_check=False)
     spine = c["Degenerative changes of the thoracic spine."]
     assert (spine.status, spine.basis) == ("uncertain", "no_evidence")
-    assert "other anatomy (claim spine, evidence bone)" in spine.reasons[0]
+    assert "other anatomy (claim spine, evidence shoulder)" in spine.reasons[0]
     # a narrower negative does not prove a broader one: the claim is judged as unmentioned
     lung = c["The right lung is clear."]
     assert (lung.status, lung.basis) == ("supported", "convention")

@@ -399,3 +399,82 @@ def test_the_upper_and_lower_hemithorax_are_zones(ref_pipe):
 def test_reading_errors_found_in_the_mesh_review(text, expected):
     found = {(f.observation, f.presence) for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings}
     assert found == expected
+
+
+# --- systematic MeSH review of "definite, untagged" findings (issue 11): reading errors -----------
+
+
+@pytest.mark.parametrize("text, expected", [
+    # resolved findings and requests
+    ("There has been clearing of left base airspace opacities.", {("opacity", "absent")}),  # was present
+    ("Partial clearing of the left base opacity.", {("opacity", "present")}),  # improving, not gone
+    ("Follow-up radiograph to confirm clearing of the opacities.", {("opacity", "hypothetical")}),
+    ("Correlation with history of malignancy is recommended.", {("mass", "hypothetical")}),  # was a mass
+    # hedges the cues missed
+    ("It would be difficult to completely exclude a superimposed pneumonia.", {("pneumonia", "uncertain")}),
+    ("Atypical infection is another consideration.", {("pneumonia", "uncertain")}),
+    ("Pneumonia is in the differential.", {("pneumonia", "uncertain")}),
+    ("Maybe due to pulmonary fibrosis.", {("fibrosis", "uncertain")}),
+    ("Malignancy cannot be confidently excluded on the available images.", {("mass", "uncertain")}),
+    ("There has been previous surgical resection of the left 6th rib.", {("postsurgical change", "present")}),  # was a pneumonectomy
+    ("The previously seen nodule is not well seen on today's study.", {("nodule", "uncertain")}),  # was present
+    ("New 9 mm right lower lobe nodule, not seen on prior exams.", {("nodule", "present")}),  # was absent
+    # a finding attributed to a benign mimic (lexicon contextual.mimics) is not definite
+    ("Nodular opacity in the left lower lung, most likely the nipple.", {("nodule", "uncertain"), ("nipple shadow", "uncertain")}),
+    ("Nodular densities over the lower ribs are consistent with nipple shadows.", {("nodule", "uncertain"), ("nipple shadow", "present")}),
+    ("Nodular density in the right midlung likely represents an artifact.", {("nodule", "uncertain"), ("artifact", "uncertain")}),
+    ("Density at the left base secondary to soft tissue overlay.", {("opacity", "uncertain"), ("artifact", "present")}),
+    # words read in another sense
+    ("Bone density is decreased.", {("osteopenia", "present")}),  # was a (lung) opacity
+    ("Configuration of breast shadows suggests prior right lumpectomy.", set()),  # "shadows" was an opacity
+    ("Changes of cystic fibrosis.", {("cystic fibrosis", "present")}),  # was (pulmonary) fibrosis
+    ("Right upper lobe cavity, consistent with prior tuberculous infection.", {("cavitation", "present"), ("tuberculosis", "present")}),
+    ("Unchanged loculated right pleural fusion.", {("pleural effusion", "present")}),  # "fusion" was spinal hardware
+    ("Low lung lines.", set()),  # "lines" was a catheter
+    ("It is attached to the coracoid process.", set()),  # "process" was a degenerative change of the spine
+    ("Central vascular markings are mildly prominent.", {("vascular congestion", "present")}),  # was increased markings
+    # descriptions, not diagnoses: what the sentence says is seen ("interstitial opacity" is
+    # narrower than "interstitial disease" in checking.json, so each still supports the other)
+    ("Interstitial opacities at both bases.", {("interstitial opacity", "present")}),  # was interstitial disease
+    ("Mild interstitial prominence.", {("increased markings", "present")}),  # was interstitial disease
+    ("Increased interstitial lung markings.", {("increased markings", "present")}),  # was interstitial disease
+    ("Calcified nodule in the right upper lobe.", {("calcification", "present"), ("nodule", "present")}),  # was a calcified granuloma
+    ("Stable groundglass at the lung bases.", {("opacity", "present")}),  # nothing was read
+    # one noun phrase, one finding
+    ("Calcified right upper lobe 5 mm granuloma.", {("calcified granuloma", "present")}),  # was calcification + granuloma
+    ("Calcific granulomas in the right upper lobe.", {("calcified granuloma", "present")}),
+    ("Granulomatous calcifications in the mediastinum.", {("calcified granuloma", "present")}),
+    ("7 mm non calcified nodule.", {("nodule", "present")}),  # was a calcified granuloma
+])
+def test_reading_errors_found_in_the_systematic_mesh_review(text, expected):
+    found = {(f.observation, f.presence) for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings}
+    assert found == expected
+
+
+@pytest.mark.parametrize("text, anatomy", [
+    ("Degenerative changes of the right shoulder.", "shoulder"),  # was "bone", as the spine's neighbours
+    ("There is bilateral acromioclavicular degenerative joint disease.", "shoulder"),
+    ("Degenerative changes of the thoracic spine and right shoulder.", "spine"),  # the finding's own organ first
+    ("Degenerative changes of the costochondral junctions.", "bone"),  # was the spine (no anatomy read)
+    ("Mild degenerative changes of the thoracic spine.", "spine"),
+])
+def test_degenerative_changes_keep_their_anatomy(text, anatomy):
+    (f,) = [f for cc in read_report(f"FINDINGS: {text}").claims for f in cc.findings]
+    assert (f.observation, f.anatomy) == ("degenerative change", anatomy)
+
+
+def test_a_mimic_attribution_is_not_a_definite_nodule_for_the_checker(ref_pipe):
+    """"Nodular opacity, most likely the nipple" neither supports a nodule nor is denied by
+    "no nodules": the nodule is only possible."""
+    ref = "FINDINGS: Nodular opacity in the left lower lung, most likely the nipple."
+    assert only(ref_pipe, "FINDINGS: Left lower lung nodule.", ref).status != "supported"
+    assert only(ref_pipe, "FINDINGS: No pulmonary nodules.", ref).status != "contradicted"
+
+
+def test_interstitial_opacities_and_interstitial_disease_still_support_each_other(ref_pipe):
+    """An "interstitial opacity" (lexicon: opacity at the interstitium) is an interstitial
+    disease to the checker, not a generic opacity that would leave a focal finding uncertain."""
+    ref = "FINDINGS: Diffuse bilateral interstitial opacities."
+    assert only(ref_pipe, "FINDINGS: Diffuse interstitial lung disease.", ref).status == "supported"
+    assert only(ref_pipe, "FINDINGS: A 1.5 cm nodule in the left upper lobe.", ref).status == "unsupported"
+    assert only(ref_pipe, "FINDINGS: No interstitial lung disease.", ref).status == "contradicted"

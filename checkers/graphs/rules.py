@@ -13,7 +13,9 @@ Offline, no model weights, pure Python. For each sentence:
    excluded") covers the observations before it back to the clause start;
 5. relate: modifiers -modify-> their observation, laterality -modify-> its anatomy,
    observations -located_at-> the anatomy of their chunk (or of a coordinated anatomy list:
-   "heart and mediastinum are normal"), "A suggestive of / likely B" -> A -suggestive_of-> B;
+   "heart and mediastinum are normal"), "A suggestive of / likely B" -> A -suggestive_of-> B
+   (a finding attributed to a benign mimic, "nodular opacity, most likely the nipple", is
+   uncertain: lexicon ``contextual.mimics``);
    an elided zone word ("middle" of "right middle and lower lobe") is an anatomy entity of
    its own (norm "middle lobe") that shares the side and the observations of its zone phrase;
 6. normal statements ("the lungs are clear") get, beside the RadGraph-style "clear"
@@ -321,10 +323,29 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                 if other is None:
                     continue
                 nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_NORMAL)), None)
-                if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 3:
+                if nxt is not None and nxt.role == R_OBS and (nxt.i - m.j <= 3 or _noun_phrase_gap(ch, k, nxt, words) == 0):
                     if other.norm in lex.modifier_findings and (other.norm, nxt.norm) not in lex.modifier_rules:
                         continue  # "calcified tortuous aorta": a calcification beside the tortuous aorta
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
+
+
+_SIZE_TOKEN = re.compile(r"^(?:\d+(?:\.\d+)?(?:mm|cm)?|mm|cm|x)$")
+_NP_GAP_MAX = 8
+
+
+def _noun_phrase_gap(ch: list[Mention], k: int, nxt: Mention, words: list[str]) -> int:
+    """Tokens between ``ch[k]`` and ``nxt`` other than anatomy, sides, modifiers and sizes
+    (0: one noun phrase, "Calcified left lower lobe 5 mm granuloma"); beyond
+    ``_NP_GAP_MAX`` tokens, never one."""
+    if nxt.i - ch[k].j > _NP_GAP_MAX:
+        return nxt.i - ch[k].j
+    covered: set[int] = set()
+    for x in ch[k + 1 :]:
+        if x is nxt:
+            break
+        if x.role in (R_ANAT, R_LAT, R_MOD):
+            covered.update(range(x.i, x.j))
+    return sum(1 for t in range(ch[k].j, nxt.i) if t not in covered and not _SIZE_TOKEN.match(words[t]))
 
 
 _GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
@@ -631,6 +652,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                     dst.label = "OBS-DA"  # "no opacity to suggest pneumonia"
                 elif "def" not in c.kind and dst.label == "OBS-DP":
                     dst.label = "OBS-U"
+                _mimicked(src, dst, lex)
     # ", XXXX scarring": the IU de-identification often blanks the hedge ("likely",
     # "possibly") between an observation and the one it suggests
     for k in range(1, nchunks):
@@ -643,6 +665,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
             rels.append(("suggestive_of", prev[-1], target))
             if target.label == "OBS-DP":
                 target.label = "OBS-U"
+            _mimicked(prev[-1], target, lex)
     # "A or B": B without its own anatomy shares A's
     for k in range(1, nchunks):
         if anat_heads[k] or not preds[k] or not preds[k - 1]:
@@ -660,6 +683,14 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
     if any(m.elided is not None for m in mentions):
         _share_elided(mentions, rels)
     return rels
+
+
+def _mimicked(src: Mention, dst: Mention, lex: Lexicon) -> None:
+    """A finding attributed to a benign mimic ("nodular opacity, most likely the nipple",
+    "nodular density that represents an artifact"; lexicon ``contextual.mimics``) is not a
+    definite finding: present becomes uncertain."""
+    if src.label == "OBS-DP" and dst.norm in lex.mimics and src.norm in lex.mimic_findings:
+        src.label = "OBS-U"
 
 
 def _share_elided(mentions: list[Mention], rels: list) -> None:
