@@ -23,3 +23,27 @@ def test_every_disagreement_has_one_class(tmp_path):
         assert sum(v for k, v in c.items() if k.startswith("FP")) == row["fp"]
     table = ma.format_disagreements(res, 1)
     assert table.startswith("| finding (MeSH) | FN: not stated |") and "**all rows**" in table
+
+
+def test_a_row_can_be_restricted_to_the_findings_anatomy():
+    """Degenerative changes of a shoulder are no degenerative spine (mesh_map rows' "anatomy")."""
+    from reportgen.checkers.read import read_report
+
+    mm = ma.MeshMap(ma.load_map())
+    assert mm.rows["Degenerative Spine"]["anatomy"]
+    rows = lambda text: set(mm.predicted(read_report(f"FINDINGS: {text}"), True))  # noqa: E731
+    assert "Degenerative Spine" not in rows("Degenerative changes of the right shoulder.")
+    assert "Degenerative Spine" not in rows("Severe arthritic changes in both hips.")
+    assert "Degenerative Spine" in rows("Degenerative changes of the thoracic spine and right shoulder.")
+    assert "Degenerative Spine" in rows("The osseous structures are remarkable for degenerative changes.")
+    # a row without "anatomy" takes its observations anywhere
+    assert "Calcinosis" in rows("Calcific tendinitis of the right shoulder.")
+
+
+def test_kind_lists_one_class_with_tags_and_the_sentences_that_predicted_it(capsys, tmp_path):
+    out = tmp_path / "m.json"
+    ma.main(["--limit", "400", "--show-errors", "Opacity", "--kind", "FP: definite, untagged", "--max-errors", "50", "--out", str(out)])
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("--- ")]
+    res = __import__("json").loads(out.read_text())
+    assert 0 < len(lines) == min(50, res["disagreements"]["rows"]["Opacity"]["FP: definite, untagged"])
+    assert all(x.startswith("--- FP CXR") and "tags (" in x and "read from: " in x and "FINDINGS:" not in x for x in lines)

@@ -1,7 +1,7 @@
 """Agreement of the rules graphs with the IU MeSH major tags (finding + side).
 
     python -m evals.bench.mesh_agreement [--out runs/mesh_agreement.json] [--uncertain positive|negative]
-                                         [--min-support 10] [--limit N] [--show-errors ROW --max-errors 10]
+                                         [--min-support 10] [--limit N] [--show-errors ROW [--kind CLASS] --max-errors 10]
 
 Every IU report with text is read with ``reportgen.checkers.read.read_report``; a MeSH row (see
 ``evals/data/mesh_map.json``) is *predicted* when one of its observation normal forms is
@@ -12,7 +12,10 @@ a side (right / left / bilateral): the share whose side is among the predicted s
 that row. A "normal" row compares the MeSH tag "normal" with "no finding of any row
 predicted". Prints a table and writes JSON (settings, rows, micro/macro averages,
 unmapped tags, timing). ``--show-errors ROW`` prints false positives / negatives of one
-row with their report ids and text (IU reports are public; off by default).
+row with their report ids and text (IU reports are public; off by default); with ``--kind``
+only the errors of one disagreement class (``DISAGREEMENTS``), a false positive as the
+report's tags and the claims that gave the prediction. A row's optional ``anatomy`` (organs)
+restricts the findings that predict it (``MeshMap.rows_of``).
 
 The IU tags were assigned by people reading the same text, so they are a fair reference
 for "what the report says is there", but they are not complete (incidental findings are
@@ -74,17 +77,26 @@ class MeshMap:
                 out.setdefault(row, set()).update(sides)
         return out, unmapped, normal
 
-    def predicted(self, read, uncertain_positive: bool) -> dict[str, set[str]]:
+    def rows_of(self, f) -> list[str]:
+        """The rows a finding predicts: those listing its observation, except rows whose
+        ``anatomy`` (a list of organs) does not hold the finding's anatomy."""
+        return [row for row in self.obs_to_rows.get(f.observation, ())
+                if "anatomy" not in self.rows[row] or f.anatomy in self.rows[row]["anatomy"]]
+
+    def predicted(self, read, uncertain_positive: bool, why: dict[str, list[str]] | None = None) -> dict[str, set[str]]:
+        """row -> predicted sides; ``why`` (optional) collects row -> the claim texts that predicted it."""
         out: dict[str, set[str]] = {}
         ok = ("present", "uncertain") if uncertain_positive else ("present",)
         for cc in read.claims:
             for f in cc.findings:
                 if f.presence not in ok:
                     continue
-                for row in self.obs_to_rows.get(f.observation, ()):
+                for row in self.rows_of(f):
                     sides = out.setdefault(row, set())
                     if f.laterality:
                         sides.add(f.laterality)
+                    if why is not None and cc.claim.text not in why.setdefault(row, []):
+                        why[row].append(cc.claim.text)
         return out
 
 
@@ -148,6 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     errors: list[tuple[str, str, str]] = []
     why: dict[str, Counter] = defaultdict(Counter)  # row -> disagreement class -> reports (DISAGREEMENTS)
     words = _row_words(mm)
+    kind = getattr(args, "kind", None)
     t0 = time.process_time()
     w0 = time.perf_counter()
     for r in reports:
@@ -155,8 +168,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gold, um, normal = mm.gold(r.mesh_major)
         unmapped.update(t.split("/")[0] for t in um)
         pred = mm.predicted(read, uncertain_positive)
-        definite = mm.predicted(read, False) if uncertain_positive else pred
-        absent = {row for cc in read.claims for f in cc.findings if f.presence == "absent" for row in mm.obs_to_rows.get(f.observation, ())}
+        because: dict[str, list[str]] = {}
+        definite = mm.predicted(read, False, because)
+        absent = {row for cc in read.claims for f in cc.findings if f.presence == "absent" for row in mm.rows_of(f)}
         low = r.report.text.lower()
         for row in set(gold) | set(pred):
             c = counts[row]
@@ -165,19 +179,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if gold[row]:
                     c["side_n"] += 1
                     c["side_ok"] += _side_match(gold[row], pred[row])
-                    if not _side_match(gold[row], pred[row]) and args.show_errors == row:
+                    if not _side_match(gold[row], pred[row]) and args.show_errors == row and kind is None:
                         errors.append(("side", r.id, f"gold {sorted(gold[row])} predicted {sorted(pred[row])}: {r.report.text}"))
             elif row in gold:
                 c["fn"] += 1
-                why[row]["FN: not stated" if not any(w in low for w in words.get(row, ())) else
-                         "FN: read as absent" if row in absent else "FN: stated, not read"] += 1
-                if args.show_errors == row:
-                    errors.append(("FN", r.id, r.report.text))
+                cls = ("FN: not stated" if not any(w in low for w in words.get(row, ())) else
+                       "FN: read as absent" if row in absent else "FN: stated, not read")
+                why[row][cls] += 1
+                if args.show_errors == row and kind in (None, cls):
+                    errors.append(("FN", r.id, r.report.text if kind is None else f"tags {r.mesh_major}: {r.report.text}"))
             else:
                 c["fp"] += 1
-                why[row]["FP: hedged only" if row not in definite else "FP: report tagged normal" if normal else "FP: definite, untagged"] += 1
-                if args.show_errors == row:
-                    errors.append(("FP", r.id, r.report.text))
+                cls = "FP: hedged only" if row not in definite else "FP: report tagged normal" if normal else "FP: definite, untagged"
+                why[row][cls] += 1
+                if args.show_errors == row and kind in (None, cls):
+                    errors.append(("FP", r.id, r.report.text if kind is None else
+                                   f"tags {r.mesh_major}; read from: " + " | ".join(because.get(row, ()))))
         # "normal": MeSH normal vs nothing predicted
         c = counts["normal (no finding)"]
         if normal and not pred:
@@ -297,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=0, help="only the first N reports (default: all)")
     p.add_argument("--map", default=str(DATA), help="MeSH map JSON (default evals/data/mesh_map.json)")
     p.add_argument("--show-errors", metavar="ROW", help="print false positives/negatives of one row (report text!)")
+    p.add_argument("--kind", choices=tuple(DISAGREEMENTS), help="with --show-errors: only errors of this disagreement class, "
+                   "each with the report's tags and the claims that gave the prediction (FP) or the report text (FN)")
     p.add_argument("--max-errors", type=int, default=15)
     p.add_argument("--markdown", metavar="TABLE.md", help="also write the table as Markdown")
     p.add_argument("--conventions", action="store_true", help="also print the disagreements per row by class (MeSH convention or ours) as Markdown")
