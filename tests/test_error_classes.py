@@ -28,6 +28,19 @@ def test_requests_are_hypothetical_findings():
     assert f["Right lower lobe opacity."] == [("opacity", "present")]
 
 
+def test_conditions_and_caveats_are_hypothetical_too():
+    """IU impressions: "If there is concern for fracture, consider rib series." and the
+    disclaimer "fractures may not be demonstrated" were hedged fractures (MeSH-untagged)."""
+    f = findings("FINDINGS: If there is concern for fracture, consider rib series. "
+                 "Please note that fractures may not be demonstrated. Fracture is possible, if the pain is localized here. "
+                 "Healed right rib fracture.")
+    assert f["If there is concern for fracture, consider rib series."] == [("fracture", "hypothetical")]
+    assert f["Please note that fractures may not be demonstrated."] == [("fracture", "hypothetical")]
+    # the condition follows the hedged finding: it stays a hedge
+    assert f["Fracture is possible, if the pain is localized here."] == [("fracture", "uncertain")]
+    assert f["Healed right rib fracture."] == [("fracture", "present")]
+
+
 def test_hedges_that_contain_a_request_word_stay_hedged():
     for text in ("Cannot rule out pneumonia.", "Pneumonia cannot be excluded.", "Difficult to exclude effusion.",
                  "Unable to rule out pneumonia."):
