@@ -116,3 +116,20 @@ def test_coordinated_modifiers_of_one_head_are_one_claim():
     (claim,) = findings(text)
     assert claim == text[len("FINDINGS: "):]
     assert list(findings("FINDINGS: No pleural effusion or pneumothorax.")) == ["No pleural effusion.", "No pneumothorax."]
+
+
+# --- negation reaches list items that open with an attributive "visible"; "no findings to suggest"
+
+def test_visible_before_a_finding_does_not_end_the_negation():
+    """IU: "No focal consolidation, visible pneumothorax or large pleural effusion." read a
+    hedged pneumothorax and effusion: "visible" is also a copula ("no pneumothorax visible"),
+    which opened a new clause."""
+    f = findings("FINDINGS: No focal consolidation, visible pneumothorax or large pleural effusion. No pneumothorax visible. "
+                 "A right pneumothorax is visible.")
+    assert [p for fs in f.values() for _, p in fs] == ["absent", "absent", "absent", "absent", "present"]
+
+
+def test_no_findings_to_suggest_is_a_negation():
+    f = findings("FINDINGS: No findings to suggest pleural effusion. Nothing to suggest pneumonia. "
+                 "No radiographic findings to suggest pneumothorax.")
+    assert list(f.values()) == [[("pleural effusion", "absent")], [("pneumonia", "absent")], [("pneumothorax", "absent")]]

@@ -227,6 +227,12 @@ def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict)
             prof = profiles[id(entries)] = (_profile(entries), entries)
         role, norm, kind, coord, term, cop, lat, split = prof[0]
         out.append(Mention(i, j, tokens[i][0], tokens[j - 1][1], entries, role, norm, kind, coord, term, cop, lat, split))
+    # A copula that is also a descriptor ("visible") right before an observation is used
+    # attributively: "No consolidation, visible pneumothorax or effusion" has no new clause
+    # there ("no pneumothorax visible" keeps its copula).
+    for a, b in zip(out, out[1:]):
+        if a.cop and b.i == a.j and b.role in (R_OBS, R_LAT, R_MOD, R_ANAT) and not b.cop and a.entry(DESC) is not None:
+            a.cop = False
     elidable = lex.elidable_zone_words
     if elidable and out and not elidable.isdisjoint(words):
         out = _elided_zones(out, tokens, words, lex)
