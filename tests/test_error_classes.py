@@ -39,6 +39,15 @@ def test_conditions_and_caveats_are_hypothetical_too():
     # the condition follows the hedged finding: it stays a hedge
     assert f["Fracture is possible, if the pain is localized here."] == [("fracture", "uncertain")]
     assert f["Healed right rib fracture."] == [("fracture", "present")]
+    # a statement about the method: "CT is more sensitive in detecting small nodules"
+    assert findings("FINDINGS: CT scan is more sensitive in detecting small nodules.") == {
+        "CT scan is more sensitive in detecting small nodules.": [("nodule", "hypothetical")]}
+
+
+def test_external_monitor_leads_are_not_a_pacemaker():
+    assert findings("FINDINGS: Overlying external cardiac monitor leads. Pacemaker leads in the right ventricle.") == {
+        "Overlying external cardiac monitor leads.": [("device", "present")],
+        "Pacemaker leads in the right ventricle.": [("pacemaker", "present")]}
 
 
 def test_hedges_that_contain_a_request_word_stay_hedged():
@@ -133,3 +142,23 @@ def test_no_findings_to_suggest_is_a_negation():
     f = findings("FINDINGS: No findings to suggest pleural effusion. Nothing to suggest pneumonia. "
                  "No radiographic findings to suggest pneumothorax.")
     assert list(f.values()) == [[("pleural effusion", "absent")], [("pneumonia", "absent")], [("pneumothorax", "absent")]]
+
+
+# --- coordinated findings share the anatomy a contextual rule joins them to
+
+def test_coordinated_findings_share_the_aorta():
+    """IU: "The aorta is calcified and tortuous" read a bare "tortuosity" (a separate claim
+    "Tortuous.") instead of a tortuous aorta; 20 IU reports tagged Aorta/tortuous were missed."""
+    for text in ("The aorta is calcified and tortuous.", "Tortuous and calcified aorta.", "Aortic calcifications and tortuosity.",
+                 "Mild unfolding and atherosclerotic calcification of the aorta."):
+        (fs,) = findings(f"FINDINGS: {text}").values()  # one claim: the parts share the aorta
+        assert ("tortuous aorta", "present") in fs, text
+    # two names of one finding joined by "/" are no alternative: not hedged
+    (fs,) = findings("FINDINGS: Aortic calcifications and ectasia/tortuosity.").values()
+    assert {p for o, p in fs if o == "tortuous aorta"} == {"present"}
+    # no contextual rule joins cardiomegaly to the aorta: two claims, nothing moved
+    assert findings("FINDINGS: Cardiomegaly and calcified aorta.") == {
+        "Cardiomegaly.": [("cardiomegaly", "present")], "Calcified aorta.": [("calcification", "present")]}
+    # an observation with its own place keeps it
+    f = findings("FINDINGS: Diffusely increased interstitial and mild patchy airspace opacities.")
+    assert ("opacity", "present") in [x for fs in f.values() for x in fs]
