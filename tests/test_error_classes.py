@@ -162,3 +162,16 @@ def test_coordinated_findings_share_the_aorta():
     # an observation with its own place keeps it
     f = findings("FINDINGS: Diffusely increased interstitial and mild patchy airspace opacities.")
     assert ("opacity", "present") in [x for fs in f.values() for x in fs]
+
+
+def test_calcified_reaches_its_granuloma_over_size_side_and_place():
+    """IU: "Calcified 5 mm right midlung granuloma" read a calcification beside a granuloma
+    (the modifier reached at most three words), "calcific granulomas" and "granulomatous
+    calcifications" were no calcified granuloma either."""
+    for text in ("Calcified 5 mm right midlung granuloma.", "Calcified 8mm right apical granuloma.",
+                 "Calcific granulomas are present in the right upper lobe.", "Granulomatous calcifications in the paratracheal region."):
+        (fs,) = findings(f"FINDINGS: {text}").values()
+        assert [o for o, _ in fs] == ["calcified granuloma"], text
+    # words that are no size, side or place still separate them
+    (fs,) = findings("FINDINGS: Calcified tortuous aorta.").values()
+    assert [o for o, _ in fs] == ["calcification", "tortuous aorta"]

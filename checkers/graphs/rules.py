@@ -327,10 +327,20 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                 if other is None:
                     continue
                 nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_NORMAL)), None)
-                if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 3:
+                if nxt is not None and nxt.role == R_OBS and (nxt.i - m.j <= 3 or _np_gap(ch, m, nxt, words) <= 1):
                     if other.norm in lex.modifier_findings and (other.norm, nxt.norm) not in lex.modifier_rules:
                         continue  # "calcified tortuous aorta": a calcification beside the tortuous aorta
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
+
+
+_MEASURE = re.compile(r"^(?:\d+(?:\.\d+)?(?:mm|cm)?|mm|cm|x|by)$")
+
+
+def _np_gap(ch: list[Mention], a: Mention, b: Mention, words: list[str]) -> int:
+    """Words between a and b that are neither a place, a side, a modifier nor a measurement
+    ("calcified 5 mm right midlung granuloma": 0): a modifier reaches its head over those."""
+    covered = {t for x in ch if x.role in (R_ANAT, R_LAT, R_MOD) and a.j <= x.i and x.j <= b.i for t in range(x.i, x.j)}
+    return sum(1 for t in range(a.j, b.i) if t not in covered and not _MEASURE.match(words[t]))
 
 
 _GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
