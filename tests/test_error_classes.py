@@ -175,3 +175,15 @@ def test_calcified_reaches_its_granuloma_over_size_side_and_place():
     # words that are no size, side or place still separate them
     (fs,) = findings("FINDINGS: Calcified tortuous aorta.").values()
     assert [o for o, _ in fs] == ["calcification", "tortuous aorta"]
+
+
+def test_lung_volume_words_written_apart_and_body_jewelry():
+    """IU: "Lungs are hyper expanded" and "Lungs are mildly under expanded" read hypoinflation
+    ABSENT (the normal predicate "expanded"); "Nipple ring on left" read a nipple shadow."""
+    assert findings("FINDINGS: Lungs are hyper expanded consistent with COPD.") == {
+        "Lungs are hyper expanded consistent with COPD.": [("hyperinflation", "present"), ("copd", "present")]}
+    for text in ("Lungs are mildly under expanded.", "The lungs are hypoventilated."):
+        assert list(findings(f"FINDINGS: {text}").values()) == [[("hypoinflation", "present")]], text
+    assert list(findings("FINDINGS: The lungs are expanded and clear.").values()) == [[("hypoinflation", "absent")]]
+    for text in ("Nipple ring on left.", "Umbilical piercing.", "Two bullets overlie the left chest."):
+        assert [o for fs in findings(f"FINDINGS: {text}").values() for o, _ in fs] == ["foreign body"], text
