@@ -187,3 +187,10 @@ def test_lung_volume_words_written_apart_and_body_jewelry():
     assert list(findings("FINDINGS: The lungs are expanded and clear.").values()) == [[("hypoinflation", "absent")]]
     for text in ("Nipple ring on left.", "Umbilical piercing.", "Two bullets overlie the left chest."):
         assert [o for fs in findings(f"FINDINGS: {text}").values() for o, _ in fs] == ["foreign body"], text
+
+
+def test_coarse_or_crowded_markings_are_increased_markings():
+    f = findings("FINDINGS: Mild right hemidiaphragm elevation with crowded markings in the right lung base. "
+                 "Coarse central interstitial markings. Bronchovascular crowding, indistinct central vascular margination.")
+    got = [o for fs in f.values() for o, p in fs if p == "present"]
+    assert got.count("increased markings") == 3 and "vascular congestion" in got
