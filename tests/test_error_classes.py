@@ -194,3 +194,13 @@ def test_coarse_or_crowded_markings_are_increased_markings():
                  "Coarse central interstitial markings. Bronchovascular crowding, indistinct central vascular margination.")
     got = [o for fs in f.values() for o, p in fs if p == "present"]
     assert got.count("increased markings") == 3 and "vascular congestion" in got
+
+
+def test_a_negation_closed_by_its_predicate_stops_at_the_comma():
+    """IU: "No definite pleural effusion seen, left bronchovascular crowding ..." denied the
+    crowding too: the cue's clause ends with its predicate ("seen")."""
+    f = findings("FINDINGS: No pleural effusion seen, right basilar atelectasis. No pneumothorax, effusion or consolidation seen. "
+                 "No pneumothorax is seen, or effusion.")
+    assert [(o, p) for fs in f.values() for o, p, in fs] == [
+        ("pleural effusion", "absent"), ("atelectasis", "present"), ("pneumothorax", "absent"), ("pleural effusion", "absent"),
+        ("consolidation", "absent"), ("pneumothorax", "absent"), ("pleural effusion", "absent")]

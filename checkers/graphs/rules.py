@@ -451,6 +451,16 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return True
         return _has_copula_before_head(ch) or any(m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
 
+    def closed_before(k: int) -> bool:
+        """Does chunk k-1 end in a predicate after its last observation ("No pleural effusion
+        SEEN, right basilar atelectasis"), so its cue does not reach chunk k? Not across "or"
+        ("no pneumothorax is seen, or effusion")."""
+        prev = chunks[k - 1]
+        last = next((m for m in reversed(prev) if m.role == R_OBS), None)
+        if last is None or not any(m.cop for m in prev if m.i >= last.j):
+            return False
+        return not any(b in OR_WORDS or b == "nor" for b in _boundary(mentions, chunks, k))
+
     def apply(m: Mention, label: str, dist: int) -> None:
         if dist < m.cue_dist:
             m.cue_dist, m.label = dist, label
@@ -470,7 +480,7 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             for m in later_obs:
                 apply(m, pre_label, m.i - c.j)
             k = c.chunk + 1
-            while k < nchunks and not clause_break_before(k):
+            while k < nchunks and not clause_break_before(k) and not closed_before(k):
                 for m in chunks[k]:
                     if m.role == R_OBS:
                         apply(m, pre_label, m.i - c.j)
