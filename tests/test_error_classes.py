@@ -28,6 +28,28 @@ def test_requests_are_hypothetical_findings():
     assert f["Right lower lobe opacity."] == [("opacity", "present")]
 
 
+def test_conditions_and_caveats_are_hypothetical_too():
+    """IU impressions: "If there is concern for fracture, consider rib series." and the
+    disclaimer "fractures may not be demonstrated" were hedged fractures (MeSH-untagged)."""
+    f = findings("FINDINGS: If there is concern for fracture, consider rib series. "
+                 "Please note that fractures may not be demonstrated. Fracture is possible, if the pain is localized here. "
+                 "Healed right rib fracture.")
+    assert f["If there is concern for fracture, consider rib series."] == [("fracture", "hypothetical")]
+    assert f["Please note that fractures may not be demonstrated."] == [("fracture", "hypothetical")]
+    # the condition follows the hedged finding: it stays a hedge
+    assert f["Fracture is possible, if the pain is localized here."] == [("fracture", "uncertain")]
+    assert f["Healed right rib fracture."] == [("fracture", "present")]
+    # a statement about the method: "CT is more sensitive in detecting small nodules"
+    assert findings("FINDINGS: CT scan is more sensitive in detecting small nodules.") == {
+        "CT scan is more sensitive in detecting small nodules.": [("nodule", "hypothetical")]}
+
+
+def test_external_monitor_leads_are_not_a_pacemaker():
+    assert findings("FINDINGS: Overlying external cardiac monitor leads. Pacemaker leads in the right ventricle.") == {
+        "Overlying external cardiac monitor leads.": [("device", "present")],
+        "Pacemaker leads in the right ventricle.": [("pacemaker", "present")]}
+
+
 def test_hedges_that_contain_a_request_word_stay_hedged():
     for text in ("Cannot rule out pneumonia.", "Pneumonia cannot be excluded.", "Difficult to exclude effusion.",
                  "Unable to rule out pneumonia."):
@@ -103,3 +125,82 @@ def test_coordinated_modifiers_of_one_head_are_one_claim():
     (claim,) = findings(text)
     assert claim == text[len("FINDINGS: "):]
     assert list(findings("FINDINGS: No pleural effusion or pneumothorax.")) == ["No pleural effusion.", "No pneumothorax."]
+
+
+# --- negation reaches list items that open with an attributive "visible"; "no findings to suggest"
+
+def test_visible_before_a_finding_does_not_end_the_negation():
+    """IU: "No focal consolidation, visible pneumothorax or large pleural effusion." read a
+    hedged pneumothorax and effusion: "visible" is also a copula ("no pneumothorax visible"),
+    which opened a new clause."""
+    f = findings("FINDINGS: No focal consolidation, visible pneumothorax or large pleural effusion. No pneumothorax visible. "
+                 "A right pneumothorax is visible.")
+    assert [p for fs in f.values() for _, p in fs] == ["absent", "absent", "absent", "absent", "present"]
+
+
+def test_no_findings_to_suggest_is_a_negation():
+    f = findings("FINDINGS: No findings to suggest pleural effusion. Nothing to suggest pneumonia. "
+                 "No radiographic findings to suggest pneumothorax.")
+    assert list(f.values()) == [[("pleural effusion", "absent")], [("pneumonia", "absent")], [("pneumothorax", "absent")]]
+
+
+# --- coordinated findings share the anatomy a contextual rule joins them to
+
+def test_coordinated_findings_share_the_aorta():
+    """IU: "The aorta is calcified and tortuous" read a bare "tortuosity" (a separate claim
+    "Tortuous.") instead of a tortuous aorta; 20 IU reports tagged Aorta/tortuous were missed."""
+    for text in ("The aorta is calcified and tortuous.", "Tortuous and calcified aorta.", "Aortic calcifications and tortuosity.",
+                 "Mild unfolding and atherosclerotic calcification of the aorta."):
+        (fs,) = findings(f"FINDINGS: {text}").values()  # one claim: the parts share the aorta
+        assert ("tortuous aorta", "present") in fs, text
+    # two names of one finding joined by "/" are no alternative: not hedged
+    (fs,) = findings("FINDINGS: Aortic calcifications and ectasia/tortuosity.").values()
+    assert {p for o, p in fs if o == "tortuous aorta"} == {"present"}
+    # no contextual rule joins cardiomegaly to the aorta: two claims, nothing moved
+    assert findings("FINDINGS: Cardiomegaly and calcified aorta.") == {
+        "Cardiomegaly.": [("cardiomegaly", "present")], "Calcified aorta.": [("calcification", "present")]}
+    # an observation with its own place keeps it
+    f = findings("FINDINGS: Diffusely increased interstitial and mild patchy airspace opacities.")
+    assert ("opacity", "present") in [x for fs in f.values() for x in fs]
+
+
+def test_calcified_reaches_its_granuloma_over_size_side_and_place():
+    """IU: "Calcified 5 mm right midlung granuloma" read a calcification beside a granuloma
+    (the modifier reached at most three words), "calcific granulomas" and "granulomatous
+    calcifications" were no calcified granuloma either."""
+    for text in ("Calcified 5 mm right midlung granuloma.", "Calcified 8mm right apical granuloma.",
+                 "Calcific granulomas are present in the right upper lobe.", "Granulomatous calcifications in the paratracheal region."):
+        (fs,) = findings(f"FINDINGS: {text}").values()
+        assert [o for o, _ in fs] == ["calcified granuloma"], text
+    # words that are no size, side or place still separate them
+    (fs,) = findings("FINDINGS: Calcified tortuous aorta.").values()
+    assert [o for o, _ in fs] == ["calcification", "tortuous aorta"]
+
+
+def test_lung_volume_words_written_apart_and_body_jewelry():
+    """IU: "Lungs are hyper expanded" and "Lungs are mildly under expanded" read hypoinflation
+    ABSENT (the normal predicate "expanded"); "Nipple ring on left" read a nipple shadow."""
+    assert findings("FINDINGS: Lungs are hyper expanded consistent with COPD.") == {
+        "Lungs are hyper expanded consistent with COPD.": [("hyperinflation", "present"), ("copd", "present")]}
+    for text in ("Lungs are mildly under expanded.", "The lungs are hypoventilated."):
+        assert list(findings(f"FINDINGS: {text}").values()) == [[("hypoinflation", "present")]], text
+    assert list(findings("FINDINGS: The lungs are expanded and clear.").values()) == [[("hypoinflation", "absent")]]
+    for text in ("Nipple ring on left.", "Umbilical piercing.", "Two bullets overlie the left chest."):
+        assert [o for fs in findings(f"FINDINGS: {text}").values() for o, _ in fs] == ["foreign body"], text
+
+
+def test_coarse_or_crowded_markings_are_increased_markings():
+    f = findings("FINDINGS: Mild right hemidiaphragm elevation with crowded markings in the right lung base. "
+                 "Coarse central interstitial markings. Bronchovascular crowding, indistinct central vascular margination.")
+    got = [o for fs in f.values() for o, p in fs if p == "present"]
+    assert got.count("increased markings") == 3 and "vascular congestion" in got
+
+
+def test_a_negation_closed_by_its_predicate_stops_at_the_comma():
+    """IU: "No definite pleural effusion seen, left bronchovascular crowding ..." denied the
+    crowding too: the cue's clause ends with its predicate ("seen")."""
+    f = findings("FINDINGS: No pleural effusion seen, right basilar atelectasis. No pneumothorax, effusion or consolidation seen. "
+                 "No pneumothorax is seen, or effusion.")
+    assert [(o, p) for fs in f.values() for o, p, in fs] == [
+        ("pleural effusion", "absent"), ("atelectasis", "present"), ("pneumothorax", "absent"), ("pleural effusion", "absent"),
+        ("consolidation", "absent"), ("pneumothorax", "absent"), ("pleural effusion", "absent")]

@@ -47,3 +47,15 @@ def test_kind_lists_one_class_with_tags_and_the_sentences_that_predicted_it(caps
     res = __import__("json").loads(out.read_text())
     assert 0 < len(lines) == min(50, res["disagreements"]["rows"]["Opacity"]["FP: definite, untagged"])
     assert all(x.startswith("--- FP CXR") and "tags (" in x and "read from: " in x and "FINDINGS:" not in x for x in lines)
+
+
+def test_a_row_is_stated_only_by_whole_words():
+    """ "fusion" (spinal fusion, a device row word) is not stated by "effusion", nor "ild" by
+    "mild": a substring test put such misses in "FN: stated, not read" (our errors) instead of
+    "FN: not stated" (a MeSH convention)."""
+    words = ma._row_words(ma.MeshMap(ma.load_map()))
+    devices = words["Medical Devices"]
+    assert devices.search("status post spinal fusion.") and not devices.search("no pleural effusion.")
+    assert words["Opacity"].search("increased interstitial opacities.")
+    ild = words["Interstitial Lung Disease / Fibrosis"]
+    assert not ild.search("mild cardiomegaly.") and ild.search("findings of ild.")

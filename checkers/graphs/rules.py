@@ -229,6 +229,12 @@ def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict)
             prof = profiles[id(entries)] = (_profile(entries), entries)
         role, norm, kind, coord, term, cop, lat, split = prof[0]
         out.append(Mention(i, j, tokens[i][0], tokens[j - 1][1], entries, role, norm, kind, coord, term, cop, lat, split))
+    # A copula that is also a descriptor ("visible") right before an observation is used
+    # attributively: "No consolidation, visible pneumothorax or effusion" has no new clause
+    # there ("no pneumothorax visible" keeps its copula).
+    for a, b in zip(out, out[1:]):
+        if a.cop and b.i == a.j and b.role in (R_OBS, R_LAT, R_MOD, R_ANAT) and not b.cop and a.entry(DESC) is not None:
+            a.cop = False
     elidable = lex.elidable_zone_words
     if elidable and out and not elidable.isdisjoint(words):
         out = _elided_zones(out, tokens, words, lex)
@@ -323,29 +329,20 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                 if other is None:
                     continue
                 nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_NORMAL)), None)
-                if nxt is not None and nxt.role == R_OBS and (nxt.i - m.j <= 3 or _noun_phrase_gap(ch, k, nxt, words) == 0):
+                if nxt is not None and nxt.role == R_OBS and (nxt.i - m.j <= 3 or _np_gap(ch, m, nxt, words) <= 1):
                     if other.norm in lex.modifier_findings and (other.norm, nxt.norm) not in lex.modifier_rules:
                         continue  # "calcified tortuous aorta": a calcification beside the tortuous aorta
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
 
 
-_SIZE_TOKEN = re.compile(r"^(?:\d+(?:\.\d+)?(?:mm|cm)?|mm|cm|x)$")
-_NP_GAP_MAX = 8
+_MEASURE = re.compile(r"^(?:\d+(?:\.\d+)?(?:mm|cm)?|mm|cm|x|by)$")
 
 
-def _noun_phrase_gap(ch: list[Mention], k: int, nxt: Mention, words: list[str]) -> int:
-    """Tokens between ``ch[k]`` and ``nxt`` other than anatomy, sides, modifiers and sizes
-    (0: one noun phrase, "Calcified left lower lobe 5 mm granuloma"); beyond
-    ``_NP_GAP_MAX`` tokens, never one."""
-    if nxt.i - ch[k].j > _NP_GAP_MAX:
-        return nxt.i - ch[k].j
-    covered: set[int] = set()
-    for x in ch[k + 1 :]:
-        if x is nxt:
-            break
-        if x.role in (R_ANAT, R_LAT, R_MOD):
-            covered.update(range(x.i, x.j))
-    return sum(1 for t in range(ch[k].j, nxt.i) if t not in covered and not _SIZE_TOKEN.match(words[t]))
+def _np_gap(ch: list[Mention], a: Mention, b: Mention, words: list[str]) -> int:
+    """Words between a and b that are neither a place, a side, a modifier nor a measurement
+    ("calcified 5 mm right midlung granuloma": 0): a modifier reaches its head over those."""
+    covered = {t for x in ch if x.role in (R_ANAT, R_LAT, R_MOD) and a.j <= x.i and x.j <= b.i for t in range(x.i, x.j)}
+    return sum(1 for t in range(a.j, b.i) if t not in covered and not _MEASURE.match(words[t]))
 
 
 _GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
@@ -456,6 +453,16 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return True
         return _has_copula_before_head(ch) or any(m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
 
+    def closed_before(k: int) -> bool:
+        """Does chunk k-1 end in a predicate after its last observation ("No pleural effusion
+        SEEN, right basilar atelectasis"), so its cue does not reach chunk k? Not across "or"
+        ("no pneumothorax is seen, or effusion")."""
+        prev = chunks[k - 1]
+        last = next((m for m in reversed(prev) if m.role == R_OBS), None)
+        if last is None or not any(m.cop for m in prev if m.i >= last.j):
+            return False
+        return not any(b in OR_WORDS or b == "nor" for b in _boundary(mentions, chunks, k))
+
     def apply(m: Mention, label: str, dist: int) -> None:
         if dist < m.cue_dist:
             m.cue_dist, m.label = dist, label
@@ -475,7 +482,7 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             for m in later_obs:
                 apply(m, pre_label, m.i - c.j)
             k = c.chunk + 1
-            while k < nchunks and not clause_break_before(k):
+            while k < nchunks and not clause_break_before(k) and not closed_before(k):
                 for m in chunks[k]:
                     if m.role == R_OBS:
                         apply(m, pre_label, m.i - c.j)
@@ -511,7 +518,8 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             continue
         a = [m for m in chunks[k - 1] if m.role == R_OBS]
         b = [m for m in chunks[k] if m.role == R_OBS]
-        if a and b and a[-1].label != "OBS-DA" and b[0].label != "OBS-DA":
+        if a and b and a[-1].label != "OBS-DA" and b[0].label != "OBS-DA" and a[-1].norm != b[0].norm:
+            # (two names of one finding, "ectasia/tortuosity", are no alternative)
             a[-1].label = "OBS-U"
             b[0].label = "OBS-U"
 
@@ -680,6 +688,8 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                     rels.append(("located_at", preds[k][0], r[2]))
                 elif r[0] == "suggestive_of" and r[2] is a:  # "A may reflect B or C": A suggests C too
                     rels.append(("suggestive_of", r[1], preds[k][0]))
+    if lex.contextual and nchunks > 1:
+        _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex, rels)
     if any(m.elided is not None for m in mentions):
         _share_elided(mentions, rels)
     return rels
@@ -691,6 +701,50 @@ def _mimicked(src: Mention, dst: Mention, lex: Lexicon) -> None:
     definite finding: present becomes uncertain."""
     if src.label == "OBS-DP" and dst.norm in lex.mimics and src.norm in lex.mimic_findings:
         src.label = "OBS-U"
+
+
+def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon, rels: list) -> None:
+    """Coordinated findings without a place of their own share the anatomy of a listed chunk
+    that has one, when a lexicon contextual rule joins the two ("The aorta is calcified and
+    tortuous", "Tortuous and calcified aorta", "aortic calcifications and tortuosity":
+    tortuosity at the aorta is a tortuous aorta). The subject of a copula before wins ("the
+    aorta IS calcified and tortuous"), else the head after ("heart size, moderately enlarged
+    and tortuous calcified aorta"), else the anatomy before. Only such pairs: "Cardiomegaly
+    and calcified aorta" keeps its cardiomegaly off the aorta."""
+    n = len(chunks)
+
+    def listed(k: int, step: int) -> int | None:
+        """The nearest chunk with anatomy from k in direction step, over list joins and
+        chunks of findings without a place."""
+        j = k
+        while 0 <= j + step < n:
+            joined = _boundary(mentions, chunks, max(j, j + step))
+            if not joined or not all(b in LIST_JOINS for b in joined):
+                return None
+            j += step
+            if anat_heads[j]:
+                return j
+            if not preds[j]:
+                return None
+        return None
+
+    for k in range(n):
+        if anat_heads[k] or not preds[k]:
+            continue
+        before, after = listed(k, -1), listed(k, 1)
+        if before is not None and (after is None or any(m.cop for m in chunks[before])):
+            heads = anat_heads[before]
+        elif after is not None:
+            heads = anat_heads[after]
+        else:
+            continue
+        placed = {id(r[1]) for r in rels if r[0] == "located_at"}
+        for p in preds[k]:
+            if p.role != R_OBS or p.split or id(p) in placed:  # "airspace opacities" has its place
+                continue
+            for a in heads:
+                if (p.norm, a.norm) in lex.contextual:
+                    rels.append(("located_at", p, a))
 
 
 def _share_elided(mentions: list[Mention], rels: list) -> None:
