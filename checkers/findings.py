@@ -21,9 +21,11 @@ not modify another one):
   temporal descriptor "acute" when present.
 - A target of ``suggestive_of`` ("opacity suggestive of pneumonia") without a location of
   its own takes its source's.
-- ``presence`` "hypothetical" (given ``text``): a finding that a request cue precedes in its
-  clause ("Evaluate for pneumonia.", "Recommend CT to exclude mass.", "Correlate clinically
-  for pneumonia."; lexicon ``cues.hypothetical``) is a request, not a finding. RadGraph has
+- ``presence`` "hypothetical" (given ``text``): a finding that a request or condition cue
+  precedes in its clause ("Evaluate for pneumonia.", "Recommend CT to exclude mass.", "If
+  there is concern for fracture, ..."; lexicon ``cues.hypothetical``), or that a caveat cue
+  follows there ("fractures may not be demonstrated"; ``cues.hypothetical_post``), is a
+  request or a caveat, not a finding. RadGraph has
   no such label, so the graph keeps OBS-U (or whatever the cue gave) and only the Finding
   says it.
 """
@@ -118,27 +120,41 @@ _HEDGE_BEFORE = re.compile(r"(?:\bcannot|\bcan not|\bnot|\bdifficult(?: to)?|\bu
 _cue_res: dict[int, tuple[Lexicon, Any]] = {}
 
 
+def _cue_regex(words) -> Any:
+    words = [w for w in words if w]
+    return re.compile(r"(?<![\w/])(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?![\w/])", re.I) if words else None
+
+
 def _hypothetical_re(lex: Lexicon) -> Any:
-    """The request cues of ``lex`` (``cues.hypothetical``) as one regex, or None."""
+    """The request cues of ``lex`` (``cues.hypothetical``, before the finding) and the caveat
+    cues (``cues.hypothetical_post``, after it) as a pair of regexes (None where empty), or
+    None when both are empty."""
     hit = _cue_res.get(id(lex))
     if hit is None or hit[0] is not lex:
-        words = [w for w in lex.data.get("cues", {}).get("hypothetical", ()) if w]
-        rx = re.compile(r"(?<![\w/])(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?![\w/])", re.I) if words else None
-        hit = _cue_res[id(lex)] = (lex, rx)
+        cues = lex.data.get("cues", {})
+        pre, post = _cue_regex(cues.get("hypothetical", ())), _cue_regex(cues.get("hypothetical_post", ()))
+        hit = _cue_res[id(lex)] = (lex, (pre, post) if pre or post else None)
     return hit[1]
 
 
 def _hypothetical(f: Finding, text: str, cue: Any) -> Finding:
-    """``f`` with presence "hypothetical" when a request cue precedes it in its clause."""
+    """``f`` with presence "hypothetical" when a request cue precedes it in its clause, or a
+    caveat cue follows it there ("fractures may not be demonstrated")."""
     if f.presence == "hypothetical" or not 0 < f.start <= len(text):
         return f
+    pre, post = cue
     window = text[max(0, f.start - HYPOTHETICAL_WINDOW): f.start]
     ends = list(_CLAUSE_END.finditer(window))
     if ends:
         window = window[ends[-1].end():]
-    if not any(not _HEDGE_BEFORE.search(window, 0, m.start()) for m in cue.finditer(window)):
-        return f
-    return replace(f, presence="hypothetical")
+    if pre is not None and any(not _HEDGE_BEFORE.search(window, 0, m.start()) for m in pre.finditer(window)):
+        return replace(f, presence="hypothetical")
+    if post is not None:
+        after = text[f.end: f.end + HYPOTHETICAL_WINDOW]
+        end = _CLAUSE_END.search(after)
+        if post.search(after[: end.start()] if end else after):
+            return replace(f, presence="hypothetical")
+    return f
 
 
 def _new_finding(observation, presence, laterality, locations, anatomy, severity, change, e: Entity) -> Finding:

@@ -164,6 +164,13 @@ class Lexicon:
         for key, cat in _CUE_KEYS.items():
             for syn in d.get("cues", {}).get(key, ()):
                 self._add(syn, Entry(cat, syn))
+        # "no change", "without significant interval change": an unchanged-change phrase that
+        # opens with a negation word states stability, it negates nothing (a pseudo-negation),
+        # so the change list is the one place such phrases are written.
+        negation_words = {phrase_tokens(c)[0] for c in d.get("cues", {}).get("negation_pre", ()) if len(phrase_tokens(c)) == 1}
+        for syn in d.get("change", {}).get("unchanged", ()):
+            if phrase_tokens(syn)[0] in negation_words:
+                self._add(syn, Entry(PSEUDO, syn))
         for rule in d.get("contextual", {}).get("modifiers", {}).get("rules", ()):
             if len(rule) != 3:
                 raise ReportgenError("E211", f"modifier rule {rule!r} must be [modifier, observation, result]", fix="see docs/lexicon.md")

@@ -60,7 +60,7 @@ VERDICT_BASES: Mapping[str, str] = {
     "no_evidence": "no evidence mentions the finding",
     "convention": "no evidence mentions the finding; the chexpert convention reads an unmentioned finding as absent",
     "redacted": "a redacted word (XXXX) of the claim may narrow what it denies",
-    "hypothetical": "a request or recommendation ('evaluate for pneumonia'), not a finding: never supports or contradicts",
+    "hypothetical": "a request, recommendation, condition or caveat ('evaluate for pneumonia', 'if there is concern for fracture'), not a finding: never supports or contradicts",
     "not_read": "no finding could be read off the claim",
     "no_source": "no evidence was given",
     "error": "the checker failed on this claim",

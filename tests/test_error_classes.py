@@ -28,6 +28,28 @@ def test_requests_are_hypothetical_findings():
     assert f["Right lower lobe opacity."] == [("opacity", "present")]
 
 
+def test_conditions_and_caveats_are_hypothetical_too():
+    """IU impressions: "If there is concern for fracture, consider rib series." and the
+    disclaimer "fractures may not be demonstrated" were hedged fractures (MeSH-untagged)."""
+    f = findings("FINDINGS: If there is concern for fracture, consider rib series. "
+                 "Please note that fractures may not be demonstrated. Fracture is possible, if the pain is localized here. "
+                 "Healed right rib fracture.")
+    assert f["If there is concern for fracture, consider rib series."] == [("fracture", "hypothetical")]
+    assert f["Please note that fractures may not be demonstrated."] == [("fracture", "hypothetical")]
+    # the condition follows the hedged finding: it stays a hedge
+    assert f["Fracture is possible, if the pain is localized here."] == [("fracture", "uncertain")]
+    assert f["Healed right rib fracture."] == [("fracture", "present")]
+    # a statement about the method: "CT is more sensitive in detecting small nodules"
+    assert findings("FINDINGS: CT scan is more sensitive in detecting small nodules.") == {
+        "CT scan is more sensitive in detecting small nodules.": [("nodule", "hypothetical")]}
+
+
+def test_external_monitor_leads_are_not_a_pacemaker():
+    assert findings("FINDINGS: Overlying external cardiac monitor leads. Pacemaker leads in the right ventricle.") == {
+        "Overlying external cardiac monitor leads.": [("device", "present")],
+        "Pacemaker leads in the right ventricle.": [("pacemaker", "present")]}
+
+
 def test_hedges_that_contain_a_request_word_stay_hedged():
     for text in ("Cannot rule out pneumonia.", "Pneumonia cannot be excluded.", "Difficult to exclude effusion.",
                  "Unable to rule out pneumonia."):
@@ -103,3 +125,40 @@ def test_coordinated_modifiers_of_one_head_are_one_claim():
     (claim,) = findings(text)
     assert claim == text[len("FINDINGS: "):]
     assert list(findings("FINDINGS: No pleural effusion or pneumothorax.")) == ["No pleural effusion.", "No pneumothorax."]
+
+
+# --- negation reaches list items that open with an attributive "visible"; "no findings to suggest"
+
+def test_visible_before_a_finding_does_not_end_the_negation():
+    """IU: "No focal consolidation, visible pneumothorax or large pleural effusion." read a
+    hedged pneumothorax and effusion: "visible" is also a copula ("no pneumothorax visible"),
+    which opened a new clause."""
+    f = findings("FINDINGS: No focal consolidation, visible pneumothorax or large pleural effusion. No pneumothorax visible. "
+                 "A right pneumothorax is visible.")
+    assert [p for fs in f.values() for _, p in fs] == ["absent", "absent", "absent", "absent", "present"]
+
+
+def test_no_findings_to_suggest_is_a_negation():
+    f = findings("FINDINGS: No findings to suggest pleural effusion. Nothing to suggest pneumonia. "
+                 "No radiographic findings to suggest pneumothorax.")
+    assert list(f.values()) == [[("pleural effusion", "absent")], [("pneumonia", "absent")], [("pneumothorax", "absent")]]
+
+
+# --- coordinated findings share the anatomy a contextual rule joins them to
+
+def test_coordinated_findings_share_the_aorta():
+    """IU: "The aorta is calcified and tortuous" read a bare "tortuosity" (a separate claim
+    "Tortuous.") instead of a tortuous aorta; 20 IU reports tagged Aorta/tortuous were missed."""
+    for text in ("The aorta is calcified and tortuous.", "Tortuous and calcified aorta.", "Aortic calcifications and tortuosity.",
+                 "Mild unfolding and atherosclerotic calcification of the aorta."):
+        (fs,) = findings(f"FINDINGS: {text}").values()  # one claim: the parts share the aorta
+        assert ("tortuous aorta", "present") in fs, text
+    # two names of one finding joined by "/" are no alternative: not hedged
+    (fs,) = findings("FINDINGS: Aortic calcifications and ectasia/tortuosity.").values()
+    assert {p for o, p in fs if o == "tortuous aorta"} == {"present"}
+    # no contextual rule joins cardiomegaly to the aorta: two claims, nothing moved
+    assert findings("FINDINGS: Cardiomegaly and calcified aorta.") == {
+        "Cardiomegaly.": [("cardiomegaly", "present")], "Calcified aorta.": [("calcification", "present")]}
+    # an observation with its own place keeps it
+    f = findings("FINDINGS: Diffusely increased interstitial and mild patchy airspace opacities.")
+    assert ("opacity", "present") in [x for fs in f.values() for x in fs]

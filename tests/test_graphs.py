@@ -109,6 +109,27 @@ def test_pseudo_negation_no_change(iu_by_id, rules_extractor):
     assert [(e.text, e.label) for e in rules_extractor.extract(s).entities if e.label.startswith("OBS")] == [("infiltrates", "OBS-DA")]
 
 
+
+def test_every_negated_unchanged_phrase_is_a_pseudo_negation():
+    """The change list is the one place "no change" phrases are written: each one that opens
+    with a negation word negates nothing. "without significant interval change" was missing
+    and denied every finding of the sentence (CXR3103's "redemonstration without significant
+    interval change of mild subsegmental atelectasis of the left base")."""
+    from reportgen.checkers.lexicon import load_lexicon
+    from reportgen.checkers.read import read_report
+
+    lex = load_lexicon()
+    negated = [p for p in lex.data["change"]["unchanged"] if p.split()[0] in ("no", "not", "without")]
+    assert "without significant interval change" in negated and len(negated) >= 10
+    for phrase in negated:
+        findings = [f for cc in read_report(f"{phrase.capitalize()} of the mild left basilar atelectasis.").claims for f in cc.findings]
+        assert [(f.observation, f.presence) for f in findings] == [("atelectasis", "present")], phrase
+    read = read_report("There is redemonstration without significant interval change of mild subsegmental atelectasis of the left base.")
+    assert [(f.observation, f.presence, f.laterality) for cc in read.claims for f in cc.findings] == [("atelectasis", "present", "left")]
+    # a real negation is untouched
+    read = read_report("Without evidence of pleural effusion.")
+    assert [(f.observation, f.presence) for cc in read.claims for f in cc.findings] == [("pleural effusion", "absent")]
+
 def test_contextual_normal_form(iu_by_id, rules_extractor):
     s = _sentence(iu_by_id, "CXR206", "The heart is borderline enlarged")
     ents, rels = _by_text(rules_extractor.extract(s))

@@ -23,3 +23,15 @@ def test_every_disagreement_has_one_class(tmp_path):
         assert sum(v for k, v in c.items() if k.startswith("FP")) == row["fp"]
     table = ma.format_disagreements(res, 1)
     assert table.startswith("| finding (MeSH) | FN: not stated |") and "**all rows**" in table
+
+
+def test_a_row_is_stated_only_by_whole_words():
+    """ "fusion" (spinal fusion, a device row word) is not stated by "effusion", nor "ild" by
+    "mild": a substring test put such misses in "FN: stated, not read" (our errors) instead of
+    "FN: not stated" (a MeSH convention)."""
+    words = ma._row_words(ma.MeshMap(ma.load_map()))
+    devices = words["Medical Devices"]
+    assert devices.search("status post spinal fusion.") and not devices.search("no pleural effusion.")
+    assert words["Opacity"].search("increased interstitial opacities.")
+    ild = words["Interstitial Lung Disease / Fibrosis"]
+    assert not ild.search("mild cardiomegaly.") and ild.search("findings of ild.")

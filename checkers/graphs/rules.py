@@ -235,6 +235,12 @@ def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict)
             prof = profiles[id(entries)] = (_profile(entries), entries)
         role, norm, kind, coord, term, cop, lat, split = prof[0]
         out.append(Mention(i, j, tokens[i][0], tokens[j - 1][1], entries, role, norm, kind, coord, term, cop, lat, split))
+    # A copula that is also a descriptor ("visible") right before an observation is used
+    # attributively: "No consolidation, visible pneumothorax or effusion" has no new clause
+    # there ("no pneumothorax visible" keeps its copula).
+    for a, b in zip(out, out[1:]):
+        if a.cop and b.i == a.j and b.role in (R_OBS, R_LAT, R_MOD, R_ANAT) and not b.cop and a.entry(DESC) is not None:
+            a.cop = False
     elidable = lex.elidable_zone_words
     if elidable and out and not elidable.isdisjoint(words):
         out = _elided_zones(out, tokens, words, lex)
@@ -498,7 +504,8 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             continue
         a = [m for m in chunks[k - 1] if m.role == R_OBS]
         b = [m for m in chunks[k] if m.role == R_OBS]
-        if a and b and a[-1].label != "OBS-DA" and b[0].label != "OBS-DA":
+        if a and b and a[-1].label != "OBS-DA" and b[0].label != "OBS-DA" and a[-1].norm != b[0].norm:
+            # (two names of one finding, "ectasia/tortuosity", are no alternative)
             a[-1].label = "OBS-U"
             b[0].label = "OBS-U"
 
@@ -665,9 +672,55 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                     rels.append(("located_at", preds[k][0], r[2]))
                 elif r[0] == "suggestive_of" and r[2] is a:  # "A may reflect B or C": A suggests C too
                     rels.append(("suggestive_of", r[1], preds[k][0]))
+    if lex.contextual and nchunks > 1:
+        _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex, rels)
     if any(m.elided is not None for m in mentions):
         _share_elided(mentions, rels)
     return rels
+
+
+def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon, rels: list) -> None:
+    """Coordinated findings without a place of their own share the anatomy of a listed chunk
+    that has one, when a lexicon contextual rule joins the two ("The aorta is calcified and
+    tortuous", "Tortuous and calcified aorta", "aortic calcifications and tortuosity":
+    tortuosity at the aorta is a tortuous aorta). The subject of a copula before wins ("the
+    aorta IS calcified and tortuous"), else the head after ("heart size, moderately enlarged
+    and tortuous calcified aorta"), else the anatomy before. Only such pairs: "Cardiomegaly
+    and calcified aorta" keeps its cardiomegaly off the aorta."""
+    n = len(chunks)
+
+    def listed(k: int, step: int) -> int | None:
+        """The nearest chunk with anatomy from k in direction step, over list joins and
+        chunks of findings without a place."""
+        j = k
+        while 0 <= j + step < n:
+            joined = _boundary(mentions, chunks, max(j, j + step))
+            if not joined or not all(b in LIST_JOINS for b in joined):
+                return None
+            j += step
+            if anat_heads[j]:
+                return j
+            if not preds[j]:
+                return None
+        return None
+
+    for k in range(n):
+        if anat_heads[k] or not preds[k]:
+            continue
+        before, after = listed(k, -1), listed(k, 1)
+        if before is not None and (after is None or any(m.cop for m in chunks[before])):
+            heads = anat_heads[before]
+        elif after is not None:
+            heads = anat_heads[after]
+        else:
+            continue
+        placed = {id(r[1]) for r in rels if r[0] == "located_at"}
+        for p in preds[k]:
+            if p.role != R_OBS or p.split or id(p) in placed:  # "airspace opacities" has its place
+                continue
+            for a in heads:
+                if (p.norm, a.norm) in lex.contextual:
+                    rels.append(("located_at", p, a))
 
 
 def _share_elided(mentions: list[Mention], rels: list) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -117,8 +118,10 @@ DISAGREEMENTS = {
 }
 
 
-def _row_words(mm: "MeshMap") -> dict[str, tuple[str, ...]]:
-    """Lower-cased synonyms of each row's observations (default lexicon)."""
+def _row_words(mm: "MeshMap") -> dict[str, "re.Pattern[str]"]:
+    """One pattern per row matching any lower-cased synonym of the row's observations (default
+    lexicon) as whole words: a substring test counted "fusion" in "effusion" and "ild" in "mild"
+    as the finding being stated."""
     from reportgen.checkers.lexicon import OBS, load_lexicon
 
     lex = load_lexicon()
@@ -127,8 +130,11 @@ def _row_words(mm: "MeshMap") -> dict[str, tuple[str, ...]]:
         for e in entries:
             if e.cat == OBS:
                 by_obs[e.norm].add(" ".join(toks))
-    return {row: tuple(sorted({w for o in spec["observations"] for w in by_obs.get(o, ())} | set(spec["observations"])))
-            for row, spec in mm.rows.items()}
+    out = {}
+    for row, spec in mm.rows.items():
+        ws = sorted({w for o in spec["observations"] for w in by_obs.get(o, ())} | set(spec["observations"]), key=len, reverse=True)
+        out[row] = re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, ws)) + r")(?![a-z0-9])")
+    return out
 
 
 def run(args: argparse.Namespace, extractor: Any = None, reports: list | None = None) -> dict[str, Any]:
@@ -173,7 +179,7 @@ def run(args: argparse.Namespace, extractor: Any = None, reports: list | None = 
                         errors.append(("side", r.id, f"gold {sorted(gold[row])} predicted {sorted(pred[row])}: {r.report.text}"))
             elif row in gold:
                 c["fn"] += 1
-                why[row]["FN: not stated" if not any(w in low for w in words.get(row, ())) else
+                why[row]["FN: not stated" if row not in words or not words[row].search(low) else
                          "FN: read as absent" if row in absent else "FN: stated, not read"] += 1
                 if args.show_errors == row:
                     errors.append(("FN", r.id, r.report.text))
