@@ -1,6 +1,6 @@
 """The dependency-parse scope mode against the fast rules, side by side on the same data.
 
-    python -m evals.bench.scope_compare [--out runs/scope_compare.json] [--n 0] [--limit N]
+    python -m evals.bench.scope_compare [--out runs/scope_compare.json] [--limit N] [--offset N]
                                         [--examples K] [--tests]
 
 Two extractors that differ only in how an observation's assertion is decided: ``rules``
@@ -142,7 +142,7 @@ def _env() -> dict[str, str]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from reportgen.iu import load_iu_reports
 
-    reports = load_iu_reports(require_text=True)
+    reports = load_iu_reports(require_text=True)[getattr(args, "offset", 0):]
     if args.limit:
         reports = reports[: args.limit]
     exs = _extractors()
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     exs["rules-parse"].nlp  # noqa: B018 (load the spaCy model outside the timings)
     load_s = time.perf_counter() - t0
     res: dict[str, Any] = {"benchmark": "scope_compare", "reports": len(reports),
-                           "settings": {"seed": args.seed, "rate": args.rate, "limit": args.limit,
+                           "settings": {"seed": args.seed, "rate": args.rate, "limit": args.limit, "offset": getattr(args, "offset", 0),
                                         "patterns_version": exs["rules-parse"].patterns.version,
                                         "model": exs["rules-parse"].model_name, "model_load_s": load_s},
                            "modes": {}}
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evals.bench.scope_compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/scope_compare.json", help="JSON result (default runs/scope_compare.json)")
     p.add_argument("--limit", type=int, default=0, help="only the first N IU reports with text (default: all)")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N IU reports with text (a held-out part; default 0)")
     p.add_argument("--seed", type=int, default=0, help="injection seed (default 0)")
     p.add_argument("--rate", type=float, default=0.3, help="injection rate (default 0.3)")
     p.add_argument("--examples", type=int, default=0, help="sentences per disagreement kind in the JSON (report text; default 0)")

@@ -71,7 +71,7 @@ class _Patterns:
         self.shared, self.noun_deps, self.arg_deps = s(d["shared_deps"]), s(d["noun_deps"]), s(d["argument_deps"])
         self.clause_up = s(d["clause_up_deps"])
         self.neg_children, self.neg_child_deps = s(neg["children"]), s(neg["child_deps"])
-        self.neg_preps = s(neg["prepositions"])
+        self.neg_preps, self.neg_words = s(neg["prepositions"]), s(neg["words"])
         self.neg_heads_of = {k: s(v) for k, v in neg["heads_of"].items()}
         self.neg_predicates, self.normal_predicates = s(neg["predicates"]), s(neg["normal_predicates"])
         self.normal_preps, self.relative_deps = s(neg["normal_prepositions"]), s(neg["relative_deps"])
@@ -121,11 +121,16 @@ def _negated(node, pat: _Patterns, span: tuple[int, int]) -> bool:
 
 
 def assertion(tok, pat: _Patterns, obs_heads: frozenset[int] = frozenset(), norm: str = "",
-              span: tuple[int, int] = (0, 0), obs_tokens: frozenset[int] = frozenset()) -> str:
+              span: tuple[int, int] = (0, 0), obs_tokens: dict[int, str] | None = None) -> str:
     """present / absent / uncertain / hypothetical of the observation headed by ``tok``
     (``span``: the mention's characters, whose own words are no cue; ``obs_heads`` /
-    ``obs_tokens``: the head tokens / all tokens of the sentence's observation mentions)."""
+    ``obs_tokens``: the head tokens / all tokens of the sentence's observation mentions, with
+    their normal forms: two names of one finding, "ectasia/tortuosity", are no alternatives)."""
     doc = tok.doc
+    norms = obs_tokens or {}
+
+    def other_finding(i: int) -> bool:
+        return i in norms and norms[i] != norm
     words = doc.text[span[0]:span[1]].lower()
     hedged = any(h in words for h in pat.hedged_mentions)  # "borderline heart size", "upper limits of normal"
     hypothetical = False
@@ -134,13 +139,13 @@ def assertion(tok, pat: _Patterns, obs_heads: frozenset[int] = frozenset(), norm
     for k in (lo - 1, hi + 1):  # "atelectasis/scarring" as three tokens: "A or B"
         if 0 <= k < len(doc) and doc[k].text in pat.or_words:
             other = k - 1 if k < lo else k + 1
-            if 0 <= other < len(doc) and other in obs_tokens:
+            if 0 <= other < len(doc) and other_finding(other):
                 hedged = True
     node, came, steps = tok, None, 0  # came: the dependency by which the path reached ``node``
     if any(c.dep_ == "cc" and c.lower_ in pat.or_words for c in tok.children) and any(
-            c.dep_ in pat.shared and c.i in obs_heads for c in tok.children):
+            c.dep_ in pat.shared and c.i in obs_heads and other_finding(c.i) for c in tok.children):
         hedged = True  # the first of "A or B"
-    if any(c.dep_ == "prep" and c.lower_ in pat.or_words and any(x.i in obs_heads for x in c.children) for c in tok.children):
+    if any(c.dep_ == "prep" and c.lower_ in pat.or_words and any(x.i in obs_heads and other_finding(x.i) for x in c.children) for c in tok.children):
         hedged = True  # "A versus B": A
     if any(c.dep_ in pat.unc_mod_deps and c.lower_ in pat.negating_mods for c in tok.children):
         return "absent"  # "Negative acute cardiopulmonary abnormality"
@@ -154,6 +159,8 @@ def assertion(tok, pat: _Patterns, obs_heads: frozenset[int] = frozenset(), norm
         direct = node.i == tok.i or came in pat.arg_deps
         subject = came in _SUBJECT and (w in pat.source_verbs or any(
             c.dep_ == "acomp" and c.lower_ in pat.source_predicates for c in node.children))
+        if node.i != tok.i and w in pat.neg_words:
+            return "absent"  # "Nothing to suggest X"
         if _negated(node, pat, span):
             if w in pat.hedged or any(x.lower_ in pat.hedged for x in node.children if x.dep_ in ("advmod", "prt", "xcomp")):
                 return "uncertain"  # "cannot exclude X", "not definitely seen"
@@ -190,7 +197,7 @@ def assertion(tok, pat: _Patterns, obs_heads: frozenset[int] = frozenset(), norm
         if head.i == node.i:
             break
         if dep in pat.shared:
-            if any(c.dep_ == "cc" and c.lower_ in pat.or_words for c in head.children) and head.i in obs_heads:
+            if any(c.dep_ == "cc" and c.lower_ in pat.or_words for c in head.children) and head.i in obs_heads and other_finding(head.i):
                 hedged = True  # "A or B"
             node, came = head, came if node.i != tok.i else None
             continue
@@ -202,7 +209,7 @@ def assertion(tok, pat: _Patterns, obs_heads: frozenset[int] = frozenset(), norm
             hw = ph.lower_
             if hw in pat.neg_heads_of.get(pw, ()):
                 return "absent"  # "free of X", "negative for X"
-            if pw in pat.or_words and ph.i in obs_heads:
+            if pw in pat.or_words and ph.i in obs_heads and other_finding(ph.i):
                 hedged = True  # "A versus B": B
             if hw in pat.pseudo:
                 break  # "(no) change in X": about the change
@@ -257,11 +264,12 @@ class ParseScopeExtractor(RulesExtractor):
         doc = self.nlp(text)
         heads = [(k, m, head_token(doc, m.start, m.end)) for k, m in obs]
         obs_heads = frozenset(t.i for _, _, t in heads if t is not None)
-        obs_tokens = frozenset(t.i for _, m, _ in heads for t in doc if m.start <= t.idx < m.end)
+        obs_tokens = {t.i: m.norm for _, m, _ in heads for t in doc if m.start <= t.idx < m.end}
         out = {k: assertion(t, self.patterns, obs_heads, m.norm, (m.start, m.end), obs_tokens) for k, m, t in heads if t is not None}
         shared = Counter(t.i for _, _, t in heads if t is not None)
         for k, m, t in heads:  # "atelectasis/infiltrate" is one token: "A or B"
-            if t is not None and shared[t.i] > 1 and "/" in t.text and out[k] == "present":
+            if t is not None and shared[t.i] > 1 and "/" in t.text and out[k] == "present" and len(
+                    {x.norm for _, x, u in heads if u is not None and u.i == t.i}) > 1:
                 out[k] = "uncertain"
         return out
 
