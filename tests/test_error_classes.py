@@ -162,3 +162,45 @@ def test_coordinated_findings_share_the_aorta():
     # an observation with its own place keeps it
     f = findings("FINDINGS: Diffusely increased interstitial and mild patchy airspace opacities.")
     assert ("opacity", "present") in [x for fs in f.values() for x in fs]
+
+
+def test_calcified_reaches_its_granuloma_over_size_side_and_place():
+    """IU: "Calcified 5 mm right midlung granuloma" read a calcification beside a granuloma
+    (the modifier reached at most three words), "calcific granulomas" and "granulomatous
+    calcifications" were no calcified granuloma either."""
+    for text in ("Calcified 5 mm right midlung granuloma.", "Calcified 8mm right apical granuloma.",
+                 "Calcific granulomas are present in the right upper lobe.", "Granulomatous calcifications in the paratracheal region."):
+        (fs,) = findings(f"FINDINGS: {text}").values()
+        assert [o for o, _ in fs] == ["calcified granuloma"], text
+    # words that are no size, side or place still separate them
+    (fs,) = findings("FINDINGS: Calcified tortuous aorta.").values()
+    assert [o for o, _ in fs] == ["calcification", "tortuous aorta"]
+
+
+def test_lung_volume_words_written_apart_and_body_jewelry():
+    """IU: "Lungs are hyper expanded" and "Lungs are mildly under expanded" read hypoinflation
+    ABSENT (the normal predicate "expanded"); "Nipple ring on left" read a nipple shadow."""
+    assert findings("FINDINGS: Lungs are hyper expanded consistent with COPD.") == {
+        "Lungs are hyper expanded consistent with COPD.": [("hyperinflation", "present"), ("copd", "present")]}
+    for text in ("Lungs are mildly under expanded.", "The lungs are hypoventilated."):
+        assert list(findings(f"FINDINGS: {text}").values()) == [[("hypoinflation", "present")]], text
+    assert list(findings("FINDINGS: The lungs are expanded and clear.").values()) == [[("hypoinflation", "absent")]]
+    for text in ("Nipple ring on left.", "Umbilical piercing.", "Two bullets overlie the left chest."):
+        assert [o for fs in findings(f"FINDINGS: {text}").values() for o, _ in fs] == ["foreign body"], text
+
+
+def test_coarse_or_crowded_markings_are_increased_markings():
+    f = findings("FINDINGS: Mild right hemidiaphragm elevation with crowded markings in the right lung base. "
+                 "Coarse central interstitial markings. Bronchovascular crowding, indistinct central vascular margination.")
+    got = [o for fs in f.values() for o, p in fs if p == "present"]
+    assert got.count("increased markings") == 3 and "vascular congestion" in got
+
+
+def test_a_negation_closed_by_its_predicate_stops_at_the_comma():
+    """IU: "No definite pleural effusion seen, left bronchovascular crowding ..." denied the
+    crowding too: the cue's clause ends with its predicate ("seen")."""
+    f = findings("FINDINGS: No pleural effusion seen, right basilar atelectasis. No pneumothorax, effusion or consolidation seen. "
+                 "No pneumothorax is seen, or effusion.")
+    assert [(o, p) for fs in f.values() for o, p, in fs] == [
+        ("pleural effusion", "absent"), ("atelectasis", "present"), ("pneumothorax", "absent"), ("pleural effusion", "absent"),
+        ("consolidation", "absent"), ("pneumothorax", "absent"), ("pleural effusion", "absent")]

@@ -335,10 +335,20 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
                 if other is None:
                     continue
                 nxt = next((x for x in ch[k + 1 :] if x.role in (R_OBS, R_NORMAL)), None)
-                if nxt is not None and nxt.role == R_OBS and nxt.i - m.j <= 3:
+                if nxt is not None and nxt.role == R_OBS and (nxt.i - m.j <= 3 or _np_gap(ch, m, nxt, words) <= 1):
                     if other.norm in lex.modifier_findings and (other.norm, nxt.norm) not in lex.modifier_rules:
                         continue  # "calcified tortuous aorta": a calcification beside the tortuous aorta
                     m.role, m.norm, m.kind = R_MOD, other.norm, other.cat
+
+
+_MEASURE = re.compile(r"^(?:\d+(?:\.\d+)?(?:mm|cm)?|mm|cm|x|by)$")
+
+
+def _np_gap(ch: list[Mention], a: Mention, b: Mention, words: list[str]) -> int:
+    """Words between a and b that are neither a place, a side, a modifier nor a measurement
+    ("calcified 5 mm right midlung granuloma": 0): a modifier reaches its head over those."""
+    covered = {t for x in ch if x.role in (R_ANAT, R_LAT, R_MOD) and a.j <= x.i and x.j <= b.i for t in range(x.i, x.j)}
+    return sum(1 for t in range(a.j, b.i) if t not in covered and not _MEASURE.match(words[t]))
 
 
 _GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
@@ -449,6 +459,16 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return True
         return _has_copula_before_head(ch) or any(m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
 
+    def closed_before(k: int) -> bool:
+        """Does chunk k-1 end in a predicate after its last observation ("No pleural effusion
+        SEEN, right basilar atelectasis"), so its cue does not reach chunk k? Not across "or"
+        ("no pneumothorax is seen, or effusion")."""
+        prev = chunks[k - 1]
+        last = next((m for m in reversed(prev) if m.role == R_OBS), None)
+        if last is None or not any(m.cop for m in prev if m.i >= last.j):
+            return False
+        return not any(b in OR_WORDS or b == "nor" for b in _boundary(mentions, chunks, k))
+
     def apply(m: Mention, label: str, dist: int) -> None:
         if dist < m.cue_dist:
             m.cue_dist, m.label = dist, label
@@ -468,7 +488,7 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             for m in later_obs:
                 apply(m, pre_label, m.i - c.j)
             k = c.chunk + 1
-            while k < nchunks and not clause_break_before(k):
+            while k < nchunks and not clause_break_before(k) and not closed_before(k):
                 for m in chunks[k]:
                     if m.role == R_OBS:
                         apply(m, pre_label, m.i - c.j)
