@@ -96,6 +96,9 @@ class Lexicon:
     standalone_umbrella: frozenset[tuple[str, ...]] = frozenset()
     modifier_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     modifier_findings: frozenset[str] = frozenset()  # descriptors that are findings too ("calcified")
+    # (observation, neighbouring observation) -> what the first one is beside it: a fracture
+    # of a sternotomy wire is a device fracture, not a bone fracture (contextual.companions)
+    companion_rules: dict[tuple[str, str], str] = field(default_factory=dict)
     # benign mimics ("nipple shadow", "artifact") and the findings that, attributed to one of
     # them ("nodular opacity, most likely the nipple"), are not definite (contextual.mimics)
     mimics: frozenset[str] = frozenset()
@@ -180,6 +183,10 @@ class Lexicon:
                 raise ReportgenError("E211", f"modifier rule {rule!r} must be [modifier, observation, result]", fix="see docs/lexicon.md")
             self.modifier_rules[(rule[0], rule[1])] = rule[2]
         self.modifier_findings = frozenset(d.get("contextual", {}).get("modifiers", {}).get("also_findings", ()))
+        for rule in d.get("contextual", {}).get("companions", {}).get("rules", ()):
+            if len(rule) != 3:
+                raise ReportgenError("E211", f"companion rule {rule!r} must be [observation, neighbouring observation, result]", fix="see docs/lexicon.md")
+            self.companion_rules[(rule[0], rule[1])] = rule[2]
         mimics = d.get("contextual", {}).get("mimics", {})
         self.mimics = frozenset(mimics.get("mimics", ()))
         self.mimic_findings = frozenset(mimics.get("findings", ()))

@@ -204,3 +204,32 @@ def test_a_negation_closed_by_its_predicate_stops_at_the_comma():
     assert [(o, p) for fs in f.values() for o, p, in fs] == [
         ("pleural effusion", "absent"), ("atelectasis", "present"), ("pneumothorax", "absent"), ("pleural effusion", "absent"),
         ("consolidation", "absent"), ("pneumothorax", "absent"), ("pleural effusion", "absent")]
+
+
+def test_an_enlarged_aorta_is_not_a_tortuous_aorta():
+    """IU: "Prominent ascending aorta", "Enlarged calcified thoracic aorta" were read as a
+    tortuous aorta (the indexers tag Aorta/prominent, Aorta/enlarged)."""
+    for text in ("Prominent ascending aorta.", "The thoracic aorta is prominent.", "Dilated aorta."):
+        assert [o for fs in findings(f"FINDINGS: {text}").values() for o, _ in fs] == ["aortic enlargement"], text
+    assert [o for fs in findings("FINDINGS: The aorta is tortuous.").values() for o, _ in fs] == ["tortuous aorta"]
+    (fs,) = findings("FINDINGS: The aorta is normal in caliber.").values()
+    assert ("aortic enlargement", "absent") in fs and ("tortuous aorta", "absent") in fs
+
+
+def test_a_fractured_wire_or_lead_is_a_device_fracture_not_a_bone_fracture():
+    for text in ("Fractured sternotomy wires.", "Left central venous catheter fracture.", "The lateral most screw is fractured.",
+                 "Fractured XXXX sternotomy XXXX."):
+        obs = [o for fs in findings(f"FINDINGS: {text}").values() for o, _ in fs]
+        assert "device fracture" in obs and "fracture" not in obs, text
+    # a bone fracture in the same sentence as a device stays one
+    obs = [o for fs in findings("FINDINGS: Status post sternotomy with old rib fractures.").values() for o, _ in fs]
+    assert "fracture" in obs and "device fracture" not in obs
+    assert findings("FINDINGS: Correlate clinically with history of fracture.") == {
+        "Correlate clinically with history of fracture.": [("fracture", "hypothetical")]}
+
+
+def test_bullous_emphysema_has_bullae():
+    """MeSH tags "bullous emphysema" Bullous Emphysema (the Cysts / Bullae row): it was read as
+    plain emphysema."""
+    (fs,) = findings("FINDINGS: There is right greater than left biapical bullous emphysema.").values()
+    assert [o for o, _ in fs] == ["cyst", "emphysema"]

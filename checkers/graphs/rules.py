@@ -142,6 +142,8 @@ class RulesExtractor:
         _resolve_ambiguous(mentions, chunks, lex, words)
         _absorb_generic(chunks, lex, words)
         _promote(chunks, lex)
+        if lex.companion_rules:
+            _companions(chunks, lex, words)
         _scope(mentions, chunks, words)
         _normal_subjects(chunks, lex)
         self._rescope(text, mentions)
@@ -380,6 +382,27 @@ def _absorb_generic(chunks: list[list[Mention]], lex: Lexicon, words: list[str])
                 m.role = R_NONE
             elif m.i > 0 and words[m.i - 1] in redacted and words[m.i] in ("change", "changes"):
                 m.role = R_NONE
+
+
+def _companions(chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> None:
+    """An observation right beside another one that a lexicon companion rule names becomes
+    the rule's result: "Fractured sternotomy wires", "catheter fracture", "the lateral most
+    screw is fractured" are device fractures, not bone fractures. Beside: nothing between the
+    two but modifiers, sides, a copula or a de-identification blank."""
+    rules = lex.companion_rules
+    for ch in chunks:
+        obs = [m for m in ch if m.role == R_OBS]
+        for m in obs:
+            for other in obs:
+                spec = rules.get((m.norm, other.norm))
+                if spec is None or other is m:
+                    continue
+                a, b = (m, other) if m.j <= other.i else (other, m)
+                between = [t for t in range(a.j, b.i) if not any(x.i <= t < x.j and (x.role in (R_MOD, R_LAT) or x.cop) for x in ch)
+                           and words[t] not in lex.redaction_tokens]
+                if len(between) <= 1:
+                    m.norm = spec
+                    break
 
 
 def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
