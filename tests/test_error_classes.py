@@ -159,6 +159,12 @@ def test_coordinated_findings_share_the_aorta():
     # no contextual rule joins cardiomegaly to the aorta: two claims, nothing moved
     assert findings("FINDINGS: Cardiomegaly and calcified aorta.") == {
         "Cardiomegaly.": [("cardiomegaly", "present")], "Calcified aorta.": [("calcification", "present")]}
+    # a place given as a heading does not keep the finding from the anatomy after it (RadFact-
+    # style "Mediastinal contours: ..."), and a denied umbrella keeps its own place
+    (fs,) = findings("FINDINGS: Mediastinal contours: Tortuous and calcified aorta.").values()
+    assert ("tortuous aorta", "present") in fs
+    f = findings("FINDINGS: Mild degenerative disc disease of the thoracolumbar spine, without acute osseous abnormality.")
+    assert [x for fs in f.values() for x in fs if x[0] == "degenerative change"] == [("degenerative change", "present")]
     # an observation with its own place keeps it
     f = findings("FINDINGS: Diffusely increased interstitial and mild patchy airspace opacities.")
     assert ("opacity", "present") in [x for fs in f.values() for x in fs]

@@ -720,7 +720,7 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                 elif r[0] == "suggestive_of" and r[2] is a:  # "A may reflect B or C": A suggests C too
                     rels.append(("suggestive_of", r[1], preds[k][0]))
     if lex.contextual and nchunks > 1:
-        _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex, rels)
+        _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex, rels, words)
     if any(m.elided is not None for m in mentions):
         _share_elided(mentions, rels)
     return rels
@@ -734,7 +734,7 @@ def _mimicked(src: Mention, dst: Mention, lex: Lexicon) -> None:
         src.label = "OBS-U"
 
 
-def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon, rels: list) -> None:
+def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon, rels: list, words: list[str]) -> None:
     """Coordinated findings without a place of their own share the anatomy of a listed chunk
     that has one, when a lexicon contextual rule joins the two ("The aorta is calcified and
     tortuous", "Tortuous and calcified aorta", "aortic calcifications and tortuosity":
@@ -759,8 +759,22 @@ def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon,
                 return None
         return None
 
+    def placed_by_rule(p: Mention) -> bool:
+        """Is p already at an anatomy that a contextual rule joins it to?"""
+        return any(r[0] == "located_at" and r[1] is p and (p.norm, r[2].norm) in lex.contextual for r in rels)
+
     for k in range(n):
-        if anat_heads[k] or not preds[k]:
+        if not preds[k]:
+            continue
+        last = preds[k][-1]
+        if anat_heads[k] and (last.role != R_OBS or last.split or last.label == "OBS-DA" or placed_by_rule(last)
+                              or last.norm in (lex.umbrella, lex.acute_umbrella)
+                              or not all(":" in words[a.j:last.i] for a in anat_heads[k])):
+            # a chunk whose anatomy is a label before a colon shares its last finding, a
+            # positive specific one that no rule joins to the label ("Mediastinal contours:
+            # Tortuous and calcified aorta": the aorta, not the mediastinum, makes the
+            # tortuosity a tortuous aorta); "pulmonary scarring or thickening of the fissure"
+            # keeps its lung, "..., without acute osseous abnormality" its bones
             continue
         before, after = listed(k, -1), listed(k, 1)
         if before is not None and (after is None or any(m.cop for m in chunks[before])):
@@ -771,8 +785,8 @@ def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon,
             continue
         placed = {id(r[1]) for r in rels if r[0] == "located_at"}
         for p in preds[k]:
-            if p.role != R_OBS or p.split or id(p) in placed:  # "airspace opacities" has its place
-                continue
+            if p.role != R_OBS or p.split or (id(p) in placed and (not anat_heads[k] or p is not last)):
+                continue  # "airspace opacities" has its place
             for a in heads:
                 if (p.norm, a.norm) in lex.contextual:
                     rels.append(("located_at", p, a))
