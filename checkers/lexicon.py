@@ -52,6 +52,16 @@ def tokenize(text: str) -> list[tuple[int, int, str]]:
     return [(m.start(), m.end(), m.group()) for m in TOKEN_RE.finditer(lower_text(text))]
 
 
+def _rule_table(rules, what: str, shape: str) -> dict[tuple[str, str], str]:
+    """Lexicon rules written as triples [a, b, result] as a (a, b) -> result table."""
+    out = {}
+    for rule in rules:
+        if len(rule) != 3:
+            raise ReportgenError("E211", f"{what} {rule!r} must be {shape}", fix="see docs/lexicon.md")
+        out[(rule[0], rule[1])] = rule[2]
+    return out
+
+
 def phrase_tokens(phrase: str) -> tuple[str, ...]:
     return tuple(m.group() for m in TOKEN_RE.finditer(lower_text(phrase)))
 
@@ -178,22 +188,15 @@ class Lexicon:
         for syn in d.get("change", {}).get("unchanged", ()):
             if phrase_tokens(syn)[0] in negation_words:
                 self._add(syn, Entry(PSEUDO, syn))
-        for rule in d.get("contextual", {}).get("modifiers", {}).get("rules", ()):
-            if len(rule) != 3:
-                raise ReportgenError("E211", f"modifier rule {rule!r} must be [modifier, observation, result]", fix="see docs/lexicon.md")
-            self.modifier_rules[(rule[0], rule[1])] = rule[2]
-        self.modifier_findings = frozenset(d.get("contextual", {}).get("modifiers", {}).get("also_findings", ()))
-        for rule in d.get("contextual", {}).get("companions", {}).get("rules", ()):
-            if len(rule) != 3:
-                raise ReportgenError("E211", f"companion rule {rule!r} must be [observation, neighbouring observation, result]", fix="see docs/lexicon.md")
-            self.companion_rules[(rule[0], rule[1])] = rule[2]
-        mimics = d.get("contextual", {}).get("mimics", {})
+        ctx = d.get("contextual", {})
+        self.modifier_rules.update(_rule_table(ctx.get("modifiers", {}).get("rules", ()), "modifier rule", "[modifier, observation, result]"))
+        self.modifier_findings = frozenset(ctx.get("modifiers", {}).get("also_findings", ()))
+        self.companion_rules.update(_rule_table(ctx.get("companions", {}).get("rules", ()), "companion rule",
+                                                "[observation, neighbouring observation, result]"))
+        mimics = ctx.get("mimics", {})
         self.mimics = frozenset(mimics.get("mimics", ()))
         self.mimic_findings = frozenset(mimics.get("findings", ()))
-        for rule in d.get("contextual", {}).get("rules", ()):
-            if len(rule) != 3:
-                raise ReportgenError("E211", f"contextual rule {rule!r} must be [observation, anatomy, result]", fix="see docs/lexicon.md")
-            self.contextual[(rule[0], rule[1])] = rule[2]
+        self.contextual.update(_rule_table(ctx.get("rules", ()), "contextual rule", "[observation, anatomy, result]"))
         self.implies = {k: tuple(v) for k, v in normal.get("implies", {}).items() if k != "comment"}
         self.scopes = {k: tuple(v) for k, v in normal.get("scopes", {}).items() if k != "comment"}
         self.umbrella = normal.get("umbrella", self.umbrella)

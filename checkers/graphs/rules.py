@@ -348,11 +348,17 @@ def _resolve_ambiguous(mentions: list[Mention], chunks: list[list[Mention]], lex
 _MEASURE = re.compile(r"^(?:\d+(?:\.\d+)?(?:mm|cm)?|mm|cm|x|by)$")
 
 
+def _gap(ch: list[Mention], a: Mention, b: Mention, words: list[str], covers, skip) -> int:
+    """Words between mentions a and b (of chunk ``ch``) that no mention ``covers`` accepts
+    holds and that ``skip`` does not accept."""
+    covered = {t for x in ch if covers(x) for t in range(max(x.i, a.j), min(x.j, b.i))}
+    return sum(1 for t in range(a.j, b.i) if t not in covered and not skip(words[t]))
+
+
 def _np_gap(ch: list[Mention], a: Mention, b: Mention, words: list[str]) -> int:
     """Words between a and b that are neither a place, a side, a modifier nor a measurement
     ("calcified 5 mm right midlung granuloma": 0): a modifier reaches its head over those."""
-    covered = {t for x in ch if x.role in (R_ANAT, R_LAT, R_MOD) and a.j <= x.i and x.j <= b.i for t in range(x.i, x.j)}
-    return sum(1 for t in range(a.j, b.i) if t not in covered and not _MEASURE.match(words[t]))
+    return _gap(ch, a, b, words, lambda x: x.role in (R_ANAT, R_LAT, R_MOD), _MEASURE.match)
 
 
 _GENERIC_LINKS = frozenset({"of", "for", "to", "suggest", "suggesting", "a", "an", "the", "typical", "any"})
@@ -398,9 +404,7 @@ def _companions(chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> 
                 if spec is None or other is m:
                     continue
                 a, b = (m, other) if m.j <= other.i else (other, m)
-                between = [t for t in range(a.j, b.i) if not any(x.i <= t < x.j and (x.role in (R_MOD, R_LAT) or x.cop) for x in ch)
-                           and words[t] not in lex.redaction_tokens]
-                if len(between) <= 1:
+                if _gap(ch, a, b, words, lambda x: x.role in (R_MOD, R_LAT) or x.cop, lex.redaction_tokens.__contains__) <= 1:
                     m.norm = spec
                     break
 
@@ -783,10 +787,12 @@ def _share_contextual_anatomy(chunks, preds, anat_heads, mentions, lex: Lexicon,
             heads = anat_heads[after]
         else:
             continue
-        placed = {id(r[1]) for r in rels if r[0] == "located_at"}
-        for p in preds[k]:
-            if p.role != R_OBS or p.split or (id(p) in placed and (not anat_heads[k] or p is not last)):
-                continue  # "airspace opacities" has its place
+        if anat_heads[k]:
+            shared = [last]  # checked above
+        else:  # findings of their own place keep it ("airspace opacities")
+            placed = {id(r[1]) for r in rels if r[0] == "located_at"}
+            shared = [p for p in preds[k] if p.role == R_OBS and not p.split and id(p) not in placed]
+        for p in shared:
             for a in heads:
                 if (p.norm, a.norm) in lex.contextual:
                     rels.append(("located_at", p, a))

@@ -177,9 +177,9 @@ def run(args: argparse.Namespace, extractor: Any = None, reports: list | None = 
         read = read_report(r.report.text, extractor)
         gold, um, normal = mm.gold(r.mesh_major)
         unmapped.update(t.split("/")[0] for t in um)
-        pred = mm.predicted(read, uncertain_positive)
         because: dict[str, list[str]] = {}
         definite = mm.predicted(read, False, because)
+        pred = mm.predicted(read, True) if uncertain_positive else definite
         absent = {row for cc in read.claims for f in cc.findings if f.presence == "absent" for row in mm.rows_of(f)}
         low = r.report.text.lower()
         for row in set(gold) | set(pred):
