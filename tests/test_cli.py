@@ -21,3 +21,31 @@ def test_every_registered_command_module_exists_and_has_the_interface():
     for name, (module, _) in COMMANDS.items():
         mod = importlib.import_module(module)
         assert callable(mod.add_arguments) and callable(mod.run), name
+
+
+def test_an_out_path_that_is_a_folder_fails_at_once_with_e734(tmp_path, capsys, monkeypatch):
+    """`--out results/` used to fail with a traceback at the final rename, after all the work
+    (45 s for `eval --inject`)."""
+    import reportgen.iu
+    from reportgen.cli import OUT_FILE_COMMANDS, main
+
+    def no_work(*a, **k):
+        raise AssertionError("the work started before the output path was checked")
+
+    monkeypatch.setattr(reportgen.iu, "load_iu_reports", no_work)
+
+    reports = tmp_path / "r.jsonl"
+    reports.write_text('{"id": "a", "report": "No effusion."}\n')
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for argv in (["check", "--reports", str(reports), "--out", str(tmp_path)],
+                 ["label", "--reports", str(reports), "--out", str(tmp_path)],
+                 ["eval", "--inject", "--out", str(tmp_path)],
+                 ["check", "--reports", str(reports), "--out", str(blocker / "v.jsonl")]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "E734" in err and "Traceback" not in err, err
+    assert {"check", "eval", "compare", "label", "prepare", "demo", "draft"} <= OUT_FILE_COMMANDS
+    # a writable path still works, and its missing folders are created
+    assert main(["check", "--reports", str(reports), "--out", str(tmp_path / "new" / "v.jsonl")]) == 0
+    assert (tmp_path / "new" / "v.jsonl").read_text().count("\n") == 1

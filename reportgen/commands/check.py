@@ -43,7 +43,7 @@ from typing import Any, Mapping, TextIO
 
 from reportgen.errors import ReportgenError
 from reportgen.checkers.batch import INPUT_KEYS
-from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, dumps, read_jsonl
+from reportgen.jsonl import MAX_RECORD_CHARS, atomic_writer, check_out_file, dumps, read_jsonl
 from reportgen.types import VERDICT_STATUSES
 
 log = logging.getLogger(__name__)
@@ -178,14 +178,7 @@ def make_html_page(args: argparse.Namespace):
     target = Path(args.html)
     if args.out and target.resolve() == Path(args.out).resolve():
         raise ReportgenError("E709", f"--html and --out name the same file {args.out}", fix="give the page another name, e.g. OUT.html")
-    if target.is_dir():
-        raise ReportgenError("E707", f"--html {args.html} is a folder", fix="give a file name, e.g. check.html")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ReportgenError("E707", f"--html {args.html}: cannot create the folder ({e.strerror or e})") from None
-    if not os.access(target.parent, os.W_OK):
-        raise ReportgenError("E707", f"--html {args.html}: the folder {str(target.parent)!r} is not writable")
+    check_out_file(target, "--html", code="E707")
     from reportgen.evals.check_html import CheckPage
 
     return CheckPage(title=f"reportgen check: {Path(args.reports).name}", flagged_only=args.html_flagged_only,
