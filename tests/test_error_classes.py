@@ -42,6 +42,8 @@ def test_conditions_and_caveats_are_hypothetical_too():
     # a statement about the method: "CT is more sensitive in detecting small nodules"
     assert findings("FINDINGS: CT scan is more sensitive in detecting small nodules.") == {
         "CT scan is more sensitive in detecting small nodules.": [("nodule", "hypothetical")]}
+    assert findings("FINDINGS: Further evaluation with CT can be performed to identify a small nodule.") == {
+        "Further evaluation with CT can be performed to identify a small nodule.": [("nodule", "hypothetical")]}
 
 
 def test_external_monitor_leads_are_not_a_pacemaker():
@@ -239,3 +241,61 @@ def test_bullous_emphysema_has_bullae():
     plain emphysema."""
     (fs,) = findings("FINDINGS: There is right greater than left biapical bullous emphysema.").values()
     assert [o for o, _ in fs] == ["cyst", "emphysema"]
+
+
+# --- clause starts without punctuation; normal words used attributively; "there is" ----------
+
+def test_a_negation_stops_where_a_run_on_sentence_starts_a_new_clause():
+    """IU: "There is no pneumothorax the lungs are hyperinflated." denied the hyperinflation:
+    a clause-start word right after a finding, with a copula later, opens a new clause."""
+    f = findings("FINDINGS: There is no pneumothorax the lungs are hyperinflated. No effusion or pneumothorax is seen.")
+    assert [x for fs in f.values() for x in fs] == [("pneumothorax", "absent"), ("hyperinflation", "present"),
+                                                    ("pleural effusion", "absent"), ("pneumothorax", "absent")]
+
+
+def test_a_normal_word_before_its_anatomy_is_no_predicate():
+    """IU: "XXXX opacities are seen within the aerated right lung" read the opacities as absent:
+    "aerated" modifies the lung there, it is not the predicate of "opacities"."""
+    for text in ("Opacities are seen within the aerated right lung.", "Nodule is seen in the well-aerated right lung."):
+        (fs,) = findings(f"FINDINGS: {text}").values()
+        assert fs[0][1] == "present" and ("hypoinflation", "absent") in fs, text
+    (fs,) = findings("FINDINGS: Heart size and pulmonary vascular engorgement appear within limits of normal.").values()
+    assert ("vascular congestion", "present") not in fs and ("vascular congestion", "absent") in fs
+
+
+def test_a_finding_after_there_is_is_no_subject_of_a_normal_predicate():
+    """IU: "There is hyperinflation of the lungs appear to be clear." denied the hyperinflation."""
+    (fs,) = findings("FINDINGS: There is hyperinflation of the lungs appear to be clear.").values()
+    assert fs[0] == ("hyperinflation", "present") and ("opacity", "absent") in fs
+
+
+def test_a_participle_opening_a_list_item_is_attributive():
+    """IU: "There is no evidence of focal infiltrate, pneumothorax, pleural effusion, or
+    identified mass lesion." read a present mass: "identified" had started a new clause."""
+    f = findings("FINDINGS: There is no evidence of focal infiltrate, pneumothorax, or identified mass lesion. "
+                 "No pneumothorax identified, right effusion.")
+    assert [x for fs in f.values() for x in fs] == [("infiltrate", "absent"), ("pneumothorax", "absent"), ("mass", "absent"),
+                                                    ("pneumothorax", "absent"), ("pleural effusion", "present")]
+
+
+def test_hedges_after_the_finding():
+    """IU: "Pulmonary edema difficult to entirely exclude.", "... small bilateral pleural effusions
+    suspected.", "Aspiration or edema are also possible" were read as definite findings."""
+    for text in ("Pulmonary edema difficult to entirely exclude.", "Small bilateral pleural effusions suspected.",
+                 "Aspiration or edema are also possible but less likely.", "Vascular aneurysm would be possible."):
+        (fs,) = findings(f"FINDINGS: {text}").values()
+        assert [p for _, p in fs] == ["uncertain"], text
+    # a pre-cue with a finding after it keeps to that finding
+    f = findings("FINDINGS: Large hiatal hernia as well as possible small bowel loops. Atelectasis, possible pneumonia.")
+    assert [x for fs in f.values() for x in fs] == [("hernia", "present"), ("atelectasis", "present"), ("pneumonia", "uncertain")]
+
+
+def test_chronic_lung_disease_is_broader_than_copd():
+    """IU: "Changes of chronic lung disease" was read as COPD (the indexers tag COPD in 3 of
+    the 16 reports that say it). It is a broader finding: emphysema supports it, it does not
+    support COPD."""
+    (fs,) = findings("FINDINGS: Changes of chronic lung disease.").values()
+    assert fs == [("chronic lung disease", "present")]
+    assert claims("Chronic lung disease.", "Emphysema.")["Chronic lung disease."].status == "supported"
+    assert claims("COPD.", "Chronic lung disease.")["COPD."].status == "uncertain"
+    assert claims("COPD.", "COPD.")["COPD."].status == "supported"

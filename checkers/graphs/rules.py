@@ -145,7 +145,7 @@ class RulesExtractor:
         if lex.companion_rules:
             _companions(chunks, lex, words)
         _scope(mentions, chunks, words)
-        _normal_subjects(chunks, lex)
+        _normal_subjects(chunks, lex, mentions, words)
         self._rescope(text, mentions)
         rels = _relate(mentions, chunks, lex, words)
         self._rescope(text, mentions)
@@ -241,9 +241,13 @@ def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict)
         out.append(Mention(i, j, tokens[i][0], tokens[j - 1][1], entries, role, norm, kind, coord, term, cop, lat, split))
     # A copula that is also a descriptor ("visible") right before an observation is used
     # attributively: "No consolidation, visible pneumothorax or effusion" has no new clause
-    # there ("no pneumothorax visible" keeps its copula).
-    for a, b in zip(out, out[1:]):
-        if a.cop and b.i == a.j and b.role in (R_OBS, R_LAT, R_MOD, R_ANAT) and not b.cop and a.entry(DESC) is not None:
+    # there ("no pneumothorax visible" keeps its copula). So is a participle of the lexicon's
+    # attributive_copulas that opens a list item ("..., or identified mass lesion").
+    attributive = lex.attributive_copulas
+    for k, (a, b) in enumerate(zip(out, out[1:])):
+        if a.cop and b.i == a.j and b.role in (R_OBS, R_LAT, R_MOD, R_ANAT) and not b.cop and (
+                a.entry(DESC) is not None
+                or (k and out[k - 1].coord and out[k - 1].j == a.i and tuple(words[a.i:a.j]) in attributive)):
             a.cop = False
     elidable = lex.elidable_zone_words
     if elidable and out and not elidable.isdisjoint(words):
@@ -447,17 +451,44 @@ def _has_copula_before_head(ch: list[Mention]) -> bool:
     return False
 
 
-def _normal_subjects(chunks: list[list[Mention]], lex: Lexicon) -> None:
+def _attributive(ch: list[Mention], k: int) -> bool:
+    """Whether the normal word ch[k] modifies the anatomy right after it ("within the
+    aerated right lung"), with only sides and modifiers between, instead of being a
+    predicate ("the lungs are well aerated bilaterally")."""
+    prev = ch[k]
+    for m in ch[k + 1:]:
+        if m.i != prev.j:
+            return False
+        if m.role == R_ANAT:
+            return True
+        if m.role not in (R_LAT, R_MOD):
+            return False
+        prev = m
+    return False
+
+
+def _existential(mentions: list[Mention], ch: list[Mention], words: list[str]) -> bool:
+    """Whether chunk ch opens with an existential terminator ("There is hyperinflation of
+    the lungs appear to be clear": the finding is already asserted, not a subject)."""
+    before = [m for m in mentions if m.term and m.j <= ch[0].i]
+    return bool(before) and before[-1].j == ch[0].i and words[before[-1].i] == "there"
+
+
+def _normal_subjects(chunks: list[list[Mention]], lex: Lexicon, mentions: list[Mention], words: list[str]) -> None:
     """A normal predicate after a copula scopes over the observations of its subject
     ("Heart size and pulmonary vascular engorgement appear within limits of normal": no
     vascular congestion). Only the predicate's own chunk: an earlier coordinated chunk may
     have a subject of its own ("Mild cardiomegaly and lungs are clear"). Devices and other
     observations of lexicon ``normal.subject_scope.not_denied`` keep their presence ("The
-    leads appear intact")."""
+    leads appear intact"). A normal word used attributively ("seen within the aerated
+    right lung") is no predicate, and a chunk opened by "there is" has no subject."""
     keep = lex.data.get("normal", {}).get("subject_scope", {}).get("not_denied", ())
     for ch in chunks:
         cop = next((k for k, m in enumerate(ch) if m.cop), None)
-        if cop is None or not any(m.role == R_NORMAL for m in ch[cop + 1:]):
+        if cop is None or not any(m.role == R_NORMAL and not _attributive(ch, k)
+                                  for k, m in enumerate(ch) if k > cop):
+            continue
+        if _existential(mentions, ch, words):
             continue
         for m in ch[:cop]:
             if m.role == R_NORMAL:
@@ -498,6 +529,16 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return False
         return not any(b in OR_WORDS or b == "nor" for b in _boundary(mentions, chunks, k))
 
+    def run_on(ch: list[Mention], c: Mention) -> int:
+        """Where a new clause starts without punctuation inside chunk ``ch`` after cue ``c``:
+        an observation followed directly by a clause-start word and later a copula ("There
+        is no pneumothorax the lungs are hyperinflated"); len(words) when none does."""
+        for m in ch:
+            if m.role == R_OBS and m.i >= c.j and m.j < len(words) and words[m.j] in CLAUSE_START_WORDS \
+                    and any(x.cop and x.i > m.j for x in ch):
+                return m.j
+        return len(words)
+
     def apply(m: Mention, label: str, dist: int) -> None:
         if dist < m.cue_dist:
             m.cue_dist, m.label = dist, label
@@ -514,10 +555,13 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
         # _relate; here it only hedges what follows.
         if pre_label and (later_obs or not post_label):
             # forward over this chunk and following coordinated chunks
+            stop = run_on(chunks[c.chunk], c)
             for m in later_obs:
+                if m.i >= stop:
+                    break
                 apply(m, pre_label, m.i - c.j)
             k = c.chunk + 1
-            while k < nchunks and not clause_break_before(k) and not closed_before(k):
+            while stop == len(words) and k < nchunks and not clause_break_before(k) and not closed_before(k):
                 for m in chunks[k]:
                     if m.role == R_OBS:
                         apply(m, pre_label, m.i - c.j)
@@ -528,23 +572,20 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             k = c.chunk - 1
             # earlier chunks joined by coordinators without their own predicate
             own = chunks[c.chunk]
-            if not any(x.cop for x in own if x.j <= c.i and x is not c) or True:
-                while k >= 0:
-                    ch = chunks[k]
-                    if any(x.cop or x.role == R_NORMAL or x.role == R_CUE for x in ch) or not ch:
-                        break
-                    if clause_break_before(k + 1) and any(w in CLAUSE_START_WORDS for w in words[max(ch[-1].j, 0):own[0].i if own else 0]):
-                        break
-                    for m in ch:
-                        if m.role == R_OBS:
-                            apply(m, post_label, c.i - m.j)
-                    k -= 1
+            while k >= 0:
+                ch = chunks[k]
+                if any(x.cop or x.role == R_NORMAL or x.role == R_CUE for x in ch) or not ch:
+                    break
+                if clause_break_before(k + 1) and any(w in CLAUSE_START_WORDS for w in words[max(ch[-1].j, 0):own[0].i if own else 0]):
+                    break
+                for m in ch:
+                    if m.role == R_OBS:
+                        apply(m, post_label, c.i - m.j)
+                k -= 1
         elif SUGG in kinds:
             for m in later_obs:
                 if "def" not in kinds:
                     apply(m, "OBS-U", m.i - c.j)
-            if c.chunk + 1 < nchunks and not later_obs and not earlier_obs:
-                pass
     # "A or B" between positive observations: both uncertain (RadGraph convention).
     for k in range(1, nchunks):
         boundary = [m for m in mentions if m.coord in OR_WORDS and chunks[k - 1] and chunks[k]
