@@ -299,3 +299,23 @@ def test_chronic_lung_disease_is_broader_than_copd():
     assert claims("Chronic lung disease.", "Emphysema.")["Chronic lung disease."].status == "supported"
     assert claims("COPD.", "Chronic lung disease.")["COPD."].status == "uncertain"
     assert claims("COPD.", "COPD.")["COPD."].status == "supported"
+
+
+def test_foot_and_hand_bones_are_extremities_not_the_spine():
+    """IU (a foot film reported with the chest): "There are midfoot degenerative changes" took
+    the spine, the default organ of degenerative change."""
+    (cc,) = read_report("FINDINGS: There are midfoot degenerative changes.").claims
+    assert [(f.observation, f.anatomy) for f in cc.findings] == [("degenerative change", "extremity")]
+    (cc,) = read_report("FINDINGS: Mild degenerative changes of the thoracic spine.").claims
+    assert [(f.observation, f.anatomy) for f in cc.findings] == [("degenerative change", "spine")]
+
+
+def test_a_negation_does_not_reach_a_coordinated_clause_with_its_own_verb():
+    """IU: "This does not look like an acute infiltrate, and more XXXX represents a granuloma."
+    denied the granuloma (tagged Granuloma). A suggestive verb opening a chunk after "and" starts
+    a clause; after a bare comma it still links the denial ("No focal consolidation, to suggest
+    pneumonia")."""
+    f = findings("FINDINGS: This does not look like an acute infiltrate, and more likely represents a granuloma. "
+                 "No focal consolidation, to suggest pneumonia.")
+    assert [x for fs in f.values() for x in fs] == [("infiltrate", "absent"), ("granuloma", "uncertain"),
+                                                    ("consolidation", "absent"), ("pneumonia", "absent")]

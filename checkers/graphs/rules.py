@@ -474,6 +474,18 @@ def _existential(mentions: list[Mention], ch: list[Mention], words: list[str]) -
     return bool(before) and before[-1].j == ch[0].i and words[before[-1].i] == "there"
 
 
+def _suggestion_before_head(ch: list[Mention]) -> bool:
+    """A suggestive verb before the chunk's first observation is a predicate of its own
+    ("This does not look like an acute infiltrate, and more likely represents a granuloma"):
+    a negation before the chunk does not reach into it (_relate decides what the verb links)."""
+    for m in ch:
+        if m.role == R_OBS:
+            return False
+        if m.role == R_CUE and cue_has(m, SUGG):
+            return True
+    return False
+
+
 def _normal_subjects(chunks: list[list[Mention]], lex: Lexicon, mentions: list[Mention], words: list[str]) -> None:
     """A normal predicate after a copula scopes over the observations of its subject
     ("Heart size and pulmonary vascular engorgement appear within limits of normal": no
@@ -517,7 +529,8 @@ def _scope(mentions: list[Mention], chunks: list[list[Mention]], words: list[str
             return True
         if any(m.term for m in mentions if prev_end <= m.i < first_tok):
             return True
-        return _has_copula_before_head(ch) or any(m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
+        return _has_copula_before_head(ch) or _suggestion_before_head(ch) or any(
+            m.role == R_CUE and (cue_has(m, NEG_PRE) or cue_has(m, UNC_PRE)) for m in ch)
 
     def closed_before(k: int) -> bool:
         """Does chunk k-1 end in a predicate after its last observation ("No pleural effusion
@@ -725,14 +738,18 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
         if not later:
             continue
         earlier = [m for m in chunks[c.chunk] if m.role == R_OBS and m.j <= c.i]
+        new_clause = False
         if not earlier and c.chunk > 0 and all(x.role in (R_CUE, R_MOD) for x in chunks[c.chunk] if x.i < c.i):
             # ", likely B", ", perhaps due to B": the connector opens its chunk
             earlier = [m for m in chunks[c.chunk - 1] if m.role == R_OBS]
+            # "..., and more likely represents B": a coordinated clause of its own, which a
+            # denial of A does not reach
+            new_clause = "and" in _boundary(mentions, chunks, c.chunk)
         if earlier:
             src = earlier[-1]
             for dst in later[:1]:
                 rels.append(("suggestive_of", src, dst))
-                if src.label == "OBS-DA":
+                if src.label == "OBS-DA" and not new_clause:
                     dst.label = "OBS-DA"  # "no opacity to suggest pneumonia"
                 elif "def" not in c.kind and dst.label == "OBS-DP":
                     dst.label = "OBS-U"
