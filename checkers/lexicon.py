@@ -342,8 +342,9 @@ def read_lexicon_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportgenError("E210", f"lexicon file {p} not found", fix="give the path of a JSON lexicon (docs/lexicon.md)") from None
+    except (FileNotFoundError, IsADirectoryError):
+        what = "is a folder, not a file" if p.is_dir() else "not found"
+        raise ReportgenError("E210", f"lexicon file {p} {what}", fix="give the path of a JSON lexicon (docs/lexicon.md)") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReportgenError("E211", f"lexicon file {p} is not valid JSON: {e}", fix="fix the file (docs/lexicon.md)") from None
     if not isinstance(data, dict) or "version" not in data:

@@ -83,7 +83,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E006", "an unknown claim splitter name, or an object that is not a ClaimSplitter (no split(report))", "use one of the splitters the message lists (rules), or an object with split(report, include_context=...)"),
     _E("E020", "a reference id has no usable report: the report line that carried it is an error record, e.g. malformed JSON (warning)", "fix the report line the message names (its own error record says what is wrong)"),
     # E1xx: input files (JSONL reading: reportgen.jsonl)
-    _E("E101", "an input file does not exist", "check the path"),
+    _E("E101", "an input file does not exist, or is a folder", "check the path"),
     _E("E102", "an input line is not valid UTF-8", "re-encode the file as UTF-8"),
     _E("E103", "an input line is not valid JSON; the message gives the parser's complaint and the column (1-based, in characters) where it stopped", "fix the line at that column: one complete JSON object per line"),
     _E("E104", "an input line is valid JSON but not an object", "write each record as a JSON object {...}"),
@@ -103,7 +103,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     # E2xx: reading reports: IU data, lexicons, graph extractors, `reportgen extract`
     _E("E201", "the IU reports are read from the torchxrayvision package, which is not installed", "pip install 'reportgen-cxr[iu]' (or pip install torchxrayvision)"),
     _E("E202", "torchxrayvision is installed but its IU report file is missing", "reinstall torchxrayvision"),
-    _E("E210", "a lexicon file was not found", "give the path of a JSON lexicon (docs/lexicon.md)"),
+    _E("E210", "a lexicon file was not found, or is a folder", "give the path of a JSON lexicon (docs/lexicon.md)"),
     _E("E211", "a lexicon file is not valid JSON or does not follow the lexicon format", "fix the file as the message says (docs/lexicon.md)"),
     _E("E212", "an unknown lexicon mode", "use 'merge' or 'replace'"),
     _E("E220", "an unknown graph extractor name", "use rules or radgraph"),

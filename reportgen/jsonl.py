@@ -74,8 +74,9 @@ def read_jsonl(
     ``text_fields`` must be strings and no longer than ``max_chars``.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError("E101", f"input file {str(p)!r} does not exist", fix="check the path")
+    if not p.is_file():
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise InputError("E101", f"input file {str(p)!r} {what}", fix="check the path")
     with p.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():

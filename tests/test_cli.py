@@ -49,3 +49,18 @@ def test_an_out_path_that_is_a_folder_fails_at_once_with_e734(tmp_path, capsys, 
     # a writable path still works, and its missing folders are created
     assert main(["check", "--reports", str(reports), "--out", str(tmp_path / "new" / "v.jsonl")]) == 0
     assert (tmp_path / "new" / "v.jsonl").read_text().count("\n") == 1
+
+
+def test_an_input_path_that_is_a_folder_is_a_clear_error(tmp_path, capsys):
+    """`--reports some_folder` raised IsADirectoryError with a traceback."""
+    from reportgen.cli import main
+
+    ref = tmp_path / "r.jsonl"
+    ref.write_text('{"id": "a", "report": "No effusion."}\n')
+    for argv, code in ((["check", "--reports", str(tmp_path)], "E101"),
+                       (["label", "--reports", str(tmp_path), "--out", str(tmp_path / "l.jsonl")], "E101"),
+                       (["eval", "--pred", str(tmp_path), "--ref", str(ref), "--out", str(tmp_path / "e.json")], "E101"),
+                       (["extract", "--lexicon", str(tmp_path), "No effusion."], "E210")):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert code in err and "is a folder" in err and "Traceback" not in err, err
