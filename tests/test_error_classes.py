@@ -319,3 +319,21 @@ def test_a_negation_does_not_reach_a_coordinated_clause_with_its_own_verb():
                  "No focal consolidation, to suggest pneumonia.")
     assert [x for fs in f.values() for x in fs] == [("infiltrate", "absent"), ("granuloma", "uncertain"),
                                                     ("consolidation", "absent"), ("pneumonia", "absent")]
+
+
+def test_a_tip_in_a_central_vein_is_a_catheter_whose_name_was_redacted():
+    """IU de-identification blanks the device ("Right chest XXXX tip is visualized in the mid
+    SVC", "Left XXXX-a-XXXX remains in XXXX": a port): 39 device sentences had no finding."""
+    for text, side in (("Right chest XXXX tip is visualized in the mid SVC.", "right"),
+                       ("The tip projects over the lower superior XXXX XXXX.", None),
+                       ("Left XXXX-a-XXXX remains in XXXX.", "left"),
+                       ("Portacatheter is noted with its tip in the cavoatrial junction.", None)):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        assert [(f.observation, f.presence, f.laterality) for f in cc.findings] == [("catheter", "present", side)], text
+    # the tip of a named catheter is that catheter, not a second one; "and" keeps two findings
+    (cc,) = read_report("FINDINGS: Right IJ catheter with tip in the SVC.").claims
+    assert [(f.observation, f.laterality) for f in cc.findings] == [("catheter", "right")]
+    # other tips are no device
+    assert findings("FINDINGS: Vague density in the right mid lung related to scapular tip.") == {
+        "Vague density in the right mid lung related to scapular tip.": [("opacity", "present")]}
+    assert [o for fs in findings("FINDINGS: Endotracheal tube with tip 5 cm above the carina.").values() for o, _ in fs] == ["tube"]

@@ -141,7 +141,7 @@ class RulesExtractor:
         chunks = _chunks(mentions)
         _resolve_ambiguous(mentions, chunks, lex, words)
         _absorb_generic(chunks, lex, words)
-        _promote(chunks, lex)
+        _promote(chunks, lex, mentions)
         if lex.companion_rules:
             _companions(chunks, lex, words)
         _scope(mentions, chunks, words)
@@ -413,12 +413,17 @@ def _companions(chunks: list[list[Mention]], lex: Lexicon, words: list[str]) -> 
                     break
 
 
-def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
+def _promote(chunks: list[list[Mention]], lex: Lexicon, mentions: list[Mention]) -> None:
     """A modifier becomes the observation of a chunk that has none, when a contextual rule
-    says what it means there ("lung volumes are low", "the heart is large")."""
-    for ch in chunks:
+    says what it means there ("lung volumes are low", "the heart is large", "chest XXXX tip
+    in the SVC": a catheter), unless "with", a comma or a terminator joins it to a chunk that names
+    that observation ("Right IJ catheter with tip in the SVC", "catheter, distal tip in the
+    subclavian vein": the same catheter; "and" keeps two)."""
+    for k, ch in enumerate(chunks):
         if any(m.role in (R_OBS, R_NORMAL) for m in ch):
             continue
+        joined = _boundary(mentions, chunks, k)
+        before = {m.norm for m in chunks[k - 1] if m.role == R_OBS} if joined and set(joined) <= {"with", ",", "term"} else set()
         anats = [m for m in ch if m.role == R_ANAT]
         if not anats:
             continue
@@ -427,7 +432,7 @@ def _promote(chunks: list[list[Mention]], lex: Lexicon) -> None:
                 continue
             for a in anats:
                 spec = lex.contextual.get((m.norm, a.norm))
-                if spec:
+                if spec and spec not in before:
                     if m.norm == "borderline":
                         m.label = "OBS-U"  # "heart size is borderline / upper limits of normal"
                     m.role, m.norm, m.kind = R_OBS, spec, ""
