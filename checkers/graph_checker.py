@@ -30,7 +30,8 @@ that applies decides):
 6. A broader absent finding denies a narrower present one and vice versa ("no acute
    cardiopulmonary abnormality" vs "right pleural effusion"; "normal chest" vs any
    finding) -> **contradicted**; within the statement's anatomy only, never for
-   incidental findings (granulomas, degenerative change, ...) and never from a statement
+   incidental findings (granulomas, degenerative change, ...) unless the broader finding
+   is incidental too ("no granuloma" vs "calcified granuloma"), and never from a statement
    that makes exceptions ("the lungs are otherwise clear").
 7. A broader or narrower finding that agrees ("no pneumothorax" vs "no acute
    abnormality") -> **supported** (lower score). Broader present evidence is weak support
@@ -538,8 +539,8 @@ def compare(rules: CheckingRules, c: Finding, e: Finding, c_exceptions: int = 0,
         return None
     if broad.presence == "absent":
         if narrow.presence == "present":
-            if broad_exceptions or narrow.observation in rules.incidental:
-                return None
+            if broad_exceptions or (narrow.observation in rules.incidental and broad.observation not in rules.incidental):
+                return None  # ("the lungs are clear" does not deny granulomas; "no granuloma" does)
             if broad.observation == rules.acute and narrow.change in rules.not_acute_changes:
                 return None
             if _covers(rules, broad, narrow) and _denies(rules, broad, narrow):

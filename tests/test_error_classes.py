@@ -337,3 +337,32 @@ def test_a_tip_in_a_central_vein_is_a_catheter_whose_name_was_redacted():
     assert findings("FINDINGS: Vague density in the right mid lung related to scapular tip.") == {
         "Vague density in the right mid lung related to scapular tip.": [("opacity", "present")]}
     assert [o for fs in findings("FINDINGS: Endotracheal tube with tip 5 cm above the carina.").values() for o, _ in fs] == ["tube"]
+
+
+def test_places_coordinated_before_one_head_are_one_finding():
+    """IU: "Calcified left lung and left hilar granulomas." read a calcified left lung and
+    (uncalcified) hilar granulomas: the places share the head noun and its "calcified"."""
+    for text in ("Calcified left lung and left hilar granulomas.", "There are large calcified mediastinal and right hilar granulomas.",
+                 "Calcified bilateral lung and perihilar granulomas."):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        assert [(f.observation, f.presence) for f in cc.findings] == [("calcified granuloma", "present")], text
+    (cc,) = read_report("FINDINGS: Right lung and left lower lobe atelectasis.").claims
+    assert [(f.observation, f.laterality) for f in cc.findings] == [("atelectasis", "bilateral")]
+    # two nouns, a normal statement, or a place that makes the head another finding stay apart
+    obs = [o for fs in findings("FINDINGS: Calcified lymph nodes and granuloma are noted.").values() for o, _ in fs]
+    assert obs == ["calcification", "granuloma"]
+    (fs,) = findings("FINDINGS: Clear right lung and left lower lobe pneumonia.").values()
+    assert ("pneumonia", "absent") in fs and ("pneumonia", "present") in fs
+    (fs,) = findings("FINDINGS: Diffuse bilateral interstitial and alveolar opacities.").values()
+    assert fs == [("interstitial opacity", "present")]
+
+
+def test_a_denied_incidental_finding_is_contradicted_by_a_narrower_one():
+    """"No granuloma." against "Calcified granuloma." was supported by default: the rule that a
+    broader statement never denies an incidental finding ("the lungs are clear" beside
+    granulomas) also kept an incidental broader finding from denying its own kind."""
+    assert claims("No granuloma.", "Calcified granuloma.")["No granuloma."].status == "contradicted"
+    assert claims("No degenerative changes.", "Thoracic spine osteophytes.")["No degenerative changes."].status == "contradicted"
+    # a broader statement that is not incidental still never denies one
+    assert claims("The lungs are clear.", "Calcified granuloma.")["The lungs are clear."].status == "supported"
+    assert claims("No nodule.", "Calcified granuloma.")["No nodule."].status == "supported"

@@ -44,6 +44,7 @@ from reportgen.types import Entity, EntityGraph, Relation
 # Role of a mention after disambiguation.
 R_OBS, R_ANAT, R_LAT, R_MOD, R_NORMAL, R_CUE, R_STRUCT, R_NONE = "obs", "anat", "lat", "mod", "normal", "cue", "struct", "none"
 OR_WORDS = frozenset({"or", "/", "and/or", "versus", "vs", "vs."})
+SHARED_HEAD = "shared_head"  # the kind of an "and" between places of one head (_shared_heads)
 CLAUSE_START_WORDS = frozenset({"the", "there", "this", "these", "it", "they", "he", "she", "patient", "that", "which"})
 SENT_END = frozenset({".", "!", "?"})
 
@@ -252,7 +253,53 @@ def _mentions(text: str, tokens, words: list[str], lex: Lexicon, profiles: dict)
     elidable = lex.elidable_zone_words
     if elidable and out and not elidable.isdisjoint(words):
         out = _elided_zones(out, tokens, words, lex)
+    _shared_heads(out, lex)
     return out
+
+
+def _ambiguous_obs(m: Mention) -> bool:
+    """An observation word that is also a modifier ("calcified", "prominent")."""
+    return m.role == R_OBS and any(e.cat in (DESC, SEV, CHG, TMP) for e in m.entries)
+
+
+def _shared_heads(mentions: list[Mention], lex: Lexicon) -> None:
+    """Places coordinated before one head noun are one finding: "Calcified left lung and left
+    hilar granulomas", "large calcified mediastinal and right hilar granulomas" (calcified
+    granulomas at both places, not a calcified lung). An "and" stops being a coordinator when
+    the conjunct before it is a bare place (modifiers, sides, anatomy, ending in anatomy, with
+    a side or a word such as "calcified"; it opens the sentence or follows a coordinator, a
+    terminator or a negation or hedge cue) and the one after it is places then an
+    observation, each word right after the other."""
+    for idx, c in enumerate(mentions):
+        if c.coord != "and" or idx == 0:
+            continue
+        k = idx
+        while k > 0 and not (mentions[k - 1].coord or mentions[k - 1].term) and mentions[k - 1].j == mentions[k].i \
+                and (mentions[k - 1].role in (R_ANAT, R_LAT, R_MOD) or _ambiguous_obs(mentions[k - 1])):
+            k -= 1
+        left = mentions[k:idx]
+        if not left or left[-1].role != R_ANAT or left[-1].j != c.i or any(m.cop for m in left):
+            continue
+        if not any(m.role == R_LAT or _ambiguous_obs(m) for m in left):
+            continue  # "interstitial and alveolar opacities", "stable interstitial markings and ...": no side, no "calcified"
+        before = mentions[k - 1] if k > 0 else None
+        if before is not None and not (before.coord or before.term) and not (
+                before.role == R_CUE and (cue_has(before, NEG_PRE) or cue_has(before, UNC_PRE))):
+            continue  # a normal word or a predicate before the place ("Clear right lung and ...")
+        prev, places = c, False
+        for m in mentions[idx + 1:]:
+            if m.i != prev.j or m.cop or m.coord or m.term:
+                break
+            if m.role == R_OBS and not _ambiguous_obs(m):
+                # not when the first place makes the head another finding: "interstitial and
+                # alveolar opacities" are an interstitial opacity and an airspace opacity
+                if places and (m.norm, left[-1].norm) not in lex.contextual:
+                    c.coord, c.role, c.kind = None, R_NONE, SHARED_HEAD
+                break
+            if m.role not in (R_ANAT, R_LAT, R_MOD) and not _ambiguous_obs(m):
+                break
+            places = places or m.role == R_ANAT
+            prev = m
 
 
 def _elided_zones(mentions: list[Mention], tokens, words: list[str], lex: Lexicon) -> list[Mention]:
@@ -641,7 +688,8 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
                     run = [m]
             elif m.role == R_LAT:
                 continue
-            elif run and m.role in (R_OBS, R_NORMAL, R_CUE):
+            elif run and (m.role in (R_OBS, R_NORMAL, R_CUE) or m.kind == SHARED_HEAD):
+                # (each place of "left lung and left hilar granulomas" is a head of its own)
                 heads.append(_close_run(run, rels))
                 run = []
         if run:
