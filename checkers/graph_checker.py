@@ -278,6 +278,27 @@ def _bands(rules: CheckingRules, f: Finding) -> frozenset[str] | None:
     return frozenset(out)
 
 
+_OTHER_SIDE = {"left": "right", "right": "left"}
+
+
+def _zone_pairs(zone_sides: tuple[str, ...]) -> list[tuple[str, str]]:
+    """A finding's sided zones ("left lower lobe") as (side, zone) pairs."""
+    return [(z.split(" ", 1)[0], z.split(" ", 1)[1]) for z in zone_sides]
+
+
+def _side_bands_disjoint(rules: CheckingRules, claim: list[tuple[str, str]], evidence: list[tuple[str, str]]) -> bool:
+    """Whether, on a side both name zones on, the claim's zones lie in other lung bands than
+    the evidence's."""
+    def bands(pairs: list[tuple[str, str]]) -> dict[str, frozenset[str]]:
+        out: dict[str, frozenset[str]] = {}
+        for side, zone in pairs:
+            out[side] = out.get(side, frozenset()) | rules.zone_bands.get(zone, frozenset())
+        return out
+
+    cb, eb = bands(claim), bands(evidence)
+    return any(cb[side] and eb[side] and not cb[side] & eb[side] for side in cb.keys() & eb.keys())
+
+
 def _outside(rules: CheckingRules, locations: tuple[str, ...], bands: frozenset[str]) -> list[str]:
     """The placed locations whose bands miss ``bands`` entirely."""
     out = []
@@ -446,8 +467,17 @@ def _mismatches(rules: CheckingRules, c: Finding, e: Finding) -> tuple[list[str]
         unconfirmed.append("side")  # "bibasilar opacities" does not say which side is worse
     if c.zone_sides and not conflicts:
         if e.zone_sides:
-            ez = {z.split(" ", 1)[1]: z.split(" ", 1)[0] for z in e.zone_sides}
-            if any(ez.get(z.split(" ", 1)[1], z.split(" ", 1)[0]) != z.split(" ", 1)[0] for z in c.zone_sides):
+            claim_pairs, evidence_pairs = _zone_pairs(c.zone_sides), _zone_pairs(e.zone_sides)
+            evidence_sides: dict[str, set[str]] = {}  # zone -> the sides the evidence puts it on
+            for side, zone in evidence_pairs:
+                evidence_sides.setdefault(zone, set()).add(side)
+            misplaced = any(side not in evidence_sides.get(zone, {side}) for side, zone in claim_pairs)
+            swapped = misplaced and all(_OTHER_SIDE[side] in evidence_sides.get(zone, ()) for side, zone in claim_pairs)
+            if not swapped and _side_bands_disjoint(rules, claim_pairs, evidence_pairs):
+                # "left lower lobe and right upper lobe" vs "left upper lobe and right upper lobe":
+                # on the left the places differ, though both name an upper lobe somewhere
+                conflicts.append(f"location mismatch (claim {', '.join(c.zone_sides)}, evidence {', '.join(e.zone_sides)})")
+            elif misplaced:
                 # "left upper lobe and right lower lobe" vs "right upper lobe and left lower lobe"
                 conflicts.append(f"laterality mismatch (claim {', '.join(c.zone_sides)}, evidence {', '.join(e.zone_sides)})")
         elif e.laterality in (None, "bilateral") and "side" not in unconfirmed:

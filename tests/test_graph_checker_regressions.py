@@ -295,6 +295,20 @@ def test_the_sides_of_the_zones_of_one_finding_are_compared(ref_pipe):
     assert g.zone_sides == ()
 
 
+def test_the_zones_of_each_side_are_compared(ref_pipe):
+    """"left lower lobe and right upper lobe" against "left upper lobe and right upper lobe" was
+    supported: the evidence's zones were keyed by zone only (its left upper lobe was lost to
+    the right one), and each side's places were not compared."""
+    ref = "FINDINGS: Pneumonia in the left upper lobe and right upper lobe."
+    c = only(ref_pipe, "FINDINGS: Pneumonia in the left lower lobe and right upper lobe.", ref)
+    assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
+    assert only(ref_pipe, "FINDINGS: Pneumonia in the right upper lobe.", ref).status == "supported"
+    assert only(ref_pipe, ref, ref).status == "supported"
+    ref = "FINDINGS: Patchy left apical and right basilar airspace disease."
+    c = only(ref_pipe, "FINDINGS: Patchy left basilar and right basilar airspace disease.", ref)
+    assert c.status == "contradicted" and "location mismatch" in c.reasons[0]
+
+
 # --- issue 11 laterality, benchmark 1.3 (written from odd-numbered IU reports' misses) -------
 
 
