@@ -61,6 +61,20 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 # commands whose --out names a file (``run`` and ``train`` write folders)
 OUT_FILE_COMMANDS = frozenset({"check", "eval", "compare", "label", "prepare", "demo", "draft"})
+# integer options with a lower bound, checked before any work: (command, dest) -> minimum,
+# "*" for every command that has the option
+INT_MINIMUMS: dict[tuple[str, str], int] = {
+    ("*", "max_chars"): 1, ("*", "llm_retries"): 0, ("*", "judge_retries"): 0, ("*", "judge_concurrency"): 1,
+    ("demo", "n"): 1, ("eval", "n"): 0,
+}
+
+
+def _check_minimums(command: str, args: argparse.Namespace) -> None:
+    for (cmd, dest), low in INT_MINIMUMS.items():
+        value = getattr(args, dest, None) if cmd in ("*", command) else None
+        if isinstance(value, int) and value < low:
+            flag = "--" + dest.replace("_", "-")
+            raise ReportgenError("E735", f"{flag} must be at least {low}, got {value}", fix=f"give {flag} {low} or more")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_minimums(args.command, args)
         if args.command in OUT_FILE_COMMANDS and getattr(args, "out", None):
             from reportgen.jsonl import check_out_file
 

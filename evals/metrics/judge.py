@@ -125,6 +125,11 @@ def chat_model(base_url: str, model: str, *, api_key: str | None = None, timeout
                max_tokens: int = 512) -> Any:
     """langchain's ChatOpenAI on an OpenAI-compatible server (vLLM: ``http://host:8000/v1``),
     temperature 0; E443 without the judge extra."""
+    for name, value, low in (("max_retries", max_retries, 0), ("max_tokens", max_tokens, 1)):
+        if value < low:
+            raise ReportgenError("E735", f"{name} must be at least {low}, got {value}", fix=f"give {name}={low} or more")
+    if timeout <= 0:
+        raise ReportgenError("E735", f"timeout must be above 0 seconds, got {timeout}", fix="give timeout=60.0")
     try:
         from langchain_openai import ChatOpenAI
     except ImportError:

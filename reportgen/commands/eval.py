@@ -227,6 +227,10 @@ def _run_pairs(args: argparse.Namespace) -> int:
     failures: dict[str, str] = {}
     pred, pred_problems, pred_dups = load_side(args.pred, args.max_chars, "pred", failures)
     ref, ref_problems, ref_dups = load_side(args.ref, args.max_chars, "ref")
+    if not ref:
+        first = "; ".join(f"{p['id']}: {p['error']}" for p in ref_problems[:3])
+        raise ReportgenError("E474", f"no valid reference record in --ref ({len(ref_problems)} input errors{': ' + first if first else ''})",
+                             fix='give a JSONL of {"id", "report"} records')
     bad_ids = {p.get("id_hint", p["id"]) for p in pred_problems + ref_problems}
     bad_pred = {p.get("id_hint", p["id"]) for p in pred_problems}
     pairs = [(i, pred[i], ref[i]) for i in pred if i in ref]
