@@ -292,6 +292,15 @@ class VLLMServer:
             raise ReportgenError("E553", f"adapter names repeat: {', '.join(names)}", fix="give each --adapter its own NAME")
         if cfg.max_lora_rank not in LORA_RANKS:
             raise ReportgenError("E555", f"--max-lora-rank {cfg.max_lora_rank} is not supported by vLLM", fix=f"use one of {', '.join(map(str, LORA_RANKS))}")
+        from reportgen.models import check_source
+
+        check_source(cfg.model, allow_file=True)  # a local folder that is not there fails here, not in vLLM's log
+        if isinstance(cfg.port, bool) or not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
+            raise ReportgenError("E737", f"--port must be between 0 and 65535, got {cfg.port!r}", fix="give a port in 1024-65535, or 0 for a free one")
+        if log_path:
+            from reportgen.jsonl import check_out_file
+
+            check_out_file(log_path, "--log")  # a folder or an unwritable place fails here, not at start()
         port = cfg.port or free_port(cfg.host)
         self.cfg = replace(cfg, adapters=adapters, port=port, limit_mm_per_prompt=limit_mm(cfg))
         self.launcher = list(launcher) if launcher else None

@@ -1,0 +1,202 @@
+"""Bad inputs to run, draft, train, train-clip, prepare, serve and demo: each is a coded
+error that names the option or record, before any work, never a traceback (the sweep of
+the commands the first sweep in test_cli.py did not cover)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from reportgen.cli import main
+from reportgen.errors import ReportgenError
+
+
+def _fails(argv: list[str], code: str, capsys, *needles: str) -> str:
+    assert main(argv) == 1, argv
+    err = capsys.readouterr().err
+    assert code in err and "Traceback" not in err, (argv, err)
+    for n in needles:
+        assert n in err, (argv, n, err)
+    return err
+
+
+@pytest.fixture()
+def files(tmp_path):
+    d = tmp_path / "folder"
+    d.mkdir()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    reports = tmp_path / "r.jsonl"
+    reports.write_text('{"id": "a", "report": "No effusion."}\n')
+    return {"dir": str(d), "empty": str(empty), "file": str(a_file), "reports": str(reports), "tmp": tmp_path}
+
+
+def test_an_output_folder_that_is_a_file_fails_before_the_work(files, capsys, monkeypatch):
+    """`train --out FILE` and `train-clip --out FILE` raised FileExistsError tracebacks,
+    train-clip only after the whole training."""
+    import reportgen.train
+
+    def no_work(*a, **k):
+        raise AssertionError("the work started before --out was checked")
+
+    monkeypatch.setattr(reportgen.train, "train", no_work)
+    f = files["file"]
+    _fails(["train", "--manifest", files["reports"], "--model", "m", "--out", f], "E736", capsys, "is a file, not a folder")
+    _fails(["train", "--manifest", files["reports"], "--model", "m", "--out", f + "/sub"], "E736", capsys, "cannot be made")
+    _fails(["train-clip", "--manifest", files["reports"], "--model", "ViT-B-16", "--out", f], "E736", capsys)
+    from reportgen.jsonl import check_out_dir
+
+    check_out_dir(files["tmp"] / "new" / "deeper")  # a folder that can be made passes, and is not made
+    assert not (files["tmp"] / "new").exists()
+
+
+def test_train_clip_api_checks_out_labels_and_settings_before_training(files, test_data, tiny_clip_dir):
+    from reportgen.checkers.region.train import train_clip
+
+    m = files["tmp"] / "pairs.jsonl"
+    imgs = [test_data / "cxr" / n for n in ("00000001_000.png", "00027426_000.png")]
+    m.write_text("".join(json.dumps({"image": str(i), "text": t}) + "\n" for i, t in zip(imgs, ["Cardiomegaly.", "Normal chest."])))
+    model = f"local-dir:{tiny_clip_dir}"
+    kw = dict(epochs=1, batch_size=2, allow_outside_root=True)
+    cases = ((dict(out=files["file"]), "E736"),
+             (dict(calibrate_labels=files["tmp"] / "missing.jsonl"), "E101"),  # was found missing after the training
+             (dict(weight_decay=-1.0), "E608"),  # was accepted
+             (dict(pretrained=str(files["tmp"] / "w.pt")), "E608"),  # was ignored without a word
+             (dict(device="bogus"), "E505"))  # was E600 'open_clip could not load'
+    for extra, code in cases:
+        args = {"out": files["tmp"] / "o", **kw, **extra}
+        with pytest.raises(ReportgenError) as e:
+            train_clip(m, model, **args)
+        assert e.value.code == code, (extra, e.value)
+    assert not (files["tmp"] / "o").exists()
+
+
+def test_train_settings_that_raised_tracebacks(tiny_vlm_dir, tiny_manifest, files):
+    from reportgen.models import pick_device
+    from reportgen.train import TrainConfig, Trainer
+
+    with pytest.raises(ReportgenError) as e:
+        pick_device("bogus")  # was a RuntimeError from torch
+    assert e.value.code == "E505"
+    with pytest.raises(ReportgenError) as e:
+        TrainConfig(manifest=str(tiny_manifest), model=str(tiny_vlm_dir), out=str(files["tmp"] / "o"), target_modules="(")
+    assert e.value.code == "E510" and "regular expression" in str(e.value)  # was re.error after loading the model
+    cfg = TrainConfig(manifest=str(tiny_manifest), model=str(tiny_vlm_dir), out=str(files["tmp"] / "o"),
+                      target_modules="nomatch", max_steps=1, val_fraction=0.0, eval_examples=0)
+    with pytest.raises(ReportgenError) as e:
+        Trainer(cfg).run()  # was peft's NoMatchingPeftModuleError
+    assert e.value.code == "E515"
+    cfg = TrainConfig(manifest=str(tiny_manifest), model=str(tiny_vlm_dir), out=files["file"])
+    with pytest.raises(ReportgenError) as e:
+        Trainer(cfg).run()  # the Python API checks --out too
+    assert e.value.code == "E736"
+
+
+def test_input_paths_that_are_folders_or_empty(files, capsys):
+    """A folder was reported as 'does not exist'; an empty studies / reports file ran to an
+    empty success (draft: 'nothing to do', run: an empty report)."""
+    d, empty, rep = files["dir"], files["empty"], files["reports"]
+    out = str(files["tmp"] / "o")
+    _fails(["draft", "--studies", d, "--backend", "hf:x/y", "--out", out + ".jsonl"], "E101", capsys, "is a folder")
+    _fails(["draft", "--studies", empty, "--backend", "hf:x/y", "--out", out + ".jsonl"], "E739", capsys, "holds no study")
+    _fails(["train", "--manifest", d, "--model", "m", "--out", out], "E511", capsys, "is a folder")
+    from reportgen.prompting import load_template
+
+    with pytest.raises(ReportgenError, match="E520: prompt template .* is a folder"):
+        load_template(d)
+    _fails(["run", "--reports", d, "--out", out, "-q"], "E802", capsys, "is a folder")
+    _fails(["run", "--studies", d, "--backend", "hf:x/y", "--out", out, "-q"], "E802", capsys, "is a folder")
+    _fails(["run", "--reports", empty, "--out", out, "-q"], "E739", capsys, "--reports")
+    _fails(["run", "--reports", rep, "--reference", empty, "--out", out, "-q"], "E739", capsys, "--reference")
+    _fails(["run", "--studies", empty, "--backend", "hf:x/y", "--out", out, "-q"], "E739", capsys, "--studies")
+    assert not Path(out).exists()
+
+
+def test_integer_options_with_bounds(files, capsys, tmp_path):
+    """--limit -1 drafted nothing and said '6 studies already in'; --seed -1 raised numpy's
+    ValueError after the check stage; serve passed --port 70000 / -1 to a socket (OverflowError)
+    and --max-loras 0, --max-model-len 0, --startup-timeout -1 to vLLM."""
+    s = files["reports"]
+    for argv, code in ((["draft", "--studies", s, "--backend", "hf:x/y", "--out", str(tmp_path / "d.jsonl"), "--limit", "-1"], "E735"),
+                       (["draft", "--studies", s, "--backend", "hf:x/y", "--out", str(tmp_path / "d.jsonl"), "--limit", "0"], "E735"),
+                       (["draft", "--studies", s, "--backend", "hf:x/y", "--out", str(tmp_path / "d.jsonl"),
+                         "--max-consecutive-failures", "-1"], "E735"),
+                       (["run", "--reports", s, "--out", str(tmp_path / "o"), "-q", "--seed", "-1"], "E735"),
+                       (["serve", "--model", "m/x", "--port", "70000"], "E737"),
+                       (["serve", "--model", "m/x", "--port", "-1"], "E737"),
+                       (["serve", "--model", "m/x", "--startup-timeout", "-1"], "E737"),
+                       (["serve", "--model", "m/x", "--max-loras", "0"], "E735"),
+                       (["serve", "--model", "m/x", "--max-model-len", "0"], "E735")):
+        _fails(argv, code, capsys)
+    assert not (tmp_path / "d.jsonl").exists() and not (tmp_path / "o").exists()
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("seed = -1\n")
+    _fails(["run", "--config", str(cfg), "--reports", s, "--out", str(tmp_path / "o"), "-q"], "E801", capsys, "seed")
+
+
+def test_draft_limit_says_what_it_left(tiny_vlm_dir, tiny_manifest, tmp_path, capsys):
+    out = tmp_path / "d.jsonl"
+    argv = ["draft", "--studies", str(tiny_manifest), "--backend", f"hf:{tiny_vlm_dir}", "--out", str(out), "--no-progress",
+            "--max-new-tokens", "2", "--limit", "2"]
+    assert main(argv) == 0
+    assert "2 drafted, 0 errors, 0 already done, 4 left for a later run (--limit)" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert "2 drafted, 0 errors, 2 already done, 2 left for a later run (--limit)" in capsys.readouterr().err
+
+
+def test_serve_log_port_and_model_checked_before_vllm_starts(tmp_path, capsys):
+    """--log FOLDER raised IsADirectoryError when the server started; a local --model that is
+    not there went to vLLM."""
+    from reportgen.serve import ServeConfig, VLLMServer
+
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 0\n")  # 'imports vllm'; exits at once if started
+    fake.chmod(0o755)
+    base = ["serve", "--python", str(fake), "--port", "0"]
+    _fails([*base, "--model", "m/x", "--log", str(tmp_path)], "E734", capsys, "--log", "is a folder")
+    _fails([*base, "--model", str(tmp_path / "nomodel"), "--print-command"], "E504", capsys, "does not exist")
+    with pytest.raises(ReportgenError) as e:
+        VLLMServer(ServeConfig(model="m/x", port=70000), launcher=[str(fake)])
+    assert e.value.code == "E737"
+
+
+def _chexpert_csv(path: Path, *, bom: bool = False) -> None:
+    from PIL import Image
+
+    Image.new("L", (16, 16), 100).save(path.parent / "a.jpg")
+    cols = ["path_to_image", "frontal_lateral", "ap_pa", "deid_patient_id", "patient_report_date_order", "report",
+            "section_findings", "section_impression", "section_clinical_history", "section_comparison", "split"]
+    with path.open("w", newline="", encoding="utf-8-sig" if bom else "utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        w.writerow(["a.jpg", "Frontal", "PA", "pat1", "1", "", "Clear lungs.", "Normal.", "", "", "train"])
+
+
+def test_prepare_bad_tables_and_folders(files, capsys):
+    """A non-UTF-8 CSV raised UnicodeDecodeError; a CSV saved with a BOM (Excel) lost its
+    first column; a folder or file given for a folder was 'does not exist'."""
+    tmp = files["tmp"]
+    out = str(tmp / "s.jsonl")
+    binary = tmp / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x01garbage\n")
+    _fails(["prepare", "csv", "--csv", str(binary), "--out", out], "E738", capsys, "not UTF-8")
+    _fails(["prepare", "csv", "--csv", files["dir"], "--out", out], "E110", capsys, "is a folder")
+    good = tmp / "t" / "df.csv"
+    good.parent.mkdir()
+    _chexpert_csv(good, bom=True)
+    _fails(["prepare", "csv", "--csv", str(good), "--image-root", str(tmp / "nope"), "--out", out], "E110", capsys, "--image-root")
+    _fails(["prepare", "mimic-cxr", "--root", files["file"], "--out", out], "E110", capsys, "is a file")
+    _fails(["prepare", "mimic-cxr", "--root", files["dir"], "--reports", str(tmp / "nope"), "--out", out], "E110", capsys, "--reports")
+    assert not Path(out).exists()
+    assert main(["prepare", "csv", "--csv", str(good), "--out", out]) == 0
+    assert [json.loads(x)["id"] for x in Path(out).read_text().splitlines()] == ["pat1_1"]
+
+
+def test_demo_n_above_the_sample_is_an_error(capsys):
+    """--n 100000 put every IU report in part A and left part B empty, silently."""
+    _fails(["demo", "--n", "100000"], "E737", capsys, "each part takes at most")
