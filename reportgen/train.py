@@ -233,7 +233,7 @@ def _resolve(base: Path, image: str) -> Path:
 
 
 def _check_record(data: dict[str, Any], base: Path, allow_outside_root: bool = False) -> str | None:
-    from reportgen.paths import image_path
+    from reportgen.paths import image_path, not_an_image_file
 
     images = data.get("images")
     if isinstance(images, str):
@@ -247,7 +247,7 @@ def _check_record(data: dict[str, Any], base: Path, allow_outside_root: bool = F
         if outside:
             return f"images[{images.index(img)}]: {outside}"
         if not p.is_file():
-            return f"E513 image {img!r} does not exist"
+            return f"E513 image {img!r} {not_an_image_file(p) if p.is_dir() else 'does not exist'}"
     return None
 
 

@@ -117,6 +117,20 @@ def test_input_paths_that_are_folders_or_empty(files, capsys):
     assert not Path(out).exists()
 
 
+def test_an_image_path_that_names_a_folder_says_so(files, capsys):
+    """A folder named as an image was 'not found' (draft E576, train E513)."""
+    from reportgen.train import read_manifest
+
+    tmp = files["tmp"]
+    studies = tmp / "s.jsonl"
+    studies.write_text('{"id": "a", "images": ["folder"], "report": "No effusion."}\n')
+    out = tmp / "d.jsonl"
+    assert main(["draft", "--studies", str(studies), "--backend", "hf:x/y", "--out", str(out), "--no-progress"]) == 1
+    rec = json.loads(out.read_text())
+    assert rec["error_code"] == "E576" and "'folder' is a folder, not an image file" in rec["error"]
+    assert "E513 image 'folder' is a folder, not an image file" in read_manifest(studies).errors[0]["error"]
+
+
 def test_integer_options_with_bounds(files, capsys, tmp_path):
     """--limit -1 drafted nothing and said '6 studies already in'; --seed -1 raised numpy's
     ValueError after the check stage; serve passed --port 70000 / -1 to a socket (OverflowError)
