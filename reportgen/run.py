@@ -174,6 +174,12 @@ class RunConfig:
                                  fix="add --studies S.jsonl --backend SPEC, or leave out --repair")
         from reportgen.jsonl import check_in_file, has_record_line
 
+        if self.repair:  # the template is read before the drafting, not when a flagged draft is redrafted
+            from reportgen.prompting import load_template
+
+            prompt = repair_prompt_path(self)
+            check_in_file(prompt, "repair prompt", "E813", fix="give repair_prompt a prompt template JSON (see prompts/repair.json)")
+            load_template(prompt)  # E520 for a malformed template
         for name in ("studies", "reports", "reference"):
             p = getattr(self, name)
             if p:

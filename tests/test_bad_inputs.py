@@ -214,3 +214,21 @@ def test_prepare_bad_tables_and_folders(files, capsys):
 def test_demo_n_above_the_sample_is_an_error(capsys):
     """--n 100000 put every IU report in part A and left part B empty, silently."""
     _fails(["demo", "--n", "100000"], "E737", capsys, "each part takes at most")
+
+
+def test_run_repair_prompt_and_region_device_checked_before_the_work(files, capsys, tiny_clip_dir):
+    """A malformed --repair-prompt was read only when a flagged draft was redrafted (a run with
+    none 'succeeded'; a missing one failed after the drafting); --region-device bogus was E600
+    'open_clip could not load'."""
+    from reportgen.checkers.region.model import ClipBackend
+
+    bad = files["tmp"] / "bad.json"
+    bad.write_text("{nope")
+    out = files["tmp"] / "o"
+    base = ["run", "--studies", files["reports"], "--backend", "hf:x/y", "--out", str(out), "-q", "--repair"]
+    _fails([*base, "--repair-prompt", str(bad)], "E520", capsys, "malformed JSON")
+    _fails([*base, "--repair-prompt", files["dir"]], "E813", capsys, "is a folder")
+    assert not (out / "drafts.jsonl").exists()
+    with pytest.raises(ReportgenError) as e:
+        ClipBackend(f"local-dir:{tiny_clip_dir}", device="bogus").load()
+    assert e.value.code == "E505"
