@@ -76,9 +76,20 @@ INT_MINIMUMS: dict[tuple[str, str], int] = {
 NUMBER_RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("serve", "port"): (0, 65535), ("serve", "startup_timeout"): (1, None),
 }
+# options that name a file, folder or model: an empty string is an error (E740), in every
+# command that has them (`--out ""` wrote a run or a model into the current folder, or raised)
+PATH_OPTIONS = frozenset({
+    "out", "bench_out", "studies", "reports", "reference", "manifest", "model", "config", "csv", "root", "image_root",
+    "template", "lexicon", "pred", "ref", "log", "calibrate", "region_model", "region_calibration", "region_png_dir",
+    "repair_prompt", "python", "html", "pretrained", "radeval_python",
+})
 
 
 def _check_minimums(command: str, args: argparse.Namespace) -> None:
+    for dest in sorted(PATH_OPTIONS):
+        if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
+            flag = "--" + dest.replace("_", "-")
+            raise ReportgenError("E740", f"{flag} is empty", fix=f"give {flag} a path, or leave the option out")
     for (cmd, dest), low in INT_MINIMUMS.items():
         value = getattr(args, dest, None) if cmd in ("*", command) else None
         if isinstance(value, int) and value < low:

@@ -174,6 +174,10 @@ class RunConfig:
                                  fix="add --studies S.jsonl --backend SPEC, or leave out --repair")
         from reportgen.jsonl import check_in_file, has_record_line
 
+        extra = [f"--{k.replace('_', '-')}" for k, unset in (("region_calibration", None), ("region_device", "cpu"))
+                 if getattr(self, k) != unset]
+        if extra and not self.region_model:  # they were ignored without a word
+            raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
         if self.repair:  # the template is read before the drafting, not when a flagged draft is redrafted
             from reportgen.prompting import load_template
 

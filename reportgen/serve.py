@@ -34,6 +34,8 @@ from reportgen.errors import BackendUnavailable, ReportgenError
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_PYTHON_ENV = "REPORTGEN_VLLM_PYTHON"
 DEFAULT_VENV = ".venv-vllm"
+# the values of vLLM's --dtype
+VLLM_DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 # vLLM's Punica kernels support these LoRA ranks (--max-lora-rank).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 INSTALL_ROUTES = (
@@ -297,6 +299,8 @@ class VLLMServer:
         check_source(cfg.model, allow_file=True)  # a local folder that is not there fails here, not in vLLM's log
         if isinstance(cfg.port, bool) or not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
             raise ReportgenError("E737", f"--port must be between 0 and 65535, got {cfg.port!r}", fix="give a port in 1024-65535, or 0 for a free one")
+        if cfg.dtype is not None and cfg.dtype not in VLLM_DTYPES:  # else vLLM refuses it in its log, after the start
+            raise ReportgenError("E505", f"--dtype {cfg.dtype!r} is not a vLLM dtype", fix=f"use one of {', '.join(VLLM_DTYPES)}")
         if log_path:
             from reportgen.jsonl import check_out_file
 

@@ -232,3 +232,35 @@ def test_run_repair_prompt_and_region_device_checked_before_the_work(files, caps
     with pytest.raises(ReportgenError) as e:
         ClipBackend(f"local-dir:{tiny_clip_dir}", device="bogus").load()
     assert e.value.code == "E505"
+
+
+def test_an_empty_path_option_is_an_error(files, capsys, monkeypatch):
+    """`--out ""` wrote a run (run) or a model (train-clip) into the current folder, or raised
+    ValueError / IsADirectoryError (draft, prepare, label)."""
+    monkeypatch.chdir(files["tmp"])
+    rep = files["reports"]
+    for argv in (["run", "--reports", rep, "--out", "", "-q"],
+                 ["draft", "--studies", rep, "--backend", "hf:x/y", "--out", ""],
+                 ["train-clip", "--manifest", rep, "--model", "ViT-B-16", "--out", ""],
+                 ["prepare", "csv", "--csv", rep, "--out", ""],
+                 ["label", "--reports", rep, "--out", ""],
+                 ["serve", "--model", " ", "--print-command"]):
+        _fails(argv, "E740", capsys, "is empty")
+    assert sorted(p.name for p in files["tmp"].iterdir()) == ["a_file", "empty.jsonl", "folder", "r.jsonl"]
+
+
+def test_backend_specs_and_serve_options_that_passed_unchecked(files, capsys):
+    """'vllm:http://[::1' raised httpx's InvalidURL; port 99999 was retried as 'unreachable';
+    '?adapter=' drafted with the base model without a word; run ignored --region-calibration
+    without --region-model; serve passed --dtype bogus to vLLM."""
+    from reportgen.backends import parse_spec
+
+    for spec in ("vllm:http://[::1", "vllm:http://127.0.0.1:99999", "vllm:http://:80", "hf:x/y?adapter=",
+                 "vllm:http://127.0.0.1:8000?model="):
+        with pytest.raises(ReportgenError) as e:
+            parse_spec(spec)
+        assert e.value.code == "E560", spec
+    assert parse_spec("vllm:http://[::1]:8000?model=a").target == "http://[::1]:8000"
+    _fails(["run", "--reports", files["reports"], "--out", str(files["tmp"] / "o"), "-q", "--region-calibration",
+            files["file"]], "E700", capsys, "--region-calibration given without --region-model")
+    _fails(["serve", "--model", "m/x", "--dtype", "bogus", "--print-command"], "E505", capsys, "not a vLLM dtype")

@@ -93,6 +93,9 @@ def parse_spec(spec: str) -> BackendSpec:
         if not options and query.strip():
             raise ReportgenError("E560", f"cannot read the options {query!r} of spec {spec!r}", fix="write them as ?key=value&key2=value2")
     target = target.strip()
+    for key in ("adapter", "model"):  # '?adapter=' drafted with the base model, without a word
+        if key in options and (options[key] is None or not str(options[key]).strip()):
+            raise ReportgenError("E560", f"the option {key}= of spec {spec!r} is empty", fix=f"write ?{key}=NAME_OR_PATH, or drop it")
     if kind == "vllm":
         target = target or DEFAULT_VLLM_URL
         if not target.startswith(("http://", "https://")):
@@ -100,6 +103,16 @@ def parse_spec(spec: str) -> BackendSpec:
                 "E560", f"the vllm backend needs a server URL, got {target!r}",
                 fix=f"write vllm:http://HOST:PORT (start a server with `reportgen serve`); valid forms: {_forms()}",
             )
+        from urllib.parse import urlsplit
+
+        try:  # 'http://[::1' or port 99999 raised from the HTTP client, or retried as 'unreachable'
+            parts = urlsplit(target)
+            parts.port
+        except ValueError as e:
+            raise ReportgenError("E560", f"the server URL {target!r} is malformed ({e})",
+                                 fix="write vllm:http://HOST:PORT with a port in 1-65535") from None
+        if not parts.hostname:
+            raise ReportgenError("E560", f"the server URL {target!r} names no host", fix="write vllm:http://HOST:PORT")
     elif not target:
         raise ReportgenError(
             "E560", f"spec {spec!r} names no model",
