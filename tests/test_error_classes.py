@@ -366,3 +366,14 @@ def test_a_denied_incidental_finding_is_contradicted_by_a_narrower_one():
     # a broader statement that is not incidental still never denies one
     assert claims("The lungs are clear.", "Calcified granuloma.")["The lungs are clear."].status == "supported"
     assert claims("No nodule.", "Calcified granuloma.")["No nodule."].status == "supported"
+
+
+def test_bibasilar_states_both_sides():
+    """IU: "Bibasilar and left perihilar airspace opacities." read a left opacity: "bibasilar"
+    was taken as a plural ("bases"), whose implied side an explicit one overrides ("right middle
+    and lower lobes" stays right)."""
+    for text, side in (("Bibasilar and left perihilar airspace opacities.", "bilateral"),
+                       ("Bibasilar and right midlung pulmonary opacities.", "bilateral"),
+                       ("Right middle and lower lobe opacities.", "right")):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        assert [f.laterality for f in cc.findings] == [side], text
