@@ -377,3 +377,24 @@ def test_bibasilar_states_both_sides():
                        ("Right middle and lower lobe opacities.", "right")):
         (cc,) = read_report(f"FINDINGS: {text}").claims
         assert [f.laterality for f in cc.findings] == [side], text
+
+
+# --- RadFact's narrative examples (MIT, ../shared/data/radfact): MIMIC-style phrasing ----------
+
+def test_radfact_style_sentences_are_read():
+    """Reading errors found in RadFact's findings-generation examples: a participle before the
+    subject taken for its copula ("Previously noted infiltrative processes ... are clear" kept
+    a present infiltrate), the markings' prominence read at the lungs (a bare "enlargement"),
+    and vocabulary ("adequately inflated", a tendon anchor, loss of vertebral body height)."""
+    def only(text):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        return [(f.observation, f.presence) for f in cc.findings]
+
+    assert only("Previously noted infiltrative processes in both lung bases are clear.")[0] == ("infiltrate", "absent")
+    assert only("Atelectasis is seen lungs are clear.")[0] == ("atelectasis", "present")
+    assert only("There is prominence of the interstitial markings in both lung fields.") == [("increased markings", "present")]
+    # a compound place keeps its head's reading
+    assert only("Mild biapical pleural-peripheral scarring.") == [("scarring", "present")]
+    assert only("The lungs are adequately inflated.") == [("hypoinflation", "absent")]
+    assert only("Tendon anchor in the right shoulder.") == [("orthopedic hardware", "present")]
+    assert only("There is progressive loss of vertebral body heights in the lower dorsal spine.") == [("deformity", "present")]
