@@ -398,3 +398,14 @@ def test_radfact_style_sentences_are_read():
     assert only("The lungs are adequately inflated.") == [("hypoinflation", "absent")]
     assert only("Tendon anchor in the right shoulder.") == [("orthopedic hardware", "present")]
     assert only("There is progressive loss of vertebral body heights in the lower dorsal spine.") == [("deformity", "present")]
+
+
+def test_a_side_listed_before_a_finding_that_names_its_place_first_is_kept():
+    """RadFact example: "Chronic anterior right fifth, sixth and seventh rib fractures." had no
+    side: "rib fractures" names its place inside the finding, so the listed "right fifth, sixth"
+    found no place to share; IU: "small right and XXXX left pleural effusions" was left only."""
+    for text, side in (("Chronic anterior right fifth, sixth and seventh rib fractures.", "right"),
+                       ("Old healed left 5th and 6th rib fractures are seen laterally.", "left"),
+                       ("There are small right and XXXX left pleural effusions.", "bilateral")):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        assert [f.laterality for f in cc.findings] == [side], text

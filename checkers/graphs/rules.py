@@ -748,9 +748,13 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
             continue
         target = None
         for j in range(k + 1, nchunks):
-            if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
-                p0, a0 = preds[j][0], anat_heads[j][0]
-                predicative = p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0.i < x.i < p0.j)
+            # (a finding whose own words name its place first, "rib fractures", has a place too:
+            # "Right fifth, sixth and seventh rib fractures")
+            placed_first = bool(preds[j]) and preds[j][0].split is not None and preds[j][0].split[2] == "pre"
+            if preds[j] and ((anat_heads[j] and preds[j][0].i > anat_heads[j][0].i) or placed_first):
+                p0 = preds[j][0]
+                a0_i = anat_heads[j][0].i if anat_heads[j] and anat_heads[j][0].i < p0.i else p0.i
+                predicative = p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0_i < x.i < p0.j)
                 listed = all(b in LIST_JOINS for jj in range(k + 1, j + 1) for b in _boundary(mentions, chunks, jj))
                 if predicative or listed:
                     # "heart and mediastinum ARE normal", "left midlung, and left basilar opacity";
