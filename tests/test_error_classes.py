@@ -398,6 +398,9 @@ def test_radfact_style_sentences_are_read():
     assert only("The lungs are adequately inflated.") == [("hypoinflation", "absent")]
     assert only("Tendon anchor in the right shoulder.") == [("orthopedic hardware", "present")]
     assert only("There is progressive loss of vertebral body heights in the lower dorsal spine.") == [("deformity", "present")]
+    # a curvature of the thoracic spine is no statement about the whole chest
+    assert only("Thoracic curvature is normal.") == [("scoliosis", "absent")]
+    assert only("Bones/joints: unremarkable.")[:2] == [("abnormality", "absent"), ("fracture", "absent")]
 
 
 def test_a_side_listed_before_a_finding_that_names_its_place_first_is_kept():
