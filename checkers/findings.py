@@ -39,7 +39,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from reportgen.checkers.lexicon import ANAT, CHG, DESC, LAT, NORMAL, OBS, SEV, TMP, Lexicon, load_lexicon
+from reportgen.checkers.lexicon import ANAT, CHG, DESC, LAT, NORMAL, OBS, SEV, TMP, Lexicon, load_lexicon, phrase_tokens
 from reportgen.types import Entity, EntityGraph, Finding
 
 PRESENCE = {"OBS-DP": "present", "OBS-U": "uncertain", "OBS-DA": "absent"}
@@ -211,7 +211,8 @@ class _Reader:
             entries = self.lex.entries(e.norm)  # an elided zone word: "middle" (middle lobe) is right
         for x in entries:
             if x.laterality:
-                return "~" + x.laterality if x.cat == ANAT and x.laterality == "bilateral" else x.laterality
+                implied = x.cat == ANAT and x.laterality == "bilateral" and phrase_tokens(e.text) not in self.lex.explicit_bilateral
+                return "~" + x.laterality if implied else x.laterality
         return None
 
     def where(self, eid: str) -> tuple[list[str], list[str], set[str]]:
@@ -309,7 +310,9 @@ class _Reader:
             home = lex.obs_organ.get(obs)  # of several organs, the finding's own when named
             anatomy = (home if home in organs else organs[0]) if organs else home
             f = _new_finding(obs, PRESENCE[e.label], laterality, zones_t, anatomy, severity, change or temporal, e)
-            if len({sd for _, sd, _ in zone_sides}) > 1:  # "left upper lobe and right lower lobe"
+            if zone_sides and (len({sd for _, sd, _ in zone_sides}) > 1 or laterality == "bilateral"):
+                # "left upper lobe and right lower lobe"; "bibasilar and left perihilar" (the
+                # left perihilar zone is one side of a bilateral finding)
                 f = replace(f, zone_sides=tuple(dict.fromkeys(f"{sd} {z}" for _, sd, z in sorted(zone_sides))))
             out.append(f)
         return tuple(out)

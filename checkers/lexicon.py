@@ -172,6 +172,7 @@ class Lexicon:
         self.negating_normal = frozenset(phrase_tokens(p) for p in normal.get("negating", {}).get("words", ()))
         self.standalone_umbrella = frozenset(phrase_tokens(p) for p in normal.get("standalone_umbrella", {}).get("words", ()))
         self.redaction_tokens = frozenset(w for t in redaction_tokens() for w in phrase_tokens(t))
+        self.explicit_bilateral = frozenset(phrase_tokens(p) for p in d.get("explicit_bilateral", {}).get("words", ()))
         self.attributive_copulas = frozenset(phrase_tokens(p) for p in d.get("attributive_copulas", {}).get("words", ()))
         zc = d.get("zone_coordination", {})
         self.elidable_zone_words = frozenset(w for p in zc.get("words", ()) for w in phrase_tokens(p))

@@ -366,3 +366,49 @@ def test_a_denied_incidental_finding_is_contradicted_by_a_narrower_one():
     # a broader statement that is not incidental still never denies one
     assert claims("The lungs are clear.", "Calcified granuloma.")["The lungs are clear."].status == "supported"
     assert claims("No nodule.", "Calcified granuloma.")["No nodule."].status == "supported"
+
+
+def test_bibasilar_states_both_sides():
+    """IU: "Bibasilar and left perihilar airspace opacities." read a left opacity: "bibasilar"
+    was taken as a plural ("bases"), whose implied side an explicit one overrides ("right middle
+    and lower lobes" stays right)."""
+    for text, side in (("Bibasilar and left perihilar airspace opacities.", "bilateral"),
+                       ("Bibasilar and right midlung pulmonary opacities.", "bilateral"),
+                       ("Right middle and lower lobe opacities.", "right")):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        assert [f.laterality for f in cc.findings] == [side], text
+
+
+# --- RadFact's narrative examples (MIT, ../shared/data/radfact): MIMIC-style phrasing ----------
+
+def test_radfact_style_sentences_are_read():
+    """Reading errors found in RadFact's findings-generation examples: a participle before the
+    subject taken for its copula ("Previously noted infiltrative processes ... are clear" kept
+    a present infiltrate), the markings' prominence read at the lungs (a bare "enlargement"),
+    and vocabulary ("adequately inflated", a tendon anchor, loss of vertebral body height)."""
+    def only(text):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        return [(f.observation, f.presence) for f in cc.findings]
+
+    assert only("Previously noted infiltrative processes in both lung bases are clear.")[0] == ("infiltrate", "absent")
+    assert only("Atelectasis is seen lungs are clear.")[0] == ("atelectasis", "present")
+    assert only("There is prominence of the interstitial markings in both lung fields.") == [("increased markings", "present")]
+    # a compound place keeps its head's reading
+    assert only("Mild biapical pleural-peripheral scarring.") == [("scarring", "present")]
+    assert only("The lungs are adequately inflated.") == [("hypoinflation", "absent")]
+    assert only("Tendon anchor in the right shoulder.") == [("orthopedic hardware", "present")]
+    assert only("There is progressive loss of vertebral body heights in the lower dorsal spine.") == [("deformity", "present")]
+    # a curvature of the thoracic spine is no statement about the whole chest
+    assert only("Thoracic curvature is normal.") == [("scoliosis", "absent")]
+    assert only("Bones/joints: unremarkable.")[:2] == [("abnormality", "absent"), ("fracture", "absent")]
+
+
+def test_a_side_listed_before_a_finding_that_names_its_place_first_is_kept():
+    """RadFact example: "Chronic anterior right fifth, sixth and seventh rib fractures." had no
+    side: "rib fractures" names its place inside the finding, so the listed "right fifth, sixth"
+    found no place to share; IU: "small right and XXXX left pleural effusions" was left only."""
+    for text, side in (("Chronic anterior right fifth, sixth and seventh rib fractures.", "right"),
+                       ("Old healed left 5th and 6th rib fractures are seen laterally.", "left"),
+                       ("There are small right and XXXX left pleural effusions.", "bilateral")):
+        (cc,) = read_report(f"FINDINGS: {text}").claims
+        assert [f.laterality for f in cc.findings] == [side], text

@@ -548,13 +548,23 @@ def _normal_subjects(chunks: list[list[Mention]], lex: Lexicon, mentions: list[M
     right lung") is no predicate, and a chunk opened by "there is" has no subject."""
     keep = lex.data.get("normal", {}).get("subject_scope", {}).get("not_denied", ())
     for ch in chunks:
-        cop = next((k for k, m in enumerate(ch) if m.cop), None)
-        if cop is None or not any(m.role == R_NORMAL and not _attributive(ch, k)
-                                  for k, m in enumerate(ch) if k > cop):
+        pred = next((k for k, m in enumerate(ch) if m.role == R_NORMAL and not _attributive(ch, k)
+                     and any(x.cop for x in ch[:k])), None)
+        if pred is None:
             continue
-        if _existential(mentions, ch, words):
+        # the subject lies before the predicate's copula, and after a participle before it
+        # ("Previously noted infiltrative processes in both lung bases are clear": "noted"
+        # only describes the processes, "are" is the predicate's)
+        cops = [k for k in range(pred) if ch[k].cop]
+        cop, start = cops[-1], 0
+        if len(cops) > 1:
+            before = ch[cops[-2]]
+            if tuple(words[before.i:before.j]) not in lex.attributive_copulas:
+                continue  # a clause with a predicate of its own ("Heart size is enlarged in the lungs are clear")
+            start = cops[-2] + 1
+        elif _existential(mentions, ch, words):
             continue
-        for m in ch[:cop]:
+        for m in ch[start:cop]:
             if m.role == R_NORMAL:
                 break
             if m.role == R_OBS and m.label == "OBS-DP" and m.norm not in keep:
@@ -738,9 +748,13 @@ def _relate(mentions: list[Mention], chunks: list[list[Mention]], lex: Lexicon, 
             continue
         target = None
         for j in range(k + 1, nchunks):
-            if preds[j] and anat_heads[j] and preds[j][0].i > anat_heads[j][0].i:
-                p0, a0 = preds[j][0], anat_heads[j][0]
-                predicative = p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0.i < x.i < p0.j)
+            # (a finding whose own words name its place first, "rib fractures", has a place too:
+            # "Right fifth, sixth and seventh rib fractures")
+            placed_first = bool(preds[j]) and preds[j][0].split is not None and preds[j][0].split[2] == "pre"
+            if preds[j] and ((anat_heads[j] and preds[j][0].i > anat_heads[j][0].i) or placed_first):
+                p0 = preds[j][0]
+                a0_i = anat_heads[j][0].i if anat_heads[j] and anat_heads[j][0].i < p0.i else p0.i
+                predicative = p0.role == R_NORMAL or any(x.cop or x.role == R_CUE for x in chunks[j] if a0_i < x.i < p0.j)
                 listed = all(b in LIST_JOINS for jj in range(k + 1, j + 1) for b in _boundary(mentions, chunks, jj))
                 if predicative or listed:
                     # "heart and mediastinum ARE normal", "left midlung, and left basilar opacity";
@@ -1065,7 +1079,12 @@ def _build_graph(text: str, mentions: list[Mention], chunks: list[list[Mention]]
                     ents[idx] = (s, e, t, label, spec)
                     norm = spec
                     break
-            for a in located.get(idx, ()):
+            # the place's own anatomy first, then anatomy joined to it by words between ("prominence
+            # of the interstitial markings in both lung fields": the markings, in the lungs; not
+            # a compound such as "pleural-parenchymal" or "paratracheal soft tissues")
+            places = [x for a in located.get(idx, ()) for x in (a, *(
+                m for m in modifiers_of.get(a, ()) if ents[m][3].startswith("ANAT") and ents[a][0] - ents[m][1] > 1))]
+            for a in places:
                 spec = lex.contextual.get((norm, ents[a][4]))
                 if spec:
                     ents[idx] = (s, e, t, label, spec)
