@@ -275,6 +275,7 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E738", "an input table cannot be read as UTF-8 CSV (another encoding, a spreadsheet file renamed .csv, a malformed row)", "save the table as UTF-8 CSV"),
     _E("E739", "an input file holds no record (empty, or only blank lines)", "give the file with its records, or check the path"),
     _E("E740", "an option that names a file, folder or model was given as an empty string (e.g. --out \"\")", "give a path, or leave the option out"),
+    _E("E741", "a study's 'view' or 'views' holds something other than a view name (a number, a list in a list)", "write 'views': [\"PA\", \"LATERAL\"] (one per image) or 'view': \"PA\""),
     # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
     _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
     _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),

@@ -264,3 +264,26 @@ def test_backend_specs_and_serve_options_that_passed_unchecked(files, capsys):
     _fails(["run", "--reports", files["reports"], "--out", str(files["tmp"] / "o"), "-q", "--region-calibration",
             files["file"]], "E700", capsys, "--region-calibration given without --region-model")
     _fails(["serve", "--model", "m/x", "--dtype", "bogus", "--print-command"], "E505", capsys, "not a vLLM dtype")
+
+
+def test_a_view_that_is_not_a_name_is_a_record_error(files, test_data):
+    """'view': 7 raised AttributeError in the prompt (train: the whole run stopped after the model
+    was loaded; draft: an error record without a code); 'views': "PA" was two views, P and A."""
+    from reportgen.train import read_manifest
+    from reportgen.types import Study
+
+    assert Study.from_dict({"id": "a", "images": ["x.png"], "views": "PA"}).views == ("PA",)
+    with pytest.raises(ReportgenError) as e:
+        Study.from_dict({"id": "a", "images": ["x.png"], "view": 7})
+    assert e.value.code == "E741"
+    img = test_data / "cxr" / "00000001_000.png"
+    m = files["tmp"] / "m.jsonl"
+    m.write_text("".join(json.dumps({"id": i, "images": [str(img)], "report": "No effusion.", **v}) + "\n"
+                         for i, v in (("a", {"view": 7}), ("b", {"views": [["PA"]]}), ("c", {"views": "PA"}))))
+    data = read_manifest(m, allow_outside_root=True)
+    assert [e["id"] for e in data.errors] == ["a", "b"] and all("E741: study" in e["error"] for e in data.errors)
+    assert [x.study.views for x in data.examples] == [("PA",)]
+    out = files["tmp"] / "d.jsonl"
+    m.write_text(json.dumps({"id": "a", "images": [str(img)], "view": 7}) + "\n")
+    assert main(["draft", "--studies", str(m), "--backend", "hf:x/y", "--out", str(out), "--allow-outside-root"]) == 1
+    assert json.loads(out.read_text())["error_code"] == "E741"
