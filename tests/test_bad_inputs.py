@@ -287,3 +287,16 @@ def test_a_view_that_is_not_a_name_is_a_record_error(files, test_data):
     m.write_text(json.dumps({"id": "a", "images": [str(img)], "view": 7}) + "\n")
     assert main(["draft", "--studies", str(m), "--backend", "hf:x/y", "--out", str(out), "--allow-outside-root"]) == 1
     assert json.loads(out.read_text())["error_code"] == "E741"
+
+
+def test_a_user_lexicon_with_an_unknown_or_mistyped_section(files, capsys):
+    """A misspelt section ('observation') was merged and never read, so the user's terms did
+    nothing without a word; a section of the wrong type raised AttributeError."""
+    lex = files["tmp"] / "lex.json"
+    for data, needle in (({"version": "1", "observation": {"pleural effusion": ["pleural collection"]}}, "unknown section 'observation'"),
+                         ({"version": "1", "observations": 5}, "section 'observations' must be a JSON object")):
+        lex.write_text(json.dumps(data))
+        _fails(["extract", "--lexicon", str(lex), "No pleural collection."], "E211", capsys, needle)
+    lex.write_text(json.dumps({"version": 2, "comment": "mine", "observations": {"pleural effusion": ["pleural collection"]}}))
+    assert main(["extract", "--lexicon", str(lex), "No pleural collection."]) == 0
+    assert "absent    pleural effusion" in capsys.readouterr().out
