@@ -206,6 +206,13 @@ def test_prepare_bad_tables_and_folders(files, capsys):
     _fails(["prepare", "csv", "--csv", str(good), "--image-root", str(tmp / "nope"), "--out", out], "E110", capsys, "--image-root")
     _fails(["prepare", "mimic-cxr", "--root", files["file"], "--out", out], "E110", capsys, "is a file")
     _fails(["prepare", "mimic-cxr", "--root", files["dir"], "--reports", str(tmp / "nope"), "--out", out], "E110", capsys, "--reports")
+    mimic = tmp / "mimic"
+    (mimic / "files").mkdir(parents=True)
+    for name, data in (("mimic-cxr-2.0.0-split.csv", b"\xff\xfe\x00garbage\n"), ("mimic-cxr-2.0.0-split.csv.gz", b"not gzip")):
+        for old in mimic.glob("*.csv*"):
+            old.unlink()
+        (mimic / name).write_bytes(data)  # were UnicodeDecodeError / BadGzipFile tracebacks
+        _fails(["prepare", "mimic-cxr", "--root", str(mimic), "--out", out], "E738", capsys, "cannot be read as UTF-8 CSV")
     assert not Path(out).exists()
     assert main(["prepare", "csv", "--csv", str(good), "--out", out]) == 0
     assert [json.loads(x)["id"] for x in Path(out).read_text().splitlines()] == ["pat1_1"]
