@@ -268,6 +268,12 @@ def test_backend_specs_and_serve_options_that_passed_unchecked(files, capsys):
             parse_spec(spec)
         assert e.value.code == "E560", spec
     assert parse_spec("vllm:http://[::1]:8000?model=a").target == "http://[::1]:8000"
+    from reportgen.backends import get_drafter
+
+    for spec in ("hf:x/y?max_new_tokens=abc", "vllm:http://127.0.0.1:9?concurrency=many", "hf:x/y?batch_size=true"):
+        with pytest.raises(ReportgenError) as e:
+            get_drafter(spec)  # '?max_new_tokens=abc' was int()'s ValueError
+        assert e.value.code == "E562" and "is not a number" in str(e.value), spec
     _fails(["run", "--reports", files["reports"], "--out", str(files["tmp"] / "o"), "-q", "--region-calibration",
             files["file"]], "E700", capsys, "--region-calibration given without --region-model")
     _fails(["serve", "--model", "m/x", "--dtype", "bogus", "--print-command"], "E505", capsys, "not a vLLM dtype")

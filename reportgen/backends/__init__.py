@@ -160,6 +160,12 @@ def get_drafter(spec: str | BackendSpec, **opts: Any):
             "E562", f"backend {parsed.kind!r} has no option {', '.join(map(repr, unknown))}",
             fix=f"valid options: {', '.join(sorted(names))}",
         )
+    numeric = {p.name: p.default for p in list(inspect.signature(cls.__init__).parameters.values())[2:]
+               if type(p.default) in (int, float)}
+    for k, v in parsed.options.items():  # '?max_new_tokens=abc' raised int()'s ValueError in the backend
+        if k in numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ReportgenError("E562", f"the option {k}={v!r} of spec {str(parsed)!r} is not a number",
+                                 fix=f"write ?{k}=N, e.g. ?{k}={numeric[k]}")
     kwargs = {k: v for k, v in opts.items() if v is not None and (var_kw or k in names)}
     kwargs.update(parsed.options)
     return cls(parsed.target, **kwargs)
