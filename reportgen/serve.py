@@ -89,7 +89,10 @@ def check_adapter(name: str, path: str, max_lora_rank: int) -> tuple[str, str]:
             fix="give the directory written by `reportgen train` (or PeftModel.save_pretrained)",
         )
     try:
-        rank = int(json.loads(cfg.read_text(encoding="utf-8")).get("r", 0))
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):  # a list raised AttributeError
+            raise TypeError(f"a JSON object is needed, got {type(data).__name__}")
+        rank = int(data.get("r", 0))
     except (ValueError, TypeError, OSError) as e:
         raise ReportgenError("E554", f"adapter {name!r}: cannot read {str(cfg)!r} ({e})") from e
     if rank > max_lora_rank:

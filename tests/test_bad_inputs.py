@@ -177,6 +177,9 @@ def test_serve_log_port_and_model_checked_before_vllm_starts(tmp_path, capsys):
     with pytest.raises(ReportgenError) as e:
         VLLMServer(ServeConfig(model="m/x", port=70000), launcher=[str(fake)])
     assert e.value.code == "E737"
+    (tmp_path / "ad").mkdir()
+    (tmp_path / "ad" / "adapter_config.json").write_text("[1]")  # was AttributeError: 'list' object has no attribute 'get'
+    _fails([*base, "--model", "m/x", "--adapter", f"a={tmp_path / 'ad'}", "--print-command"], "E554", capsys, "JSON object")
 
 
 def _chexpert_csv(path: Path, *, bom: bool = False) -> None:
