@@ -109,7 +109,7 @@ def record_study(rec: Record, base: Path, allow_outside_root: bool = False) -> t
     No ``images`` (or an empty list): (None, None), the record is checked without images.
     Relative paths are read from ``base`` (the reports file's folder); paths leading out of
     it are refused (E904) unless ``allow_outside_root``."""
-    from reportgen.paths import image_path
+    from reportgen.paths import image_path, not_an_image_file
 
     data = rec.data or {}
     images = data.get("images", data.get("image"))
@@ -139,7 +139,7 @@ def record_study(rec: Record, base: Path, allow_outside_root: bool = False) -> t
         if outside:
             return None, f"images[{n}]: {outside}"
         if not path.is_file():
-            return None, f"E705 image {img!r} not found (relative paths are read from {str(base)!r})"
+            return None, f"E705 image {img!r} {not_an_image_file(path)} (relative paths are read from {str(base)!r})"
         resolved.append(str(path))
     mirrored = data.get("mirrored")
     if mirrored is not None:

@@ -339,6 +339,16 @@ def _merge(base: Any, extra: Any) -> Any:
     return extra
 
 
+_JSON_NAMES = {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "true/false"}
+
+
+@lru_cache(maxsize=1)
+def _default_sections() -> dict[str, type]:
+    """Top-level section -> JSON type, as the packaged lexicon has them."""
+    data = json.loads(DEFAULT_LEXICON.read_text(encoding="utf-8"))
+    return {k: type(v) for k, v in data.items()}
+
+
 def read_lexicon_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
@@ -350,6 +360,16 @@ def read_lexicon_file(path: str | Path) -> dict[str, Any]:
         raise ReportgenError("E211", f"lexicon file {p} is not valid JSON: {e}", fix="fix the file (docs/lexicon.md)") from None
     if not isinstance(data, dict) or "version" not in data:
         raise ReportgenError("E211", f"lexicon file {p} must be a JSON object with a \"version\" key", fix="see docs/lexicon.md")
+    sections = _default_sections()
+    for key, value in data.items():  # a misspelt section was merged and never read; a wrong type raised AttributeError
+        if key in ("comment", "version"):
+            continue
+        if key not in sections:
+            raise ReportgenError("E211", f"lexicon file {p}: unknown section {key!r}",
+                                 fix=f"use the sections of docs/lexicon.md: {', '.join(sorted(sections))}")
+        if not isinstance(value, sections[key]):
+            raise ReportgenError("E211", f"lexicon file {p}: section {key!r} must be a JSON {_JSON_NAMES[sections[key]]}, "
+                                 f"got {type(value).__name__}", fix="see docs/lexicon.md")
     for section in ("observations", "anatomy"):  # {norm: [synonyms]} is short for {norm: {"synonyms": [...]}}
         entries = data.get(section)
         if isinstance(entries, dict):

@@ -59,22 +59,50 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
-# commands whose --out names a file (``run`` and ``train`` write folders)
+# commands whose --out names a file (``run``, ``train`` and ``train-clip`` write folders)
 OUT_FILE_COMMANDS = frozenset({"check", "eval", "compare", "label", "prepare", "demo", "draft"})
+# commands whose --out names a folder, checked before any work (``run`` checks its own: E803)
+OUT_DIR_COMMANDS = frozenset({"train", "train-clip"})
 # integer options with a lower bound, checked before any work: (command, dest) -> minimum,
 # "*" for every command that has the option
 INT_MINIMUMS: dict[tuple[str, str], int] = {
     ("*", "max_chars"): 1, ("*", "llm_retries"): 0, ("*", "judge_retries"): 0, ("*", "judge_concurrency"): 1,
-    ("demo", "n"): 1, ("eval", "n"): 0,
+    ("demo", "n"): 1, ("eval", "n"): 0, ("*", "seed"): 0,
+    ("draft", "limit"): 1, ("draft", "max_consecutive_failures"): 0,
+    ("serve", "max_loras"): 1, ("serve", "max_model_len"): 1,
 }
+# number options with an upper bound too, or a float with a lower one: (command, dest) ->
+# (low, high), both allowed, None for no bound; checked with INT_MINIMUMS (E737)
+NUMBER_RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("serve", "port"): (0, 65535), ("serve", "startup_timeout"): (1, None),
+}
+# options that name a file, folder or model: an empty string is an error (E740), in every
+# command that has them (`--out ""` wrote a run or a model into the current folder, or raised)
+PATH_OPTIONS = frozenset({
+    "out", "bench_out", "studies", "reports", "reference", "manifest", "model", "config", "csv", "root", "image_root",
+    "template", "lexicon", "pred", "ref", "log", "calibrate", "region_model", "region_calibration", "region_png_dir",
+    "repair_prompt", "python", "html", "pretrained", "radeval_python",
+})
 
 
 def _check_minimums(command: str, args: argparse.Namespace) -> None:
+    for dest in sorted(PATH_OPTIONS):
+        if isinstance(getattr(args, dest, None), str) and not getattr(args, dest).strip():
+            flag = "--" + dest.replace("_", "-")
+            raise ReportgenError("E740", f"{flag} is empty", fix=f"give {flag} a path, or leave the option out")
     for (cmd, dest), low in INT_MINIMUMS.items():
         value = getattr(args, dest, None) if cmd in ("*", command) else None
         if isinstance(value, int) and value < low:
             flag = "--" + dest.replace("_", "-")
             raise ReportgenError("E735", f"{flag} must be at least {low}, got {value}", fix=f"give {flag} {low} or more")
+    for (cmd, dest), (low, high) in NUMBER_RANGES.items():
+        value = getattr(args, dest, None) if cmd in ("*", command) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                (low is not None and value < low) or (high is not None and value > high)):
+            flag = "--" + dest.replace("_", "-")
+            span = f"between {low:g} and {high:g}" if low is not None and high is not None else (
+                f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise ReportgenError("E737", f"{flag} must be {span}, got {value:g}", fix=f"give {flag} {span}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from reportgen.jsonl import check_out_file
 
             check_out_file(args.out)  # before the work, not at the final rename
+        if args.command in OUT_DIR_COMMANDS and getattr(args, "out", None):
+            from reportgen.jsonl import check_out_dir
+
+            check_out_dir(args.out)  # before the work, not when the results are saved
         return int(_load(args.command).run(args) or 0)
     except ReportgenError as e:
         print(f"reportgen {args.command}: {phi.scrub(str(e))}", file=sys.stderr)

@@ -60,7 +60,7 @@ def load_studies(path: Path, allow_outside_root: bool = False) -> Iterator[tuple
     from reportgen.backends.base import INPUT
     from reportgen.jsonl import read_jsonl
     from reportgen.prompting import clean_optional_fields
-    from reportgen.paths import image_path
+    from reportgen.paths import image_path, not_an_image_file
     from reportgen.types import Study
 
     base = path.resolve().parent
@@ -88,14 +88,14 @@ def load_studies(path: Path, allow_outside_root: bool = False) -> Iterator[tuple
                 outside = f"{rec.where}: images[{n}]: {outside}"
                 break
             if not p.is_file():
-                missing = img
+                missing = (img, not_an_image_file(p))
                 break
             resolved.append(str(p))
         if outside is not None:
             yield sid, None, outside, INPUT
             continue
         if missing is not None:
-            yield sid, None, f"{rec.where}: E576 image {missing!r} not found (relative paths are read from {str(base)!r})", INPUT
+            yield sid, None, f"{rec.where}: E576 image {missing[0]!r} {missing[1]} (relative paths are read from {str(base)!r})", INPUT
             continue
         data["images"] = resolved
         data.pop("image", None)

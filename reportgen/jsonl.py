@@ -73,10 +73,7 @@ def read_jsonl(
     ``require`` names keys that must be present; ``id`` must be a non-empty string.
     ``text_fields`` must be strings and no longer than ``max_chars``.
     """
-    p = Path(path)
-    if not p.is_file():
-        what = "is a folder, not a file" if p.is_dir() else "does not exist"
-        raise InputError("E101", f"input file {str(p)!r} {what}", fix="check the path")
+    p = check_in_file(path)
     with p.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -178,6 +175,40 @@ def dumps(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
+def check_in_file(path: str | os.PathLike[str], what: str = "input file", code: str = "E101", fix: str = "check the path") -> Path:
+    """``path`` as a Path when it names a file; else ``code`` saying that it is a folder or
+    does not exist (one wording for every input file: --studies, --manifest, --csv, ...)."""
+    p = Path(path)
+    if not p.is_file():
+        state = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise InputError(code, f"{what} {str(p)!r} {state}", fix=fix)
+    return p
+
+
+def has_record_line(path: str | os.PathLike[str]) -> bool:
+    """True when the file has a line that is not blank (a JSONL input with something in it)."""
+    with open(path, "rb") as fh:
+        return any(line.strip() for line in fh)
+
+
+def check_out_dir(path: str | os.PathLike[str], flag: str = "--out", code: str = "E736") -> None:
+    """Fail before any work when an output folder cannot be made: ``path`` names a file, a
+    file stands where one of its parent folders should be, or the folder it would be made
+    in is not writable (E736). Nothing is created."""
+    from reportgen.errors import ReportgenError
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ReportgenError(code, f"{flag} {path} is a file, not a folder", fix=f"give a folder for the outputs, e.g. {flag} {target}_out")
+    parent = target
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ReportgenError(code, f"{flag} {path}: {parent} is a file, so the folder cannot be made", fix=f"give another {flag} folder")
+    if not os.access(parent, os.W_OK):
+        raise ReportgenError(code, f"{flag} {path}: the folder {parent} is not writable", fix=f"give a writable {flag} folder")
+
+
 def check_out_file(path: str | os.PathLike[str], flag: str = "--out", code: str = "E734") -> None:
     """Fail before any work when an output file cannot be written: ``path`` names a folder,
     or its folder cannot be created or is not writable (E734; ``--html`` gives E707)."""
@@ -185,7 +216,7 @@ def check_out_file(path: str | os.PathLike[str], flag: str = "--out", code: str 
 
     target = Path(path)
     if target.is_dir():
-        raise ReportgenError(code, f"{flag} {path} is a folder, not a file", fix=f"give a file name, e.g. {flag} {target / ('out.html' if flag == '--html' else 'out.json')}")
+        raise ReportgenError(code, f"{flag} {path} is a folder, not a file", fix=f"give a file name, e.g. {flag} {target / {'--html': 'out.html', '--log': 'vllm.log'}.get(flag, 'out.json')}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -122,6 +122,11 @@ def pick_device(device: str | None = None) -> str:
 
     if device:
         device = str(device)
+        try:
+            torch.device(device)
+        except (RuntimeError, ValueError) as e:
+            raise ReportgenError("E505", f"unknown device {device!r}",
+                                 fix="use cpu, cuda or cuda:N (or mps on a Mac)") from None
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ReportgenError("E505", f"device {device!r} was asked for but torch sees no CUDA GPU",
                                  fix="use --device cpu, or install a CUDA build of torch on a GPU machine")
@@ -168,11 +173,15 @@ class LoadedModel:
         return getattr(self.processor, "tokenizer", self.processor)
 
 
-def _check_source(name_or_path: str, what: str) -> None:
+def check_source(name_or_path: str, what: str = "model", allow_file: bool = False) -> None:
+    """E504 when ``name_or_path`` looks like a local path (``/``, ``.``, ``~``, or more
+    than one ``/``) but is no folder (no file either, with ``allow_file``: vLLM serves a
+    single GGUF file); a hub id passes (train, draft --backend hf:, serve)."""
     p = Path(os.path.expanduser(str(name_or_path)))
     looks_local = str(name_or_path).startswith((".", "/", "~")) or p.exists() or str(name_or_path).count("/") > 1
-    if looks_local and not p.is_dir():
-        raise ReportgenError("E504", f"{what} folder {str(name_or_path)!r} does not exist", fix="give an existing folder or a hub id such as " + DEFAULT_MODEL)
+    if looks_local and not (p.is_dir() or (allow_file and p.is_file())):
+        state = "is a file, not a folder" if p.exists() else "does not exist"
+        raise ReportgenError("E504", f"{what} folder {str(name_or_path)!r} {state}", fix="give an existing folder or a hub id such as " + DEFAULT_MODEL)
 
 
 def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
@@ -180,7 +189,7 @@ def load_processor(name_or_path: str, *, trust_remote_code: bool = False):
     ``trust_remote_code`` runs the Python code shipped with the model (see load_base_model)."""
     from transformers import AutoProcessor
 
-    _check_source(name_or_path, "model")
+    check_source(name_or_path, "model")
     try:
         return AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -205,7 +214,7 @@ def load_base_model(name_or_path: str, *, device: str | None = None, dtype: Any 
     import transformers
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    _check_source(name_or_path, "model")
+    check_source(name_or_path, "model")
     device = pick_device(device)
     torch_dtype = pick_dtype(dtype, device)
     try:

@@ -42,3 +42,9 @@ def image_path(image: str, root: str | os.PathLike[str], *, allow_outside: bool 
 
 
 __all__ = ["OUTSIDE_FIX", "image_path"]
+
+
+def not_an_image_file(path: str | os.PathLike[str]) -> str:
+    """Why an image path named in a manifest cannot be read as a file: a folder is named as
+    one, not reported as 'not found' (E576, E513, E705 messages)."""
+    return "is a folder, not an image file" if Path(path).is_dir() else "not found"

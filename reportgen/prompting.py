@@ -108,10 +108,13 @@ def load_template(path: str | os.PathLike[str] | None = None) -> PromptTemplate:
 
         text, source = prompts.load(DEFAULT_TEMPLATE), f"prompts/{DEFAULT_TEMPLATE}"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise ReportgenError("E520", f"prompt template {str(p)!r} does not exist", fix="check the path")
-        text, source = p.read_text(encoding="utf-8"), str(p)
+        from reportgen.jsonl import check_in_file
+
+        p = check_in_file(path, "prompt template", "E520")
+        try:
+            text, source = p.read_text(encoding="utf-8"), str(p)
+        except UnicodeDecodeError as e:
+            raise ReportgenError("E520", f"prompt template {str(p)!r} is not UTF-8 text (byte {e.start})", fix="save it as UTF-8 JSON") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

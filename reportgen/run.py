@@ -149,6 +149,8 @@ class RunConfig:
             raise ReportgenError("E801", "run configuration: ray_* settings given with engine local", fix="set engine = \"ray\" (--engine ray)")
         if self.bootstrap < 0 or not 0.0 <= self.demo_rate <= 1.0:
             raise ReportgenError("E801", "run configuration: bootstrap must be >= 0 and demo_rate within 0..1")
+        if self.seed < 0:  # numpy's generators take no negative seed (a traceback after the check stage)
+            raise ReportgenError("E801", f"run configuration: seed must be >= 0, got {self.seed}", fix="give --seed 0 or more")
 
     @property
     def demo(self) -> bool:
@@ -170,10 +172,25 @@ class RunConfig:
         if self.repair and not self.backend:
             raise ReportgenError("E812", "--repair redrafts with the model: it needs --studies and --backend",
                                  fix="add --studies S.jsonl --backend SPEC, or leave out --repair")
+        from reportgen.jsonl import check_in_file, has_record_line
+
+        extra = [f"--{k.replace('_', '-')}" for k, unset in (("region_calibration", None), ("region_device", "cpu"))
+                 if getattr(self, k) != unset]
+        if extra and not self.region_model:  # they were ignored without a word
+            raise ReportgenError("E700", f"{', '.join(extra)} given without --region-model", fix="add --region-model SPEC (e.g. local-dir:PATH)")
+        if self.repair:  # the template is read before the drafting, not when a flagged draft is redrafted
+            from reportgen.prompting import load_template
+
+            prompt = repair_prompt_path(self)
+            check_in_file(prompt, "repair prompt", "E813", fix="give repair_prompt a prompt template JSON (see prompts/repair.json)")
+            load_template(prompt)  # E520 for a malformed template
         for name in ("studies", "reports", "reference"):
             p = getattr(self, name)
-            if p and not Path(p).is_file():
-                raise ReportgenError("E802", f"--{name} {p!r} does not exist", fix=f"check the path given to --{name}")
+            if p:
+                check_in_file(p, f"--{name}", "E802", fix=f"check the path given to --{name}")
+                if not has_record_line(p):  # an empty run would 'succeed' with nothing in it
+                    raise ReportgenError("E739", f"--{name} {p!r} holds no record (the file is empty)",
+                                         fix=f"check the path given to --{name}: one JSON object per line")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -34,6 +34,8 @@ from reportgen.errors import BackendUnavailable, ReportgenError
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 VLLM_PYTHON_ENV = "REPORTGEN_VLLM_PYTHON"
 DEFAULT_VENV = ".venv-vllm"
+# the values of vLLM's --dtype
+VLLM_DTYPES = ("auto", "half", "float16", "bfloat16", "float", "float32")
 # vLLM's Punica kernels support these LoRA ranks (--max-lora-rank).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 INSTALL_ROUTES = (
@@ -87,7 +89,10 @@ def check_adapter(name: str, path: str, max_lora_rank: int) -> tuple[str, str]:
             fix="give the directory written by `reportgen train` (or PeftModel.save_pretrained)",
         )
     try:
-        rank = int(json.loads(cfg.read_text(encoding="utf-8")).get("r", 0))
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):  # a list raised AttributeError
+            raise TypeError(f"a JSON object is needed, got {type(data).__name__}")
+        rank = int(data.get("r", 0))
     except (ValueError, TypeError, OSError) as e:
         raise ReportgenError("E554", f"adapter {name!r}: cannot read {str(cfg)!r} ({e})") from e
     if rank > max_lora_rank:
@@ -292,6 +297,17 @@ class VLLMServer:
             raise ReportgenError("E553", f"adapter names repeat: {', '.join(names)}", fix="give each --adapter its own NAME")
         if cfg.max_lora_rank not in LORA_RANKS:
             raise ReportgenError("E555", f"--max-lora-rank {cfg.max_lora_rank} is not supported by vLLM", fix=f"use one of {', '.join(map(str, LORA_RANKS))}")
+        from reportgen.models import check_source
+
+        check_source(cfg.model, allow_file=True)  # a local folder that is not there fails here, not in vLLM's log
+        if isinstance(cfg.port, bool) or not isinstance(cfg.port, int) or not 0 <= cfg.port <= 65535:
+            raise ReportgenError("E737", f"--port must be between 0 and 65535, got {cfg.port!r}", fix="give a port in 1024-65535, or 0 for a free one")
+        if cfg.dtype is not None and cfg.dtype not in VLLM_DTYPES:  # else vLLM refuses it in its log, after the start
+            raise ReportgenError("E505", f"--dtype {cfg.dtype!r} is not a vLLM dtype", fix=f"use one of {', '.join(VLLM_DTYPES)}")
+        if log_path:
+            from reportgen.jsonl import check_out_file
+
+            check_out_file(log_path, "--log")  # a folder or an unwritable place fails here, not at start()
         port = cfg.port or free_port(cfg.host)
         self.cfg = replace(cfg, adapters=adapters, port=port, limit_mm_per_prompt=limit_mm(cfg))
         self.launcher = list(launcher) if launcher else None

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from reportgen.errors import InputError, ReportgenError, error_code
-from reportgen.jsonl import AppendWriter, atomic_writer, dumps, read_jsonl
+from reportgen.jsonl import AppendWriter, atomic_writer, check_in_file, check_out_dir, dumps, read_jsonl
 from reportgen.prompting import clean_optional_fields
 from reportgen.types import Study
 
@@ -137,6 +137,14 @@ class TrainConfig:
             raise bad("target_modules", "must be a regex string or a list of module names", "omit it for the family default")
         if isinstance(self.target_modules, tuple):
             self.target_modules = list(self.target_modules)
+        if isinstance(self.target_modules, str):
+            import re
+
+            try:
+                re.compile(self.target_modules)
+            except re.error as e:
+                raise bad("target_modules", f"{self.target_modules!r} is not a regular expression ({e})",
+                          "give a Python regex such as '.*language_model.*\\.(q_proj|v_proj)'") from None
         if not isinstance(self.max_skipped_share, (int, float)) or not 0 <= self.max_skipped_share <= 1:
             raise bad("max_skipped_share", f"must be in [0, 1], got {self.max_skipped_share!r}", "e.g. --max-skipped-share 0.05")
         if self.quantize not in (None, "4bit"):
@@ -183,8 +191,7 @@ def read_manifest(path: str | os.PathLike[str], allow_outside_root: bool = False
     p = Path(path)
     base = p.parent
     h = hashlib.sha256()
-    if not p.is_file():
-        raise InputError("E511", f"manifest {str(p)!r} does not exist", fix="check --manifest")
+    check_in_file(p, "manifest", "E511", fix="check --manifest")
     h.update(p.read_bytes())
     examples: list[Example] = []
     errors: list[dict[str, str]] = []
@@ -226,7 +233,7 @@ def _resolve(base: Path, image: str) -> Path:
 
 
 def _check_record(data: dict[str, Any], base: Path, allow_outside_root: bool = False) -> str | None:
-    from reportgen.paths import image_path
+    from reportgen.paths import image_path, not_an_image_file
 
     images = data.get("images")
     if isinstance(images, str):
@@ -240,7 +247,7 @@ def _check_record(data: dict[str, Any], base: Path, allow_outside_root: bool = F
         if outside:
             return f"images[{images.index(img)}]: {outside}"
         if not p.is_file():
-            return f"E513 image {img!r} does not exist"
+            return f"E513 image {img!r} {not_an_image_file(p) if p.is_dir() else 'does not exist'}"
     return None
 
 
@@ -608,6 +615,7 @@ class Trainer:
         from reportgen.models import family_of
 
         cfg = self.cfg
+        check_out_dir(cfg.out)  # a file at --out fails now, not when the first checkpoint is saved
         self._init_distributed()
         self.data = read_manifest(cfg.manifest, cfg.allow_outside_root)
         if not self.data.examples:
@@ -634,7 +642,12 @@ class Trainer:
         elif cfg.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             base.enable_input_require_grads()
-        self.model = get_peft_model(base, lora_config(cfg, self.model_type))
+        try:
+            self.model = get_peft_model(base, lora_config(cfg, self.model_type))
+        except ValueError as e:  # peft's NoMatchingPeftModuleError: the targets match no module
+            if "not found in the base model" not in str(e) and "NoMatching" not in type(e).__name__:
+                raise
+            check_targets([])
         self.model.peft_config["default"].base_model_name_or_path = cfg.model
         self.lora_modules = lora_module_names(self.model)
         check_targets(self.lora_modules)

@@ -216,6 +216,10 @@ class Study(_Json):
             raise ReportgenError("E003", "a study needs a non-empty string id")
         _as_tuple(self, "images")
         _as_tuple(self, "views")
+        bad = next((v for v in self.views if v is not None and not isinstance(v, str)), None)
+        if bad is not None:  # 'view': 7 raised AttributeError in the prompt, after the model was loaded
+            raise ReportgenError("E741", f"study {self.id!r}: a view must be a name such as 'PA' or 'LATERAL', got {bad!r}",
+                                 fix="write 'views': [\"PA\", \"LATERAL\"] (one per image) or 'view': \"PA\"")
         if self.views and len(self.views) != len(self.images):
             raise ReportgenError(
                 "E004", f"study {self.id!r}: {len(self.views)} views for {len(self.images)} images",
@@ -233,6 +237,8 @@ class Study(_Json):
         if isinstance(images, str):
             images = (images,)
         views = d.get("views", ())
+        if isinstance(views, str):  # one view, as one image path may be a string ('views': "PA" was 2 views, P and A)
+            views = (views,)
         if not views and d.get("view"):
             views = (d["view"],) * len(images)
         ref = d.get("reference")

@@ -165,6 +165,10 @@ class ClipBackend:
         if self._model is not None:
             return self
         torch, open_clip = import_backend()
+        from reportgen.models import pick_device
+
+        if self.device is not None:
+            self.device = pick_device(self.device)  # E505 for an unknown device or CUDA without a GPU, not E600
         if self.threads:
             torch.set_num_threads(self.threads)
         name = self.spec

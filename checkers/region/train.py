@@ -220,7 +220,16 @@ def train_clip(
     from reportgen.checkers.region.images import load_radiograph
     from reportgen.checkers.region.model import ClipBackend
 
+    from reportgen.checkers.region.model import resolve_model_spec
+    from reportgen.jsonl import check_in_file, check_out_dir
+
     t0 = time.perf_counter()
+    check_out_dir(out)  # a file at --out, or a missing labels file, fails now, not after the training
+    if calibrate_labels is not None:
+        check_in_file(calibrate_labels, "calibration labels file", fix="check --calibrate")
+    if pretrained and resolve_model_spec(model)[0] in ("local-dir", "hf-hub"):
+        raise ReportgenError("E608", f"--pretrained {pretrained!r} was given with {model!r}, whose weights are its own",
+                             fix="drop --pretrained, or give a built-in name or a config JSON with it")
     skipped: list[str] = []
     source = None
     if isinstance(pairs, (str, Path)):
@@ -237,6 +246,8 @@ def train_clip(
             raise ReportgenError("E608", f"{name} must be >= {lo}, not {v}")
     if not lr > 0:
         raise ReportgenError("E608", f"lr must be > 0, not {lr}")
+    if not float(weight_decay) >= 0 or int(seed) < 0:
+        raise ReportgenError("E608", f"weight_decay and seed must be >= 0, not {weight_decay}, {seed}")
     if not 0.0 <= float(dense_weight) <= 1.0:
         raise ReportgenError("E608", f"dense_weight must be in [0, 1], not {dense_weight}")
     if int(warmup) < 0 or schedule not in ("constant", "cosine"):
@@ -249,6 +260,9 @@ def train_clip(
 
     import torch
 
+    from reportgen.models import pick_device
+
+    device = pick_device(device)  # E505 for 'cuda' without a GPU or an unknown device name
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     name, cfg = model_config(model)

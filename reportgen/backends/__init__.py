@@ -93,6 +93,9 @@ def parse_spec(spec: str) -> BackendSpec:
         if not options and query.strip():
             raise ReportgenError("E560", f"cannot read the options {query!r} of spec {spec!r}", fix="write them as ?key=value&key2=value2")
     target = target.strip()
+    for key in ("adapter", "model"):  # '?adapter=' drafted with the base model, without a word
+        if key in options and (options[key] is None or not str(options[key]).strip()):
+            raise ReportgenError("E560", f"the option {key}= of spec {spec!r} is empty", fix=f"write ?{key}=NAME_OR_PATH, or drop it")
     if kind == "vllm":
         target = target or DEFAULT_VLLM_URL
         if not target.startswith(("http://", "https://")):
@@ -100,6 +103,16 @@ def parse_spec(spec: str) -> BackendSpec:
                 "E560", f"the vllm backend needs a server URL, got {target!r}",
                 fix=f"write vllm:http://HOST:PORT (start a server with `reportgen serve`); valid forms: {_forms()}",
             )
+        from urllib.parse import urlsplit
+
+        try:  # 'http://[::1' or port 99999 raised from the HTTP client, or retried as 'unreachable'
+            parts = urlsplit(target)
+            parts.port
+        except ValueError as e:
+            raise ReportgenError("E560", f"the server URL {target!r} is malformed ({e})",
+                                 fix="write vllm:http://HOST:PORT with a port in 1-65535") from None
+        if not parts.hostname:
+            raise ReportgenError("E560", f"the server URL {target!r} names no host", fix="write vllm:http://HOST:PORT")
     elif not target:
         raise ReportgenError(
             "E560", f"spec {spec!r} names no model",
@@ -147,6 +160,12 @@ def get_drafter(spec: str | BackendSpec, **opts: Any):
             "E562", f"backend {parsed.kind!r} has no option {', '.join(map(repr, unknown))}",
             fix=f"valid options: {', '.join(sorted(names))}",
         )
+    numeric = {p.name: p.default for p in list(inspect.signature(cls.__init__).parameters.values())[2:]
+               if type(p.default) in (int, float)}
+    for k, v in parsed.options.items():  # '?max_new_tokens=abc' raised int()'s ValueError in the backend
+        if k in numeric and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ReportgenError("E562", f"the option {k}={v!r} of spec {str(parsed)!r} is not a number",
+                                 fix=f"write ?{k}=N, e.g. ?{k}={numeric[k]}")
     kwargs = {k: v for k, v in opts.items() if v is not None and (var_kw or k in names)}
     kwargs.update(parsed.options)
     return cls(parsed.target, **kwargs)

@@ -128,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rng = random.Random(args.seed)
     reports = load_iu_reports()
+    eligible = sum(1 for r in reports if r.findings and r.impression)
+    if args.n > eligible // 2:  # part A would take them all and part B would check nothing
+        from reportgen.errors import ReportgenError
+
+        raise ReportgenError("E737", f"--n {args.n} is more than the sample holds: {eligible:,} IU reports have findings "
+                             f"and an impression, so each part takes at most {eligible // 2:,}",
+                             fix=f"give --n {eligible // 2} or less")
     read = default_reader(args.extractor)
     pipeline = Pipeline(extractor=args.extractor, reader=read)  # part A: self-consistency
     against_reference = Pipeline(extractor=args.extractor, self_check=False, reader=read)  # part B

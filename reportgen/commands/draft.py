@@ -37,6 +37,7 @@ from typing import Any
 from reportgen.drafts import (Tally, compatible, describe_drafter, draft_record, drop_records, identity, mixed_error,
                               record_maker, run_fields, scan_output, studies_to_draft, to_retry, write_drafts)
 from reportgen.errors import InputError, ReportgenError
+from reportgen.jsonl import check_in_file
 
 log = logging.getLogger("reportgen.draft")
 
@@ -93,8 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     from reportgen.jsonl import AppendWriter
 
     studies_path, out_path = Path(args.studies), Path(args.out)
-    if not studies_path.is_file():
-        raise InputError("E101", f"studies file {str(studies_path)!r} does not exist", fix="check --studies")
+    check_in_file(studies_path, "studies file", fix="check --studies")
     if out_path.exists() and out_path.resolve() == studies_path.resolve():
         raise InputError("E577", "--out is the --studies file", fix="write the drafts to another file")
     for name in ("concurrency", "max_new_tokens"):
@@ -118,10 +118,13 @@ def _run(args: argparse.Namespace) -> int:
     todo = studies_to_draft(studies_path, done, getattr(args, "allow_outside_root", False))
     for sid in todo.duplicates:
         log.warning("%s: duplicate study id %r skipped (the first one is drafted)", studies_path, sid)
+    if not todo.order:
+        raise InputError("E739", f"studies file {str(studies_path)!r} holds no study", fix="check --studies: one JSON object per line")
     pending, bad, duplicates = todo.pending, todo.bad, len(todo.duplicates)
     if args.limit is not None:
-        pending = pending[: max(0, args.limit)]
-    skipped = len(todo.order) - len(pending) - len(bad)
+        pending = pending[: args.limit]
+    held = len(todo.pending) - len(pending)  # left for a later run by --limit
+    skipped = len(todo.order) - len(todo.pending) - len(bad)
 
     n_ok = n_err = 0
     with AppendWriter(out_path) as writer:
@@ -179,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
     summary = f"{n_ok} drafted, {n_err} errors, {skipped} already done"
     if duplicates:
         summary += f", {duplicates} duplicate ids skipped"
+    if held:
+        summary += f", {held} left for a later run (--limit)"
     if stopped is not None:
         raise ReportgenError(
             "E578", f"stopped after {args.max_consecutive_failures} studies in a row failed with the backend "

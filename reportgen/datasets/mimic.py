@@ -45,7 +45,11 @@ def _open_csv(root: Path, name: str, required: bool) -> Iterator[dict[str, str]]
         if p.is_file():
             raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")
             with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
-                yield from csv.DictReader(fh)
+                try:
+                    yield from csv.DictReader(fh)
+                except (UnicodeDecodeError, csv.Error, OSError, EOFError) as e:  # OSError, EOFError: a broken .gz
+                    raise ReportgenError("E738", f"{str(p)!r} cannot be read as UTF-8 CSV ({type(e).__name__})",
+                                         fix="restore the file from the MIMIC-CXR-JPG download") from None
             return None
     if required:
         raise ReportgenError("E110", f"{str(root / name)!r} (or .gz) not found: not a MIMIC-CXR-JPG folder",
@@ -73,6 +77,11 @@ def load_mimic_cxr(root: str | Path, reports: str | Path | None = None, *, secti
     bad = [s for s in splits if s not in SPLITS]
     if bad:
         raise ReportgenError("E112", f"unknown MIMIC-CXR split(s) {', '.join(bad)}", fix=f"use {', '.join(SPLITS)}")
+    for flag, folder in (("--root", root), ("--reports", reports_root)):
+        if not folder.is_dir():
+            state = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise ReportgenError("E110", f"{flag} {str(folder)!r} {state}",
+                                 fix=f"give {flag} the MIMIC-CXR{'-JPG' if flag == '--root' else ''} folder")
     if not (root / "files").is_dir():
         raise ReportgenError("E110", f"{str(root / 'files')!r} does not exist: not a MIMIC-CXR-JPG folder",
                              fix="give --root the folder holding mimic-cxr-2.0.0-split.csv and files/")

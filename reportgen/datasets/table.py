@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from reportgen.datasets import clean, record, sections_of
 from reportgen.errors import ReportgenError
+from reportgen.jsonl import check_in_file
 
 
 @dataclass(frozen=True)
@@ -63,20 +64,27 @@ def load_table(csv_path: str | Path, image_root: str | Path | None = None, *, co
     if cols is None:
         raise ReportgenError("E112", f"unknown CSV preset {columns!r}", fix=f"use one of {', '.join(PRESETS)}")
     path = Path(csv_path).expanduser()
-    if not path.is_file():
-        raise ReportgenError("E110", f"CSV {str(path)!r} does not exist", fix="check --csv")
+    check_in_file(path, "CSV", "E110", fix="check --csv")
     root = Path(image_root).expanduser() if image_root else path.parent
+    if not root.is_dir():  # else every image would be 'missing'
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise ReportgenError("E110", f"--image-root {str(root)!r} {state}", fix="give the folder the CSV's relative image paths start in")
     stats = stats if stats is not None else Counter()
     groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:  # -sig: the BOM a spreadsheet writes is no part of a name
         reader = csv.DictReader(fh)
-        need = [cols.image, cols.patient, *cols.study]
-        missing = [c for c in need if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ReportgenError("E111", f"{str(path)!r} lacks the column(s) {', '.join(missing)}",
-                                 fix="pick the preset of this CSV or name its columns")
-        for row in reader:
-            groups.setdefault(tuple(row[c] for c in cols.study), []).append(row)
+        try:
+            need = [cols.image, cols.patient, *cols.study]
+            missing = [c for c in need if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ReportgenError("E111", f"{str(path)!r} lacks the column(s) {', '.join(missing)}",
+                                     fix="pick the preset of this CSV or name its columns")
+            for row in reader:
+                groups.setdefault(tuple(row[c] for c in cols.study), []).append(row)
+        except (UnicodeDecodeError, csv.Error) as e:
+            what = "is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else f"is not a readable CSV ({e})"
+            raise ReportgenError("E738", f"{str(path)!r} {what}, near line {reader.line_num + 1}",
+                                 fix="save the table as UTF-8 CSV (comma-separated, one row per image)") from None
     for key, rows in groups.items():
         split = (rows[0].get(cols.split) or "").strip().lower() if cols.split else ""
         split = {"valid": "validate", "val": "validate"}.get(split, split)
