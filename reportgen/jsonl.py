@@ -185,6 +185,16 @@ def check_in_file(path: str | os.PathLike[str], what: str = "input file", code: 
     return p
 
 
+def check_in_dir(path: str | os.PathLike[str], what: str, code: str, fix: str) -> Path:
+    """``path`` as a Path when it names a folder; else ``code`` saying that it is a file or
+    does not exist (the folder twin of ``check_in_file``: --root, --image-root, ...)."""
+    p = Path(path)
+    if not p.is_dir():
+        state = "is a file, not a folder" if p.exists() else "does not exist"
+        raise InputError(code, f"{what} {str(p)!r} {state}", fix=fix)
+    return p
+
+
 def has_record_line(path: str | os.PathLike[str]) -> bool:
     """True when the file has a line that is not blank (a JSONL input with something in it)."""
     with open(path, "rb") as fh:

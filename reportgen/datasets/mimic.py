@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from reportgen.datasets import record, sections_of
 from reportgen.errors import ReportgenError
+from reportgen.jsonl import check_in_dir
 
 SPLIT_FILE = "mimic-cxr-2.0.0-split.csv"
 METADATA_FILE = "mimic-cxr-2.0.0-metadata.csv"
@@ -78,10 +79,7 @@ def load_mimic_cxr(root: str | Path, reports: str | Path | None = None, *, secti
     if bad:
         raise ReportgenError("E112", f"unknown MIMIC-CXR split(s) {', '.join(bad)}", fix=f"use {', '.join(SPLITS)}")
     for flag, folder in (("--root", root), ("--reports", reports_root)):
-        if not folder.is_dir():
-            state = "is a file, not a folder" if folder.exists() else "does not exist"
-            raise ReportgenError("E110", f"{flag} {str(folder)!r} {state}",
-                                 fix=f"give {flag} the MIMIC-CXR{'-JPG' if flag == '--root' else ''} folder")
+        check_in_dir(folder, flag, "E110", fix=f"give {flag} the MIMIC-CXR{'-JPG' if flag == '--root' else ''} folder")
     if not (root / "files").is_dir():
         raise ReportgenError("E110", f"{str(root / 'files')!r} does not exist: not a MIMIC-CXR-JPG folder",
                              fix="give --root the folder holding mimic-cxr-2.0.0-split.csv and files/")

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from reportgen.datasets import clean, record, sections_of
 from reportgen.errors import ReportgenError
-from reportgen.jsonl import check_in_file
+from reportgen.jsonl import check_in_dir, check_in_file
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,7 @@ def load_table(csv_path: str | Path, image_root: str | Path | None = None, *, co
     path = Path(csv_path).expanduser()
     check_in_file(path, "CSV", "E110", fix="check --csv")
     root = Path(image_root).expanduser() if image_root else path.parent
-    if not root.is_dir():  # else every image would be 'missing'
-        state = "is a file, not a folder" if root.exists() else "does not exist"
-        raise ReportgenError("E110", f"--image-root {str(root)!r} {state}", fix="give the folder the CSV's relative image paths start in")
+    check_in_dir(root, "--image-root", "E110", fix="give the folder the CSV's relative image paths start in")  # else every image would be 'missing'
     stats = stats if stats is not None else Counter()
     groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
     with path.open(encoding="utf-8-sig", newline="") as fh:  # -sig: the BOM a spreadsheet writes is no part of a name
